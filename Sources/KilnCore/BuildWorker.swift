@@ -1,0 +1,288 @@
+import Foundation
+import KilnPipeline
+import Logging
+import ServiceLifecycle
+
+/// Where the worker keeps work trees and logs. Names are database ids, never payload text.
+public struct WorkerPaths: Sendable, Hashable {
+    /// Directory of per-build work trees.
+    public var workspaces: String
+    /// Directory of per-job logs.
+    public var logs: String
+
+    /// Creates paths under a data directory.
+    public init(dataDirectory: String) {
+        self.workspaces = dataDirectory + "/workspaces"
+        self.logs = dataDirectory + "/logs"
+    }
+
+    /// The work tree of a build.
+    public func workspace(_ build: BuildID) -> String { "\(workspaces)/\(build)" }
+    /// The log of a job.
+    public func log(_ job: JobID) -> String { "\(logs)/\(job).log" }
+}
+
+/// Settings the worker needs from the configuration.
+public struct WorkerSettings: Sendable {
+    /// Limits applied when planning.
+    public var limits: JobLimits
+    /// Jobs running at once.
+    public var maxParallelJobs: Int
+    /// Cap on each job's log.
+    public var logCapBytes: Int
+    /// Where files go.
+    public var paths: WorkerPaths
+
+    /// Creates settings.
+    public init(limits: JobLimits, maxParallelJobs: Int, logCapBytes: Int, paths: WorkerPaths) {
+        self.limits = limits
+        self.maxParallelJobs = maxParallelJobs
+        self.logCapBytes = logCapBytes
+        self.paths = paths
+    }
+}
+
+/// Doorbells that connect intake, the worker and the status reporter.
+public struct Doorbells: Sendable {
+    /// A build was accepted.
+    public let planning = Doorbell()
+    /// Jobs were queued or a job ended.
+    public let jobs = Doorbell()
+    /// Statuses were enqueued.
+    public let statuses = Doorbell()
+
+    /// Creates a set of quiet doorbells.
+    public init() {}
+}
+
+/// Plans accepted builds (fetch, read `.kiln.yml`, filter, queue jobs) and runs their jobs,
+/// at most `maxParallelJobs` at once.
+public struct BuildWorker: Service {
+    private let store: any BuildStore
+    private let source: any SourceProvider
+    private let executor: any Executor
+    private let repositories: [RepositoryID: RepositorySource]
+    private let settings: WorkerSettings
+    private let bells: Doorbells
+    private let health: HealthState
+    private let logger: Logger
+
+    /// Creates the worker.
+    public init(
+        store: any BuildStore, source: any SourceProvider, executor: any Executor,
+        repositories: [RepositoryID: RepositorySource], settings: WorkerSettings, bells: Doorbells,
+        health: HealthState, logger: Logger
+    ) {
+        self.store = store
+        self.source = source
+        self.executor = executor
+        self.repositories = repositories
+        self.settings = settings
+        self.bells = bells
+        self.health = health
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try FileManager.default.createDirectory(atPath: settings.paths.workspaces, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: settings.paths.logs, withIntermediateDirectories: true)
+        let recovered = try await store.recoverInterrupted()
+        if recovered.builds + recovered.jobs > 0 {
+            logger.notice("resuming work interrupted by a restart", metadata: [
+                "builds": "\(recovered.builds)", "jobs": "\(recovered.jobs)",
+            ])
+        }
+        let readiness = await executor.readiness()
+        health.update(readiness)
+        switch readiness {
+        case .notReady(let reason):
+            logger.critical("not building anything: \(reason)")
+            // Accepted builds stay queued and are built after a restart with a usable nix.
+            try? await gracefulShutdown()
+            return
+        case .ready(let detail):
+            logger.info("executor ready", metadata: ["detail": "\(detail)"])
+        }
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.planLoop() }
+                for _ in 0..<max(1, self.settings.maxParallelJobs) {
+                    group.addTask { await self.jobLoop() }
+                }
+            }
+        }
+    }
+
+    // MARK: Planning
+
+    private func planLoop() async {
+        while !Task.isCancelled {
+            let seen = bells.planning.generation
+            do {
+                if let build = try await store.claimBuildToPlan() {
+                    await plan(build)
+                    continue
+                }
+            } catch {
+                logger.error("could not read queued builds: \(error)")
+            }
+            await bells.planning.wait(after: seen, upTo: .seconds(10))
+        }
+    }
+
+    private func plan(_ build: BuildRecord) async {
+        let result = await planningResult(build)
+        do {
+            try await store.finishPlanning(build.id, result, at: Date())
+        } catch {
+            logger.error("could not record the plan", metadata: ["build.id": "\(build.id)", "error": "\(error)"])
+            return
+        }
+        logger.info("build planned", metadata: ["build.id": "\(build.id)", "result": "\(Self.describe(result))"])
+        bells.jobs.ring()
+        bells.statuses.ring()
+    }
+
+    private func planningResult(_ build: BuildRecord) async -> PlanningResult {
+        guard let repository = repositories[build.repositoryID] else {
+            return .errored("repository \(build.repository) is no longer configured")
+        }
+        guard let ref = GitRef(fullName: build.ref) else {
+            return .errored("cannot build ref \(build.ref): only branches and tags are built")
+        }
+        do {
+            try await source.fetch(repository, ref: build.ref, sha: build.sha)
+            let file = try await source.readFile(
+                repository, sha: build.sha, path: PipelineFile.name, maxBytes: PipelineFile.maxBytes)
+            let bytes: [UInt8]
+            switch file {
+            case .missing:
+                return .invalid(
+                    summary: "no \(PipelineFile.name) at \(CommitID.short(build.sha)); add one to build this repository",
+                    diagnostics: [])
+            case .tooLarge(let size):
+                let message =
+                    "\(PipelineFile.name): pipeline file is \(ByteCount.format(size)); the limit is \(ByteCount.format(PipelineFile.maxBytes))"
+                return .invalid(summary: message, diagnostics: [message])
+            case .contents(let contents):
+                bytes = contents
+            }
+            let spec: PipelineSpec
+            switch PipelineFile.parse(bytes) {
+            case .invalid(let diagnostics):
+                return Self.invalid(diagnostics)
+            case .valid(let valid):
+                spec = valid
+            }
+            switch BuildPlan.make(spec, for: .push(ref), limits: settings.limits) {
+            case .skipped(let reason):
+                return .skipped(reason: reason)
+            case .invalid(let diagnostics):
+                return Self.invalid(diagnostics)
+            case .jobs(let jobs):
+                try await prepareWorkspace(build, repository)
+                return .planned(jobs)
+            }
+        } catch {
+            return .errored(error.message)
+        }
+    }
+
+    private static func invalid(_ diagnostics: [Diagnostic]) -> PlanningResult {
+        let formatted = diagnostics.map { $0.formatted(file: PipelineFile.name) }
+        var summary = formatted.first ?? "\(PipelineFile.name) is invalid"
+        if formatted.count > 1 { summary += " (and \(formatted.count - 1) more)" }
+        return .invalid(summary: summary, diagnostics: formatted)
+    }
+
+    private static func describe(_ result: PlanningResult) -> String {
+        switch result {
+        case .planned(let jobs): return "\(jobs.count) jobs queued"
+        case .skipped(let reason): return "skipped: \(reason)"
+        case .invalid(let summary, _): return "invalid: \(summary)"
+        case .errored(let message): return "error: \(message)"
+        }
+    }
+
+    /// Checks the commit out into the build's work tree unless it is already there.
+    /// The tree is written to a temporary directory and renamed, so a present tree is complete.
+    private func prepareWorkspace(_ build: BuildRecord, _ repository: RepositorySource) async throws(SourceError) {
+        let target = settings.paths.workspace(build.id)
+        if FileManager.default.fileExists(atPath: target) { return }
+        let temporary = "\(settings.paths.workspaces)/.checkout-\(build.id)-\(UUID().uuidString)"
+        try await source.checkout(repository, sha: build.sha, into: temporary)
+        if rename(temporary, target) != 0 {
+            try? FileManager.default.removeItem(atPath: temporary)
+            guard FileManager.default.fileExists(atPath: target) else {
+                throw SourceError("could not move the work tree into place at \(target): errno \(errno)")
+            }
+        }
+    }
+
+    // MARK: Jobs
+
+    private func jobLoop() async {
+        while !Task.isCancelled {
+            let seen = bells.jobs.generation
+            do {
+                if let claimed = try await store.claimRunnableJob(at: Date()) {
+                    await runJob(claimed)
+                    continue
+                }
+            } catch {
+                logger.error("could not read queued jobs: \(error)")
+            }
+            await bells.jobs.wait(after: seen, upTo: .seconds(10))
+        }
+    }
+
+    private func runJob(_ claimed: ClaimedJob) async {
+        let job = claimed.job
+        let build = claimed.build
+        var metadata: Logger.Metadata = ["build.id": "\(build.id)", "job.id": "\(job.id)", "job.name": "\(job.name)"]
+        logger.info("job started", metadata: metadata)
+        let report = await execute(claimed)
+        if case .cancelled(.shutdown) = report.outcome {
+            // Left running in the store: the next start queues it again.
+            logger.notice("job interrupted by shutdown; it will run again at the next start", metadata: metadata)
+            return
+        }
+        do {
+            let updated = try await store.finishJob(job.id, report, at: Date())
+            metadata["outcome"] = "\(report.outcome)"
+            logger.info("job finished", metadata: metadata)
+            if updated.state.isFinal {
+                try? FileManager.default.removeItem(atPath: settings.paths.workspace(build.id))
+            }
+        } catch {
+            logger.error("could not record the job's end", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+        }
+        bells.jobs.ring()
+        bells.statuses.ring()
+    }
+
+    private func execute(_ claimed: ClaimedJob) async -> JobReport {
+        let job = claimed.job
+        let log: JobLogFile
+        do {
+            log = try JobLogFile(path: settings.paths.log(job.id), cap: settings.logCapBytes)
+        } catch {
+            return JobReport(outcome: .errored("cannot write the job log: \(error)"), duration: .zero)
+        }
+        defer { log.close() }
+        if job.attempt > 1 { log.note("attempt \(job.attempt): the previous one was interrupted by a restart") }
+        guard let repository = repositories[claimed.build.repositoryID] else {
+            return JobReport(outcome: .errored("repository \(claimed.build.repository) is no longer configured"), duration: .zero)
+        }
+        do {
+            try await prepareWorkspace(claimed.build, repository)
+        } catch {
+            log.note("checkout failed: \(error.message)")
+            return JobReport(outcome: .errored("checkout failed: \(error.message)"), duration: .zero)
+        }
+        let run = JobRun(
+            name: job.name, installables: job.installables, workspace: settings.paths.workspace(claimed.build.id),
+            timeout: job.timeout, maxSilent: job.maxSilent)
+        return await executor.run(run, log: log, stop: StopSignal())
+    }
+}

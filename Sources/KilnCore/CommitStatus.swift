@@ -1,0 +1,74 @@
+/// Kiln's states for a commit status; each forge maps them to its own words (DESIGN.md §6).
+public enum StatusState: String, Sendable, Hashable, Codable, CaseIterable {
+    /// Queued or running.
+    case pending
+    /// Built.
+    case succeeded
+    /// The build failed or timed out.
+    case failed
+    /// Cancelled, superseded, or skipped because a job it needs did not succeed.
+    case cancelled
+    /// Kiln itself could not do its work (fetch failed, nix broken).
+    case errored
+}
+
+/// One commit status as Kiln wants it shown.
+public struct CommitStatus: Sendable, Hashable, Codable {
+    /// `kiln` for the build, `kiln/<job>` for a job.
+    public var context: String
+    /// The state.
+    public var state: StatusState
+    /// A short, useful sentence; forges with a limit truncate it.
+    public var description: String
+    /// The build page.
+    public var targetURL: String
+
+    /// Creates a status.
+    public init(context: String, state: StatusState, description: String, targetURL: String) {
+        self.context = context
+        self.state = state
+        self.description = description
+        self.targetURL = targetURL
+    }
+}
+
+/// The commit a status is posted on.
+public struct CommitRef: Sendable, Hashable {
+    /// `owner/name` at the forge.
+    public var repository: String
+    /// Full commit id.
+    public var sha: String
+
+    /// Creates a commit reference.
+    public init(repository: String, sha: String) {
+        self.repository = repository
+        self.sha = sha
+    }
+}
+
+/// Why posting a status failed.
+public enum ForgeAPIError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Worth retrying: network error, 5xx or 429. `retryAfter` is the forge's own hint.
+    case transient(String, retryAfter: Duration?)
+    /// The forge refused the request (4xx other than 429); retrying would not help.
+    case rejected(status: Int, body: String)
+
+    public var description: String {
+        switch self {
+        case .transient(let detail, _): return detail
+        case .rejected(let status, let body): return "HTTP \(status): \(body)"
+        }
+    }
+}
+
+/// A forge account Kiln talks to: it verifies and decodes webhooks and posts statuses.
+public protocol Forge: Sendable {
+    /// Verifies the signature over the raw body, then decodes the event.
+    /// Pure: no I/O, no clock. Safe to call concurrently.
+    /// - Throws: `WebhookError` for an unsigned, wrongly signed or malformed delivery.
+    func receive(_ delivery: WebhookDelivery) throws(WebhookError) -> WebhookOutcome
+
+    /// Posts one commit status. Safe to call concurrently.
+    /// - Throws: `ForgeAPIError`; `.transient` is retried by the caller, `.rejected` is not.
+    func post(_ status: CommitStatus, on commit: CommitRef) async throws(ForgeAPIError)
+}

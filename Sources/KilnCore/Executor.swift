@@ -1,0 +1,62 @@
+import Synchronization
+
+/// One job to run in a workspace.
+public struct JobRun: Sendable, Hashable {
+    /// Job name, for log lines.
+    public var name: String
+    /// Flake installables, relative to the workspace.
+    public var installables: [String]
+    /// The checked-out tree to run in.
+    public var workspace: String
+    /// Wall-clock limit, enforced by Kiln.
+    public var timeout: Duration
+    /// Limit on time without output.
+    public var maxSilent: Duration
+
+    /// Creates a run.
+    public init(name: String, installables: [String], workspace: String, timeout: Duration, maxSilent: Duration) {
+        self.name = name
+        self.installables = installables
+        self.workspace = workspace
+        self.timeout = timeout
+        self.maxSilent = maxSilent
+    }
+}
+
+/// Whether an executor may build.
+public enum Readiness: Sendable, Hashable {
+    /// Ready; the detail says what was checked (`nix 2.8.0, sandbox on, fallback off`).
+    case ready(String)
+    /// Not ready; the detail says why and what to do.
+    case notReady(String)
+}
+
+/// Asks a running job to stop. Safe to use from any task.
+public final class StopSignal: Sendable {
+    private let state = Mutex<CancelReason?>(nil)
+
+    /// A signal that has not fired.
+    public init() {}
+
+    /// Asks the job to stop; the first reason wins.
+    public func request(_ reason: CancelReason) {
+        state.withLock { current in
+            if current == nil { current = reason }
+        }
+    }
+
+    /// The reason, once requested.
+    public var reason: CancelReason? { state.withLock { $0 } }
+}
+
+/// Runs jobs. The real one is `NixExecutor`; tests may substitute their own.
+public protocol Executor: Sendable {
+    /// Checks that building is possible and safe (for nix: the sandbox is enforced).
+    /// Called at start-up; Kiln builds nothing unless it returns `.ready`.
+    func readiness() async -> Readiness
+
+    /// Runs one job to its end and reports how it ended; never throws.
+    /// Output goes to `log` as it arrives. Returns promptly after `stop` fires or the
+    /// calling task is cancelled, having stopped every process the job started.
+    func run(_ job: JobRun, log: any LogSink, stop: StopSignal) async -> JobReport
+}

@@ -1,0 +1,132 @@
+import Foundation
+import KilnPipeline
+
+/// The life of one job, as a value: feed it an input, carry out the action it returns.
+///
+/// ```
+/// queued ──start──▶ running ──finish──▶ succeeded | failed | timed_out | cancelled | errored
+///   │                  │
+///   ├─dependency not succeeded──▶ skipped
+///   ├─cancel──▶ cancelled          └─cancel──▶ (stop nix; the outcome arrives through finish)
+///   └◀──────────── requeue (Kiln restarted mid-run) ──┘
+/// ```
+public struct JobStateMachine: Sendable, Hashable {
+    /// Something that happened to the job.
+    public enum Input: Sendable, Hashable {
+        /// A worker took the job.
+        case start
+        /// The executor returned.
+        case finish(JobReport)
+        /// A job this one needs ended without succeeding.
+        case dependencyDidNotSucceed(name: String, state: JobState)
+        /// Cancel the job.
+        case cancel(CancelReason)
+        /// Kiln restarted while the job ran; run it again.
+        case requeue
+    }
+
+    /// What the owner must do.
+    public enum Action: Sendable, Hashable {
+        /// Nothing: the input does not apply in this state.
+        case none
+        /// Run nix for the job.
+        case run
+        /// Stop the running nix; its outcome will arrive as `.finish`.
+        case stop(CancelReason)
+        /// The job ended: record it and post this final status.
+        case report(StatusState, description: String)
+    }
+
+    /// Current state.
+    public private(set) var state: JobState
+    /// Summary of the current state.
+    public private(set) var summary: String
+
+    /// A machine in `state`.
+    public init(state: JobState = .queued, summary: String = "queued") {
+        self.state = state
+        self.summary = summary
+    }
+
+    /// Applies `input` and returns what to do.
+    public mutating func apply(_ input: Input) -> Action {
+        switch (state, input) {
+        case (.queued, .start):
+            state = .running
+            summary = "building"
+            return .run
+        case (.running, .finish(let report)):
+            let (state, status, description) = Self.conclusion(of: report)
+            return end(state, status, description)
+        case (.queued, .dependencyDidNotSucceed(let name, let dependencyState)):
+            return end(.skipped, .cancelled, "skipped: needs '\(name)', which \(Self.phrase(dependencyState))")
+        case (.queued, .cancel(let reason)):
+            return end(.cancelled, .cancelled, Self.describe(reason))
+        case (.running, .cancel(let reason)):
+            return .stop(reason)
+        case (.running, .requeue):
+            state = .queued
+            summary = "queued again: Kiln restarted while it ran"
+            return .none
+        default:
+            return .none
+        }
+    }
+
+    private mutating func end(_ state: JobState, _ status: StatusState, _ description: String) -> Action {
+        self.state = state
+        self.summary = description
+        return .report(status, description: description)
+    }
+
+    /// The final state, status and description for an executor report.
+    static func conclusion(of report: JobReport) -> (JobState, StatusState, String) {
+        let took = HumanDuration.format(report.duration)
+        switch report.outcome {
+        case .succeeded:
+            let count = report.outputs.count
+            let what = count == 1 ? "1 output" : "\(count) outputs"
+            return (.succeeded, .succeeded, "built \(what) in \(took)")
+        case .failed(let exitCode, let reason):
+            return (.failed, .failed, "failed after \(took) (nix exit \(exitCode)): \(reason)")
+        case .timedOut(let after, let silent):
+            let limit = KilnDuration.format(after)
+            return (.timedOut, .failed, silent ? "no output for \(limit); stopped" : "timed out after \(limit)")
+        case .cancelled(let reason):
+            return (.cancelled, .cancelled, describe(reason))
+        case .errored(let message):
+            return (.errored, .errored, "Kiln error: \(message)")
+        }
+    }
+
+    static func describe(_ reason: CancelReason) -> String {
+        switch reason {
+        case .requested: return "cancelled"
+        case .superseded(let sha): return "superseded by \(CommitID.short(sha))"
+        case .shutdown: return "cancelled: Kiln shut down"
+        }
+    }
+
+    static func phrase(_ state: JobState) -> String {
+        switch state {
+        case .failed: return "failed"
+        case .timedOut: return "timed out"
+        case .cancelled: return "was cancelled"
+        case .errored: return "hit a Kiln error"
+        case .skipped: return "was skipped"
+        case .queued, .running, .succeeded: return "did not succeed"
+        }
+    }
+}
+
+/// Durations for people: `850 ms`, `41 s`, `2m 05s`, `1h 02m`.
+public enum HumanDuration {
+    /// Formats a duration compactly.
+    public static func format(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        if seconds < 1 { return "\(attoseconds / 1_000_000_000_000_000) ms" }
+        if seconds < 60 { return "\(seconds) s" }
+        if seconds < 3600 { return String(format: "%dm %02ds", seconds / 60, seconds % 60) }
+        return String(format: "%dh %02dm", seconds / 3600, (seconds % 3600) / 60)
+    }
+}

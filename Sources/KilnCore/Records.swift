@@ -1,0 +1,211 @@
+import Foundation
+import KilnPipeline
+
+/// Where a build is in its life.
+public enum BuildState: String, Sendable, Hashable, Codable {
+    /// Accepted; waiting for the worker to fetch and plan it.
+    case queued
+    /// Being fetched and planned.
+    case planning
+    /// Jobs are queued or running.
+    case running
+    /// Every job succeeded.
+    case succeeded
+    /// A job failed or timed out, or the pipeline file is invalid.
+    case failed
+    /// Kiln could not do its work (fetch, checkout, nix).
+    case errored
+    /// Cancelled before it finished.
+    case cancelled
+    /// The pipeline's `on` filters exclude this event; nothing ran, nothing was posted.
+    case skipped
+
+    /// Whether the build has ended.
+    public var isFinal: Bool { ![.queued, .planning, .running].contains(self) }
+}
+
+/// Where a job is in its life.
+public enum JobState: String, Sendable, Hashable, Codable {
+    /// Waiting for a slot and for the jobs it needs.
+    case queued
+    /// nix is running.
+    case running
+    /// Built.
+    case succeeded
+    /// The build failed (or did not evaluate).
+    case failed
+    /// Over its wall-clock or silence limit.
+    case timedOut = "timed_out"
+    /// Cancelled or superseded.
+    case cancelled
+    /// Kiln's own failure.
+    case errored
+    /// Not run because a job it needs did not succeed.
+    case skipped
+
+    /// Whether the job has ended.
+    public var isFinal: Bool { self != .queued && self != .running }
+}
+
+/// A build as stored.
+public struct BuildRecord: Sendable, Hashable, Codable {
+    /// Database id.
+    public var id: BuildID
+    /// Configured repository's id.
+    public var repositoryID: RepositoryID
+    /// Forge name from the configuration (`/webhooks/{forge}`).
+    public var forge: String
+    /// `owner/name`.
+    public var repository: String
+    /// Commit being built.
+    public var sha: String
+    /// Full ref name, `refs/heads/main`.
+    public var ref: String
+    /// State.
+    public var state: BuildState
+    /// Human summary of the state; for final builds the aggregate status description.
+    public var summary: String
+    /// Pipeline diagnostics, formatted `file:line:column: message`, when the file was invalid.
+    public var diagnostics: [String]
+    /// When the webhook was accepted.
+    public var createdAt: Date
+    /// When planning finished.
+    public var startedAt: Date?
+    /// When the build ended.
+    public var finishedAt: Date?
+
+    /// Creates a record.
+    public init(
+        id: BuildID, repositoryID: RepositoryID, forge: String, repository: String, sha: String, ref: String,
+        state: BuildState, summary: String, diagnostics: [String] = [], createdAt: Date, startedAt: Date? = nil,
+        finishedAt: Date? = nil
+    ) {
+        self.id = id
+        self.repositoryID = repositoryID
+        self.forge = forge
+        self.repository = repository
+        self.sha = sha
+        self.ref = ref
+        self.state = state
+        self.summary = summary
+        self.diagnostics = diagnostics
+        self.createdAt = createdAt
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+    }
+}
+
+/// A job as stored.
+public struct JobRecord: Sendable, Hashable, Codable {
+    /// Database id; also the log file's name.
+    public var id: JobID
+    /// Owning build.
+    public var buildID: BuildID
+    /// Job name from the pipeline file.
+    public var name: String
+    /// Flake installables.
+    public var installables: [String]
+    /// Names of jobs that must succeed first.
+    public var needs: [String]
+    /// Wall-clock limit.
+    public var timeout: Duration
+    /// Silence limit.
+    public var maxSilent: Duration
+    /// State.
+    public var state: JobState
+    /// Human summary; for final jobs the status description.
+    public var summary: String
+    /// nix's exit code, when nix ran to an exit.
+    public var exitCode: Int32?
+    /// Store paths built, for succeeded jobs.
+    public var outputs: [String]
+    /// How many times the job was started (restarts re-run an interrupted job).
+    public var attempt: Int
+    /// When the job was queued.
+    public var queuedAt: Date
+    /// When the latest attempt started.
+    public var startedAt: Date?
+    /// When the job ended.
+    public var finishedAt: Date?
+
+    /// Creates a record.
+    public init(
+        id: JobID, buildID: BuildID, name: String, installables: [String], needs: [String], timeout: Duration,
+        maxSilent: Duration, state: JobState, summary: String, exitCode: Int32? = nil, outputs: [String] = [],
+        attempt: Int = 0, queuedAt: Date, startedAt: Date? = nil, finishedAt: Date? = nil
+    ) {
+        self.id = id
+        self.buildID = buildID
+        self.name = name
+        self.installables = installables
+        self.needs = needs
+        self.timeout = timeout
+        self.maxSilent = maxSilent
+        self.state = state
+        self.summary = summary
+        self.exitCode = exitCode
+        self.outputs = outputs
+        self.attempt = attempt
+        self.queuedAt = queuedAt
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+    }
+
+    /// The job's status context.
+    public var context: String { "kiln/\(name)" }
+}
+
+/// A status waiting in, or gone through, the outbox.
+public struct OutboxEntry: Sendable, Hashable {
+    /// Where an entry is.
+    public enum Delivery: String, Sendable, Hashable, Codable {
+        /// Waiting to be posted (or to be retried).
+        case pending
+        /// The forge accepted it.
+        case delivered
+        /// Kept only in Kiln (`status-api: none`).
+        case recorded
+        /// A newer status for the same commit and context replaced it before it was sent.
+        case superseded
+        /// The forge refused it; not retried.
+        case dropped
+    }
+
+    /// Database id; entries are posted in id order.
+    public var id: Int64
+    /// The build the status belongs to.
+    public var buildID: BuildID
+    /// Forge name from the configuration.
+    public var forge: String
+    /// The commit.
+    public var commit: CommitRef
+    /// The status.
+    public var status: CommitStatus
+    /// Where the entry is.
+    public var delivery: Delivery
+    /// Posting attempts so far.
+    public var attempts: Int
+    /// Earliest time of the next attempt.
+    public var nextAttemptAt: Date
+    /// The forge's last answer or the network error, for the build page.
+    public var lastError: String?
+    /// When the entry was created.
+    public var createdAt: Date
+
+    /// Creates an entry.
+    public init(
+        id: Int64, buildID: BuildID, forge: String, commit: CommitRef, status: CommitStatus, delivery: Delivery,
+        attempts: Int, nextAttemptAt: Date, lastError: String?, createdAt: Date
+    ) {
+        self.id = id
+        self.buildID = buildID
+        self.forge = forge
+        self.commit = commit
+        self.status = status
+        self.delivery = delivery
+        self.attempts = attempts
+        self.nextAttemptAt = nextAttemptAt
+        self.lastError = lastError
+        self.createdAt = createdAt
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Posts the outbox's statuses to the forges, in order, retrying what can be retried.
+///
+/// A status is enqueued in the same transaction as the change it reports, so it survives
+/// restarts; this service only delivers. Transient failures back off exponentially (the
+/// forge's `Retry-After` wins when longer); refusals are logged with the forge's answer and dropped.
+public struct StatusReporter: Service {
+    private let store: any BuildStore
+    private let forges: [String: any Forge]
+    private let recordOnly: Set<String>
+    private let publicURL: String
+    private let bell: Doorbell
+    private let logger: Logger
+
+    /// First retry delay; doubled per attempt up to `maxBackoff`.
+    static let initialBackoff: Duration = .seconds(1)
+    /// Longest delay between attempts.
+    static let maxBackoff: Duration = .seconds(300)
+    /// After this long a status that still cannot be delivered is dropped.
+    static let giveUpAfter: TimeInterval = 24 * 3600
+
+    /// Creates the reporter. Forges in `recordOnly` (`status-api: none`) are never called:
+    /// their statuses are marked recorded and shown on the build page.
+    public init(
+        store: any BuildStore, forges: [String: any Forge], recordOnly: Set<String>, publicURL: String, bell: Doorbell,
+        logger: Logger
+    ) {
+        self.store = store
+        self.forges = forges
+        self.recordOnly = recordOnly
+        self.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
+        self.bell = bell
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let seen = bell.generation
+                let batch: (due: [OutboxEntry], nextDue: Date?)
+                do {
+                    batch = try await store.dueStatuses(at: Date(), limit: 32)
+                } catch {
+                    logger.error("could not read the status outbox: \(error)")
+                    await bell.wait(after: seen, upTo: .seconds(5))
+                    continue
+                }
+                if batch.due.isEmpty {
+                    let untilNext = batch.nextDue.map { max(0.05, $0.timeIntervalSinceNow) } ?? 30
+                    await bell.wait(after: seen, upTo: .milliseconds(Int64(min(untilNext, 30) * 1000)))
+                    continue
+                }
+                // The store keeps at most one pending entry per commit and context, and a batch
+                // is finished before the next is read, so statuses of one context never overtake.
+                await withDiscardingTaskGroup { group in
+                    for entry in batch.due {
+                        group.addTask { await self.deliver(entry) }
+                    }
+                }
+            }
+        }
+    }
+
+    private func deliver(_ entry: OutboxEntry) async {
+        let metadata: Logger.Metadata = [
+            "build.id": "\(entry.buildID)", "status.context": "\(entry.status.context)",
+            "status.state": "\(entry.status.state.rawValue)", "forge": "\(entry.forge)",
+        ]
+        let result: StatusDeliveryResult
+        if recordOnly.contains(entry.forge) {
+            result = .recorded
+        } else if let forge = forges[entry.forge] {
+            let status = CommitStatus(
+                context: entry.status.context, state: entry.status.state, description: entry.status.description,
+                targetURL: "\(publicURL)/builds/\(entry.buildID)")
+            do throws(ForgeAPIError) {
+                try await forge.post(status, on: entry.commit)
+                result = .delivered
+            } catch {
+                switch error {
+                case .rejected(let code, let body):
+                    logger.warning(
+                        "forge refused a status; dropping it",
+                        metadata: metadata.merging(["http.status": "\(code)", "forge.answer": "\(body.prefix(500))"]) { $1 })
+                    result = .dropped(error: "HTTP \(code): \(body.prefix(500))")
+                case .transient(let detail, let retryAfter):
+                    result = retry(entry, detail, retryAfter, metadata)
+                }
+            }
+        } else {
+            result = .dropped(error: "forge '\(entry.forge)' is no longer configured")
+        }
+        do {
+            try await store.recordStatusDelivery(entry.id, result, at: Date())
+        } catch {
+            logger.error("could not record a status delivery; it will be posted again", metadata: metadata)
+        }
+    }
+
+    private func retry(_ entry: OutboxEntry, _ detail: String, _ retryAfter: Duration?, _ metadata: Logger.Metadata)
+        -> StatusDeliveryResult
+    {
+        if Date().timeIntervalSince(entry.createdAt) > Self.giveUpAfter {
+            logger.error("giving up on a status after \(entry.attempts + 1) attempts", metadata: metadata)
+            return .dropped(error: "gave up after \(entry.attempts + 1) attempts: \(detail)")
+        }
+        let delay = max(Self.backoff(afterAttempts: entry.attempts + 1), retryAfter ?? .zero)
+        logger.notice("status post failed; retrying", metadata: metadata.merging(["error": "\(detail)", "retry.in": "\(delay)"]) { $1 })
+        let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+        return .retry(at: Date().addingTimeInterval(seconds), error: detail)
+    }
+
+    /// The delay before attempt `attempts + 1`: 1 s, 2 s, 4 s, … up to five minutes.
+    static func backoff(afterAttempts attempts: Int) -> Duration {
+        let exponent = min(max(attempts - 1, 0), 16)
+        return min(initialBackoff * (1 << exponent), maxBackoff)
+    }
+}
