@@ -45,6 +45,12 @@ public struct ClaimedJob: Sendable, Hashable {
     public var job: JobRecord
     /// Its build.
     public var build: BuildRecord
+
+    /// Creates a claimed job.
+    public init(job: JobRecord, build: BuildRecord) {
+        self.job = job
+        self.build = build
+    }
 }
 
 /// A build with its jobs and statuses, for pages and the API.
@@ -55,6 +61,13 @@ public struct BuildDetails: Sendable, Hashable {
     public var jobs: [JobRecord]
     /// Its statuses in the order they were enqueued.
     public var statuses: [OutboxEntry]
+
+    /// Creates details.
+    public init(build: BuildRecord, jobs: [JobRecord], statuses: [OutboxEntry]) {
+        self.build = build
+        self.jobs = jobs
+        self.statuses = statuses
+    }
 }
 
 /// What a status post came to.

@@ -179,8 +179,8 @@ public struct OutboxEntry: Sendable, Hashable {
     public var forge: String
     /// The commit.
     public var commit: CommitRef
-    /// The status.
-    public var status: CommitStatus
+    /// The status, without its link (added when posted).
+    public var status: StatusUpdate
     /// Where the entry is.
     public var delivery: Delivery
     /// Posting attempts so far.
@@ -194,7 +194,7 @@ public struct OutboxEntry: Sendable, Hashable {
 
     /// Creates an entry.
     public init(
-        id: Int64, buildID: BuildID, forge: String, commit: CommitRef, status: CommitStatus, delivery: Delivery,
+        id: Int64, buildID: BuildID, forge: String, commit: CommitRef, status: StatusUpdate, delivery: Delivery,
         attempts: Int, nextAttemptAt: Date, lastError: String?, createdAt: Date
     ) {
         self.id = id

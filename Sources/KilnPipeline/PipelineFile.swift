@@ -170,11 +170,13 @@ public enum PipelineFile {
             default: break
             }
         }
-        if !sawBuild {
+        // A misspelt 'build' is already reported as an unknown key with a suggestion.
+        let misspeltBuild = Self.keys(of: node).contains { $0 != "build" && Suggestion.closest(to: $0, in: ["build"]) != nil }
+        if !sawBuild, !misspeltBuild {
             reader.report(keyNode, "job '\(name)' has no 'build'; give a flake installable such as '.#\(name)'",
                 code: .missingKey)
-            valid = false
         }
+        if !sawBuild { valid = false }
         return valid ? job : nil
     }
 
@@ -197,6 +199,11 @@ public enum PipelineFile {
             scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "-_.".unicodeScalars.contains(scalar))
         }
         return allowed(first) && !"-_.".unicodeScalars.contains(first) && name.unicodeScalars.allSatisfy(allowed)
+    }
+
+    private static func keys(of mapping: YAMLNode) -> [String] {
+        guard case .mapping(let pairs) = mapping.node else { return [] }
+        return pairs.compactMap { $0.key.string }
     }
 
     private static func keyNode(of key: String, in mapping: YAMLNode) -> YAMLNode? {

@@ -1,0 +1,105 @@
+import CGit2
+import Dispatch
+import Foundation
+import KilnCore
+import Synchronization
+
+/// Bare git mirrors, one per configured repository, under a root directory.
+///
+/// Mirrors are named by repository id (`<root>/<id>.git`), never by a name from a
+/// payload. Work for one repository runs on that repository's serial queue, so fetches
+/// into one mirror never overlap; libgit2's blocking calls stay off Swift's cooperative pool.
+public final class GitMirrors: SourceProvider {
+    private let root: String
+    private let queues = Mutex<[RepositoryID: DispatchQueue]>([:])
+
+    /// Mirrors under `root`, created on first use.
+    public init(root: String) {
+        self.root = root
+        LibGit2.initialize()
+    }
+
+    /// The mirror directory of a repository.
+    public func mirrorPath(_ id: RepositoryID) -> String { "\(root)/\(id).git" }
+
+    public func fetch(_ repository: RepositorySource, ref: String, sha: String) async throws(SourceError) {
+        guard Self.isBranchOrTag(ref) else {
+            throw SourceError("refusing to fetch '\(ref)': only refs/heads/* and refs/tags/* are fetched")
+        }
+        try await onQueue(repository.id) { () throws(SourceError) in
+            let mirror = try self.openMirror(repository.id)
+            try mirror.fetch(
+                url: repository.cloneURL, refspecs: ["+\(ref):\(ref)"],
+                credentials: Credentials(user: repository.tokenUser, token: repository.token))
+            guard try mirror.hasCommit(sha) else {
+                throw SourceError(
+                    "commit \(sha) is not in \(ref) of \(Self.redacted(repository.cloneURL)) after fetching; it may have been force-pushed away")
+            }
+        }
+    }
+
+    public func readFile(_ repository: RepositorySource, sha: String, path: String, maxBytes: Int) async throws(SourceError)
+        -> FileAtCommit
+    {
+        try await onQueue(repository.id) { () throws(SourceError) in
+            try self.openMirror(repository.id).readFile(sha: sha, path: path, maxBytes: maxBytes)
+        }
+    }
+
+    public func checkout(_ repository: RepositorySource, sha: String, into directory: String) async throws(SourceError) {
+        try await onQueue(repository.id) { () throws(SourceError) in
+            try self.openMirror(repository.id).checkout(sha: sha, into: directory)
+        }
+    }
+
+    private func openMirror(_ id: RepositoryID) throws(SourceError) -> GitRepository {
+        do {
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        } catch {
+            throw SourceError("cannot create the mirror directory \(root): \(error.localizedDescription)")
+        }
+        return try GitRepository.openOrCreateBare(at: mirrorPath(id))
+    }
+
+    private func onQueue<T: Sendable>(_ id: RepositoryID, _ work: @escaping @Sendable () throws(SourceError) -> T)
+        async throws(SourceError) -> T
+    {
+        let queue = queues.withLock { queues in
+            if let queue = queues[id] { return queue }
+            let queue = DispatchQueue(label: "kiln.git.\(id)")
+            queues[id] = queue
+            return queue
+        }
+        let result: Result<T, SourceError> = await withCheckedContinuation { continuation in
+            queue.async {
+                do throws(SourceError) {
+                    continuation.resume(returning: .success(try work()))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    static func isBranchOrTag(_ ref: String) -> Bool {
+        guard ref.hasPrefix("refs/heads/") || ref.hasPrefix("refs/tags/") else { return false }
+        return ref.withCString { git_reference_is_valid_name($0) } == 1
+    }
+
+    /// A URL for messages: any user information is dropped.
+    static func redacted(_ url: String) -> String {
+        guard var components = URLComponents(string: url), components.user != nil || components.password != nil else {
+            return url
+        }
+        components.user = nil
+        components.password = nil
+        return components.string ?? "<clone URL>"
+    }
+}
+
+/// What the credential callback may answer with.
+struct Credentials: Sendable {
+    var user: String
+    var token: Secret?
+}

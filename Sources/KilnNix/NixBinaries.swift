@@ -1,0 +1,119 @@
+import Foundation
+import Subprocess
+
+#if canImport(System)
+    import System
+#else
+    import SystemPackage
+#endif
+
+/// Finding and asking the nix binaries.
+enum NixBinaries {
+    /// `nix` and `nix-store` as absolute paths, or a message that says how to fix it.
+    static func resolve(_ binary: String) -> Result<(String, String), NixQueryError> {
+        let nix: String
+        if binary.contains("/") {
+            nix = binary
+        } else if let found = search(binary) {
+            nix = found
+        } else {
+            return .failure(NixQueryError(message:
+                "nix.binary '\(binary)' was not found on PATH; install nix (Debian: apt-get install nix-bin) or set nix.binary to its full path"))
+        }
+        guard FileManager.default.isExecutableFile(atPath: nix) else {
+            return .failure(NixQueryError(message: "nix.binary \(nix) is not an executable file"))
+        }
+        let resolved = (try? FileManager.default.destinationOfSymbolicLink(atPath: nix)).map { target in
+            target.hasPrefix("/") ? target : (nix as NSString).deletingLastPathComponent + "/" + target
+        } ?? nix
+        for directory in [(nix as NSString).deletingLastPathComponent, (resolved as NSString).deletingLastPathComponent] {
+            let candidate = directory + "/nix-store"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return .success((nix, candidate)) }
+        }
+        return .failure(NixQueryError(message: "nix-store was not found beside \(nix); Kiln needs both from the same nix installation"))
+    }
+
+    private static func search(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for directory in path.split(separator: ":") {
+            let candidate = "\(directory)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// Runs a short nix query and returns its standard output.
+    static func capture(_ executable: String, _ arguments: [String]) async throws -> String {
+        let result = try await Subprocess.run(
+            .path(FilePath(executable)), arguments: Arguments(arguments), output: .string(limit: 16 << 20),
+            error: .string(limit: 64 << 10))
+        guard case .exited(0) = result.terminationStatus else {
+            let detail = result.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
+            throw NixQueryError(
+                message: "`\(([executable] + arguments.prefix(2)).joined(separator: " "))` failed (\(result.terminationStatus)): \(detail.suffix(400))")
+        }
+        return result.standardOutput
+    }
+}
+
+/// A nix query that did not answer.
+struct NixQueryError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+/// Reading nix's settings and messages.
+enum SandboxCheck {
+    /// Why `nix show-config --json` output does not confirm the sandbox, or nil when it does.
+    static func problem(inShowConfig json: [UInt8]) -> String? {
+        guard let settings = try? JSONSerialization.jsonObject(with: Data(json)) as? [String: Any] else {
+            return "could not read `nix show-config --json`; Kiln builds only when it can confirm the sandbox"
+        }
+        func value(_ name: String) -> String {
+            let entry = settings[name] as? [String: Any]
+            switch entry?["value"] {
+            case let flag as Bool: return flag ? "true" : "false"
+            case let text as String: return text
+            case nil: return "unset"
+            case let other?: return "\(other)"
+            }
+        }
+        let sandbox = value("sandbox")
+        let fallback = value("sandbox-fallback")
+        guard sandbox == "true", fallback == "false" else {
+            return
+                "nix reports sandbox = \(sandbox), sandbox-fallback = \(fallback); Kiln builds only with sandbox = true and sandbox-fallback = false (a nix daemon must trust Kiln's user for Kiln's settings to apply)"
+        }
+        return nil
+    }
+}
+
+/// nix's error output, condensed for a status description.
+enum NixMessages {
+    /// The last `error:` line of nix's standard error, without colours, or its last line.
+    static func lastError(_ tail: [UInt8]) -> String {
+        let text = stripANSI(String(decoding: tail, as: UTF8.self))
+        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        if let error = lines.last(where: { $0.hasPrefix("error:") }) {
+            return String(error.dropFirst("error:".count)).trimmingCharacters(in: .whitespaces)
+        }
+        return lines.last(where: { !$0.isEmpty }) ?? "no error message"
+    }
+
+    static func stripANSI(_ text: String) -> String {
+        var result = ""
+        var escaping = false
+        for scalar in text.unicodeScalars {
+            if escaping {
+                if (0x40...0x7E).contains(scalar.value) && scalar != "[" { escaping = false }
+                continue
+            }
+            if scalar == "\u{1B}" {
+                escaping = true
+                continue
+            }
+            result.unicodeScalars.append(scalar)
+        }
+        return result
+    }
+}

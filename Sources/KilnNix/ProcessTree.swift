@@ -1,0 +1,55 @@
+import Foundation
+
+/// Finds and kills a process and everything it started.
+///
+/// nix's sandboxed builders run in their own session, so signalling nix's process group
+/// does not reach them; if nix dies without cleaning up they are reparented away. Kiln
+/// therefore snapshots nix's descendants (by parent pid, from /proc) while nix is alive
+/// and kills that whole set.
+enum ProcessTree {
+    /// `pid` and all its living descendants.
+    static func members(of pid: pid_t) -> [pid_t] {
+        var children: [pid_t: [pid_t]] = [:]
+        for (process, parent) in allParents() { children[parent, default: []].append(process) }
+        var result: [pid_t] = [pid]
+        var index = 0
+        while index < result.count {
+            result += children[result[index]] ?? []
+            index += 1
+        }
+        return result
+    }
+
+    /// Whether `pid` is running (not gone and not a zombie waiting to be reaped).
+    static func isAlive(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.first.map { $0 != "Z" && $0 != "X" } ?? false
+    }
+
+    /// SIGKILLs `pid` and its descendants until none is left (bounded, in case of a fork bomb).
+    static func killAll(_ pid: pid_t) {
+        for _ in 0..<20 {
+            let living = members(of: pid).filter(isAlive)
+            if living.isEmpty { return }
+            for member in living { kill(member, SIGKILL) }
+            usleep(20_000)
+        }
+    }
+
+    private static func allParents() -> [(pid_t, pid_t)] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return entries.compactMap { entry in
+            guard let pid = pid_t(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return nil }
+            // Fields after "(comm)": state, ppid, ...
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 1, let parent = pid_t(fields[1]) else { return nil }
+            return (pid, parent)
+        }
+    }
+}

@@ -1,0 +1,318 @@
+import Foundation
+import GRDB
+import KilnCore
+import KilnPipeline
+
+/// `BuildStore` on a SQLite file (WAL mode), through GRDB.
+///
+/// Each method is one transaction. Decisions about what a change implies (which jobs
+/// are skipped, when a build ends, which statuses to post) are `KilnCore`'s pure
+/// functions; this type reads the rows they need and writes what they return.
+public struct SQLiteStore: BuildStore {
+    private let database: DatabasePool
+
+    /// Opens (creating if needed) and migrates the database at `path`.
+    public init(path: String) throws {
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        configuration.busyMode = .timeout(10)
+        do {
+            database = try DatabasePool(path: path, configuration: configuration)
+            try Schema.migrator.migrate(database)
+        } catch {
+            throw StoreError.unavailable(path: path, reason: "\(error)")
+        }
+    }
+
+    /// Whether the database accepts writes; for `/health`.
+    public func isWritable() async -> Bool {
+        do {
+            try await database.write { db in try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS health (x)") }
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// Records the configured repositories and returns their ids. Ids are stable across
+    /// restarts (they name the mirror directories); repositories removed from the
+    /// configuration keep their rows so old builds still show.
+    public func syncRepositories(_ repositories: [(forge: String, name: String)]) async throws -> [RepositoryID] {
+        try await database.write { db in
+            try repositories.map { repository in
+                try db.execute(
+                    sql: "INSERT INTO repositories (forge, name) VALUES (?, ?) ON CONFLICT (forge, name) DO NOTHING",
+                    arguments: [repository.forge, repository.name])
+                return try RepositoryID.fetchOne(
+                    db, sql: "SELECT id FROM repositories WHERE forge = ? AND name = ?",
+                    arguments: [repository.forge, repository.name])!
+            }
+        }
+    }
+
+    public func accept(_ delivery: NewDelivery, at now: Date) async throws -> (buildID: BuildID, isNew: Bool) {
+        try await database.write { db in
+            if let existing = try BuildID.fetchOne(
+                db, sql: "SELECT build_id FROM deliveries WHERE forge = ? AND delivery_id = ?",
+                arguments: [delivery.forge, delivery.deliveryID])
+            {
+                return (existing, false)
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO builds (repository_id, forge, repository, sha, ref, state, summary, created_at)
+                    VALUES (?, ?, ?, ?, ?, 'queued', 'queued: fetching and reading the pipeline file', ?)
+                    """,
+                arguments: [
+                    delivery.repositoryID, delivery.forge, delivery.repository, delivery.sha, delivery.ref.fullName,
+                    now.timeIntervalSince1970,
+                ])
+            let buildID = db.lastInsertedRowID
+            try db.execute(
+                sql: "INSERT INTO deliveries (forge, delivery_id, build_id, received_at) VALUES (?, ?, ?, ?)",
+                arguments: [delivery.forge, delivery.deliveryID, buildID, now.timeIntervalSince1970])
+            return (buildID, true)
+        }
+    }
+
+    public func claimBuildToPlan() async throws -> BuildRecord? {
+        try await database.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE state = 'queued' ORDER BY id LIMIT 1")
+            else { return nil }
+            var build = try Rows.build(row)
+            build.state = .planning
+            build.summary = "fetching and reading the pipeline file"
+            try db.execute(
+                sql: "UPDATE builds SET state = 'planning', summary = ? WHERE id = ?", arguments: [build.summary, build.id])
+            return build
+        }
+    }
+
+    public func finishPlanning(_ buildID: BuildID, _ result: PlanningResult, at now: Date) async throws {
+        try await database.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [buildID]) else {
+                return
+            }
+            let build = try Rows.build(row)
+            guard build.state == .planning else { return }
+            let time = now.timeIntervalSince1970
+            switch result {
+            case .planned(let jobs):
+                let statuses = BuildProgress.plannedStatuses(jobs)
+                for (job, status) in zip(jobs, statuses.dropFirst()) {
+                    try db.execute(
+                        sql: """
+                            INSERT INTO jobs (build_id, name, installables, needs, timeout_seconds, max_silent_seconds,
+                                              state, summary, queued_at)
+                            VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)
+                            """,
+                        arguments: [
+                            buildID, job.name, Rows.json(job.installables), Rows.json(job.needs),
+                            job.timeout.components.seconds, job.maxSilent.components.seconds, status.description, time,
+                        ])
+                }
+                try db.execute(
+                    sql: "UPDATE builds SET state = 'running', summary = ?, started_at = ? WHERE id = ?",
+                    arguments: [statuses[0].description, time, buildID])
+                try enqueue(statuses, for: build, at: now, db)
+            case .skipped(let reason):
+                try end(build, .skipped, summary: reason, at: time, db)
+            case .invalid(let summary, let diagnostics):
+                try end(build, .failed, summary: summary, at: time, db, diagnostics: diagnostics)
+                try enqueue([StatusUpdate(context: StatusUpdate.buildContext, state: .failed, description: summary)], for: build, at: now, db)
+            case .errored(let message):
+                try end(build, .errored, summary: message, at: time, db)
+                try enqueue([StatusUpdate(context: StatusUpdate.buildContext, state: .errored, description: message)], for: build, at: now, db)
+            }
+        }
+    }
+
+    public func claimRunnableJob(at now: Date) async throws -> ClaimedJob? {
+        try await database.write { db in
+            let buildRows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM builds WHERE state = 'running'
+                      AND id IN (SELECT build_id FROM jobs WHERE state = 'queued') ORDER BY id
+                    """)
+            for buildRow in buildRows {
+                let build = try Rows.build(buildRow)
+                let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [build.id])
+                    .map(Rows.job)
+                guard var job = BuildProgress.runnable(jobs).first else { continue }
+                var machine = JobStateMachine(state: job.state, summary: job.summary)
+                guard machine.apply(.start) == .run else { continue }
+                job.state = machine.state
+                job.summary = machine.summary
+                job.attempt += 1
+                job.startedAt = now
+                try db.execute(
+                    sql: "UPDATE jobs SET state = ?, summary = ?, attempt = ?, started_at = ? WHERE id = ?",
+                    arguments: [job.state.rawValue, job.summary, job.attempt, now.timeIntervalSince1970, job.id])
+                return ClaimedJob(job: job, build: build)
+            }
+            return nil
+        }
+    }
+
+    public func finishJob(_ jobID: JobID, _ report: JobReport, at now: Date) async throws -> BuildRecord {
+        try await database.write { db in
+            guard let jobRow = try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [jobID]) else {
+                throw StoreError.corrupt("job \(jobID) does not exist")
+            }
+            let job = try Rows.job(jobRow)
+            let build = try Rows.build(
+                try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [job.buildID])!)
+            var machine = JobStateMachine(state: job.state, summary: job.summary)
+            guard case .report(let status, let description) = machine.apply(.finish(report)) else { return build }
+            try db.execute(
+                sql: """
+                    UPDATE jobs SET state = ?, summary = ?, exit_code = ?, outputs = ?, finished_at = ? WHERE id = ?
+                    """,
+                arguments: [
+                    machine.state.rawValue, description, report.exitCode, Rows.json(report.outputs),
+                    now.timeIntervalSince1970, jobID,
+                ])
+            try enqueue([StatusUpdate(context: job.context, state: status, description: description)], for: build, at: now, db)
+            return try apply(progressAfterJobEnded: build, at: now, db)
+        }
+    }
+
+    /// Skips what can no longer run and concludes the build if every job has ended.
+    private func apply(progressAfterJobEnded build: BuildRecord, at now: Date, _ db: Database) throws -> BuildRecord {
+        let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [build.id])
+            .map(Rows.job)
+        let update = BuildProgress.afterJobEnded(build, jobs: jobs, now: now)
+        let time = now.timeIntervalSince1970
+        for change in update.jobChanges {
+            try db.execute(
+                sql: "UPDATE jobs SET state = ?, summary = ?, finished_at = ? WHERE id = ?",
+                arguments: [change.state.rawValue, change.summary, time, change.jobID])
+        }
+        try enqueue(update.statuses, for: build, at: now, db)
+        guard let change = update.build else { return build }
+        try end(build, change.state, summary: change.summary, at: time, db)
+        var ended = build
+        ended.state = change.state
+        ended.summary = change.summary
+        ended.finishedAt = now
+        return ended
+    }
+
+    public func recoverInterrupted() async throws -> (builds: Int, jobs: Int) {
+        try await database.write { db in
+            try db.execute(sql: "UPDATE builds SET state = 'queued' WHERE state = 'planning'")
+            let builds = db.changesCount
+            var machine = JobStateMachine(state: .running)
+            _ = machine.apply(.requeue)
+            try db.execute(
+                sql: "UPDATE jobs SET state = ?, summary = ? WHERE state = 'running'",
+                arguments: [machine.state.rawValue, machine.summary])
+            return (builds, db.changesCount)
+        }
+    }
+
+    public func dueStatuses(at now: Date, limit: Int) async throws -> (due: [OutboxEntry], nextDue: Date?) {
+        try await database.read { db in
+            let time = now.timeIntervalSince1970
+            let due = try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM status_outbox WHERE delivery = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+                arguments: [time, limit]
+            ).map(Rows.outbox)
+            let next = try Double.fetchOne(
+                db, sql: "SELECT MIN(next_attempt_at) FROM status_outbox WHERE delivery = 'pending' AND next_attempt_at > ?",
+                arguments: [time])
+            return (due, Rows.date(next))
+        }
+    }
+
+    public func recordStatusDelivery(_ entryID: Int64, _ result: StatusDeliveryResult, at now: Date) async throws {
+        try await database.write { db in
+            let time = now.timeIntervalSince1970
+            switch result {
+            case .delivered, .recorded:
+                try db.execute(
+                    sql: """
+                        UPDATE status_outbox SET delivery = ?, attempts = attempts + ?, delivered_at = ?, last_error = NULL
+                        WHERE id = ?
+                        """,
+                    arguments: [result == .delivered ? "delivered" : "recorded", result == .delivered ? 1 : 0, time, entryID])
+            case .retry(let at, let error):
+                // A newer status may have superseded this one while it was being posted: then it stays superseded.
+                try db.execute(
+                    sql: """
+                        UPDATE status_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?
+                        WHERE id = ? AND delivery = 'pending'
+                        """,
+                    arguments: [at.timeIntervalSince1970, error, entryID])
+            case .dropped(let error):
+                try db.execute(
+                    sql: "UPDATE status_outbox SET delivery = 'dropped', attempts = attempts + 1, last_error = ? WHERE id = ?",
+                    arguments: [error, entryID])
+            }
+        }
+    }
+
+    public func buildDetails(_ id: BuildID) async throws -> BuildDetails? {
+        try await database.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [id]) else {
+                return nil
+            }
+            let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [id])
+                .map(Rows.job)
+            let statuses = try Row.fetchAll(
+                db, sql: "SELECT * FROM status_outbox WHERE build_id = ? ORDER BY id", arguments: [id]
+            ).map(Rows.outbox)
+            return BuildDetails(build: try Rows.build(row), jobs: jobs, statuses: statuses)
+        }
+    }
+
+    public func job(_ id: JobID) async throws -> JobRecord? {
+        try await database.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]).map(Rows.job)
+        }
+    }
+
+    public func recentBuilds(limit: Int) async throws -> [BuildRecord] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM builds ORDER BY id DESC LIMIT ?", arguments: [limit]).map(Rows.build)
+        }
+    }
+
+    // MARK: Helpers inside a transaction
+
+    private func end(
+        _ build: BuildRecord, _ state: BuildState, summary: String, at time: Double, _ db: Database,
+        diagnostics: [String] = []
+    ) throws {
+        try db.execute(
+            sql: "UPDATE builds SET state = ?, summary = ?, diagnostics = ?, finished_at = ? WHERE id = ?",
+            arguments: [state.rawValue, summary, Rows.json(diagnostics), time, build.id])
+    }
+
+    /// Adds statuses to the outbox. An older status for the same commit and context that
+    /// has not been sent yet is superseded: only the newest is worth posting, and this keeps
+    /// at most one pending entry per context, so posts for a context never overtake.
+    private func enqueue(_ statuses: [StatusUpdate], for build: BuildRecord, at now: Date, _ db: Database) throws {
+        let time = now.timeIntervalSince1970
+        for status in statuses {
+            try db.execute(
+                sql: """
+                    UPDATE status_outbox SET delivery = 'superseded'
+                    WHERE delivery = 'pending' AND forge = ? AND repository = ? AND sha = ? AND context = ?
+                    """,
+                arguments: [build.forge, build.repository, build.sha, status.context])
+            try db.execute(
+                sql: """
+                    INSERT INTO status_outbox (build_id, forge, repository, sha, context, state, description, delivery,
+                                               next_attempt_at, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
+                    """,
+                arguments: [
+                    build.id, build.forge, build.repository, build.sha, status.context, status.state.rawValue,
+                    status.description, time, time,
+                ])
+        }
+    }
+}
