@@ -1,0 +1,60 @@
+import Crypto
+import KilnCore
+
+/// HMAC-SHA256 webhook signatures, checked in constant time over the raw body.
+enum HMACSignature {
+    /// Whether `hex` is the HMAC-SHA256 of `body` under any of `secrets`.
+    /// Malformed hex (wrong length, non-hex characters, upper-case) never verifies.
+    static func verify(hex: Substring, body: [UInt8], secrets: [Secret]) -> Bool {
+        guard let mac = Hex.decode(hex), mac.count == SHA256.byteCount else { return false }
+        var valid = false
+        for secret in secrets where !secret.value.isEmpty {
+            // Every secret is tried, so timing does not tell which one matched.
+            if HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: body, using: SymmetricKey(data: secret.bytes)) {
+                valid = true
+            }
+        }
+        return valid
+    }
+
+    /// The signature of `body` under `secret`, as lowercase hex.
+    static func sign(_ body: [UInt8], secret: Secret) -> String {
+        Hex.encode(Array(HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: secret.bytes))))
+    }
+}
+
+/// Lowercase hexadecimal.
+enum Hex {
+    static func decode(_ text: Substring) -> [UInt8]? {
+        let utf8 = Array(text.utf8)
+        guard utf8.count.isMultiple(of: 2) else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(utf8.count / 2)
+        var index = 0
+        while index < utf8.count {
+            guard let high = nibble(utf8[index]), let low = nibble(utf8[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        return bytes
+    }
+
+    static func encode(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    private static func nibble(_ character: UInt8) -> UInt8? {
+        switch character {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return character - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return character - UInt8(ascii: "a") + 10
+        default: return nil
+        }
+    }
+}
