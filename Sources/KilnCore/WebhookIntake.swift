@@ -1,15 +1,29 @@
 import Foundation
 import Logging
 
+/// A configured repository: its id and its name as the configuration spells it.
+public struct RepositoryRef: Sendable, Hashable {
+    /// Database id.
+    public var id: RepositoryID
+    /// `owner/name` from the configuration; statuses are posted under this name, never the payload's.
+    public var name: String
+
+    /// Creates a reference.
+    public init(id: RepositoryID, name: String) {
+        self.id = id
+        self.name = name
+    }
+}
+
 /// A configured forge as intake sees it: the adapter and the repositories it may build.
 public struct ForgeEndpoint: Sendable {
     /// The adapter.
     public var forge: any Forge
     /// Configured repositories by lowercased `owner/name`.
-    public var repositories: [String: RepositoryID]
+    public var repositories: [String: RepositoryRef]
 
     /// Creates an endpoint.
-    public init(forge: any Forge, repositories: [String: RepositoryID]) {
+    public init(forge: any Forge, repositories: [String: RepositoryRef]) {
         self.forge = forge
         self.repositories = repositories
     }
@@ -60,13 +74,13 @@ public struct WebhookIntake: Sendable {
         case .ignored(let reason):
             return .ignored(reason: reason)
         case .trigger(let push):
-            guard let repositoryID = endpoint.repositories[push.repository.lowercased()] else {
+            guard let repository = endpoint.repositories[push.repository.lowercased()] else {
                 return .unknownRepository(push.repository)
             }
             let accepted = try await store.accept(
                 NewDelivery(
-                    forge: forgeName, deliveryID: push.deliveryID, repositoryID: repositoryID,
-                    repository: push.repository, ref: push.ref, sha: push.sha),
+                    forge: forgeName, deliveryID: push.deliveryID, repositoryID: repository.id,
+                    repository: repository.name, ref: push.ref, sha: push.sha),
                 at: Date())
             if accepted.isNew { planning.ring() }
             logger.info(

@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 import Subprocess
 
 #if canImport(System)
@@ -92,28 +93,11 @@ enum SandboxCheck {
 enum NixMessages {
     /// The last `error:` line of nix's standard error, without colours, or its last line.
     static func lastError(_ tail: [UInt8]) -> String {
-        let text = stripANSI(String(decoding: tail, as: UTF8.self))
+        let text = ANSI.strip(String(decoding: tail, as: UTF8.self))
         let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
         if let error = lines.last(where: { $0.hasPrefix("error:") }) {
             return String(error.dropFirst("error:".count)).trimmingCharacters(in: .whitespaces)
         }
         return lines.last(where: { !$0.isEmpty }) ?? "no error message"
-    }
-
-    static func stripANSI(_ text: String) -> String {
-        var result = ""
-        var escaping = false
-        for scalar in text.unicodeScalars {
-            if escaping {
-                if (0x40...0x7E).contains(scalar.value) && scalar != "[" { escaping = false }
-                continue
-            }
-            if scalar == "\u{1B}" {
-                escaping = true
-                continue
-            }
-            result.unicodeScalars.append(scalar)
-        }
-        return result
     }
 }

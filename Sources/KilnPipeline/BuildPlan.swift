@@ -46,7 +46,7 @@ public enum PipelineEvent: Sendable, Hashable {
 }
 
 /// Server-side limits applied to every job.
-public struct JobLimits: Sendable, Equatable {
+public struct JobLimits: Sendable, Hashable {
     /// Wall-clock limit for jobs that set none.
     public var defaultTimeout: Duration
     /// Largest wall-clock limit a job may ask for.

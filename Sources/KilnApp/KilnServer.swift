@@ -1,0 +1,86 @@
+import Foundation
+import Hummingbird
+import KilnCore
+import KilnForges
+import KilnGit
+import KilnHTTP
+import KilnNix
+import KilnStore
+import Logging
+import ServiceLifecycle
+
+/// The one place where implementations are chosen and wired into a `ServiceGroup`.
+public enum KilnServer {
+    /// Builds the services of `kiln serve`: the HTTP server, the build worker and the status reporter.
+    ///
+    /// - Parameters:
+    ///   - onListening: called with the bound port once the server accepts connections.
+    ///   - executor: replaces nix (tests of the server that do not exercise nix).
+    public static func make(
+        _ configuration: KilnConfiguration, logger: Logger,
+        executor: (any Executor)? = nil,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws -> ServiceGroup {
+        let dataDirectory = configuration.storage.dataDirectory
+        do {
+            try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError.unavailable(path: dataDirectory, reason: "cannot create storage.data-dir: \(error.localizedDescription)")
+        }
+        let store = try SQLiteStore(path: dataDirectory + "/kiln.sqlite")
+        let ids = try await store.syncRepositories(configuration.repositories.map { ($0.forge, $0.name) })
+
+        var forges: [String: any Forge] = [:]
+        for forge in configuration.forges {
+            switch forge.type {
+            case .github:
+                forges[forge.name] = GitHubForge(
+                    settings: .init(apiURL: forge.apiURL, webhookSecrets: forge.webhookSecrets, token: forge.token))
+            }
+        }
+        var endpoints: [String: ForgeEndpoint] = [:]
+        var sources: [RepositoryID: RepositorySource] = [:]
+        for (repository, id) in zip(configuration.repositories, ids) {
+            let forge = configuration.forges.first { $0.name == repository.forge }
+            endpoints[repository.forge, default: ForgeEndpoint(forge: forges[repository.forge]!, repositories: [:])]
+                .repositories[repository.name.lowercased()] = RepositoryRef(id: id, name: repository.name)
+            sources[id] = RepositorySource(id: id, name: repository.name, cloneURL: repository.cloneURL, token: forge?.token)
+        }
+        for forge in configuration.forges where endpoints[forge.name] == nil {
+            endpoints[forge.name] = ForgeEndpoint(forge: forges[forge.name]!, repositories: [:])
+        }
+
+        let bells = Doorbells()
+        let health = HealthState()
+        let paths = WorkerPaths(dataDirectory: dataDirectory)
+        let intake = WebhookIntake(endpoints: endpoints, store: store, planning: bells.planning, logger: logger)
+        let worker = BuildWorker(
+            store: store, source: GitMirrors(root: dataDirectory + "/mirrors"),
+            executor: executor ?? NixExecutor(settings: configuration.nix.settings), repositories: sources,
+            settings: WorkerSettings(
+                limits: configuration.nix.limits, maxParallelJobs: configuration.nix.maxParallelJobs,
+                logCapBytes: configuration.storage.maxLogBytes, paths: paths),
+            bells: bells, health: health, logger: logger)
+        let reporter = StatusReporter(
+            store: store, forges: forges,
+            recordOnly: Set(configuration.forges.filter { $0.statusAPI == .none }.map(\.name)),
+            publicURL: configuration.server.publicURL, bell: bells.statuses, logger: logger)
+        let router = KilnRouter.make(
+            HTTPDependencies(
+                intake: intake, store: store, health: health, databaseWritable: { await store.isWritable() }, paths: paths,
+                maxBodyBytes: configuration.server.maxBodyBytes, publicURL: configuration.server.publicURL))
+        let application = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.server.host, port: configuration.server.port), serverName: "kiln"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.server.port
+                logger.info("listening", metadata: ["address": "\(configuration.server.host):\(port)"])
+                await onListening(port)
+            },
+            logger: logger)
+        return ServiceGroup(
+            configuration: .init(
+                services: [.init(service: reporter), .init(service: worker), .init(service: application)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    }
+}

@@ -1,0 +1,195 @@
+import Foundation
+import KilnCore
+import KilnNix
+import KilnPipeline
+import Synchronization
+
+/// `kiln run`: plans a local checkout's pipeline and runs it with the real executor,
+/// streaming each job's output to the terminal. It uses the server's code for every
+/// decision: `PipelineFile`, `BuildPlan`, `JobStateMachine`, `BuildProgress`, `NixExecutor`.
+public struct LocalRun: Sendable {
+    /// The checkout to build.
+    public var repository: String
+    /// Run only this job (and the jobs it needs).
+    public var job: String?
+    /// The branch to plan for; nil reads the checkout's current branch.
+    public var branch: String?
+    /// How nix is run.
+    public var nix: NixSettings
+    /// Timeouts.
+    public var limits: JobLimits
+
+    /// Creates a local run.
+    public init(repository: String, job: String?, branch: String?, nix: NixSettings, limits: JobLimits) {
+        self.repository = repository
+        self.job = job
+        self.branch = branch
+        self.nix = nix
+        self.limits = limits
+    }
+
+    /// Runs the pipeline; returns the process exit status (0 when every job succeeded).
+    public func run(output: Terminal = Terminal()) async -> Int32 {
+        let file = repository + "/" + PipelineFile.name
+        guard let data = FileManager.default.contents(atPath: file) else {
+            output.error("\(file): no pipeline file; create \(PipelineFile.name) at the repository root")
+            return 1
+        }
+        let spec: PipelineSpec
+        switch PipelineFile.parse(Array(data)) {
+        case .invalid(let diagnostics):
+            for diagnostic in diagnostics { output.error(diagnostic.formatted(file: file)) }
+            return 1
+        case .valid(let valid): spec = valid
+        }
+        let ref = GitRef.branch(branch ?? Self.currentBranch(repository) ?? "main")
+        var planned: [PlannedJob]
+        switch BuildPlan.make(spec, for: .push(ref), limits: limits) {
+        case .invalid(let diagnostics):
+            for diagnostic in diagnostics { output.error(diagnostic.formatted(file: file)) }
+            return 1
+        case .skipped(let reason):
+            guard job != nil else {
+                output.note("nothing to run: \(reason); name a job with --job to run it anyway")
+                return 0
+            }
+            guard case .jobs(let jobs) = BuildPlan.make(PipelineSpec(triggers: nil, jobs: spec.jobs), for: .push(.branch("main")), limits: limits)
+            else { return 1 }
+            planned = jobs
+        case .jobs(let jobs): planned = jobs
+        }
+        if let job {
+            guard planned.contains(where: { $0.name == job }) else {
+                output.error("no job '\(job)' in \(file); jobs: \(planned.map(\.name).joined(separator: ", "))")
+                return 1
+            }
+            planned = Self.closure(of: job, in: planned)
+        }
+        return await execute(planned, output: output)
+    }
+
+    private func execute(_ planned: [PlannedJob], output: Terminal) async -> Int32 {
+        let now = Date()
+        var jobs = planned.enumerated().map { index, job in
+            JobRecord(
+                id: JobID(index + 1), buildID: 0, name: job.name, installables: job.installables, needs: job.needs,
+                timeout: job.timeout, maxSilent: job.maxSilent, state: .queued, summary: "queued", queuedAt: now)
+        }
+        var build = BuildRecord(
+            id: 0, repositoryID: 0, forge: "local", repository: repository, sha: "", ref: "", state: .running,
+            summary: "", createdAt: now, startedAt: now)
+        let executor = NixExecutor(settings: nix)
+        if case .notReady(let reason) = await executor.readiness() {
+            output.error("cannot build: \(reason)")
+            return 1
+        }
+        output.note("running \(jobs.count) job\(jobs.count == 1 ? "" : "s"): \(jobs.map(\.name).joined(separator: ", "))")
+        while let next = BuildProgress.runnable(jobs).first, let index = jobs.firstIndex(where: { $0.id == next.id }) {
+            var machine = JobStateMachine(state: .queued)
+            _ = machine.apply(.start)
+            jobs[index].state = machine.state
+            let done = jobs.filter(\.state.isFinal).count
+            output.progress("[\(done + 1)/\(jobs.count)] \(next.name): building \(next.installables.joined(separator: " "))")
+            let run = JobRun(
+                name: next.name, installables: next.installables, workspace: repository, timeout: next.timeout,
+                maxSilent: next.maxSilent)
+            let report = await executor.run(run, log: output.prefixed(next.name), stop: StopSignal())
+            if case .report(let state, let description) = machine.apply(.finish(report)) {
+                jobs[index].state = machine.state
+                jobs[index].summary = description
+                output.result(next.name, state, description)
+            }
+            let update = BuildProgress.afterJobEnded(build, jobs: jobs, now: Date())
+            for change in update.jobChanges {
+                guard let changed = jobs.firstIndex(where: { $0.id == change.jobID }) else { continue }
+                jobs[changed].state = change.state
+                jobs[changed].summary = change.summary
+                output.result(jobs[changed].name, .cancelled, change.summary)
+            }
+            if let change = update.build {
+                build.state = change.state
+                build.summary = change.summary
+            }
+        }
+        output.note("\(build.state.rawValue): \(build.summary)")
+        return build.state == .succeeded ? 0 : 1
+    }
+
+    /// `name` and every job it needs, transitively, in plan order.
+    static func closure(of name: String, in jobs: [PlannedJob]) -> [PlannedJob] {
+        var wanted: Set<String> = [name]
+        var frontier = [name]
+        while let current = frontier.popLast() {
+            for need in jobs.first(where: { $0.name == current })?.needs ?? [] where wanted.insert(need).inserted {
+                frontier.append(need)
+            }
+        }
+        return jobs.filter { wanted.contains($0.name) }
+    }
+
+    /// The branch checked out in `repository`, from `.git/HEAD`.
+    static func currentBranch(_ repository: String) -> String? {
+        guard let head = try? String(contentsOfFile: repository + "/.git/HEAD", encoding: .utf8) else { return nil }
+        let line = head.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard line.hasPrefix("ref: refs/heads/") else { return nil }
+        return String(line.dropFirst("ref: refs/heads/".count))
+    }
+}
+
+/// Where `kiln run` writes: job output prefixed by job name, results, and a progress line.
+public struct Terminal: Sendable {
+    private let isInteractive = isatty(STDERR_FILENO) == 1
+
+    /// A terminal on the process's standard output and error.
+    public init() {}
+
+    /// A line to standard error.
+    public func error(_ line: String) { write(STDERR_FILENO, line + "\n") }
+
+    /// A Kiln message to standard error.
+    public func note(_ line: String) { write(STDERR_FILENO, "kiln: \(line)\n") }
+
+    /// The progress line: rewritten in place on a terminal, printed once otherwise.
+    public func progress(_ line: String) { write(STDERR_FILENO, isInteractive ? "\r\u{1B}[2K\(line)\r" : "\(line)\n") }
+
+    /// A job's final state.
+    public func result(_ job: String, _ state: StatusState, _ description: String) {
+        let mark = state == .succeeded ? "✔" : (state == .cancelled ? "–" : "✘")
+        write(STDERR_FILENO, "\(mark) \(job): \(description)\n")
+    }
+
+    /// A sink that writes a job's output to standard output, each line prefixed `job | `.
+    public func prefixed(_ job: String) -> any LogSink { PrefixedSink(prefix: "\(job) | ") }
+
+    private func write(_ descriptor: Int32, _ text: String) {
+        var bytes = Array(text.utf8)
+        bytes.withUnsafeMutableBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                if written <= 0 { return }
+                offset += written
+            }
+        }
+    }
+}
+
+/// Prefixes each line of job output.
+final class PrefixedSink: LogSink {
+    private let prefix: [UInt8]
+    private let atLineStart = Mutex(true)
+
+    init(prefix: String) { self.prefix = Array(prefix.utf8) }
+
+    func write(_ chunk: [UInt8]) {
+        var out: [UInt8] = []
+        atLineStart.withLock { atStart in
+            for byte in chunk {
+                if atStart { out += prefix }
+                out.append(byte)
+                atStart = byte == UInt8(ascii: "\n")
+            }
+        }
+        out.withUnsafeBytes { buffer in _ = Glibc.write(STDOUT_FILENO, buffer.baseAddress, buffer.count) }
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import Hummingbird
+import KilnCore
+import Logging
+import NIOCore
+
+/// Kiln's routes (DESIGN.md §7). Errors become HTTP statuses here and nowhere else.
+public enum KilnRouter {
+    /// Builds the router.
+    public static func make(_ dependencies: HTTPDependencies) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.post("/webhooks/:forge") { request, context in
+            try await webhook(request, context, dependencies)
+        }
+        router.get("/health") { _, _ in
+            await health(dependencies)
+        }
+        router.get("/api/v1/builds") { _, _ in
+            let builds = try await dependencies.store.recentBuilds(limit: 50)
+            return try JSONBody.response(.ok, ["builds": builds.map { BuildJSON($0, jobs: nil, statuses: nil, dependencies.publicURL) }])
+        }
+        router.get("/api/v1/builds/:id") { _, context in
+            guard let id = context.parameters.get("id", as: BuildID.self),
+                let details = try await dependencies.store.buildDetails(id)
+            else { return try JSONBody.error(.notFound, "no build with this id") }
+            return try JSONBody.response(
+                .ok, BuildJSON(details.build, jobs: details.jobs, statuses: details.statuses, dependencies.publicURL))
+        }
+        router.get("/api/v1/jobs/:id") { _, context in
+            guard let id = context.parameters.get("id", as: JobID.self), let job = try await dependencies.store.job(id) else {
+                return try JSONBody.error(.notFound, "no job with this id")
+            }
+            return try JSONBody.response(.ok, JobJSON(job, dependencies.publicURL))
+        }
+        router.get("/api/v1/jobs/:id/log") { _, context in
+            guard let id = context.parameters.get("id", as: JobID.self), try await dependencies.store.job(id) != nil else {
+                return try JSONBody.error(.notFound, "no job with this id")
+            }
+            let bytes = FileManager.default.contents(atPath: dependencies.paths.log(id)) ?? Data()
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
+        router.get("/builds/:id") { _, context in
+            guard let id = context.parameters.get("id", as: BuildID.self),
+                let details = try await dependencies.store.buildDetails(id)
+            else { return Pages.html(.notFound, Pages.notFound("No build with this id.")) }
+            let logs = details.jobs.map { LogExcerpt.read(dependencies.paths.log($0.id)) }
+            return Pages.html(.ok, Pages.build(details, logs: logs))
+        }
+        router.get("/") { _, _ in
+            Pages.html(.ok, Pages.index(try await dependencies.store.recentBuilds(limit: 100)))
+        }
+        return router
+    }
+
+    private static func webhook(_ request: Request, _ context: BasicRequestContext, _ dependencies: HTTPDependencies)
+        async throws -> Response
+    {
+        let forge = context.parameters.get("forge") ?? ""
+        let limit = dependencies.maxBodyBytes
+        let tooLarge = "body is larger than server.max-body-bytes (\(limit) bytes)"
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            return try JSONBody.error(.contentTooLarge, tooLarge)
+        }
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            return try JSONBody.error(.contentTooLarge, tooLarge)
+        }
+        let headers = request.headers.map { (name: $0.name.rawName, value: $0.value) }
+        let delivery = WebhookDelivery(headers: headers, body: Array(buffer: body))
+        let result: IntakeResult
+        do {
+            result = try await dependencies.intake.receive(forge: forge, delivery)
+        } catch {
+            context.logger.error("could not record a delivery: \(error)")
+            return try JSONBody.error(.serviceUnavailable, "the delivery could not be recorded; redeliver it")
+        }
+        switch result {
+        case .accepted(let buildID, let isNew):
+            return try JSONBody.response(
+                .accepted,
+                AcceptedJSON(
+                    build_id: buildID, new: isNew, url: "\(dependencies.publicURL)/builds/\(buildID)",
+                    message: isNew ? "build queued" : "already received; the build exists"))
+        case .ignored(let reason):
+            return try JSONBody.response(.ok, ["ignored": reason])
+        case .unknownForge(let name):
+            return try JSONBody.error(.notFound, "no forge named '\(name)' is configured")
+        case .unknownRepository(let name):
+            return try JSONBody.error(.notFound, "repository '\(name)' is not configured for forge '\(forge)'")
+        case .rejected(let error):
+            switch error {
+            case .missingSignature, .badSignature: return try JSONBody.error(.unauthorized, error.description)
+            case .malformed: return try JSONBody.error(.badRequest, error.description)
+            }
+        }
+    }
+
+    private static func health(_ dependencies: HTTPDependencies) async -> Response {
+        let writable = await dependencies.databaseWritable()
+        var body: [String: String] = ["database": writable ? "writable" : "not writable"]
+        var ready = writable
+        switch dependencies.health.readiness {
+        case .ready(let detail):
+            body["nix"] = detail
+        case .notReady(let reason):
+            body["nix"] = reason
+            ready = false
+        }
+        body["status"] = ready ? "ready" : "not ready"
+        return (try? JSONBody.response(ready ? .ok : .serviceUnavailable, body)) ?? Response(status: .internalServerError)
+    }
+}
+
+/// JSON answers.
+enum JSONBody {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }()
+
+    static func response(_ status: HTTPResponse.Status, _ value: some Encodable) throws -> Response {
+        var data = try encoder.encode(value)
+        data.append(0x0A)
+        return Response(
+            status: status, headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ message: String) throws -> Response {
+        try response(status, ["error": message])
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Hummingbird
+import KilnCore
+import NIOCore
+
+/// The web pages: plain HTML, every value escaped, no scripts.
+enum Pages {
+    static func html(_ status: HTTPResponse.Status, _ body: String) -> Response {
+        Response(
+            status: status,
+            headers: [.contentType: "text/html; charset=utf-8", .contentSecurityPolicy: "default-src 'none'; style-src 'unsafe-inline'"],
+            body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    static func escape(_ text: String) -> String {
+        var result = ""
+        result.reserveCapacity(text.count)
+        for character in text {
+            switch character {
+            case "&": result += "&amp;"
+            case "<": result += "&lt;"
+            case ">": result += "&gt;"
+            case "\"": result += "&quot;"
+            case "'": result += "&#39;"
+            default: result.append(character)
+            }
+        }
+        return result
+    }
+
+    private static let style = """
+        body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:70em;padding:0 1em;color:#222}
+        table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd;vertical-align:top}
+        pre{background:#111;color:#eee;padding:1em;overflow-x:auto;white-space:pre-wrap;font-size:12px}
+        .succeeded,.delivered{color:#17702d}.failed,.timed_out,.errored,.dropped{color:#b3261e}.cancelled,.skipped{color:#7a5b00}
+        .queued,.planning,.running,.pending{color:#1a56b3}code{font-size:13px}
+        """
+
+    private static func page(_ title: String, refresh: Bool, _ content: String) -> String {
+        """
+        <!doctype html><html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
+        \(refresh ? "<meta http-equiv=\"refresh\" content=\"3\">" : "")<style>\(style)</style></head>
+        <body><p><a href="/">Kiln</a></p>\(content)</body></html>
+
+        """
+    }
+
+    static func notFound(_ message: String) -> String {
+        page("Not found", refresh: false, "<h1>Not found</h1><p>\(escape(message))</p>")
+    }
+
+    static func index(_ builds: [BuildRecord]) -> String {
+        let rows = builds.map { build in
+            """
+            <tr><td><a href="/builds/\(build.id)">#\(build.id)</a></td><td>\(escape(build.repository))</td>
+            <td><code>\(escape(build.ref))</code></td><td><code>\(escape(CommitID.short(build.sha)))</code></td>
+            <td class="\(build.state.rawValue)">\(build.state.rawValue)</td><td>\(escape(build.summary))</td></tr>
+            """
+        }.joined()
+        let table = builds.isEmpty
+            ? "<p>No builds yet. Point a forge's webhook at <code>/webhooks/&lt;forge&gt;</code> and push.</p>"
+            : "<table><tr><th>Build</th><th>Repository</th><th>Ref</th><th>Commit</th><th>State</th><th>Summary</th></tr>\(rows)</table>"
+        return page("Kiln builds", refresh: builds.contains { !$0.state.isFinal }, "<h1>Builds</h1>\(table)")
+    }
+
+    static func build(_ details: BuildDetails, logs: [LogExcerpt]) -> String {
+        let build = details.build
+        var content = """
+            <h1>Build #\(build.id) <span class="\(build.state.rawValue)">\(build.state.rawValue)</span></h1>
+            <p>\(escape(build.repository)) · <code>\(escape(build.ref))</code> · <code>\(escape(build.sha))</code></p>
+            <p>\(escape(build.summary))</p>
+            """
+        if !build.diagnostics.isEmpty {
+            content += "<h2>Pipeline file problems</h2><pre>\(build.diagnostics.map(escape).joined(separator: "\n"))</pre>"
+        }
+        if !details.jobs.isEmpty {
+            content += "<h2>Jobs</h2><table><tr><th>Job</th><th>State</th><th>Summary</th><th>Exit</th><th>Time</th></tr>"
+            for job in details.jobs {
+                let took = job.startedAt.map { start in
+                    HumanDuration.format(.seconds((job.finishedAt ?? Date()).timeIntervalSince(start)))
+                } ?? ""
+                content += """
+                    <tr><td><a href="#job-\(job.id)">\(escape(job.name))</a></td><td class="\(job.state.rawValue)">\(job.state.rawValue)</td>
+                    <td>\(escape(job.summary))</td><td>\(job.exitCode.map(String.init) ?? "")</td><td>\(took)</td></tr>
+                    """
+            }
+            content += "</table>"
+        }
+        if !details.statuses.isEmpty {
+            content += "<h2>Commit statuses</h2><table><tr><th>Context</th><th>State</th><th>Description</th><th>Delivery</th></tr>"
+            for entry in details.statuses {
+                let delivery = entry.delivery.rawValue + (entry.lastError.map { " (\($0))" } ?? "")
+                content += """
+                    <tr><td><code>\(escape(entry.status.context))</code></td><td class="\(entry.status.state.rawValue)">\(entry.status.state.rawValue)</td>
+                    <td>\(escape(entry.status.description))</td><td class="\(entry.delivery.rawValue)">\(escape(delivery))</td></tr>
+                    """
+            }
+            content += "</table>"
+        }
+        for (job, log) in zip(details.jobs, logs) {
+            content += "<h2 id=\"job-\(job.id)\">\(escape(job.name)) <a href=\"/api/v1/jobs/\(job.id)/log\">raw log</a></h2>"
+            if log.skipped > 0 { content += "<p>The first \(log.skipped) bytes are not shown; the raw log has them.</p>" }
+            content += "<pre>\(escape(ANSI.strip(log.text)))</pre>"
+        }
+        let active = !build.state.isFinal
+        return page("Build #\(build.id) · \(build.repository)", refresh: active, content)
+    }
+}
+

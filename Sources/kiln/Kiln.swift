@@ -1,0 +1,112 @@
+import ArgumentParser
+import Foundation
+import KilnApp
+import KilnCore
+import KilnNix
+import KilnPipeline
+import Logging
+
+@main
+struct Kiln: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kiln",
+        abstract: "A CI bot for Nix projects: forge webhooks in, sandboxed nix builds, commit statuses out.",
+        subcommands: [Serve.self, Check.self, Run.self])
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the server: receive webhooks, build, post statuses.",
+        discussion: "Every scalar key of the configuration can be overridden by KILN_<KEY_PATH>, e.g. KILN_SERVER_LISTEN.")
+
+    @Option(name: .long, help: "The configuration file.")
+    var config = "config/kiln.yaml"
+
+    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "kiln")
+        let configuration: KilnConfiguration
+        do {
+            configuration = try KilnConfiguration.load(path: config)
+        } catch {
+            FileHandle.standardError.write(Data("kiln: the configuration cannot be used:\n\(error)\n".utf8))
+            throw ExitCode(78)
+        }
+        let group = try await KilnServer.make(configuration, logger: logger)
+        try await group.run()
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a pipeline file; print FILE:LINE:COLUMN: MESSAGE for each problem and exit 1 if there are any.")
+
+    @Argument(help: "The pipeline file, or - for standard input.")
+    var file = PipelineFile.name
+
+    func run() throws {
+        let data: Data
+        if file == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            guard let contents = FileManager.default.contents(atPath: file) else {
+                FileHandle.standardError.write(Data("\(file): cannot read the file\n".utf8))
+                throw ExitCode(1)
+            }
+            data = contents
+        }
+        let name = file == "-" ? "<stdin>" : file
+        switch PipelineFile.parse(Array(data)) {
+        case .valid(let spec):
+            print("\(name): valid; \(spec.jobs.count) job\(spec.jobs.count == 1 ? "" : "s"): \(spec.jobs.map(\.name).joined(separator: ", "))")
+        case .invalid(let diagnostics):
+            for diagnostic in diagnostics { print(diagnostic.formatted(file: name)) }
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Plan and run a local checkout's pipeline with the real nix executor, streaming logs.")
+
+    @Option(name: .long, help: "The checkout to build.")
+    var repo = "."
+
+    @Option(name: .long, help: "Run only this job and the jobs it needs.")
+    var job: String?
+
+    @Option(name: .long, help: "The branch to plan for (default: the checkout's current branch).")
+    var branch: String?
+
+    @Option(name: .long, help: "Read nix settings and limits from this server configuration.")
+    var config: String?
+
+    func run() async throws {
+        var nix = NixSettings()
+        var limits = JobLimits.standard
+        if let config {
+            do {
+                let configuration = try KilnConfiguration.load(path: config)
+                nix = configuration.nix.settings
+                limits = configuration.nix.limits
+            } catch {
+                FileHandle.standardError.write(Data("kiln: the configuration cannot be used:\n\(error)\n".utf8))
+                throw ExitCode(78)
+            }
+        }
+        let directory = URL(fileURLWithPath: repo).standardized.path
+        let status = await LocalRun(repository: directory, job: job, branch: branch, nix: nix, limits: limits).run()
+        if status != 0 { throw ExitCode(status) }
+    }
+}
