@@ -4,6 +4,10 @@ import Foundation
 public struct TimedOut: Error, CustomStringConvertible {
     /// What was awaited.
     public var what: String
+
+    /// Creates the error.
+    public init(what: String) { self.what = what }
+
     public var description: String { "timed out waiting for \(what)" }
 }
 

@@ -1,0 +1,158 @@
+import Foundation
+import KilnTesting
+import Testing
+
+@Suite(.enabled(if: NixTest.enabled, "nix is not installed (set KILN_REQUIRE_NIX to make this a failure)"))
+struct EndToEndTests {
+    /// A signed push with jobs that succeed, fail and go silent: statuses go pending → final,
+    /// the aggregate fails; a redelivery starts nothing; bad requests are refused.
+    @Test(.timeLimit(.minutes(3))) func pushBuildsAndReportsEveryJob() async throws {
+        let world = try await World.make()
+        defer { Task { await world.close() } }
+        try TestFlake(packages: [
+            "ok": TestFlake.succeeding("fine"),
+            "bad": "echo going-to-fail; exit 1",
+            "quiet": "echo then-silence; $bb sleep 600; true",
+        ]).write(to: world.repository.path)
+        try world.repository.write(
+            ".kiln.yml",
+            """
+            on:
+              push:
+                branches: [main]
+            jobs:
+              ok:
+                build: .#ok
+              bad:
+                build: .#bad
+              quiet:
+                build: .#quiet
+                max-silent: 2s
+            """)
+        let sha = try world.repository.commit("three jobs")
+        let kiln = try await KilnInstance.start(config: world.configPath)
+        defer { Task { await kiln.stop() } }
+
+        let delivery = UUID().uuidString
+        let accepted = try await kiln.push(repository: World.name, sha: sha, secret: World.secret, delivery: delivery)
+        #expect(accepted.status == 202)
+        let buildID = try #require(accepted.json["build_id"] as? Int)
+
+        try await eventually("the aggregate status to be final", within: .seconds(120)) {
+            world.github.states("kiln").count == 2
+        }
+        #expect(world.github.states("kiln") == ["pending", "failure"])
+        #expect(world.github.states("kiln/ok") == ["pending", "success"])
+        #expect(world.github.states("kiln/bad") == ["pending", "failure"])
+        #expect(world.github.states("kiln/quiet") == ["pending", "failure"])
+        #expect(world.github.refusals.isEmpty)
+        let statuses = world.github.statuses
+        #expect(statuses.allSatisfy { $0.sha == sha && $0.repository == World.name })
+        #expect(statuses.allSatisfy { $0.targetURL == "http://kiln.test/builds/\(buildID)" })
+        #expect(statuses.first { $0.context == "kiln/quiet" && $0.state == "failure" }?.description == "no output for 2s; stopped")
+        #expect(statuses.first { $0.context == "kiln/ok" && $0.state == "success" }?.description.hasPrefix("built 1 output in") == true)
+
+        let build = try await kiln.build(buildID)
+        #expect(build["state"] as? String == "failed")
+        let jobs = try #require(build["jobs"] as? [[String: Any]])
+        #expect(Dictionary(uniqueKeysWithValues: jobs.map { ($0["name"] as! String, $0["state"] as! String) })
+            == ["ok": "succeeded", "bad": "failed", "quiet": "timed_out"])
+        let bad = try #require(jobs.first { $0["name"] as? String == "bad" })
+        let log = try await HTTPTestClient.send("GET", try #require(bad["log_url"] as? String).replacingOccurrences(of: "http://kiln.test", with: kiln.url))
+        #expect(log.body.contains("going-to-fail"))
+        let page = try await HTTPTestClient.send("GET", "\(kiln.url)/builds/\(buildID)")
+        #expect(page.status == 200 && page.body.contains("going-to-fail") && page.body.contains("then-silence"))
+
+        // A redelivery answers with the same build and starts nothing.
+        let postsBefore = world.github.attempts
+        let again = try await kiln.push(repository: World.name, sha: sha, secret: World.secret, delivery: delivery)
+        #expect(again.status == 202)
+        #expect(again.json["build_id"] as? Int == buildID)
+        #expect(again.json["new"] as? Bool == false)
+        let builds = try await HTTPTestClient.send("GET", "\(kiln.url)/api/v1/builds").json["builds"] as? [Any]
+        #expect(builds?.count == 1)
+        #expect((try await kiln.build(buildID))["statuses"] as? [Any] != nil)
+        #expect(((try await kiln.build(buildID))["statuses"] as? [Any])?.count == 8)
+        #expect(world.github.attempts == postsBefore)
+
+        // An unconfigured repository, a bad signature, an oversized body.
+        let unknown = try await kiln.push(repository: "octo/other", sha: sha, secret: World.secret)
+        #expect(unknown.status == 404)
+        #expect(unknown.json["error"] as? String == "repository 'octo/other' is not configured for forge 'github'")
+        let forged = try await kiln.push(repository: World.name, sha: sha, secret: "not-the-secret")
+        #expect(forged.status == 401)
+        let huge = [UInt8](repeating: UInt8(ascii: " "), count: 70_000)
+        let tooLarge = try await HTTPTestClient.send(
+            "POST", "\(kiln.url)/webhooks/github",
+            headers: WebhookSigner.githubHeaders(event: "push", body: huge, secret: World.secret), body: huge)
+        #expect(tooLarge.status == 413)
+        let nowhere = try await HTTPTestClient.send("POST", "\(kiln.url)/webhooks/gitlab", body: [])
+        #expect(nowhere.status == 404)
+    }
+
+    /// An invalid pipeline file gives one final `kiln` status naming the problem, and no job statuses.
+    @Test(.timeLimit(.minutes(2))) func invalidPipelineFileFailsWithItsPosition() async throws {
+        let world = try await World.make()
+        defer { Task { await world.close() } }
+        try world.repository.write(".kiln.yml", "jobs:\n  hello:\n    bulid: .#hello\n")
+        let sha = try world.repository.commit("typo")
+        let kiln = try await KilnInstance.start(config: world.configPath)
+        defer { Task { await kiln.stop() } }
+        let accepted = try await kiln.push(repository: World.name, sha: sha, secret: World.secret)
+        #expect(accepted.status == 202)
+        try await eventually("the kiln status", within: .seconds(60)) { !world.github.statuses.isEmpty }
+        #expect(world.github.statuses.map(\.context) == ["kiln"])
+        #expect(world.github.statuses.first?.state == "failure")
+        #expect(world.github.statuses.first?.description == ".kiln.yml:3:5: unknown key 'bulid' in 'jobs.hello' — did you mean 'build'?")
+    }
+
+    /// A push that the `on` filters exclude ends skipped and posts nothing.
+    @Test(.timeLimit(.minutes(2))) func filteredPushIsSkippedSilently() async throws {
+        let world = try await World.make()
+        defer { Task { await world.close() } }
+        try world.repository.write(".kiln.yml", "on:\n  push:\n    branches: [release]\njobs:\n  hello:\n    build: .#hello\n")
+        let sha = try world.repository.commit("not on release")
+        let kiln = try await KilnInstance.start(config: world.configPath)
+        defer { Task { await kiln.stop() } }
+        let accepted = try await kiln.push(repository: World.name, sha: sha, secret: World.secret)
+        let buildID = try #require(accepted.json["build_id"] as? Int)
+        let build = try await eventually("the build to end", within: .seconds(60)) { () -> [String: Any]? in
+            let build = try await kiln.build(buildID)
+            return build["state"] as? String == "queued" || build["state"] as? String == "planning" ? nil : build
+        }
+        #expect(build["state"] as? String == "skipped")
+        #expect(build["summary"] as? String == "branch 'main' does not match on.push.branches (release)")
+        #expect((build["statuses"] as? [Any])?.isEmpty == true)
+        #expect(world.github.attempts == 0)
+    }
+}
+
+@Suite struct StatusDeliveryTests {
+    /// The forge answers 500 twice, then 201; Kiln restarts between the failure and the retry.
+    @Test(.timeLimit(.minutes(2))) func statusSurvivesFailuresAndARestart() async throws {
+        let world = try await World.make()
+        defer { Task { await world.close() } }
+        try world.repository.write(".kiln.yml", "jobs: {}\n")
+        let sha = try world.repository.commit("empty jobs: one final status")
+        world.github.failNext([(500, 3), (500, nil)])
+        let first = try await KilnInstance.start(config: world.configPath)
+        let accepted = try await first.push(repository: World.name, sha: sha, secret: World.secret)
+        #expect(accepted.status == 202)
+        try await eventually("the first, failing attempt", within: .seconds(60)) { world.github.attempts >= 1 }
+        await first.stop()
+        #expect(world.github.statuses.isEmpty)
+
+        let second = try await KilnInstance.start(config: world.configPath)
+        defer { Task { await second.stop() } }
+        try await eventually("the status to arrive after the restart", within: .seconds(30)) {
+            !world.github.statuses.isEmpty
+        }
+        #expect(world.github.attempts == 3)
+        #expect(world.github.statuses.map(\.context) == ["kiln"])
+        #expect(world.github.statuses.first?.state == "failure")
+        let buildID = try #require(accepted.json["build_id"] as? Int)
+        let entry = try #require(((try await second.build(buildID))["statuses"] as? [[String: Any]])?.first)
+        #expect(entry["delivery"] as? String == "delivered")
+        #expect(entry["attempts"] as? Int == 3)
+    }
+}
