@@ -91,7 +91,7 @@ public struct LocalRun: Sendable {
             let done = jobs.filter(\.state.isFinal).count
             output.progress("[\(done + 1)/\(jobs.count)] \(next.name): building \(next.installables.joined(separator: " "))")
             let run = JobRun(
-                name: next.name, installables: next.installables, workspace: repository, timeout: next.timeout,
+                name: next.name, installables: next.installables, workspace: repository, isPlainTree: false, timeout: next.timeout,
                 maxSilent: next.maxSilent)
             let report = await executor.run(run, log: output.prefixed(next.name), stop: StopSignal())
             if case .report(let state, let description) = machine.apply(.finish(report)) {

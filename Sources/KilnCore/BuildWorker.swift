@@ -282,7 +282,7 @@ public struct BuildWorker: Service {
         }
         let run = JobRun(
             name: job.name, installables: job.installables, workspace: settings.paths.workspace(claimed.build.id),
-            timeout: job.timeout, maxSilent: job.maxSilent)
+            isPlainTree: true, timeout: job.timeout, maxSilent: job.maxSilent)
         return await executor.run(run, log: log, stop: StopSignal())
     }
 }

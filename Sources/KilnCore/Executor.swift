@@ -8,16 +8,23 @@ public struct JobRun: Sendable, Hashable {
     public var installables: [String]
     /// The checked-out tree to run in.
     public var workspace: String
+    /// True when the workspace is a plain tree (a server checkout), false for a user's own git
+    /// checkout (`kiln run`). A plain tree may sit inside some other git repository; its
+    /// installables must then be read from the tree itself, not through that repository.
+    public var isPlainTree: Bool
     /// Wall-clock limit, enforced by Kiln.
     public var timeout: Duration
     /// Limit on time without output.
     public var maxSilent: Duration
 
     /// Creates a run.
-    public init(name: String, installables: [String], workspace: String, timeout: Duration, maxSilent: Duration) {
+    public init(
+        name: String, installables: [String], workspace: String, isPlainTree: Bool, timeout: Duration, maxSilent: Duration
+    ) {
         self.name = name
         self.installables = installables
         self.workspace = workspace
+        self.isPlainTree = isPlainTree
         self.timeout = timeout
         self.maxSilent = maxSilent
     }

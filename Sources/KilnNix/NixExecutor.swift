@@ -86,7 +86,9 @@ public struct NixExecutor: Executor {
         return await withTaskCancellationHandler {
             // 1. Evaluate: installables → derivations.
             let evaluate = SupervisedProcess(
-                executable: nix, arguments: ["path-info", "--derivation"] + commonArguments + ["--"] + job.installables,
+                executable: nix,
+                arguments: ["path-info", "--derivation"] + commonArguments + ["--"]
+                    + job.installables.map { job.isPlainTree ? Self.anchor($0, in: job.workspace) : $0 },
                 workingDirectory: job.workspace, deadline: deadline, maxSilent: job.maxSilent, killGrace: settings.killGrace)
             log.note("evaluating \(job.installables.joined(separator: " "))")
             let evaluated: ProcessEnd
@@ -153,6 +155,19 @@ public struct NixExecutor: Executor {
         if let reason = stop.reason { return .cancelled(reason) }
         if error is CancellationError { return .cancelled(.shutdown) }
         return .errored("could not run nix: \(error)")
+    }
+
+    /// A workspace-relative installable (`.`, `.#attr`, `./dir#attr`) as a `path:` flake
+    /// reference to the workspace, so nix reads the tree itself rather than a git repository
+    /// that happens to enclose it. Other installables (`github:…`, `nixpkgs#…`) are unchanged.
+    static func anchor(_ installable: String, in workspace: String) -> String {
+        if installable == "." || installable.hasPrefix(".#") {
+            return "path:\(workspace)" + installable.dropFirst()
+        }
+        if installable.hasPrefix("./") {
+            return "path:\(workspace)/" + installable.dropFirst(2)
+        }
+        return installable
     }
 
     /// Absolute store paths, one per line, in order.

@@ -20,7 +20,8 @@ struct NixExecutorTests {
         try await withTemporaryDirectory("kiln-nix") { directory in
             try TestFlake(packages: packages, evaluationErrors: evaluationErrors).write(to: directory.path)
             let job = JobRun(
-                name: "test", installables: build, workspace: directory.path, timeout: timeout, maxSilent: maxSilent)
+                name: "test", installables: build, workspace: directory.path, isPlainTree: true, timeout: timeout,
+                maxSilent: maxSilent)
             return await executor.run(job, log: log, stop: stop)
         }
     }
@@ -97,6 +98,30 @@ struct NixExecutorTests {
         #expect(try await report.outcome == .cancelled(.requested))
         #expect(log.text.contains("cancelled; sending SIGINT to nix"))
         try await eventually("the job's processes to be gone", within: .seconds(10)) { Processes.matching(marker).isEmpty }
+    }
+
+    /// A server work tree may sit inside another git repository (the default data-dir is inside
+    /// Kiln's own checkout); nix must build the tree itself, not look it up in that repository.
+    @Test(.timeLimit(.minutes(2))) func plainTreeInsideAnotherGitRepositoryBuilds() async throws {
+        try await withTemporaryDirectory("kiln-nested") { directory in
+            let outer = try TestGitRepository(at: directory.path)
+            try outer.write(".gitignore", "data/\n")
+            try outer.commit("outer repository that ignores the data directory")
+            let workspace = directory.appending("data/workspaces/1")
+            try TestFlake(packages: ["nested": TestFlake.succeeding("nested")]).write(to: workspace)
+            let job = JobRun(
+                name: "nested", installables: [".#nested"], workspace: workspace, isPlainTree: true,
+                timeout: .seconds(60), maxSilent: .seconds(60))
+            let report = await executor.run(job, log: MemoryLog(), stop: StopSignal())
+            #expect(report.outcome == .succeeded)
+        }
+    }
+
+    @Test func workspaceRelativeInstallablesAreAnchored() {
+        #expect(NixExecutor.anchor(".#hello", in: "/w/1") == "path:/w/1#hello")
+        #expect(NixExecutor.anchor(".", in: "/w/1") == "path:/w/1")
+        #expect(NixExecutor.anchor("./sub#x", in: "/w/1") == "path:/w/1/sub#x")
+        #expect(NixExecutor.anchor("github:o/r#x", in: "/w/1") == "github:o/r#x")
     }
 
     @Test(.timeLimit(.minutes(1))) func readinessConfirmsTheSandbox() async {
