@@ -19,6 +19,9 @@ public final class Doorbell: Sendable {
     /// A quiet doorbell.
     public init() {}
 
+    /// How many waiters are suspended now (for tests).
+    var waiterCount: Int { state.withLock { $0.waiters.count } }
+
     /// Increases with every ring.
     public var generation: UInt64 { state.withLock { $0.generation } }
 

@@ -1,0 +1,136 @@
+import Foundation
+import KilnTesting
+import Testing
+
+@testable import KilnApp
+
+@Suite struct ConfigurationTests {
+    /// Writes `yaml` as kiln.yaml beside a secret and a token file, and loads it.
+    func load(_ yaml: String, environment: [String: String] = [:]) throws -> Result<KilnConfiguration, ConfigurationError> {
+        let directory = try TemporaryDirectory("kiln-config")
+        defer { directory.remove() }
+        try "secret\n".write(toFile: directory.appending("webhook-secret"), atomically: true, encoding: .utf8)
+        try "token".write(toFile: directory.appending("token"), atomically: true, encoding: .utf8)
+        try "".write(toFile: directory.appending("empty"), atomically: true, encoding: .utf8)
+        let path = directory.appending("kiln.yaml")
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        do {
+            return .success(try KilnConfiguration.load(path: path, environment: environment))
+        } catch {
+            // Drop the temporary directory from messages so expectations can be exact.
+            return .failure(ConfigurationError(problems: error.problems.map {
+                $0.replacingOccurrences(of: directory.path + "/", with: "")
+            }))
+        }
+    }
+
+    static let minimal = """
+        forges:
+          github:
+            type: github
+            webhook-secret-files: [webhook-secret]
+            token-file: token
+        repositories:
+          - forge: github
+            name: octo/hello
+            clone-url: https://github.com/octo/hello.git
+        """
+
+    @Test func minimalFileGetsTheDocumentedDefaults() throws {
+        let configuration = try load(Self.minimal).get()
+        #expect(configuration.server.host == "127.0.0.1" && configuration.server.port == 8080)
+        #expect(configuration.server.publicURL == "http://127.0.0.1:8080")
+        #expect(configuration.server.maxBodyBytes == 26_214_400)
+        #expect(configuration.nix.maxParallelJobs == 2)
+        #expect(configuration.nix.limits == .init(defaultTimeout: .seconds(1800), maxTimeout: .seconds(3600), defaultMaxSilent: .seconds(600)))
+        #expect(configuration.forges.first?.webhookSecrets.map(\.value) == ["secret"])
+        #expect(configuration.forges.first?.token?.value == "token")
+        #expect(configuration.forges.first?.apiURL == "https://api.github.com")
+        #expect(configuration.repositories.first?.forks == .requireApproval)
+        #expect(configuration.storage.dataDirectory.hasSuffix("/.kiln"))
+    }
+
+    static let problems: [(yaml: String, expected: String)] = [
+        (minimal.replacingOccurrences(of: "token-file: token", with: "token-file: /run/secrets/github-token"),
+            "kiln.yaml:5:17: forges.github.token-file: no such file /run/secrets/github-token"),
+        (minimal.replacingOccurrences(of: "token-file: token", with: "token-file: empty"),
+            "kiln.yaml:5:17: forges.github.token-file: empty is empty"),
+        ("nix:\n  default-timeout: 30 minutes\n" + minimal,
+            "kiln.yaml:2:20: nix.default-timeout: '30 minutes' is not a duration; write it like 30s, 5m, 1h or 1h30m"),
+        ("server:\n  lisen: 0.0.0.0:80\n" + minimal, "kiln.yaml:2:3: server.lisen: unknown key 'lisen' in 'server' — did you mean 'listen'?"),
+        ("server:\n  listen: localhost\n" + minimal, "kiln.yaml:2:11: server.listen: 'localhost' is not HOST:PORT (for example 127.0.0.1:8080)"),
+        (minimal.replacingOccurrences(of: "type: github", with: "type: gitlab"),
+            "kiln.yaml:3:11: forges.github.type: 'gitlab' is not a forge type Kiln supports yet; supported: github"),
+        (minimal.replacingOccurrences(of: "https://github.com/octo/hello.git", with: "https://me:pw@github.com/octo/hello.git"),
+            "kiln.yaml:9:16: repositories[0].clone-url: credentials do not belong in clone-url; put the token in the forge's token-file"),
+        (minimal.replacingOccurrences(of: "https://github.com/octo/hello.git", with: "git://github.com/octo/hello.git"),
+            "kiln.yaml:9:16: repositories[0].clone-url: 'git://github.com/octo/hello.git' is not an https://, ssh:// or file:// URL"),
+        (minimal.replacingOccurrences(of: "- forge: github", with: "- forge: gihub"),
+            "kiln.yaml:7:12: repositories[0].forge: no forge named 'gihub' under forges"),
+        (minimal.replacingOccurrences(of: "    token-file: token\n", with: ""),
+            "kiln.yaml:3:5: forges.github.token-file: is required to post statuses; set it, or set status-api: none"),
+        (minimal.replacingOccurrences(of: "    webhook-secret-files: [webhook-secret]\n", with: ""),
+            "kiln.yaml:2:3: forges.github.webhook-secret-files: is required: list the files holding the webhook secret(s); Kiln refuses unsigned webhooks"),
+        ("nix:\n  options:\n    sandbox: false\n" + minimal,
+            "kiln.yaml:3:14: nix.options.sandbox: nix.options may not set 'sandbox': Kiln always builds with sandbox = true and sandbox-fallback = false"),
+        ("nix:\n  max-parallel-jobs: lots\n" + minimal, "kiln.yaml:2:22: nix.max-parallel-jobs: 'lots' must be a whole number from 1 to 256"),
+    ]
+
+    @Test(arguments: problems)
+    func problemNamesItsKeyPath(yaml: String, expected: String) throws {
+        guard case .failure(let error) = try load(yaml) else {
+            Issue.record("expected a configuration error")
+            return
+        }
+        #expect(error.problems.first == expected, "all problems: \(error.problems)")
+    }
+
+    @Test func everyProblemIsReported() throws {
+        let yaml = "server:\n  listen: nowhere\nnix:\n  max-timeout: forever\n" + Self.minimal.replacingOccurrences(of: "token-file: token", with: "token-file: missing")
+        guard case .failure(let error) = try load(yaml) else {
+            Issue.record("expected a configuration error")
+            return
+        }
+        #expect(error.problems.count == 3)
+    }
+
+    @Test func environmentOverridesScalars() throws {
+        let configuration = try load(
+            Self.minimal,
+            environment: [
+                "KILN_SERVER_LISTEN": "0.0.0.0:9090", "KILN_NIX_MAX_PARALLEL_JOBS": "4",
+                "KILN_REPOSITORIES_0_CLONE_URL": "ssh://git@github.com/octo/hello.git",
+            ]
+        ).get()
+        #expect(configuration.server.host == "0.0.0.0" && configuration.server.port == 9090)
+        #expect(configuration.nix.maxParallelJobs == 4)
+        #expect(configuration.repositories.first?.cloneURL == "ssh://git@github.com/octo/hello.git")
+    }
+
+    @Test func badEnvironmentValueNamesTheVariable() throws {
+        guard case .failure(let error) = try load(Self.minimal, environment: ["KILN_NIX_DEFAULT_TIMEOUT": "soon"]) else {
+            Issue.record("expected a configuration error")
+            return
+        }
+        #expect(error.problems == ["KILN_NIX_DEFAULT_TIMEOUT (overrides nix.default-timeout): 'soon' is not a duration; write it like 30s, 5m, 1h or 1h30m"])
+    }
+
+    @Test func relativePathsAreRelativeToTheFile() throws {
+        let yaml = Self.minimal.replacingOccurrences(of: "https://github.com/octo/hello.git", with: "file:repos/hello")
+            + "\nstorage:\n  data-dir: state\n"
+        let configuration = try load(yaml).get()
+        #expect(configuration.repositories.first?.cloneURL.hasSuffix("/repos/hello") == true)
+        #expect(configuration.repositories.first?.cloneURL.hasPrefix("file:///") == true)
+        #expect(configuration.storage.dataDirectory.hasSuffix("/state"))
+    }
+
+    @Test func theShippedConfigurationIsValid() throws {
+        // config/kiln.yaml names files that `make example` creates; check it with them present.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let text = try String(contentsOf: root.appendingPathComponent("config/kiln.yaml"), encoding: .utf8)
+        let yaml = text.replacingOccurrences(of: "../.kiln/example-webhook-secret", with: "webhook-secret")
+        let configuration = try load(yaml).get()
+        #expect(configuration.forges.map(\.statusAPI) == [.none])
+        #expect(configuration.nix.settings.options["substituters"] == "")
+    }
+}

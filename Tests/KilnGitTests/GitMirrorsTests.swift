@@ -1,0 +1,109 @@
+import Foundation
+import KilnCore
+import KilnTesting
+import Testing
+
+@testable import KilnGit
+
+@Suite struct GitMirrorsTests {
+    func fixture(_ body: (TestGitRepository, GitMirrors, TemporaryDirectory) async throws -> Void) async throws {
+        try await withTemporaryDirectory("kiln-git") { directory in
+            let origin = try TestGitRepository(at: directory.appending("origin"))
+            try await body(origin, GitMirrors(root: directory.appending("mirrors")), directory)
+        }
+    }
+
+    @Test func fetchReadAndCheckOutExactlyThePushedCommit() async throws {
+        try await fixture { origin, mirrors, directory in
+            try origin.write(".kiln.yml", "jobs: {}\n")
+            try origin.write("src/run.sh", "#!/bin/sh\necho hi\n")
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: origin.path + "/src/run.sh")
+            let first = try origin.commit("first")
+            try origin.write(".kiln.yml", "jobs: {second: {build: .#x}}\n")
+            let second = try origin.commit("second")
+            let source = RepositorySource(id: 7, name: "o/r", cloneURL: "file://\(origin.path)")
+
+            try await mirrors.fetch(source, ref: "refs/heads/main", sha: second)
+            #expect(FileManager.default.fileExists(atPath: directory.appending("mirrors/7.git/HEAD")))
+            #expect(try await mirrors.readFile(source, sha: first, path: ".kiln.yml", maxBytes: 1024) == .contents(Array("jobs: {}\n".utf8)))
+            #expect(try await mirrors.readFile(source, sha: second, path: ".kiln.yml", maxBytes: 1024)
+                == .contents(Array("jobs: {second: {build: .#x}}\n".utf8)))
+            #expect(try await mirrors.readFile(source, sha: second, path: "missing.yml", maxBytes: 1024) == .missing)
+            #expect(try await mirrors.readFile(source, sha: second, path: "src", maxBytes: 1024) == .missing)
+            #expect(try await mirrors.readFile(source, sha: second, path: ".kiln.yml", maxBytes: 4) == .tooLarge(size: 29))
+
+            let tree = directory.appending("tree")
+            try await mirrors.checkout(source, sha: first, into: tree)
+            #expect(try String(contentsOfFile: tree + "/.kiln.yml", encoding: .utf8) == "jobs: {}\n")
+            #expect(FileManager.default.isExecutableFile(atPath: tree + "/src/run.sh"))
+            #expect(!FileManager.default.fileExists(atPath: tree + "/.git"))
+        }
+    }
+
+    @Test func aCommitThatIsNotOnTheRefIsAnError() async throws {
+        try await fixture { origin, mirrors, _ in
+            try origin.commit("only commit")
+            let source = RepositorySource(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
+            let absent = String(repeating: "e", count: 40)
+            do {
+                try await mirrors.fetch(source, ref: "refs/heads/main", sha: absent)
+                Issue.record("expected an error")
+            } catch let error as SourceError {
+                #expect(error.message.hasPrefix("commit \(absent) is not in refs/heads/main of file://\(origin.path) after fetching"))
+            }
+        }
+    }
+
+    @Test func anUnreachableRepositoryIsAnErrorNamingIt() async throws {
+        try await fixture { _, mirrors, directory in
+            let source = RepositorySource(id: 1, name: "o/r", cloneURL: "file://\(directory.appending("nowhere"))")
+            do {
+                try await mirrors.fetch(source, ref: "refs/heads/main", sha: String(repeating: "a", count: 40))
+                Issue.record("expected an error")
+            } catch let error as SourceError {
+                #expect(error.message.hasPrefix("cannot fetch +refs/heads/main:refs/heads/main from file://\(directory.appending("nowhere"))"))
+            }
+        }
+    }
+
+    @Test(arguments: ["refs/pull/1/head", "refs/heads/../x", "HEAD", "refs/heads/a b", "--upload-pack=x"])
+    func onlyBranchesAndTagsAreFetched(ref: String) async throws {
+        try await fixture { origin, mirrors, _ in
+            let source = RepositorySource(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
+            await #expect(throws: SourceError.self) {
+                try await mirrors.fetch(source, ref: ref, sha: String(repeating: "a", count: 40))
+            }
+        }
+    }
+
+    /// The token goes through libgit2's credential callback: the server sees it in the
+    /// Authorization header, and it is in no URL.
+    @Test(.timeLimit(.minutes(1))) func tokenIsSentThroughTheCredentialCallback() async throws {
+        try await withTemporaryDirectory("kiln-git-http") { directory in
+            let origin = try TestGitRepository(at: directory.appending("served/hello.git"))
+            let sha = try origin.commit("served over http")
+            let server = try await GitHTTPServer(root: directory.appending("served"), user: "x-access-token", password: "s3cret-token")
+            defer { Task { await server.stop() } }
+            let mirrors = GitMirrors(root: directory.appending("mirrors"))
+            let good = RepositorySource(
+                id: 1, name: "o/hello", cloneURL: "\(server.url)/hello.git", token: Secret("s3cret-token"))
+            try await mirrors.fetch(good, ref: "refs/heads/main", sha: sha)
+            #expect(server.requests.contains { $0.authorized })
+            #expect(server.requests.allSatisfy { !$0.uri.contains("s3cret") })
+
+            let wrong = RepositorySource(id: 2, name: "o/hello", cloneURL: "\(server.url)/hello.git", token: Secret("wrong"))
+            do {
+                try await mirrors.fetch(wrong, ref: "refs/heads/main", sha: sha)
+                Issue.record("a wrong token must fail")
+            } catch let error as SourceError {
+                #expect(error.message.contains("the configured token was refused"))
+                #expect(!error.message.contains("wrong"))
+            }
+        }
+    }
+
+    @Test func credentialsAreRedactedFromURLsInMessages() {
+        #expect(GitMirrors.redacted("https://user:pass@example.com/o/r.git") == "https://example.com/o/r.git")
+        #expect(GitMirrors.redacted("file:///srv/git/r") == "file:///srv/git/r")
+    }
+}

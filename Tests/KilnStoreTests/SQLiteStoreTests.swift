@@ -1,0 +1,153 @@
+import Foundation
+import KilnCore
+import KilnPipeline
+import KilnTesting
+import Testing
+
+@testable import KilnStore
+
+@Suite struct SQLiteStoreTests {
+    let sha = String(repeating: "b", count: 40)
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func withStore(_ body: (SQLiteStore, RepositoryID) async throws -> Void) async throws {
+        try await withTemporaryDirectory("kiln-store") { directory in
+            let store = try SQLiteStore(path: directory.appending("kiln.sqlite"))
+            let ids = try await store.syncRepositories([("github", "octo/hello")])
+            try await body(store, ids[0])
+        }
+    }
+
+    func delivery(_ id: String, _ repository: RepositoryID) -> NewDelivery {
+        NewDelivery(forge: "github", deliveryID: id, repositoryID: repository, repository: "octo/hello", ref: .branch("main"), sha: sha)
+    }
+
+    func plan(_ names: [(String, [String])]) -> PlanningResult {
+        .planned(names.map { PlannedJob(name: $0.0, installables: [".#\($0.0)"], needs: $0.1, timeout: .seconds(60), maxSilent: .seconds(30)) })
+    }
+
+    @Test func acceptIsIdempotentOnTheDeliveryID() async throws {
+        try await withStore { store, repository in
+            let first = try await store.accept(delivery("d-1", repository), at: now)
+            let again = try await store.accept(delivery("d-1", repository), at: now)
+            let other = try await store.accept(delivery("d-2", repository), at: now)
+            #expect(first.isNew && !again.isNew && other.isNew)
+            #expect(again.buildID == first.buildID)
+            #expect(other.buildID != first.buildID)
+            #expect(try await store.recentBuilds(limit: 10).map(\.state) == [.queued, .queued])
+        }
+    }
+
+    @Test func repositoryIDsAreStableAcrossSyncs() async throws {
+        try await withTemporaryDirectory("kiln-store") { directory in
+            let path = directory.appending("kiln.sqlite")
+            let first = try await SQLiteStore(path: path).syncRepositories([("github", "a/b"), ("github", "c/d")])
+            let second = try await SQLiteStore(path: path).syncRepositories([("github", "c/d"), ("github", "A/B"), ("github", "e/f")])
+            #expect(second[0] == first[1])
+            #expect(second[1] == first[0])
+            #expect(!first.contains(second[2]))
+        }
+    }
+
+    @Test func planningQueuesJobsAndPendingStatusesInOneStep() async throws {
+        try await withStore { store, repository in
+            let build = try await store.accept(delivery("d", repository), at: now).buildID
+            #expect(try await store.claimBuildToPlan()?.id == build)
+            #expect(try await store.claimBuildToPlan() == nil)
+            try await store.finishPlanning(build, plan([("a", []), ("b", ["a"])]), at: now)
+            let details = try #require(try await store.buildDetails(build))
+            #expect(details.build.state == .running)
+            #expect(details.jobs.map(\.name) == ["a", "b"])
+            #expect(details.statuses.map(\.status.context) == ["kiln", "kiln/a", "kiln/b"])
+            #expect(details.statuses.allSatisfy { $0.status.state == .pending && $0.delivery == .pending })
+        }
+    }
+
+    @Test func invalidAndErroredPlansPostOneStatusSkippedPostsNone() async throws {
+        try await withStore { store, repository in
+            let results: [(PlanningResult, BuildState, [StatusState])] = [
+                (.invalid(summary: ".kiln.yml:1:1: x", diagnostics: [".kiln.yml:1:1: x"]), .failed, [.failed]),
+                (.errored("cannot fetch"), .errored, [.errored]),
+                (.skipped(reason: "filtered"), .skipped, []),
+            ]
+            for (index, (result, state, statuses)) in results.enumerated() {
+                let build = try await store.accept(delivery("d\(index)", repository), at: now).buildID
+                _ = try await store.claimBuildToPlan()
+                try await store.finishPlanning(build, result, at: now)
+                let details = try #require(try await store.buildDetails(build))
+                #expect(details.build.state == state)
+                #expect(details.statuses.map(\.status.state) == statuses)
+            }
+        }
+    }
+
+    @Test func jobsRunInNeedsOrderAndAFailureConcludesTheBuild() async throws {
+        try await withStore { store, repository in
+            let build = try await store.accept(delivery("d", repository), at: now).buildID
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(build, plan([("a", []), ("b", ["a"]), ("c", [])]), at: now)
+            let first = try #require(try await store.claimRunnableJob(at: now))
+            let second = try #require(try await store.claimRunnableJob(at: now))
+            #expect([first.job.name, second.job.name] == ["a", "c"])
+            #expect(try await store.claimRunnableJob(at: now) == nil)
+            #expect(first.job.attempt == 1)
+            let failure = JobReport(outcome: .failed(exitCode: 100, reason: "no"), exitCode: 100, duration: .seconds(1))
+            #expect(try await store.finishJob(first.job.id, failure, at: now).state == .running)
+            let ended = try await store.finishJob(second.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), at: now)
+            #expect(ended.state == .failed)
+            let details = try #require(try await store.buildDetails(build))
+            #expect(details.jobs.map(\.state) == [.failed, .skipped, .succeeded])
+            #expect(details.statuses.map { "\($0.status.context)=\($0.status.state.rawValue)" }.suffix(4)
+                == ["kiln/a=failed", "kiln/b=cancelled", "kiln/c=succeeded", "kiln=failed"])
+        }
+    }
+
+    @Test func newerStatusSupersedesAnUnsentOne() async throws {
+        try await withStore { store, repository in
+            let build = try await store.accept(delivery("d", repository), at: now).buildID
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(build, plan([("a", [])]), at: now)
+            let job = try #require(try await store.claimRunnableJob(at: now))
+            _ = try await store.finishJob(job.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), at: now)
+            let due = try await store.dueStatuses(at: now, limit: 100).due
+            // The pending statuses were never sent; only the final one per context is due.
+            #expect(due.map { "\($0.status.context)=\($0.status.state.rawValue)" } == ["kiln/a=succeeded", "kiln=succeeded"])
+            let all = try #require(try await store.buildDetails(build)).statuses
+            #expect(all.filter { $0.delivery == .superseded }.map(\.status.context) == ["kiln", "kiln/a"])
+        }
+    }
+
+    @Test func retriesWaitAndDeliveredEntriesLeave() async throws {
+        try await withStore { store, repository in
+            let build = try await store.accept(delivery("d", repository), at: now).buildID
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(build, .errored("x"), at: now)
+            let entry = try #require(try await store.dueStatuses(at: now, limit: 10).due.first)
+            try await store.recordStatusDelivery(entry.id, .retry(at: now.addingTimeInterval(30), error: "HTTP 502"), at: now)
+            let waiting = try await store.dueStatuses(at: now.addingTimeInterval(10), limit: 10)
+            #expect(waiting.due.isEmpty)
+            #expect(waiting.nextDue == now.addingTimeInterval(30))
+            let due = try await store.dueStatuses(at: now.addingTimeInterval(31), limit: 10).due
+            #expect(due.map(\.attempts) == [1])
+            #expect(due.first?.lastError == "HTTP 502")
+            try await store.recordStatusDelivery(entry.id, .delivered, at: now)
+            #expect(try await store.dueStatuses(at: now.addingTimeInterval(100), limit: 10).due.isEmpty)
+        }
+    }
+
+    @Test func recoveryRequeuesInterruptedWork() async throws {
+        try await withStore { store, repository in
+            let planning = try await store.accept(delivery("p", repository), at: now).buildID
+            let running = try await store.accept(delivery("r", repository), at: now).buildID
+            _ = try await store.claimBuildToPlan()
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(running, plan([("a", [])]), at: now)
+            _ = try await store.claimRunnableJob(at: now)
+            let recovered = try await store.recoverInterrupted()
+            #expect(recovered.builds == 1 && recovered.jobs == 1)
+            #expect(try await store.buildDetails(planning)?.build.state == .queued)
+            let again = try #require(try await store.claimRunnableJob(at: now))
+            #expect(again.job.attempt == 2)
+        }
+    }
+}
