@@ -39,10 +39,9 @@ example: deps
 run: build example
 	.build/debug/kiln serve --config $(CONFIG)
 
-## Timing figures (see bench/README.md).
+## Timing figures, measured with the real components (bench/KilnBench/main.swift says what).
 bench: deps
-	$(SWIFT) build -c release --product kiln
-	KILN_BIN=.build/release/kiln bench/run
+	bench/run
 
 clean:
 	rm -rf .build .kiln

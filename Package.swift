@@ -98,6 +98,11 @@ let package = Package(
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ]
         ),
+        .executableTarget(
+            name: "kiln-bench",
+            dependencies: ["KilnApp", "KilnTesting"],
+            path: "bench/KilnBench"
+        ),
         .testTarget(name: "KilnPipelineTests", dependencies: ["KilnPipeline"]),
         .testTarget(name: "KilnCoreTests", dependencies: ["KilnCore"]),
         .testTarget(name: "KilnForgesTests", dependencies: ["KilnForges", "KilnTesting"]),

@@ -22,6 +22,8 @@ public final class FakeGitHub: Sendable {
         public var description: String
         /// Target URL.
         public var targetURL: String
+        /// When the request arrived.
+        public var receivedAt: ContinuousClock.Instant
     }
 
     private struct State {
@@ -118,7 +120,7 @@ public final class FakeGitHub: Sendable {
         }
         let status = Status(
             repository: "\(owner)/\(repo)", sha: sha, state: stateWord, context: json["context"] as? String ?? "default",
-            description: description, targetURL: targetURL)
+            description: description, targetURL: targetURL, receivedAt: .now)
         state.withLock { $0.accepted.append(status) }
         return Response(status: .created, body: .init(byteBuffer: ByteBuffer(string: "{\"id\":1}")))
     }
