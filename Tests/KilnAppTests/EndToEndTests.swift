@@ -127,6 +127,38 @@ struct EndToEndTests {
     }
 }
 
+@Suite(.enabled(if: NixTest.enabled, "nix is not installed (set KILN_REQUIRE_NIX to make this a failure)"))
+struct RestartTests {
+    /// Shutting down mid-job stops nix and its builder; the job runs again at the next start
+    /// and its statuses end final, with no second pending.
+    @Test(.timeLimit(.minutes(3))) func interruptedJobRunsAgainAfterRestart() async throws {
+        let world = try await World.make()
+        defer { Task { await world.close() } }
+        let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
+        try TestFlake(packages: ["slow\(marker)": "echo started-\(marker); $bb sleep 3; $bb mkdir $out"])
+            .write(to: world.repository.path)
+        try world.repository.write(".kiln.yml", "jobs:\n  slow:\n    build: .#slow\(marker)\n")
+        let sha = try world.repository.commit("a slow job")
+        let first = try await KilnInstance.start(config: world.configPath)
+        let accepted = try await first.push(repository: World.name, sha: sha, secret: World.secret)
+        let buildID = try #require(accepted.json["build_id"] as? Int)
+        try await eventually("the builder to run", within: .seconds(60)) { !Processes.matching("started-\(marker)").isEmpty }
+        await first.stop()
+        #expect(Processes.matching(marker).isEmpty, "nix or its builder outlived the shutdown")
+
+        let second = try await KilnInstance.start(config: world.configPath)
+        defer { Task { await second.stop() } }
+        try await eventually("the build to finish after the restart", within: .seconds(60)) {
+            world.github.states("kiln").count == 2
+        }
+        #expect(world.github.states("kiln") == ["pending", "success"])
+        #expect(world.github.states("kiln/slow") == ["pending", "success"])
+        let job = try #require(((try await second.build(buildID))["jobs"] as? [[String: Any]])?.first)
+        #expect(job["attempt"] as? Int == 2)
+        #expect(job["state"] as? String == "succeeded")
+    }
+}
+
 @Suite struct StatusDeliveryTests {
     /// The forge answers 500 twice, then 201; Kiln restarts between the failure and the retry.
     @Test(.timeLimit(.minutes(2))) func statusSurvivesFailuresAndARestart() async throws {

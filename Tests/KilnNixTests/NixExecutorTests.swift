@@ -37,6 +37,7 @@ struct NixExecutorTests {
         #expect(report.outputs.count == 2)
         #expect(report.outputs.allSatisfy { $0.hasPrefix("/nix/store/") && FileManager.default.fileExists(atPath: $0) })
         #expect(log.text.contains("hello-\(marker)"))
+        #expect(Processes.matching(marker).isEmpty)
     }
 
     @Test(.timeLimit(.minutes(2))) func builderFailureIsAFailureWithNixsMessage() async throws {
@@ -50,6 +51,7 @@ struct NixExecutorTests {
         #expect(code == 100)
         #expect(reason.contains("failed with exit code 3"), "\(reason)")
         #expect(log.text.contains("doomed-\(marker)"))
+        #expect(Processes.matching(marker).isEmpty)
     }
 
     @Test(.timeLimit(.minutes(2))) func evaluationErrorFailsWithTheEvaluatorsMessage() async throws {
