@@ -56,7 +56,7 @@ struct SupervisedProcess {
             input: .none, output: .sequence, error: .sequence
         ) { execution -> [UInt8] in
             let pid = execution.processIdentifier.value
-            return try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
+            return try await withThrowingTaskGroup(of: Finished.self) { group in
                 group.addTask {
                     for try await chunk in execution.standardError {
                         let bytes = chunk.withUnsafeBytes { Array($0) }
@@ -67,7 +67,7 @@ struct SupervisedProcess {
                         }
                         log.write(bytes)
                     }
-                    return nil
+                    return .standardError
                 }
                 group.addTask {
                     var collected: [UInt8] = []
@@ -75,7 +75,7 @@ struct SupervisedProcess {
                         watch.lastOutput.withLock { $0 = .now }
                         if collected.count < Self.outputCap { collected += chunk.withUnsafeBytes { Array($0) } }
                     }
-                    return collected
+                    return .standardOutput(collected)
                 }
                 // Watchdog: ends when both streams have closed (the group is cancelled then).
                 group.addTask {
@@ -95,17 +95,26 @@ struct SupervisedProcess {
                             watch.stopCause.withLock { $0 = cause }
                             log.note(Self.describe(cause) + "; sending SIGINT to nix")
                             await Self.terminate(pid, grace: grace, log: log)
-                            return nil
+                            return .watchdog
                         }
                         try? await Task.sleep(for: .milliseconds(100))
                     }
-                    return nil
+                    return .watchdog
                 }
+                // Both streams end when nix (and anything holding its pipes) has exited;
+                // the watchdog is then no longer needed.
                 var output: [UInt8] = []
                 var streamsOpen = 2
-                while streamsOpen > 0, let value = try await group.next() {
-                    if let value { output = value }
-                    streamsOpen -= 1
+                while streamsOpen > 0, let finished = try await group.next() {
+                    switch finished {
+                    case .standardOutput(let bytes):
+                        output = bytes
+                        streamsOpen -= 1
+                    case .standardError:
+                        streamsOpen -= 1
+                    case .watchdog:
+                        break
+                    }
                 }
                 group.cancelAll()
                 return output
@@ -116,6 +125,13 @@ struct SupervisedProcess {
         return ProcessEnd(
             exitCode: exitCode, stopCause: watch.stopCause.withLock { $0 }, standardOutput: result.closureResult,
             errorTail: watch.errorTail.withLock { $0 })
+    }
+
+    /// Which child task of a run finished.
+    private enum Finished: Sendable {
+        case standardOutput([UInt8])
+        case standardError
+        case watchdog
     }
 
     /// State shared by the stream readers and the watchdog.
