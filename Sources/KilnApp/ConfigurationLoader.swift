@@ -83,10 +83,18 @@ struct ConfigReader {
     }
 
     mutating func storage(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Storage? {
-        let keys = mapping(node, ["data-dir", "max-log-bytes"])
+        let keys = mapping(node, ["data-dir", "max-log-bytes", "retention"])
         let dataDirectory = resolve(text(keys, "data-dir", path) ?? ".kiln")
         let maxLog = integer(keys, "max-log-bytes", path, in: 4096...(1 << 40)) ?? 64 << 20
-        return KilnConfiguration.Storage(dataDirectory: dataDirectory, maxLogBytes: maxLog)
+        var retention: Duration = .seconds(90 * 86400)
+        if let text = text(keys, "retention", path) {
+            if let value = KilnDuration.parse(text, allowDays: true) {
+                retention = value
+            } else {
+                report(keys["retention"], path + ["retention"], "'\(text)' is not a duration; write it like 30d or 12h")
+            }
+        }
+        return KilnConfiguration.Storage(dataDirectory: dataDirectory, maxLogBytes: maxLog, retention: retention)
     }
 
     mutating func nix(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Nix? {
@@ -118,11 +126,28 @@ struct ConfigReader {
             options["builders"] = builders.map(\.0).joined(separator: ";")
             options["builders-use-substitutes"] = "true"
         }
-        if let cache = keys["cache"], !cache.isNull {
-            yaml.report(cache, "nix.cache (pushing to a binary cache) is not supported yet; remove it", code: .invalidValue)
+        var cache: CacheSettings?
+        if let node = keys["cache"], !node.isNull {
+            let cacheKeys = mapping(node, ["push-to", "secret-key-file", "required"])
+            let here = path + ["cache"]
+            let pushTo = text(cacheKeys, "push-to", here, required: true)
+            let keyFile = text(cacheKeys, "secret-key-file", here, required: true).map(resolve)
+            if let keyFile, !FileManager.default.isReadableFile(atPath: keyFile) {
+                report(cacheKeys["secret-key-file"], here + ["secret-key-file"], "no such file \(keyFile)")
+            }
+            if let pushTo, pushTo.range(of: "^[a-z0-9+]+://", options: .regularExpression) == nil {
+                report(cacheKeys["push-to"], here + ["push-to"], "'\(pushTo)' is not a nix store URL such as file:///var/cache/kiln or https://cache.example.org")
+            }
+            let requiredText = text(cacheKeys, "required", here) ?? "false"
+            if !["true", "false"].contains(requiredText) {
+                report(cacheKeys["required"], here + ["required"], "'\(requiredText)' must be true or false")
+            }
+            if let pushTo, let keyFile {
+                cache = CacheSettings(pushTo: pushTo, secretKeyFile: keyFile, required: requiredText == "true")
+            }
         }
         return KilnConfiguration.Nix(
-            settings: NixSettings(binary: binary, options: options), maxParallelJobs: parallel,
+            settings: NixSettings(binary: binary, options: options, cache: cache), maxParallelJobs: parallel,
             limits: JobLimits(defaultTimeout: defaultTimeout, maxTimeout: maxTimeout, defaultMaxSilent: defaultSilent))
     }
 

@@ -23,6 +23,8 @@ public struct KilnConfiguration: Sendable {
         public var dataDirectory: String
         /// Cap on each job's log.
         public var maxLogBytes: Int
+        /// Builds (and their logs) older than this are removed by `kiln gc` and the daily collection.
+        public var retention: Duration
     }
 
     /// `nix`.

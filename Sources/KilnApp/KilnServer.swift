@@ -52,6 +52,7 @@ public enum KilnServer {
 
         let bells = Doorbells()
         let health = HealthState()
+        let progress = ProgressBoard()
         let paths = WorkerPaths(dataDirectory: dataDirectory)
         let intake = WebhookIntake(endpoints: endpoints, store: store, planning: bells.planning, logger: logger)
         let worker = BuildWorker(
@@ -60,14 +61,14 @@ public enum KilnServer {
             settings: WorkerSettings(
                 limits: configuration.nix.limits, maxParallelJobs: configuration.nix.maxParallelJobs,
                 logCapBytes: configuration.storage.maxLogBytes, paths: paths),
-            bells: bells, health: health, logger: logger)
+            bells: bells, health: health, progress: progress, logger: logger)
         let reporter = StatusReporter(
             store: store, forges: forges,
             recordOnly: Set(configuration.forges.filter { $0.statusAPI == .none }.map(\.name)),
             publicURL: configuration.server.publicURL, bell: bells.statuses, logger: logger)
         let router = KilnRouter.make(
             HTTPDependencies(
-                intake: intake, store: store, health: health, databaseWritable: { await store.isWritable() }, paths: paths,
+                intake: intake, store: store, health: health, progress: progress, databaseWritable: { await store.isWritable() }, paths: paths,
                 maxBodyBytes: configuration.server.maxBodyBytes, publicURL: configuration.server.publicURL))
         let application = Application(
             router: router,

@@ -48,7 +48,7 @@ public struct LocalRun: Sendable {
         case .invalid(let diagnostics):
             for diagnostic in diagnostics { output.error(diagnostic.formatted(file: file)) }
             return 1
-        case .skipped(let reason):
+        case .skipped(let reason, _):
             guard job != nil else {
                 output.note("nothing to run: \(reason); name a job with --job to run it anyway")
                 return 0
@@ -72,8 +72,9 @@ public struct LocalRun: Sendable {
         let now = Date()
         var jobs = planned.enumerated().map { index, job in
             JobRecord(
-                id: JobID(index + 1), buildID: 0, name: job.name, installables: job.installables, needs: job.needs,
-                timeout: job.timeout, maxSilent: job.maxSilent, state: .queued, summary: "queued", queuedAt: now)
+                id: JobID(index + 1), buildID: 0, name: job.name, target: job.target, system: job.system, needs: job.needs,
+                timeout: job.timeout, maxSilent: job.maxSilent, allowFailure: job.allowFailure, state: .queued,
+                summary: "queued", queuedAt: now)
         }
         var build = BuildRecord(
             id: 0, repositoryID: 0, forge: "local", repository: repository, sha: "", ref: "", state: .running,
@@ -85,15 +86,15 @@ public struct LocalRun: Sendable {
         }
         output.note("running \(jobs.count) job\(jobs.count == 1 ? "" : "s"): \(jobs.map(\.name).joined(separator: ", "))")
         while let next = BuildProgress.runnable(jobs).first, let index = jobs.firstIndex(where: { $0.id == next.id }) {
-            var machine = JobStateMachine(state: .queued)
+            var machine = JobStateMachine(state: .queued, allowFailure: next.allowFailure)
             _ = machine.apply(.start)
             jobs[index].state = machine.state
-            let done = jobs.filter(\.state.isFinal).count
-            output.progress("[\(done + 1)/\(jobs.count)] \(next.name): building \(next.installables.joined(separator: " "))")
+            let position = "[\(jobs.filter(\.state.isFinal).count + 1)/\(jobs.count)] \(next.name)"
+            output.progress("\(position): evaluating")
             let run = JobRun(
-                name: next.name, installables: next.installables, workspace: repository, isPlainTree: false, timeout: next.timeout,
-                maxSilent: next.maxSilent)
-            let report = await executor.run(run, log: output.prefixed(next.name), stop: StopSignal())
+                name: next.name, target: next.target, system: next.system, workspace: repository, isPlainTree: false,
+                timeout: next.timeout, maxSilent: next.maxSilent)
+            let report = await executor.run(run, log: output.prefixed(next.name, progressLabel: position), stop: StopSignal())
             if case .report(let state, let description) = machine.apply(.finish(report)) {
                 jobs[index].state = machine.state
                 jobs[index].summary = description
@@ -158,8 +159,11 @@ public struct Terminal: Sendable {
         write(STDERR_FILENO, "\(mark) \(job): \(description)\n")
     }
 
-    /// A sink that writes a job's output to standard output, each line prefixed `job | `.
-    public func prefixed(_ job: String) -> any LogSink { PrefixedSink(prefix: "\(job) | ") }
+    /// A sink that writes a job's output to standard output, each line prefixed `job | `,
+    /// and shows nix's progress on the progress line after `progressLabel`.
+    public func prefixed(_ job: String, progressLabel: String) -> any LogSink {
+        PrefixedSink(prefix: "\(job) | ", progressLabel: progressLabel, terminal: self)
+    }
 
     private func write(_ descriptor: Int32, _ text: String) {
         var bytes = Array(text.utf8)
@@ -174,12 +178,20 @@ public struct Terminal: Sendable {
     }
 }
 
-/// Prefixes each line of job output.
+/// Prefixes each line of job output, and turns nix's progress into the progress line.
 final class PrefixedSink: LogSink {
     private let prefix: [UInt8]
+    private let progressLabel: String
+    private let terminal: Terminal
     private let atLineStart = Mutex(true)
 
-    init(prefix: String) { self.prefix = Array(prefix.utf8) }
+    init(prefix: String, progressLabel: String, terminal: Terminal) {
+        self.prefix = Array(prefix.utf8)
+        self.progressLabel = progressLabel
+        self.terminal = terminal
+    }
+
+    func progress(_ progress: JobProgress) { terminal.progress("\(progressLabel): \(progress.summary)") }
 
     func write(_ chunk: [UInt8]) {
         var out: [UInt8] = []

@@ -64,11 +64,11 @@ public enum BuildProgress {
             }
     }
 
-    /// Jobs whose `needs` have all succeeded and that are still queued, in id order.
+    /// Jobs whose `needs` are all satisfied and that are still queued, in id order.
     public static func runnable(_ jobs: [JobRecord]) -> [JobRecord] {
-        let states = Dictionary(jobs.map { ($0.name, $0.state) }, uniquingKeysWith: { first, _ in first })
+        let byName = Dictionary(jobs.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         return jobs.filter { job in
-            job.state == .queued && job.needs.allSatisfy { states[$0] == .succeeded }
+            job.state == .queued && job.needs.allSatisfy { byName[$0]?.satisfiesNeeds == true }
         }.sorted { $0.id < $1.id }
     }
 
@@ -80,14 +80,16 @@ public enum BuildProgress {
         var changed = true
         while changed {
             changed = false
-            let states = Dictionary(jobs.map { ($0.name, $0.state) }, uniquingKeysWith: { first, _ in first })
+            let byName = Dictionary(jobs.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
             for index in jobs.indices where jobs[index].state == .queued {
                 guard
-                    let blocker = jobs[index].needs.first(where: { states[$0].map { $0.isFinal && $0 != .succeeded } ?? false })
+                    let blocker = jobs[index].needs.compactMap({ byName[$0] }).first(where: {
+                        $0.state.isFinal && !$0.satisfiesNeeds
+                    })
                 else { continue }
                 var machine = JobStateMachine(state: .queued)
                 guard case .report(let status, let description) = machine.apply(
-                    .dependencyDidNotSucceed(name: blocker, state: states[blocker]!))
+                    .dependencyDidNotSucceed(name: blocker.name, state: blocker.state))
                 else { continue }
                 jobs[index].state = machine.state
                 jobs[index].summary = description
@@ -106,9 +108,11 @@ public enum BuildProgress {
 
     /// The build's outcome once every job has ended.
     static func conclusion(_ jobs: [JobRecord], startedAt: Date, now: Date) -> (BuildState, StatusState, String) {
-        let failed = jobs.filter { $0.state == .failed || $0.state == .timedOut }
-        let errored = jobs.filter { $0.state == .errored }
-        let cancelled = jobs.filter { $0.state == .cancelled }
+        let allowed = jobs.filter { $0.allowFailure && $0.satisfiesNeeds && $0.state != .succeeded }
+        let counted = jobs.filter { !allowed.contains($0) }
+        let failed = counted.filter { $0.state == .failed || $0.state == .timedOut }
+        let errored = counted.filter { $0.state == .errored }
+        let cancelled = counted.filter { $0.state == .cancelled }
         func names(_ jobs: [JobRecord]) -> String { jobs.map(\.name).joined(separator: ", ") }
         if failed.count == 1 {
             return (.failed, .failed, "\(failed[0].name): \(failed[0].summary)")
@@ -123,6 +127,10 @@ public enum BuildProgress {
             return (.cancelled, .cancelled, first.summary)
         }
         let took = HumanDuration.format(.seconds(max(0, now.timeIntervalSince(startedAt))))
+        if !allowed.isEmpty {
+            let built = jobs.count - allowed.count
+            return (.succeeded, .succeeded, "\(built) of \(jobs.count) jobs built in \(took); allowed to fail: \(names(allowed))")
+        }
         let count = jobs.count == 1 ? "1 job" : "all \(jobs.count) jobs"
         return (.succeeded, .succeeded, "\(count) built in \(took)")
     }

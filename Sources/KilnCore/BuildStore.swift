@@ -15,15 +15,21 @@ public struct NewDelivery: Sendable, Hashable {
     public var ref: GitRef
     /// The commit to build.
     public var sha: String
+    /// The ref's previous commit, for changed files; nil when unknown.
+    public var before: String?
 
     /// Creates a delivery.
-    public init(forge: String, deliveryID: String, repositoryID: RepositoryID, repository: String, ref: GitRef, sha: String) {
+    public init(
+        forge: String, deliveryID: String, repositoryID: RepositoryID, repository: String, ref: GitRef, sha: String,
+        before: String? = nil
+    ) {
         self.forge = forge
         self.deliveryID = deliveryID
         self.repositoryID = repositoryID
         self.repository = repository
         self.ref = ref
         self.sha = sha
+        self.before = before
     }
 }
 
@@ -31,8 +37,9 @@ public struct NewDelivery: Sendable, Hashable {
 public enum PlanningResult: Sendable, Hashable {
     /// These jobs were queued.
     case planned([PlannedJob])
-    /// The `on` filters exclude the event: the build ends skipped and posts nothing.
-    case skipped(reason: String)
+    /// Nothing to build: the build ends skipped. With `announce` (`[skip ci]`) one final
+    /// `kiln` status says so; without (the `on` filters exclude the event) nothing is posted.
+    case skipped(reason: String, announce: Bool)
     /// The pipeline file is missing or invalid: one final failure status, no jobs.
     case invalid(summary: String, diagnostics: [String])
     /// Kiln could not fetch or read the commit: one final error status, no jobs.
@@ -97,8 +104,9 @@ public protocol BuildStore: Sendable {
     /// Ends planning: queues the jobs (or ends the build) and enqueues the statuses this implies.
     func finishPlanning(_ buildID: BuildID, _ result: PlanningResult, at now: Date) async throws
 
-    /// Starts the oldest queued job whose needs have all succeeded; nil when none can start.
-    func claimRunnableJob(at now: Date) async throws -> ClaimedJob?
+    /// Starts the oldest queued job whose needs are satisfied and whose `min-memory` fits in
+    /// `freeMemory` bytes; nil when none can start.
+    func claimRunnableJob(at now: Date, freeMemory: Int) async throws -> ClaimedJob?
 
     /// Records a job's end, skips what can no longer run, concludes the build if it is over,
     /// and enqueues the statuses. Returns the build as it now stands.

@@ -5,7 +5,7 @@ import ServiceLifecycle
 
 /// Where the worker keeps work trees and logs. Names are database ids, never payload text.
 public struct WorkerPaths: Sendable, Hashable {
-    /// Directory of per-build work trees.
+    /// Directory of per-job work trees.
     public var workspaces: String
     /// Directory of per-job logs.
     public var logs: String
@@ -16,10 +16,12 @@ public struct WorkerPaths: Sendable, Hashable {
         self.logs = dataDirectory + "/logs"
     }
 
-    /// The work tree of a build.
-    public func workspace(_ build: BuildID) -> String { "\(workspaces)/\(build)" }
+    /// The work tree of a job; it exists only while the job runs.
+    public func workspace(_ job: JobID) -> String { "\(workspaces)/\(job)" }
     /// The log of a job.
     public func log(_ job: JobID) -> String { "\(logs)/\(job).log" }
+    /// The directory of a job's per-derivation logs.
+    public func derivationLogs(_ job: JobID) -> String { "\(logs)/\(job).d" }
 }
 
 /// Settings the worker needs from the configuration.
@@ -65,13 +67,14 @@ public struct BuildWorker: Service {
     private let settings: WorkerSettings
     private let bells: Doorbells
     private let health: HealthState
+    private let progress: ProgressBoard
     private let logger: Logger
 
-    /// Creates the worker.
+    /// Creates the worker; running jobs' progress is posted on `progress`.
     public init(
         store: any BuildStore, source: any SourceProvider, executor: any Executor,
         repositories: [RepositoryID: RepositorySource], settings: WorkerSettings, bells: Doorbells,
-        health: HealthState, logger: Logger
+        health: HealthState, progress: ProgressBoard, logger: Logger
     ) {
         self.store = store
         self.source = source
@@ -80,6 +83,7 @@ public struct BuildWorker: Service {
         self.settings = settings
         self.bells = bells
         self.health = health
+        self.progress = progress
         self.logger = logger
     }
 
@@ -174,13 +178,21 @@ public struct BuildWorker: Service {
             case .valid(let valid):
                 spec = valid
             }
-            switch BuildPlan.make(spec, for: .push(ref), limits: settings.limits) {
-            case .skipped(let reason):
-                return .skipped(reason: reason)
+            let facts = try await source.commitFacts(repository, sha: build.sha, comparedTo: build.beforeSHA)
+            let event = PipelineEvent(.push(ref), changedFiles: facts.changedFiles, commitMessage: facts.message)
+            switch BuildPlan.make(spec, for: event, limits: settings.limits) {
+            case .skipped(let reason, let announce):
+                return .skipped(reason: reason, announce: announce)
             case .invalid(let diagnostics):
                 return Self.invalid(diagnostics)
             case .jobs(let jobs):
-                try await prepareWorkspace(build, repository)
+                if let total = SystemMemory.total(),
+                    let greedy = jobs.first(where: { ($0.minMemory ?? 0) > total })
+                {
+                    let message =
+                        "job '\(greedy.name)' needs min-memory \(ByteCount.format(greedy.minMemory ?? 0)); this machine has \(ByteCount.format(total))"
+                    return .invalid(summary: message, diagnostics: [message])
+                }
                 return .planned(jobs)
             }
         } catch {
@@ -198,25 +210,26 @@ public struct BuildWorker: Service {
     private static func describe(_ result: PlanningResult) -> String {
         switch result {
         case .planned(let jobs): return "\(jobs.count) jobs queued"
-        case .skipped(let reason): return "skipped: \(reason)"
+        case .skipped(let reason, _): return "skipped: \(reason)"
         case .invalid(let summary, _): return "invalid: \(summary)"
         case .errored(let message): return "error: \(message)"
         }
     }
 
-    /// Checks the commit out into the build's work tree unless it is already there.
-    /// The tree is written to a temporary directory and renamed, so a present tree is complete.
-    private func prepareWorkspace(_ build: BuildRecord, _ repository: RepositorySource) async throws(SourceError) {
-        let target = settings.paths.workspace(build.id)
-        if FileManager.default.fileExists(atPath: target) { return }
-        let temporary = "\(settings.paths.workspaces)/.checkout-\(build.id)-\(UUID().uuidString)"
+    /// Checks the commit out into a fresh work tree for one job. The tree is written to a
+    /// temporary directory and renamed, so a tree at `target` is always complete.
+    private func prepareWorkspace(_ job: JobRecord, _ build: BuildRecord, _ repository: RepositorySource)
+        async throws(SourceError) -> String
+    {
+        let target = settings.paths.workspace(job.id)
+        try? FileManager.default.removeItem(atPath: target)
+        let temporary = "\(settings.paths.workspaces)/.checkout-\(job.id)-\(UUID().uuidString)"
         try await source.checkout(repository, sha: build.sha, into: temporary)
-        if rename(temporary, target) != 0 {
+        guard rename(temporary, target) == 0 else {
             try? FileManager.default.removeItem(atPath: temporary)
-            guard FileManager.default.fileExists(atPath: target) else {
-                throw SourceError("could not move the work tree into place at \(target): errno \(errno)")
-            }
+            throw SourceError("could not move the work tree into place at \(target): errno \(errno)")
         }
+        return target
     }
 
     // MARK: Jobs
@@ -225,7 +238,7 @@ public struct BuildWorker: Service {
         while !Task.isCancelled {
             let seen = bells.jobs.generation
             do {
-                if let claimed = try await store.claimRunnableJob(at: Date()) {
+                if let claimed = try await store.claimRunnableJob(at: Date(), freeMemory: SystemMemory.available() ?? .max) {
                     await runJob(claimed)
                     continue
                 }
@@ -250,10 +263,7 @@ public struct BuildWorker: Service {
         do {
             let updated = try await store.finishJob(job.id, report, at: Date())
             metadata["outcome"] = "\(report.outcome)"
-            logger.info("job finished", metadata: metadata)
-            if updated.state.isFinal {
-                try? FileManager.default.removeItem(atPath: settings.paths.workspace(build.id))
-            }
+            logger.info("job finished", metadata: metadata.merging(["build.state": "\(updated.state.rawValue)"]) { $1 })
         } catch {
             logger.error("could not record the job's end", metadata: metadata.merging(["error": "\(error)"]) { $1 })
         }
@@ -274,15 +284,30 @@ public struct BuildWorker: Service {
         guard let repository = repositories[claimed.build.repositoryID] else {
             return JobReport(outcome: .errored("repository \(claimed.build.repository) is no longer configured"), duration: .zero)
         }
+        let workspace: String
         do {
-            try await prepareWorkspace(claimed.build, repository)
+            workspace = try await prepareWorkspace(job, claimed.build, repository)
         } catch {
             log.note("checkout failed: \(error.message)")
             return JobReport(outcome: .errored("checkout failed: \(error.message)"), duration: .zero)
         }
+        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        // Every build is a push of a configured repository, which is trusted with the cache.
         let run = JobRun(
-            name: job.name, installables: job.installables, workspace: settings.paths.workspace(claimed.build.id),
-            isPlainTree: true, timeout: job.timeout, maxSilent: job.maxSilent)
-        return await executor.run(run, log: log, stop: StopSignal())
+            name: job.name, target: job.target, system: job.system, workspace: workspace, isPlainTree: true,
+            timeout: job.timeout, maxSilent: job.maxSilent, pushToCache: job.cachePush,
+            derivationLogDirectory: settings.paths.derivationLogs(job.id))
+        defer { progress.remove(job.id) }
+        return await executor.run(run, log: ProgressSink(log: log, job: job.id, board: progress), stop: StopSignal())
     }
+}
+
+/// A job's log that also posts its progress on the board.
+struct ProgressSink: LogSink {
+    let log: JobLogFile
+    let job: JobID
+    let board: ProgressBoard
+
+    func write(_ chunk: [UInt8]) { log.write(chunk) }
+    func progress(_ progress: JobProgress) { board.update(job, progress) }
 }

@@ -10,6 +10,8 @@ public enum StatusState: String, Sendable, Hashable, Codable, CaseIterable {
     case cancelled
     /// Kiln itself could not do its work (fetch failed, nix broken).
     case errored
+    /// Nothing was built on purpose (`[skip ci]`); forges without such a state show success.
+    case skipped
 }
 
 /// One commit status as Kiln wants it shown.

@@ -1,11 +1,14 @@
+import KilnPipeline
 import Synchronization
 
 /// One job to run in a workspace.
 public struct JobRun: Sendable, Hashable {
     /// Job name, for log lines.
     public var name: String
-    /// Flake installables, relative to the workspace.
-    public var installables: [String]
+    /// What to build.
+    public var target: JobTarget
+    /// The system to build for; nil for the machine's own.
+    public var system: String?
     /// The checked-out tree to run in.
     public var workspace: String
     /// True when the workspace is a plain tree (a server checkout), false for a user's own git
@@ -16,17 +19,25 @@ public struct JobRun: Sendable, Hashable {
     public var timeout: Duration
     /// Limit on time without output.
     public var maxSilent: Duration
+    /// Push the outputs to the binary cache after a successful build.
+    public var pushToCache: Bool
+    /// Where each derivation's own log goes; nil to keep only the job's log.
+    public var derivationLogDirectory: String?
 
     /// Creates a run.
     public init(
-        name: String, installables: [String], workspace: String, isPlainTree: Bool, timeout: Duration, maxSilent: Duration
+        name: String, target: JobTarget, system: String? = nil, workspace: String, isPlainTree: Bool, timeout: Duration,
+        maxSilent: Duration, pushToCache: Bool = false, derivationLogDirectory: String? = nil
     ) {
         self.name = name
-        self.installables = installables
+        self.target = target
+        self.system = system
         self.workspace = workspace
         self.isPlainTree = isPlainTree
         self.timeout = timeout
         self.maxSilent = maxSilent
+        self.pushToCache = pushToCache
+        self.derivationLogDirectory = derivationLogDirectory
     }
 }
 

@@ -22,22 +22,77 @@ public enum JobOutcome: Sendable, Hashable {
     case errored(String)
 }
 
-/// What the executor reports after a job run.
+/// One output a job built, as `nix path-info` describes it.
+public struct BuiltOutput: Sendable, Hashable, Codable {
+    /// Output name (`out`, `dev`, …).
+    public var name: String
+    /// Store path.
+    public var path: String
+    /// `sha256-…` hash of the NAR serialisation; nil when nix did not say.
+    public var narHash: String?
+    /// Size of the NAR serialisation in bytes; nil when nix did not say.
+    public var narSize: Int64?
+
+    /// Creates an output.
+    public init(name: String, path: String, narHash: String? = nil, narSize: Int64? = nil) {
+        self.name = name
+        self.path = path
+        self.narHash = narHash
+        self.narSize = narSize
+    }
+}
+
+/// What became of pushing a job's outputs to the binary cache.
+public enum CachePushResult: Sendable, Hashable {
+    /// Signed and copied.
+    case pushed(to: String, attempts: Int)
+    /// Not pushed: the build is not trusted, or the server has no cache.
+    case notPushed(String)
+    /// Every attempt failed; the last error.
+    case failed(String, attempts: Int)
+
+    /// A sentence for pages and the API.
+    public var summary: String {
+        switch self {
+        case .pushed(let destination, let attempts):
+            return "pushed to \(destination)" + (attempts > 1 ? " after \(attempts) attempts" : "")
+        case .notPushed(let reason): return "not pushed: \(reason)"
+        case .failed(let error, let attempts): return "push failed after \(attempts) attempts: \(error)"
+        }
+    }
+}
+
+/// What the executor reports after a job run: how it ended and what it cost.
 public struct JobReport: Sendable, Hashable {
     /// How it ended.
     public var outcome: JobOutcome
     /// nix's exit code when it exited on its own.
     public var exitCode: Int32?
-    /// Store paths built.
-    public var outputs: [String]
+    /// Derivations the job's installables evaluated to.
+    public var derivations: [String]
+    /// Outputs built.
+    public var outputs: [BuiltOutput]
     /// Wall-clock time the job ran.
     public var duration: Duration
+    /// User and system CPU time of every process the job ran, builders included.
+    public var cpuSeconds: Double?
+    /// Largest resident memory of the job's processes together, sampled while it ran.
+    public var peakMemoryKilobytes: Int?
+    /// Binary cache push, when the job asked for one.
+    public var cache: CachePushResult?
 
     /// Creates a report.
-    public init(outcome: JobOutcome, exitCode: Int32? = nil, outputs: [String] = [], duration: Duration) {
+    public init(
+        outcome: JobOutcome, exitCode: Int32? = nil, derivations: [String] = [], outputs: [BuiltOutput] = [],
+        duration: Duration, cpuSeconds: Double? = nil, peakMemoryKilobytes: Int? = nil, cache: CachePushResult? = nil
+    ) {
         self.outcome = outcome
         self.exitCode = exitCode
+        self.derivations = derivations
         self.outputs = outputs
         self.duration = duration
+        self.cpuSeconds = cpuSeconds
+        self.peakMemoryKilobytes = peakMemoryKilobytes
+        self.cache = cache
     }
 }

@@ -41,11 +41,14 @@ public struct JobStateMachine: Sendable, Hashable {
     public private(set) var state: JobState
     /// Summary of the current state.
     public private(set) var summary: String
+    /// The job may fail without failing the build; its failures say so.
+    public let allowFailure: Bool
 
     /// A machine in `state`.
-    public init(state: JobState = .queued, summary: String = "queued") {
+    public init(state: JobState = .queued, summary: String = "queued", allowFailure: Bool = false) {
         self.state = state
         self.summary = summary
+        self.allowFailure = allowFailure
     }
 
     /// Applies `input` and returns what to do.
@@ -57,7 +60,8 @@ public struct JobStateMachine: Sendable, Hashable {
             return .run
         case (.running, .finish(let report)):
             let (state, status, description) = Self.conclusion(of: report)
-            return end(state, status, description)
+            let allowed = allowFailure && [.failed, .timedOut, .errored].contains(state)
+            return end(state, status, allowed ? description + " (allowed to fail)" : description)
         case (.queued, .dependencyDidNotSucceed(let name, let dependencyState)):
             return end(.skipped, .cancelled, "skipped: needs '\(name)', which \(Self.phrase(dependencyState))")
         case (.queued, .cancel(let reason)):

@@ -2,9 +2,14 @@
 public protocol LogSink: Sendable {
     /// Appends a chunk of output. Never blocks for long; never throws.
     func write(_ chunk: [UInt8])
+
+    /// Receives the build's progress as nix reports it. Sinks that do not show progress ignore it.
+    func progress(_ progress: JobProgress)
 }
 
 extension LogSink {
+    public func progress(_ progress: JobProgress) {}
+
     /// Appends a line Kiln itself writes, marked `[kiln]`.
     public func note(_ line: String) {
         write(Array("[kiln] \(line)\n".utf8))
@@ -20,5 +25,9 @@ public struct TeeSink: LogSink {
 
     public func write(_ chunk: [UInt8]) {
         for sink in sinks { sink.write(chunk) }
+    }
+
+    public func progress(_ progress: JobProgress) {
+        for sink in sinks { sink.progress(progress) }
     }
 }

@@ -48,7 +48,7 @@ public enum JobState: String, Sendable, Hashable, Codable {
 }
 
 /// A build as stored.
-public struct BuildRecord: Sendable, Hashable, Codable {
+public struct BuildRecord: Sendable, Hashable {
     /// Database id.
     public var id: BuildID
     /// Configured repository's id.
@@ -73,12 +73,14 @@ public struct BuildRecord: Sendable, Hashable, Codable {
     public var startedAt: Date?
     /// When the build ended.
     public var finishedAt: Date?
+    /// The ref's previous commit, when the forge said and it was not all zeros (for changed files).
+    public var beforeSHA: String?
 
     /// Creates a record.
     public init(
         id: BuildID, repositoryID: RepositoryID, forge: String, repository: String, sha: String, ref: String,
         state: BuildState, summary: String, diagnostics: [String] = [], createdAt: Date, startedAt: Date? = nil,
-        finishedAt: Date? = nil
+        finishedAt: Date? = nil, beforeSHA: String? = nil
     ) {
         self.id = id
         self.repositoryID = repositoryID
@@ -92,33 +94,50 @@ public struct BuildRecord: Sendable, Hashable, Codable {
         self.createdAt = createdAt
         self.startedAt = startedAt
         self.finishedAt = finishedAt
+        self.beforeSHA = beforeSHA
     }
 }
 
 /// A job as stored.
-public struct JobRecord: Sendable, Hashable, Codable {
+public struct JobRecord: Sendable, Hashable {
     /// Database id; also the log file's name.
     public var id: JobID
     /// Owning build.
     public var buildID: BuildID
-    /// Job name from the pipeline file.
+    /// Job name from the plan (`tests (x86_64-linux)` for a system variant).
     public var name: String
-    /// Flake installables.
-    public var installables: [String]
+    /// What it builds.
+    public var target: JobTarget
+    /// The system it builds for; nil for the server's own.
+    public var system: String?
     /// Names of jobs that must succeed first.
     public var needs: [String]
     /// Wall-clock limit.
     public var timeout: Duration
     /// Silence limit.
     public var maxSilent: Duration
+    /// A failure does not fail the build, and jobs that need it still run.
+    public var allowFailure: Bool
+    /// Push outputs to the binary cache (trusted builds only).
+    public var cachePush: Bool
+    /// Bytes of free memory the job waits for.
+    public var minMemory: Int?
     /// State.
     public var state: JobState
     /// Human summary; for final jobs the status description.
     public var summary: String
     /// nix's exit code, when nix ran to an exit.
     public var exitCode: Int32?
-    /// Store paths built, for succeeded jobs.
-    public var outputs: [String]
+    /// Derivations the job evaluated to.
+    public var derivations: [String]
+    /// Outputs built.
+    public var outputs: [BuiltOutput]
+    /// CPU seconds of every process the job ran.
+    public var cpuSeconds: Double?
+    /// Peak resident memory of the job's processes together.
+    public var peakMemoryKilobytes: Int?
+    /// What became of the binary cache push, when there was one.
+    public var cacheSummary: String?
     /// How many times the job was started (restarts re-run an interrupted job).
     public var attempt: Int
     /// When the job was queued.
@@ -130,21 +149,31 @@ public struct JobRecord: Sendable, Hashable, Codable {
 
     /// Creates a record.
     public init(
-        id: JobID, buildID: BuildID, name: String, installables: [String], needs: [String], timeout: Duration,
-        maxSilent: Duration, state: JobState, summary: String, exitCode: Int32? = nil, outputs: [String] = [],
-        attempt: Int = 0, queuedAt: Date, startedAt: Date? = nil, finishedAt: Date? = nil
+        id: JobID, buildID: BuildID, name: String, target: JobTarget, system: String? = nil, needs: [String],
+        timeout: Duration, maxSilent: Duration, allowFailure: Bool = false, cachePush: Bool = false, minMemory: Int? = nil,
+        state: JobState, summary: String, exitCode: Int32? = nil, derivations: [String] = [], outputs: [BuiltOutput] = [],
+        cpuSeconds: Double? = nil, peakMemoryKilobytes: Int? = nil, cacheSummary: String? = nil, attempt: Int = 0,
+        queuedAt: Date, startedAt: Date? = nil, finishedAt: Date? = nil
     ) {
         self.id = id
         self.buildID = buildID
         self.name = name
-        self.installables = installables
+        self.target = target
+        self.system = system
         self.needs = needs
         self.timeout = timeout
         self.maxSilent = maxSilent
+        self.allowFailure = allowFailure
+        self.cachePush = cachePush
+        self.minMemory = minMemory
         self.state = state
         self.summary = summary
         self.exitCode = exitCode
+        self.derivations = derivations
         self.outputs = outputs
+        self.cpuSeconds = cpuSeconds
+        self.peakMemoryKilobytes = peakMemoryKilobytes
+        self.cacheSummary = cacheSummary
         self.attempt = attempt
         self.queuedAt = queuedAt
         self.startedAt = startedAt
@@ -153,6 +182,11 @@ public struct JobRecord: Sendable, Hashable, Codable {
 
     /// The job's status context.
     public var context: String { "kiln/\(name)" }
+
+    /// Whether jobs that need this one may run: it succeeded, or it ended and may fail.
+    public var satisfiesNeeds: Bool {
+        state == .succeeded || (allowFailure && [.failed, .timedOut, .errored].contains(state))
+    }
 }
 
 /// A status waiting in, or gone through, the outbox.

@@ -42,6 +42,11 @@ public protocol SourceProvider: Sendable {
     func readFile(_ repository: RepositorySource, sha: String, path: String, maxBytes: Int) async throws(SourceError)
         -> FileAtCommit
 
+    /// The commit's message, and the files changed since `before` (nil when `before` is nil,
+    /// not in the mirror, or the change is too large to list).
+    func commitFacts(_ repository: RepositorySource, sha: String, comparedTo before: String?) async throws(SourceError)
+        -> CommitFacts
+
     /// Writes the tree of `sha` into `directory`, which must not exist yet.
     func checkout(_ repository: RepositorySource, sha: String, into directory: String) async throws(SourceError)
 }
@@ -54,4 +59,18 @@ public enum FileAtCommit: Sendable, Hashable {
     case contents([UInt8])
     /// The file exists but is larger than the caller's limit; it was not read.
     case tooLarge(size: Int)
+}
+
+/// What the pipeline's filters need to know about a commit.
+public struct CommitFacts: Sendable, Hashable {
+    /// The full commit message.
+    public var message: String
+    /// Paths changed since the compared commit; nil when unknown.
+    public var changedFiles: [String]?
+
+    /// Creates facts.
+    public init(message: String, changedFiles: [String]?) {
+        self.message = message
+        self.changedFiles = changedFiles
+    }
 }

@@ -37,13 +37,16 @@ public struct PushEvent: Sendable, Equatable {
     public var ref: GitRef
     /// Full commit id after the push (40 or 64 hex characters).
     public var sha: String
+    /// The ref's commit before the push; nil when the ref is new or the forge did not say.
+    public var before: String?
 
     /// Creates a push event.
-    public init(deliveryID: String, repository: String, ref: GitRef, sha: String) {
+    public init(deliveryID: String, repository: String, ref: GitRef, sha: String, before: String? = nil) {
         self.deliveryID = deliveryID
         self.repository = repository
         self.ref = ref
         self.sha = sha
+        self.before = before
     }
 }
 

@@ -80,7 +80,7 @@ public struct WebhookIntake: Sendable {
             let accepted = try await store.accept(
                 NewDelivery(
                     forge: forgeName, deliveryID: push.deliveryID, repositoryID: repository.id,
-                    repository: repository.name, ref: push.ref, sha: push.sha),
+                    repository: repository.name, ref: push.ref, sha: push.sha, before: push.before),
                 at: Date())
             if accepted.isNew { planning.ring() }
             logger.info(

@@ -75,6 +75,7 @@ public struct GitHubForge: Forge {
         }
         var ref: String
         var after: String
+        var before: String?
         var deleted: Bool?
         var repository: Repository
     }
@@ -95,8 +96,11 @@ public struct GitHubForge: Forge {
         guard CommitID.isValid(payload.after) else {
             throw .malformed("push 'after' is not a commit id: \(payload.after.prefix(80))")
         }
+        let before = payload.before.flatMap { CommitID.isValid($0) && !CommitID.isZero($0) ? $0 : nil }
         return .trigger(
-            PushEvent(deliveryID: deliveryID, repository: payload.repository.full_name, ref: ref, sha: payload.after))
+            PushEvent(
+                deliveryID: deliveryID, repository: payload.repository.full_name, ref: ref, sha: payload.after,
+                before: before))
     }
 
     public func post(_ status: CommitStatus, on commit: CommitRef) async throws(ForgeAPIError) {
@@ -123,7 +127,7 @@ public struct GitHubForge: Forge {
     static func state(_ state: StatusState) -> String {
         switch state {
         case .pending: return "pending"
-        case .succeeded: return "success"
+        case .succeeded, .skipped: return "success"
         case .failed: return "failure"
         case .cancelled, .errored: return "error"
         }

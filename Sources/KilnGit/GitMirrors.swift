@@ -46,6 +46,23 @@ public final class GitMirrors: SourceProvider {
         }
     }
 
+    public func commitFacts(_ repository: RepositorySource, sha: String, comparedTo before: String?) async throws(SourceError)
+        -> CommitFacts
+    {
+        try await onQueue(repository.id) { () throws(SourceError) in
+            let mirror = try self.openMirror(repository.id)
+            let message = try mirror.message(sha: sha)
+            var changed: [String]?
+            if let before, try mirror.hasCommit(before) {
+                changed = try mirror.changedFiles(from: before, to: sha, limit: Self.changedFilesLimit)
+            }
+            return CommitFacts(message: message, changedFiles: changed)
+        }
+    }
+
+    /// Above this many changed files the list counts as unknown (every `paths` filter passes).
+    static let changedFilesLimit = 10_000
+
     public func checkout(_ repository: RepositorySource, sha: String, into directory: String) async throws(SourceError) {
         try await onQueue(repository.id) { () throws(SourceError) in
             try self.openMirror(repository.id).checkout(sha: sha, into: directory)

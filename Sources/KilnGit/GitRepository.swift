@@ -104,6 +104,46 @@ final class GitRepository {
         return .contents(Array(UnsafeRawBufferPointer(start: content, count: size)))
     }
 
+    /// The full message of commit `sha`.
+    func message(sha: String) throws(SourceError) -> String {
+        let commit = try lookupCommit(sha)
+        defer { git_commit_free(commit) }
+        return git_commit_message(commit).map { String(cString: $0) } ?? ""
+    }
+
+    /// Paths that differ between the trees of `from` and `to` (both sides of a rename);
+    /// nil when more than `limit` files changed.
+    func changedFiles(from: String, to: String, limit: Int) throws(SourceError) -> [String]? {
+        let old = try tree(of: from)
+        defer { git_tree_free(old) }
+        let new = try tree(of: to)
+        defer { git_tree_free(new) }
+        var diff: OpaquePointer?
+        let code = git_diff_tree_to_tree(&diff, pointer, old, new, nil)
+        guard code == 0, let diff else { throw SourceError("cannot compare \(from) with \(to): \(LibGit2.lastError(code))") }
+        defer { git_diff_free(diff) }
+        let count = git_diff_num_deltas(diff)
+        guard count <= limit else { return nil }
+        var paths: [String] = []
+        for index in 0..<count {
+            guard let delta = git_diff_get_delta(diff, index)?.pointee else { continue }
+            for path in [delta.old_file.path, delta.new_file.path].compactMap({ $0 }).map({ String(cString: $0) })
+            where paths.last != path {
+                paths.append(path)
+            }
+        }
+        return paths
+    }
+
+    private func tree(of sha: String) throws(SourceError) -> OpaquePointer {
+        let commit = try lookupCommit(sha)
+        defer { git_commit_free(commit) }
+        var tree: OpaquePointer?
+        let code = git_commit_tree(&tree, commit)
+        guard code == 0, let tree else { throw SourceError("cannot read the tree of \(sha): \(LibGit2.lastError(code))") }
+        return tree
+    }
+
     /// Writes the tree of `sha` into `directory` (created here; it must not exist).
     func checkout(sha: String, into directory: String) throws(SourceError) {
         let commit = try lookupCommit(sha)

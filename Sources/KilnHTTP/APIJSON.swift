@@ -27,7 +27,10 @@ struct BuildJSON: Encodable {
     var jobs: [JobJSON]?
     var statuses: [StatusJSON]?
 
-    init(_ build: BuildRecord, jobs: [JobRecord]?, statuses: [OutboxEntry]?, _ publicURL: String) {
+    init(
+        _ build: BuildRecord, jobs: [JobRecord]?, statuses: [OutboxEntry]?, _ publicURL: String,
+        progress: ProgressBoard? = nil, paths: WorkerPaths? = nil
+    ) {
         id = build.id
         url = "\(publicURL)/builds/\(build.id)"
         forge = build.forge
@@ -41,51 +44,107 @@ struct BuildJSON: Encodable {
         started_at = build.startedAt
         finished_at = build.finishedAt
         duration_seconds = build.finishedAt.map { $0.timeIntervalSince(build.startedAt ?? build.createdAt) }
-        self.jobs = jobs?.map { JobJSON($0, publicURL) }
+        self.jobs = jobs?.map { job in
+            JobJSON(
+                job, publicURL, progress: progress?.progress(job.id),
+                derivationLogs: paths.map { DerivationLogs.list($0.derivationLogs(job.id)) } ?? [])
+        }
         self.statuses = statuses?.map(StatusJSON.init)
     }
 }
 
-/// A job in the API.
+/// A job in the API; accounting fields follow nixbuild.net's build record where it has them.
 struct JobJSON: Encodable {
+    struct Target: Encodable {
+        var kind: String
+        var installables: [String]?
+        var file: String?
+        var attr: String?
+    }
+
+    struct Output: Encodable {
+        var name: String
+        var path: String
+        var nar_hash: String?
+        var nar_size_bytes: Int64?
+    }
+
+    struct DerivationLog: Encodable {
+        var derivation: String
+        var url: String
+    }
+
+    struct Progress: Encodable {
+        var done: Int
+        var expected: Int
+        var failed: Int
+        var building: String?
+    }
+
     var id: JobID
     var build_id: BuildID
     var name: String
-    var installables: [String]
+    var system: String?
+    var target: Target
     var needs: [String]
     var state: String
+    var outcome: String
     var summary: String
+    var allow_failure: Bool
     var exit_code: Int32?
-    var outputs: [String]
+    var derivations: [String]
+    var outputs: [Output]
     var attempt: Int
     var timeout_seconds: Int64
     var max_silent_seconds: Int64
+    var min_memory_bytes: Int?
     var queued_at: Date
     var start_time: Date?
     var finished_at: Date?
     var queue_seconds: Double?
     var duration_seconds: Double?
+    var cpu_seconds: Double?
+    var peak_memory_kilobytes: Int?
+    var cache: String?
+    var progress: Progress?
     var log_url: String
+    var derivation_logs: [DerivationLog]
 
-    init(_ job: JobRecord, _ publicURL: String) {
+    init(_ job: JobRecord, _ publicURL: String, progress: JobProgress? = nil, derivationLogs: [String] = []) {
         id = job.id
         build_id = job.buildID
         name = job.name
-        installables = job.installables
+        system = job.system
+        switch job.target {
+        case .installables(let installables): target = Target(kind: "build", installables: installables)
+        case .classic(let file, let attribute): target = Target(kind: "file", file: file, attr: attribute)
+        case .flakeCheck: target = Target(kind: "check")
+        }
         needs = job.needs
         state = job.state.rawValue
+        outcome = job.state.isFinal ? job.state.rawValue : "pending"
         summary = job.summary
+        allow_failure = job.allowFailure
         exit_code = job.exitCode
-        outputs = job.outputs
+        derivations = job.derivations
+        outputs = job.outputs.map { Output(name: $0.name, path: $0.path, nar_hash: $0.narHash, nar_size_bytes: $0.narSize) }
         attempt = job.attempt
         timeout_seconds = job.timeout.components.seconds
         max_silent_seconds = job.maxSilent.components.seconds
+        min_memory_bytes = job.minMemory
         queued_at = job.queuedAt
         start_time = job.startedAt
         finished_at = job.finishedAt
         queue_seconds = job.startedAt.map { $0.timeIntervalSince(job.queuedAt) }
         duration_seconds = job.startedAt.flatMap { start in job.finishedAt.map { $0.timeIntervalSince(start) } }
+        cpu_seconds = job.cpuSeconds
+        peak_memory_kilobytes = job.peakMemoryKilobytes
+        cache = job.cacheSummary
+        self.progress = progress.map { Progress(done: $0.done, expected: $0.expected, failed: $0.failed, building: $0.building) }
         log_url = "\(publicURL)/api/v1/jobs/\(job.id)/log"
+        derivation_logs = derivationLogs.map {
+            DerivationLog(derivation: $0, url: "\(publicURL)/api/v1/jobs/\(job.id)/log?derivation=\($0)")
+        }
     }
 }
 
@@ -107,5 +166,20 @@ struct StatusJSON: Encodable {
         attempts = entry.attempts
         last_error = entry.lastError
         created_at = entry.createdAt
+    }
+}
+
+/// Per-derivation logs on disk. Names are checked against nix's store path form before any
+/// file is opened, so a request cannot reach outside the job's log directory.
+enum DerivationLogs {
+    /// Derivation names (`<hash>-<name>.drv`) with a log in `directory`.
+    static func list(_ directory: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+            .filter { $0.hasSuffix(".drv.log") }.map { String($0.dropLast(4)) }.sorted()
+    }
+
+    /// Whether `name` is a derivation's file name: 32 base-32 characters, '-', a name, '.drv'.
+    static func isValidName(_ name: String) -> Bool {
+        name.range(of: "^[0-9a-z]{32}-[A-Za-z0-9+._?=-]+\\.drv$", options: .regularExpression) != nil
     }
 }

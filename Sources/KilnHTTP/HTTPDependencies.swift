@@ -9,6 +9,8 @@ public struct HTTPDependencies: Sendable {
     public var store: any BuildStore
     /// Whether nix was confirmed usable.
     public var health: HealthState
+    /// Running jobs' progress.
+    public var progress: ProgressBoard
     /// Whether the database accepts writes.
     public var databaseWritable: @Sendable () async -> Bool
     /// Where job logs are.
@@ -20,12 +22,13 @@ public struct HTTPDependencies: Sendable {
 
     /// Creates dependencies.
     public init(
-        intake: WebhookIntake, store: any BuildStore, health: HealthState,
+        intake: WebhookIntake, store: any BuildStore, health: HealthState, progress: ProgressBoard,
         databaseWritable: @escaping @Sendable () async -> Bool, paths: WorkerPaths, maxBodyBytes: Int, publicURL: String
     ) {
         self.intake = intake
         self.store = store
         self.health = health
+        self.progress = progress
         self.databaseWritable = databaseWritable
         self.paths = paths
         self.maxBodyBytes = maxBodyBytes

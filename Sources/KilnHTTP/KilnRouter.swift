@@ -24,19 +24,36 @@ public enum KilnRouter {
                 let details = try await dependencies.store.buildDetails(id)
             else { return try JSONBody.error(.notFound, "no build with this id") }
             return try JSONBody.response(
-                .ok, BuildJSON(details.build, jobs: details.jobs, statuses: details.statuses, dependencies.publicURL))
+                .ok,
+                BuildJSON(
+                    details.build, jobs: details.jobs, statuses: details.statuses, dependencies.publicURL,
+                    progress: dependencies.progress, paths: dependencies.paths))
         }
         router.get("/api/v1/jobs/:id") { _, context in
             guard let id = context.parameters.get("id", as: JobID.self), let job = try await dependencies.store.job(id) else {
                 return try JSONBody.error(.notFound, "no job with this id")
             }
-            return try JSONBody.response(.ok, JobJSON(job, dependencies.publicURL))
+            return try JSONBody.response(
+                .ok,
+                JobJSON(
+                    job, dependencies.publicURL, progress: dependencies.progress.progress(id),
+                    derivationLogs: DerivationLogs.list(dependencies.paths.derivationLogs(id))))
         }
-        router.get("/api/v1/jobs/:id/log") { _, context in
+        router.get("/api/v1/jobs/:id/log") { request, context in
             guard let id = context.parameters.get("id", as: JobID.self), try await dependencies.store.job(id) != nil else {
                 return try JSONBody.error(.notFound, "no job with this id")
             }
-            let bytes = FileManager.default.contents(atPath: dependencies.paths.log(id)) ?? Data()
+            var path = dependencies.paths.log(id)
+            if let derivation = request.uri.queryParameters.get("derivation") {
+                guard DerivationLogs.isValidName(derivation) else {
+                    return try JSONBody.error(.badRequest, "'derivation' must be a derivation file name such as <hash>-hello.drv")
+                }
+                path = dependencies.paths.derivationLogs(id) + "/" + derivation + ".log"
+                guard FileManager.default.fileExists(atPath: path) else {
+                    return try JSONBody.error(.notFound, "this job has no log for \(derivation)")
+                }
+            }
+            let bytes = FileManager.default.contents(atPath: path) ?? Data()
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
@@ -45,8 +62,13 @@ public enum KilnRouter {
             guard let id = context.parameters.get("id", as: BuildID.self),
                 let details = try await dependencies.store.buildDetails(id)
             else { return Pages.html(.notFound, Pages.notFound("No build with this id.")) }
-            let logs = details.jobs.map { LogExcerpt.read(dependencies.paths.log($0.id)) }
-            return Pages.html(.ok, Pages.build(details, logs: logs))
+            let jobs = details.jobs.map { job in
+                Pages.JobView(
+                    job: job, log: LogExcerpt.read(dependencies.paths.log(job.id)),
+                    progress: dependencies.progress.progress(job.id),
+                    derivations: DerivationLogs.list(dependencies.paths.derivationLogs(job.id)))
+            }
+            return Pages.html(.ok, Pages.build(details, jobs: jobs))
         }
         router.get("/") { _, _ in
             Pages.html(.ok, Pages.index(try await dependencies.store.recentBuilds(limit: 100)))

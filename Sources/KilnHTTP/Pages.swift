@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import KilnCore
+import KilnPipeline
 import NIOCore
 
 /// The web pages: plain HTML, every value escaped, no scripts.
@@ -63,7 +64,15 @@ enum Pages {
         return page("Kiln builds", refresh: builds.contains { !$0.state.isFinal }, "<h1>Builds</h1>\(table)")
     }
 
-    static func build(_ details: BuildDetails, logs: [LogExcerpt]) -> String {
+    /// What the page shows of one job.
+    struct JobView {
+        var job: JobRecord
+        var log: LogExcerpt
+        var progress: JobProgress?
+        var derivations: [String]
+    }
+
+    static func build(_ details: BuildDetails, jobs: [JobView]) -> String {
         let build = details.build
         var content = """
             <h1>Build #\(build.id) <span class="\(build.state.rawValue)">\(build.state.rawValue)</span></h1>
@@ -73,15 +82,19 @@ enum Pages {
         if !build.diagnostics.isEmpty {
             content += "<h2>Pipeline file problems</h2><pre>\(build.diagnostics.map(escape).joined(separator: "\n"))</pre>"
         }
-        if !details.jobs.isEmpty {
-            content += "<h2>Jobs</h2><table><tr><th>Job</th><th>State</th><th>Summary</th><th>Exit</th><th>Time</th></tr>"
-            for job in details.jobs {
+        if !jobs.isEmpty {
+            content += "<h2>Jobs</h2><table><tr><th>Job</th><th>State</th><th>Summary</th><th>Exit</th><th>Time</th><th>CPU</th><th>Peak memory</th></tr>"
+            for view in jobs {
+                let job = view.job
                 let took = job.startedAt.map { start in
                     HumanDuration.format(.seconds((job.finishedAt ?? Date()).timeIntervalSince(start)))
                 } ?? ""
+                let summary = view.progress.map { "\(job.summary) — \($0.summary)" } ?? job.summary
                 content += """
                     <tr><td><a href="#job-\(job.id)">\(escape(job.name))</a></td><td class="\(job.state.rawValue)">\(job.state.rawValue)</td>
-                    <td>\(escape(job.summary))</td><td>\(job.exitCode.map(String.init) ?? "")</td><td>\(took)</td></tr>
+                    <td>\(escape(summary))</td><td>\(job.exitCode.map(String.init) ?? "")</td><td>\(took)</td>
+                    <td>\(job.cpuSeconds.map { String(format: "%.2f s", $0) } ?? "")</td>
+                    <td>\(job.peakMemoryKilobytes.map { ByteCount.format($0 * 1024) } ?? "")</td></tr>
                     """
             }
             content += "</table>"
@@ -97,13 +110,24 @@ enum Pages {
             }
             content += "</table>"
         }
-        for (job, log) in zip(details.jobs, logs) {
+        for view in jobs {
+            let job = view.job
             content += "<h2 id=\"job-\(job.id)\">\(escape(job.name)) <a href=\"/api/v1/jobs/\(job.id)/log\">raw log</a></h2>"
-            if log.skipped > 0 { content += "<p>The first \(log.skipped) bytes are not shown; the raw log has them.</p>" }
-            content += "<pre>\(escape(ANSI.strip(log.text)))</pre>"
+            if !job.outputs.isEmpty {
+                content += "<p>Outputs: " + job.outputs.map { output in
+                    "<code>\(escape(output.path))</code>" + (output.narSize.map { " (\(ByteCount.format(Int($0))))" } ?? "")
+                }.joined(separator: ", ") + "</p>"
+            }
+            if let cache = job.cacheSummary { content += "<p>Binary cache: \(escape(cache))</p>" }
+            if !view.derivations.isEmpty {
+                content += "<p>Derivation logs: " + view.derivations.map { name in
+                    "<a href=\"/api/v1/jobs/\(job.id)/log?derivation=\(escape(name))\">\(escape(name))</a>"
+                }.joined(separator: ", ") + "</p>"
+            }
+            if view.log.skipped > 0 { content += "<p>The first \(view.log.skipped) bytes are not shown; the raw log has them.</p>" }
+            content += "<pre>\(ANSIHTML.render(view.log.text))</pre>"
         }
         let active = !build.state.isFinal
         return page("Build #\(build.id) · \(build.repository)", refresh: active, content)
     }
 }
-

@@ -8,10 +8,17 @@ import Subprocess
     import SystemPackage
 #endif
 
-/// Finding and asking the nix binaries.
-enum NixBinaries {
-    /// `nix` and `nix-store` as absolute paths, or a message that says how to fix it.
-    static func resolve(_ binary: String) -> Result<(String, String), NixQueryError> {
+/// The nix commands Kiln runs, from one installation.
+struct NixBinaries: Sendable {
+    /// `nix`.
+    var nix: String
+    /// `nix-store`, for `--realise`.
+    var nixStore: String
+    /// `nix-instantiate`, for classic nix files.
+    var nixInstantiate: String
+
+    /// The binaries beside `binary` (a name on PATH or a path), or a message that says how to fix it.
+    static func resolve(_ binary: String) -> Result<NixBinaries, NixQueryError> {
         let nix: String
         if binary.contains("/") {
             nix = binary
@@ -28,10 +35,13 @@ enum NixBinaries {
             target.hasPrefix("/") ? target : (nix as NSString).deletingLastPathComponent + "/" + target
         } ?? nix
         for directory in [(nix as NSString).deletingLastPathComponent, (resolved as NSString).deletingLastPathComponent] {
-            let candidate = directory + "/nix-store"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return .success((nix, candidate)) }
+            let store = directory + "/nix-store"
+            let instantiate = directory + "/nix-instantiate"
+            if FileManager.default.isExecutableFile(atPath: store), FileManager.default.isExecutableFile(atPath: instantiate) {
+                return .success(NixBinaries(nix: nix, nixStore: store, nixInstantiate: instantiate))
+            }
         }
-        return .failure(NixQueryError(message: "nix-store was not found beside \(nix); Kiln needs both from the same nix installation"))
+        return .failure(NixQueryError(message: "nix-store and nix-instantiate were not found beside \(nix); Kiln needs them from the same nix installation"))
     }
 
     private static func search(_ name: String) -> String? {

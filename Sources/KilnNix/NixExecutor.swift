@@ -1,45 +1,74 @@
 import Foundation
 import KilnCore
-import Logging
+import KilnPipeline
+import Synchronization
 
 /// How Kiln runs nix.
 public struct NixSettings: Sendable, Hashable {
-    /// `nix` (looked up on PATH) or a path to it; `nix-store` is expected beside it.
+    /// `nix` (looked up on PATH) or a path to it; `nix-store` and `nix-instantiate` are expected beside it.
     public var binary: String
-    /// Extra `--option NAME VALUE` pairs (e.g. `substituters`); never `sandbox` or `sandbox-fallback`.
+    /// Extra `--option NAME VALUE` pairs (e.g. `substituters`, `builders`); never `sandbox` or `sandbox-fallback`.
     public var options: [String: String]
     /// Time between SIGINT and SIGKILL when stopping a job.
     public var killGrace: Duration
+    /// Where trusted builds push their outputs; nil when there is no cache.
+    public var cache: CacheSettings?
+    /// Cap on each derivation's own log.
+    public var derivationLogCap: Int
 
     /// Creates settings.
-    public init(binary: String = "nix", options: [String: String] = [:], killGrace: Duration = .seconds(10)) {
+    public init(
+        binary: String = "nix", options: [String: String] = [:], killGrace: Duration = .seconds(10),
+        cache: CacheSettings? = nil, derivationLogCap: Int = 16 << 20
+    ) {
         self.binary = binary
         self.options = options
         self.killGrace = killGrace
+        self.cache = cache
+        self.derivationLogCap = derivationLogCap
     }
 
     /// Options no configuration may override.
     public static let enforcedOptions = ["sandbox": "true", "sandbox-fallback": "false"]
 }
 
-/// Builds jobs with nix, always inside the Nix sandbox.
+/// A binary cache that trusted builds push to.
+public struct CacheSettings: Sendable, Hashable {
+    /// A nix store URL: `file:///var/cache/kiln`, `https://cache.example.org`, `s3://…`.
+    public var pushTo: String
+    /// The file holding the signing key (`nix key generate-secret`); its path, never its contents, reaches nix.
+    public var secretKeyFile: String
+    /// When true a failed push fails the job; otherwise it is only reported.
+    public var required: Bool
+
+    /// Creates cache settings.
+    public init(pushTo: String, secretKeyFile: String, required: Bool = false) {
+        self.pushTo = pushTo
+        self.secretKeyFile = secretKeyFile
+        self.required = required
+    }
+}
+
+/// Builds jobs with nix, always inside the Nix sandbox, and accounts for what they cost.
 ///
-/// A job is evaluated first (`nix path-info --derivation`, so evaluation errors fail the
-/// job with nix's message) and then built (`nix-store --realise`, whose exit status tells
-/// a build failure, 100, from a silent timeout, 101). Kiln enforces the wall-clock limit
-/// itself; stopping sends SIGINT to nix's process group, waits a grace period, then kills
-/// nix and every process it started, builders included.
+/// A job is evaluated first (`nix path-info --derivation`, `nix-instantiate`, or
+/// `nix flake check --no-build` with its checks), so evaluation errors fail the job with nix's
+/// message, then built with `nix-store --realise`, whose exit status tells a build failure
+/// (100) from a silent timeout (101). Kiln enforces the wall-clock limit itself; stopping sends
+/// SIGINT to nix's process group, waits a grace period, then kills nix and every process it
+/// started, builders included.
 public struct NixExecutor: Executor {
     private let settings: NixSettings
+    private let hostInfo = HostInfoCache()
 
     /// Creates an executor.
     public init(settings: NixSettings) {
         self.settings = settings
     }
 
-    /// The arguments every nix invocation gets, sandbox settings last so they win.
-    var commonArguments: [String] {
-        var arguments = ["--extra-experimental-features", "nix-command flakes"]
+    /// Options every nix command gets, sandbox settings last so they win.
+    var optionArguments: [String] {
+        var arguments: [String] = []
         for (name, value) in settings.options.sorted(by: { $0.key < $1.key })
         where NixSettings.enforcedOptions[name] == nil {
             arguments += ["--option", name, value]
@@ -50,96 +79,243 @@ public struct NixExecutor: Executor {
         return arguments
     }
 
+    /// The arguments of every `nix` (new-style) command.
+    var commonArguments: [String] { ["--extra-experimental-features", "nix-command flakes"] + optionArguments }
+
     public func readiness() async -> Readiness {
-        let nix: String
-        let nixStore: String
+        let binaries: NixBinaries
         switch NixBinaries.resolve(settings.binary) {
         case .failure(let error): return .notReady(error.message)
-        case .success(let binaries): (nix, nixStore) = binaries
+        case .success(let found): binaries = found
         }
         do {
-            let version = try await NixBinaries.capture(nix, ["--version"])
-            let config = try await NixBinaries.capture(nix, ["show-config", "--json"] + commonArguments)
+            let version = try await NixBinaries.capture(binaries.nix, ["--version"])
+            let config = try await NixBinaries.capture(binaries.nix, ["show-config", "--json"] + commonArguments)
             if let problem = SandboxCheck.problem(inShowConfig: Array(config.utf8)) {
                 return .notReady(problem)
             }
-            _ = try await NixBinaries.capture(nixStore, ["--version"])
+            _ = try await NixBinaries.capture(binaries.nixStore, ["--version"])
+            if let cache = settings.cache, !FileManager.default.isReadableFile(atPath: cache.secretKeyFile) {
+                return .notReady("nix.cache.secret-key-file \(cache.secretKeyFile) cannot be read")
+            }
+            let host = HostInfo(showConfig: Array(config.utf8))
+            hostInfo.store(host)
             let versionText = version.trimmingCharacters(in: .whitespacesAndNewlines)
-            return .ready("\(versionText); sandbox = true, sandbox-fallback = false")
+            return .ready("\(versionText); sandbox = true, sandbox-fallback = false; builds for \(host.systems.sorted().joined(separator: ", "))")
         } catch {
             return .notReady("\(error)")
         }
     }
 
     public func run(_ job: JobRun, log: any LogSink, stop: StopSignal) async -> JobReport {
-        let started = ContinuousClock.now
-        func report(_ outcome: JobOutcome, exitCode: Int32? = nil, outputs: [String] = []) -> JobReport {
-            JobReport(outcome: outcome, exitCode: exitCode, outputs: outputs, duration: ContinuousClock.now - started)
-        }
-        let nix: String
-        let nixStore: String
+        var run = Run(job: job, log: log, stop: stop, started: .now)
+        let binaries: NixBinaries
         switch NixBinaries.resolve(settings.binary) {
-        case .failure(let error): return report(.errored(error.message))
-        case .success(let binaries): (nix, nixStore) = binaries
+        case .failure(let error): return run.report(.errored(error.message))
+        case .success(let found): binaries = found
         }
-        let deadline = started + job.timeout
         return await withTaskCancellationHandler {
-            // 1. Evaluate: installables → derivations.
-            let evaluate = SupervisedProcess(
-                executable: nix,
-                arguments: ["path-info", "--derivation"] + commonArguments + ["--"]
-                    + job.installables.map { job.isPlainTree ? Self.anchor($0, in: job.workspace) : $0 },
-                workingDirectory: job.workspace, deadline: deadline, maxSilent: job.maxSilent, killGrace: settings.killGrace)
-            log.note("evaluating \(job.installables.joined(separator: " "))")
-            let evaluated: ProcessEnd
-            do {
-                evaluated = try await evaluate.run(log: log, stop: stop)
-            } catch {
-                return report(Self.interrupted(stop, error))
+            if let system = job.system, let problem = await systemProblem(system, binaries) {
+                log.note(problem)
+                return run.report(.errored(problem))
             }
-            if let outcome = Self.stopped(evaluated, job) { return report(outcome, exitCode: evaluated.exitCode) }
-            guard evaluated.exitCode == 0 else {
-                let reason = "evaluation failed: " + NixMessages.lastError(evaluated.errorTail)
-                return report(.failed(exitCode: evaluated.exitCode ?? -1, reason: reason), exitCode: evaluated.exitCode)
+            // 1. Evaluate: what the job names → derivations.
+            let derivations: [String]
+            switch await evaluate(&run, binaries) {
+            case .success(let found): derivations = found
+            case .failure(let ended): return run.report(ended.outcome, exitCode: ended.exitCode)
             }
-            let derivations = Self.storePaths(evaluated.standardOutput)
+            run.derivations = derivations
             guard !derivations.isEmpty else {
-                return report(.errored("nix evaluated \(job.installables.joined(separator: " ")) to no derivation"))
+                log.note("nothing to build")
+                return run.report(.succeeded, exitCode: 0)
             }
             // 2. Build, in the sandbox, with nix's own silence limit as well as Kiln's.
             log.note("building \(derivations.count) derivation\(derivations.count == 1 ? "" : "s")")
+            let renderer = NixLogRenderer(
+                sink: log, derivationLogs: job.derivationLogDirectory, capPerDerivation: settings.derivationLogCap)
+            defer { renderer.finish() }
             let silentSeconds = max(1, job.maxSilent.components.seconds)
-            let build = SupervisedProcess(
-                executable: nixStore,
-                arguments: ["--realise", "--max-silent-time", String(silentSeconds)] + commonArguments.dropFirst(2)
-                    + ["--"] + derivations,
-                workingDirectory: job.workspace, deadline: deadline, maxSilent: job.maxSilent, killGrace: settings.killGrace)
             let built: ProcessEnd
             do {
-                built = try await build.run(log: log, stop: stop)
+                built = try await run.process(
+                    binaries.nixStore,
+                    ["--realise", "--max-silent-time", String(silentSeconds), "--log-format", "internal-json"]
+                        + optionArguments + ["--"] + derivations,
+                    killGrace: settings.killGrace, errorLine: { renderer.line($0) })
             } catch {
-                return report(Self.interrupted(stop, error))
+                return run.report(Self.interrupted(stop, error))
             }
-            if let outcome = Self.stopped(built, job) { return report(outcome, exitCode: built.exitCode) }
-            let outputs = Self.storePaths(built.standardOutput)
+            if let outcome = Self.stopped(built, job) { return run.report(outcome, exitCode: built.exitCode) }
             switch built.exitCode {
             case 0:
-                for output in outputs { log.note("built \(output)") }
-                return report(.succeeded, exitCode: 0, outputs: outputs)
+                break
             case let code? where code & 0xF0 == 0x60 && code & 0x01 != 0:
-                return report(.timedOut(after: job.maxSilent, silent: true), exitCode: code)
+                return run.report(.timedOut(after: job.maxSilent, silent: true), exitCode: code)
             case let code? where code & 0xF0 == 0x60:
-                return report(.failed(exitCode: code, reason: NixMessages.lastError(built.errorTail)), exitCode: code)
+                return run.report(.failed(exitCode: code, reason: NixMessages.lastError(built.errorTail)), exitCode: code)
             case let code?:
-                return report(
+                return run.report(
                     .errored("nix-store exited with \(code): \(NixMessages.lastError(built.errorTail))"), exitCode: code)
             case nil:
-                return report(.errored("nix-store was killed by a signal: \(NixMessages.lastError(built.errorTail))"))
+                return run.report(.errored("nix-store was killed by a signal: \(NixMessages.lastError(built.errorTail))"))
             }
+            // 3. What was built, as nix describes it.
+            run.outputs = await describeOutputs(derivations, fallback: NixExecutor.storePaths(built.standardOutput), binaries)
+            for output in run.outputs { log.note("built \(output.path)") }
+            // 4. The binary cache.
+            if job.pushToCache {
+                let pushed = await pushToCache(&run, binaries)
+                run.cache = pushed
+                if case .failed(let error, _) = pushed, settings.cache?.required == true {
+                    return run.report(.failed(exitCode: 0, reason: "binary cache push failed: \(error)"), exitCode: 0)
+                }
+            }
+            return run.report(.succeeded, exitCode: 0)
         } onCancel: {
             stop.request(.shutdown)
         }
     }
+
+    // MARK: Phases
+
+    private func evaluate(_ run: inout Run, _ binaries: NixBinaries) async -> Result<[String], Ended> {
+        let job = run.job
+        let systemArguments = job.system.map { ["--option", "system", $0] } ?? []
+        let flake = job.isPlainTree ? "path:\(job.workspace)" : "."
+        let log = run.log
+        let raw = { @Sendable (line: ArraySlice<UInt8>) in log.write(Array(line) + [0x0A]) }
+        do {
+            switch job.target {
+            case .installables(let installables):
+                run.log.note("evaluating \(installables.joined(separator: " "))")
+                let ended = try await run.process(
+                    binaries.nix,
+                    ["path-info", "--derivation"] + commonArguments + systemArguments + ["--"]
+                        + installables.map { job.isPlainTree ? Self.anchor($0, in: job.workspace) : $0 },
+                    killGrace: settings.killGrace, errorLine: raw)
+                return Self.derivations(ended, job)
+            case .classic(let file, let attribute):
+                run.log.note("evaluating \(file)" + (attribute.map { " -A \($0)" } ?? ""))
+                let ended = try await run.process(
+                    binaries.nixInstantiate,
+                    ["./" + file] + (attribute.map { ["-A", $0] } ?? []) + optionArguments + systemArguments,
+                    killGrace: settings.killGrace, errorLine: raw)
+                return Self.derivations(ended, job)
+            case .flakeCheck:
+                run.log.note("checking the flake (nix flake check --no-build)")
+                let checked = try await run.process(
+                    binaries.nix, ["flake", "check", "--no-build"] + commonArguments + systemArguments + [flake],
+                    killGrace: settings.killGrace, errorLine: raw)
+                if case .failure(let ended) = Self.derivations(checked, job) { return .failure(ended) }
+                let system = job.system ?? hostInfo.load()?.system ?? "x86_64-linux"
+                let listed = try await run.process(
+                    binaries.nix,
+                    ["eval", "--json"] + commonArguments + systemArguments
+                        + ["\(flake)#checks.\(system)", "--apply", "builtins.mapAttrs (name: check: check.drvPath)"],
+                    killGrace: settings.killGrace, errorLine: raw)
+                if listed.exitCode != 0, listed.stopCause == nil,
+                    String(decoding: listed.errorTail, as: UTF8.self).contains("does not provide attribute")
+                {
+                    run.log.note("the flake has no checks for \(system)")
+                    return .success([])
+                }
+                if case .failure(let ended) = Self.derivations(listed, job) { return .failure(ended) }
+                let checks = (try? JSONSerialization.jsonObject(with: Data(listed.standardOutput))) as? [String: String] ?? [:]
+                return .success(checks.sorted { $0.key < $1.key }.map(\.value))
+            }
+        } catch {
+            return .failure(Ended(outcome: Self.interrupted(run.stop, error), exitCode: nil))
+        }
+    }
+
+    /// Store paths on an evaluation's standard output, or how the evaluation ended.
+    private static func derivations(_ ended: ProcessEnd, _ job: JobRun) -> Result<[String], Ended> {
+        if let outcome = stopped(ended, job) { return .failure(Ended(outcome: outcome, exitCode: ended.exitCode)) }
+        guard ended.exitCode == 0 else {
+            let reason = "evaluation failed: " + NixMessages.lastError(ended.errorTail)
+            return .failure(Ended(outcome: .failed(exitCode: ended.exitCode ?? -1, reason: reason), exitCode: ended.exitCode))
+        }
+        return .success(storePaths(ended.standardOutput).filter { $0.hasSuffix(".drv") })
+    }
+
+    /// Output names, paths, NAR hashes and sizes of what `derivations` built.
+    private func describeOutputs(_ derivations: [String], fallback: [String], _ binaries: NixBinaries) async -> [BuiltOutput] {
+        guard
+            let shown = try? await NixBinaries.capture(binaries.nix, ["show-derivation"] + commonArguments + ["--"] + derivations),
+            let described = (try? JSONSerialization.jsonObject(with: Data(shown.utf8))) as? [String: [String: Any]]
+        else { return fallback.map { BuiltOutput(name: "out", path: $0) } }
+        var outputs: [BuiltOutput] = []
+        for derivation in derivations {
+            let declared = described[derivation]?["outputs"] as? [String: [String: Any]] ?? [:]
+            for (name, output) in declared.sorted(by: { $0.key < $1.key }) {
+                if let path = output["path"] as? String { outputs.append(BuiltOutput(name: name, path: path)) }
+            }
+        }
+        guard !outputs.isEmpty,
+            let info = try? await NixBinaries.capture(binaries.nix, ["path-info", "--json"] + commonArguments + ["--"] + outputs.map(\.path)),
+            let entries = (try? JSONSerialization.jsonObject(with: Data(info.utf8))) as? [[String: Any]]
+        else { return outputs }
+        let byPath = Dictionary(entries.compactMap { entry in (entry["path"] as? String).map { ($0, entry) } }, uniquingKeysWith: { a, _ in a })
+        return outputs.map { output in
+            var output = output
+            output.narHash = byPath[output.path]?["narHash"] as? String
+            output.narSize = (byPath[output.path]?["narSize"] as? NSNumber)?.int64Value
+            return output
+        }
+    }
+
+    /// Signs the outputs' closure and copies it to the cache, retrying with backoff.
+    private func pushToCache(_ run: inout Run, _ binaries: NixBinaries) async -> CachePushResult {
+        guard let cache = settings.cache else { return .notPushed("this server has no nix.cache") }
+        let paths = run.outputs.map(\.path)
+        guard !paths.isEmpty else { return .notPushed("nothing was built") }
+        var lastError = ""
+        for attempt in 1...3 {
+            if attempt > 1 {
+                let delay = Duration.seconds(1 << (attempt - 2))
+                run.log.note("retrying the binary cache push in \(HumanDuration.format(delay))")
+                try? await Task.sleep(for: delay)
+            }
+            let log = run.log
+            let raw = { @Sendable (line: ArraySlice<UInt8>) in log.write(Array(line) + [0x0A]) }
+            do {
+                run.log.note("signing and pushing \(paths.count) path\(paths.count == 1 ? "" : "s") to \(cache.pushTo)")
+                let signed = try await run.process(
+                    binaries.nix, ["store", "sign", "--key-file", cache.secretKeyFile, "--recursive"] + commonArguments + ["--"] + paths,
+                    killGrace: settings.killGrace, errorLine: raw)
+                guard signed.exitCode == 0, signed.stopCause == nil else {
+                    lastError = "signing failed: " + NixMessages.lastError(signed.errorTail)
+                    continue
+                }
+                let copied = try await run.process(
+                    binaries.nix, ["copy", "--to", cache.pushTo] + commonArguments + ["--"] + paths,
+                    killGrace: settings.killGrace, errorLine: raw)
+                guard copied.exitCode == 0, copied.stopCause == nil else {
+                    lastError = NixMessages.lastError(copied.errorTail)
+                    continue
+                }
+                return .pushed(to: cache.pushTo, attempts: attempt)
+            } catch {
+                lastError = "\(error)"
+            }
+        }
+        run.log.note("binary cache push failed: \(lastError)")
+        return .failed(lastError, attempts: 3)
+    }
+
+    /// Why no builder can build for `system`, or nil when one can.
+    private func systemProblem(_ system: String, _ binaries: NixBinaries) async -> String? {
+        var host = hostInfo.load()
+        if host == nil, let config = try? await NixBinaries.capture(binaries.nix, ["show-config", "--json"] + commonArguments) {
+            host = HostInfo(showConfig: Array(config.utf8))
+            hostInfo.store(host!)
+        }
+        guard let host, !host.systems.contains(system) else { return nil }
+        return "no builder for \(system): this machine builds \(host.systems.sorted().joined(separator: ", ")); add a machine for \(system) to nix.builders"
+    }
+
+    // MARK: Outcomes
 
     /// The outcome when Kiln stopped the process, or nil when it ended on its own.
     private static func stopped(_ end: ProcessEnd, _ job: JobRun) -> JobOutcome? {
@@ -174,6 +350,99 @@ public struct NixExecutor: Executor {
     static func storePaths(_ output: [UInt8]) -> [String] {
         String(decoding: output, as: UTF8.self).split(whereSeparator: \.isNewline)
             .map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { $0.hasPrefix("/nix/store/") || $0.hasPrefix("/") }
+            .filter { $0.hasPrefix("/") }
     }
+}
+
+/// How a phase ended early.
+private struct Ended: Error {
+    var outcome: JobOutcome
+    var exitCode: Int32?
+}
+
+/// One job's run: its processes, their accounting, and what it found.
+private struct Run {
+    let job: JobRun
+    let log: any LogSink
+    let stop: StopSignal
+    let started: ContinuousClock.Instant
+    var derivations: [String] = []
+    var outputs: [BuiltOutput] = []
+    var cache: CachePushResult?
+    var cpuSeconds: Double?
+    var peakKilobytes: Int?
+
+    init(job: JobRun, log: any LogSink, stop: StopSignal, started: ContinuousClock.Instant) {
+        self.job = job
+        self.log = log
+        self.stop = stop
+        self.started = started
+    }
+
+    /// Runs one nix process under the job's limits and adds up what it cost.
+    mutating func process(
+        _ executable: String, _ arguments: [String], killGrace: Duration,
+        errorLine: @escaping @Sendable (ArraySlice<UInt8>) -> Void
+    ) async throws -> ProcessEnd {
+        let ended = try await SupervisedProcess(
+            executable: executable, arguments: arguments, workingDirectory: job.workspace, deadline: started + job.timeout,
+            maxSilent: job.maxSilent, killGrace: killGrace
+        ).run(log: log, stop: stop, errorLine: errorLine)
+        if let cpu = ended.cpuSeconds { cpuSeconds = (cpuSeconds ?? 0) + cpu }
+        peakKilobytes = max(peakKilobytes ?? 0, ended.peakKilobytes)
+        return ended
+    }
+
+    func report(_ outcome: JobOutcome, exitCode: Int32? = nil) -> JobReport {
+        JobReport(
+            outcome: outcome, exitCode: exitCode, derivations: derivations, outputs: outputs,
+            duration: ContinuousClock.now - started, cpuSeconds: cpuSeconds, peakMemoryKilobytes: peakKilobytes,
+            cache: cache)
+    }
+}
+
+/// What the local nix builds for, read once from `nix show-config`.
+struct HostInfo: Sendable, Hashable {
+    /// `system`.
+    var system: String
+    /// `system`, `extra-platforms`, and the systems of `builders`.
+    var systems: Set<String>
+
+    init(showConfig json: [UInt8]) {
+        let settings = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: [String: Any]] ?? [:]
+        system = settings["system"]?["value"] as? String ?? "x86_64-linux"
+        systems = [system]
+        if let extra = settings["extra-platforms"]?["value"] as? [String] { systems.formUnion(extra) }
+        if let builders = settings["builders"]?["value"] as? String {
+            systems.formUnion(Self.builderSystems(builders, local: system))
+        }
+    }
+
+    /// Systems named by a `builders` value: `uri sys1,sys2 key jobs …` entries separated by
+    /// `;` or newlines; `@FILE` reads FILE. A builder without systems builds the local one.
+    static func builderSystems(_ builders: String, local: String) -> Set<String> {
+        var text = builders.trimmingCharacters(in: .whitespaces)
+        if text.hasPrefix("@") {
+            text = (try? String(contentsOfFile: String(text.dropFirst()), encoding: .utf8)) ?? ""
+        }
+        var systems: Set<String> = []
+        for entry in text.split(whereSeparator: { $0 == ";" || $0 == "\n" }) {
+            let fields = entry.split(separator: " ", omittingEmptySubsequences: true)
+            guard let uri = fields.first, !uri.hasPrefix("#") else { continue }
+            if fields.count > 1, fields[1] != "-" {
+                systems.formUnion(fields[1].split(separator: ",").map(String.init))
+            } else {
+                systems.insert(local)
+            }
+        }
+        return systems
+    }
+}
+
+/// The host's description, kept after the first `nix show-config`.
+final class HostInfoCache: Sendable {
+    private let value = Mutex<HostInfo?>(nil)
+
+    func load() -> HostInfo? { value.withLock { $0 } }
+    func store(_ info: HostInfo) { value.withLock { $0 = info } }
 }

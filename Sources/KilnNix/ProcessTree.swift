@@ -29,6 +29,37 @@ enum ProcessTree {
         return fields.first.map { $0 != "Z" && $0 != "X" } ?? false
     }
 
+    /// Resident memory of `pid` and its descendants together, in KiB.
+    static func residentKilobytes(of pid: pid_t) -> Int {
+        let pageKilobytes = Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
+        return members(of: pid).reduce(0) { total, member in
+            guard let statm = try? String(contentsOfFile: "/proc/\(member)/statm", encoding: .utf8) else { return total }
+            let fields = statm.split(separator: " ")
+            return total + (fields.count > 1 ? (Int(fields[1]) ?? 0) * pageKilobytes : 0)
+        }
+    }
+
+    /// User plus system CPU seconds of `pid` and of the children it waited for (nix waits for
+    /// its builders), read from its zombie once it has exited and before it is reaped. Waits up
+    /// to two seconds for the process to exit; nil if it did not, or was already reaped.
+    static func cpuSecondsOnceExited(_ pid: pid_t) -> Double? {
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        for _ in 0..<200 {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return nil }
+            // Fields after "(comm)": state, ppid, pgrp, session, tty, tpgid, flags, minflt, cminflt,
+            // majflt, cmajflt, utime, stime, cutime, cstime.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.first == "Z", fields.count > 14 {
+                let total = fields[11...14].compactMap { Double($0) }.reduce(0, +)
+                return total / ticks
+            }
+            usleep(10_000)
+        }
+        return nil
+    }
+
     /// SIGKILLs `pid` and its descendants until none is left (bounded, in case of a fork bomb).
     static func killAll(_ pid: pid_t) {
         for _ in 0..<20 {

@@ -16,20 +16,24 @@ enum StopCause: Sendable, Equatable {
     case requested(CancelReason)
 }
 
-/// How a supervised process ended.
+/// How a supervised process ended, and what it cost.
 struct ProcessEnd: Sendable {
     /// Exit code, when it exited (rather than dying of a signal).
     var exitCode: Int32?
     /// Why Kiln stopped it, if it did.
     var stopCause: StopCause?
-    /// Standard output (capped); stderr went to the log.
+    /// Standard output (capped); standard error went to the log.
     var standardOutput: [UInt8]
-    /// The last few KiB of standard error, for the error message.
+    /// The last few KiB of what was logged, for the error message.
     var errorTail: [UInt8]
+    /// User and system CPU seconds of the process and every child it waited for (builders).
+    var cpuSeconds: Double?
+    /// Largest resident memory of the process tree together, sampled every 100 ms.
+    var peakKilobytes: Int
 }
 
 /// Runs one command in its own process group under Kiln's limits: a wall-clock deadline,
-/// a silence limit and a stop signal. Standard error streams to the job log.
+/// a silence limit and a stop signal. Each line of standard error goes to `errorLine`.
 struct SupervisedProcess {
     var executable: String
     var arguments: [String]
@@ -41,7 +45,11 @@ struct SupervisedProcess {
     private static let outputCap = 4 << 20
     private static let tailCap = 8 << 10
 
-    func run(log: any LogSink, stop: StopSignal) async throws -> ProcessEnd {
+    /// Runs the process. `errorLine` receives each line of standard error without its newline
+    /// and returns the bytes it logged (kept as the error tail).
+    func run(
+        log: any LogSink, stop: StopSignal, errorLine: @escaping @Sendable (ArraySlice<UInt8>) -> Void
+    ) async throws -> ProcessEnd {
         var options = PlatformOptions()
         options.processGroupID = 0
         // Used only if this task is cancelled mid-run (shutdown): let nix clean up its builders.
@@ -56,17 +64,18 @@ struct SupervisedProcess {
             input: .none, output: .sequence, error: .sequence
         ) { execution -> [UInt8] in
             let pid = execution.processIdentifier.value
-            return try await withThrowingTaskGroup(of: Finished.self) { group in
+            let output = try await withThrowingTaskGroup(of: Finished.self) { group in
                 group.addTask {
+                    var pending: [UInt8] = []
                     for try await chunk in execution.standardError {
-                        let bytes = chunk.withUnsafeBytes { Array($0) }
                         watch.lastOutput.withLock { $0 = .now }
-                        watch.errorTail.withLock { tail in
-                            tail.append(contentsOf: bytes)
-                            if tail.count > Self.tailCap * 2 { tail.removeFirst(tail.count - Self.tailCap) }
+                        pending += chunk.withUnsafeBytes { Array($0) }
+                        while let newline = pending.firstIndex(of: 0x0A) {
+                            Self.handle(pending[..<newline], errorLine, watch)
+                            pending.removeSubrange(...newline)
                         }
-                        log.write(bytes)
                     }
+                    if !pending.isEmpty { Self.handle(pending[...], errorLine, watch) }
                     return .standardError
                 }
                 group.addTask {
@@ -77,9 +86,11 @@ struct SupervisedProcess {
                     }
                     return .standardOutput(collected)
                 }
-                // Watchdog: ends when both streams have closed (the group is cancelled then).
+                // Watchdog: samples memory and enforces the limits until the streams end.
                 group.addTask {
                     while !Task.isCancelled {
+                        let resident = ProcessTree.residentKilobytes(of: pid)
+                        watch.peakKilobytes.withLock { $0 = max($0, resident) }
                         let now = ContinuousClock.now
                         let cause: StopCause?
                         if let reason = stop.reason {
@@ -119,12 +130,27 @@ struct SupervisedProcess {
                 group.cancelAll()
                 return output
             }
+            // Not yet reaped: the zombie still holds the CPU time of nix and its builders.
+            watch.cpuSeconds.withLock { $0 = ProcessTree.cpuSecondsOnceExited(pid) }
+            return output
         }
         let exitCode: Int32?
         if case .exited(let code) = result.terminationStatus { exitCode = code } else { exitCode = nil }
         return ProcessEnd(
             exitCode: exitCode, stopCause: watch.stopCause.withLock { $0 }, standardOutput: result.closureResult,
-            errorTail: watch.errorTail.withLock { $0 })
+            errorTail: watch.errorTail.withLock { $0 }, cpuSeconds: watch.cpuSeconds.withLock { $0 },
+            peakKilobytes: watch.peakKilobytes.withLock { $0 })
+    }
+
+    private static func handle(
+        _ line: ArraySlice<UInt8>, _ errorLine: @Sendable (ArraySlice<UInt8>) -> Void, _ watch: Watch
+    ) {
+        errorLine(line)
+        watch.errorTail.withLock { tail in
+            tail.append(contentsOf: line)
+            tail.append(0x0A)
+            if tail.count > tailCap * 2 { tail.removeFirst(tail.count - tailCap) }
+        }
     }
 
     /// Which child task of a run finished.
@@ -139,6 +165,8 @@ struct SupervisedProcess {
         let lastOutput = Mutex(ContinuousClock.now)
         let stopCause = Mutex<StopCause?>(nil)
         let errorTail = Mutex<[UInt8]>([])
+        let peakKilobytes = Mutex(0)
+        let cpuSeconds = Mutex<Double?>(nil)
     }
 
     /// SIGINT to the process group, then after `grace` SIGKILL to every descendant.

@@ -1,7 +1,8 @@
 /// A branch or tag pattern from a pipeline file.
 ///
-/// `*` matches any run of characters except `/`, `**` matches across `/`,
-/// `?` matches one character other than `/`. Everything else is literal.
+/// `*` matches any run of characters except `/`, `**` matches across `/`, `**/` matches
+/// zero or more whole directories (so `**/*.nix` matches `a.nix` and `x/y/a.nix`), `?`
+/// matches one character other than `/`. Everything else is literal.
 public struct Glob: Sendable, Hashable, CustomStringConvertible {
     /// The pattern as written.
     public let pattern: String
@@ -12,6 +13,7 @@ public struct Glob: Sendable, Hashable, CustomStringConvertible {
         case any  // ?
         case segment  // *
         case deep  // **
+        case directories  // **/
     }
 
     /// Compiles a pattern. Every string is a valid pattern.
@@ -24,7 +26,12 @@ public struct Glob: Sendable, Hashable, CustomStringConvertible {
             case "*":
                 if characters.first == "*" {
                     characters.removeFirst()
-                    tokens.append(.deep)
+                    if characters.first == "/" {
+                        characters.removeFirst()
+                        tokens.append(.directories)
+                    } else {
+                        tokens.append(.deep)
+                    }
                 } else {
                     tokens.append(.segment)
                 }
@@ -54,6 +61,14 @@ public struct Glob: Sendable, Hashable, CustomStringConvertible {
             case .any:
                 for index in 0..<text.count where reachable[index] && text[index] != "/" {
                     next[index + 1] = true
+                }
+            case .directories:
+                // Nothing, or any run that ends with "/".
+                var reachedBefore = false
+                for index in 0...text.count {
+                    if reachable[index] { next[index] = true }
+                    if index > 0, text[index - 1] == "/", reachedBefore { next[index] = true }
+                    if reachable[index] { reachedBefore = true }
                 }
             case .segment, .deep:
                 var carrying = false

@@ -3,11 +3,12 @@
 /// Units must appear in the order h, m, s, each at most once, with a
 /// positive total. Anything else is rejected rather than guessed at.
 public enum KilnDuration {
-    /// Parses `text`; returns nil when it is not a valid duration.
-    public static func parse(_ text: String) -> Duration? {
+    /// Parses `text`; returns nil when it is not a valid duration. Days (`30d`) only when
+    /// `allowDays` (retention periods); pipeline limits stay in hours at most.
+    public static func parse(_ text: String, allowDays: Bool = false) -> Duration? {
         var seconds: Int64 = 0
         var number: Int64?
-        var lastUnitRank = -1
+        var lastUnitRank = -2
         var sawUnit = false
         for scalar in text.unicodeScalars {
             if ("0"..."9").contains(scalar) {
@@ -20,6 +21,7 @@ public enum KilnDuration {
             let rank: Int
             let factor: Int64
             switch scalar {
+            case "d" where allowDays: (rank, factor) = (-1, 86400)
             case "h": (rank, factor) = (0, 3600)
             case "m": (rank, factor) = (1, 60)
             case "s": (rank, factor) = (2, 1)

@@ -11,12 +11,17 @@ public enum PipelineFile {
 
     /// Keys allowed at the top level.
     static let topKeys = ["on", "jobs"]
-    /// Keys allowed under `on`.
+    /// Keys allowed under `on` and in a per-event `when`.
     static let eventKeys = ["push", "pull_request"]
-    /// Keys allowed in a ref filter.
-    static let filterKeys = ["branches", "tags"]
+    /// Keys allowed in a push filter.
+    static let pushFilterKeys = ["branches", "tags", "paths", "paths-ignore"]
+    /// Keys allowed in a pull request filter.
+    static let pullRequestFilterKeys = ["branches", "paths", "paths-ignore"]
     /// Keys allowed in a job.
-    static let jobKeys = ["build", "needs", "timeout", "max-silent"]
+    static let jobKeys = [
+        "build", "file", "attr", "check", "needs", "timeout", "max-silent", "systems", "when", "allow-failure", "cache",
+        "min-memory", "network", "env",
+    ]
 
     /// The result of reading a pipeline file.
     public enum Result: Sendable, Equatable {
@@ -79,7 +84,8 @@ public enum PipelineFile {
         var triggers = Triggers(push: nil, pullRequest: nil)
         var valid = true
         for (key, value) in entries {
-            guard let filter = decodeFilter(value, allowTags: key == "push", &reader) else {
+            guard let filter = decodeFilter(value, allowed: key == "push" ? pushFilterKeys : pullRequestFilterKeys, &reader)
+            else {
                 valid = false
                 continue
             }
@@ -88,10 +94,10 @@ public enum PipelineFile {
         return valid ? triggers : nil
     }
 
-    private static func decodeFilter(_ node: YAMLNode, allowTags: Bool, _ reader: inout YAMLReader) -> RefFilter? {
-        if node.isNull { return RefFilter() }
-        guard let entries = reader.mapping(node, allowed: allowTags ? filterKeys : ["branches"]) else { return nil }
-        var filter = RefFilter()
+    private static func decodeFilter(_ node: YAMLNode, allowed: [String], _ reader: inout YAMLReader) -> EventFilter? {
+        if node.isNull { return EventFilter() }
+        guard let entries = reader.mapping(node, allowed: allowed) else { return nil }
+        var filter = EventFilter()
         var valid = true
         for (key, value) in entries {
             guard let patterns = reader.stringList(value, allowSingle: true) else {
@@ -99,9 +105,37 @@ public enum PipelineFile {
                 continue
             }
             let globs = patterns.map { Glob($0.0) }
-            if key == "branches" { filter.branches = globs } else { filter.tags = globs }
+            switch key {
+            case "branches": filter.branches = globs
+            case "tags": filter.tags = globs
+            case "paths": filter.paths = globs
+            default: filter.pathsIgnore = globs
+            }
+        }
+        if filter.paths != nil, filter.pathsIgnore != nil {
+            reader.report(node, "'\(node.pathString)' has both 'paths' and 'paths-ignore'; give one of them", code: .invalidValue)
+            valid = false
         }
         return valid ? filter : nil
+    }
+
+    private static func decodeWhen(_ node: YAMLNode, _ reader: inout YAMLReader) -> JobFilter? {
+        guard case .mapping(let pairs) = node.node else {
+            reader.report(node, "'\(node.pathString)' must be a mapping, not \(YAMLReader.kind(of: node.node))", code: .wrongType)
+            return nil
+        }
+        let keys = pairs.compactMap { $0.key.string }
+        if !keys.isEmpty, keys.allSatisfy(eventKeys.contains) {
+            return decodeTriggers(node, &reader).map(JobFilter.perEvent)
+        }
+        if keys.contains(where: eventKeys.contains) {
+            reader.report(
+                node,
+                "'\(node.pathString)' mixes events (push, pull_request) with filters (branches, paths); use one form",
+                code: .invalidValue)
+            return nil
+        }
+        return decodeFilter(node, allowed: pushFilterKeys, &reader).map(JobFilter.anyEvent)
     }
 
     private static func decodeJobs(_ node: YAMLNode, _ reader: inout YAMLReader) -> [JobSpec]? {
@@ -131,13 +165,18 @@ public enum PipelineFile {
         -> JobSpec?
     {
         guard let entries = reader.mapping(node, allowed: jobKeys) else { return nil }
-        var job = JobSpec(name: name, installables: [], location: SourceLocation(line: keyNode.line, column: keyNode.column))
+        var job = JobSpec(
+            name: name, target: .flakeCheck, location: SourceLocation(line: keyNode.line, column: keyNode.column))
         var valid = true
-        var sawBuild = false
+        var installables: [String]?
+        var file: String?
+        var attribute: (String, YAMLNode)?
+        var check = false
+        var targets: [String] = []
         for (key, value) in entries {
             switch key {
             case "build":
-                sawBuild = true
+                targets.append(key)
                 guard let items = reader.stringList(value, allowSingle: true) else {
                     valid = false
                     continue
@@ -146,14 +185,44 @@ public enum PipelineFile {
                     reader.report(value, "'\(value.pathString)' is empty; list at least one installable", code: .invalidValue)
                     valid = false
                 }
+                installables = []
                 for (installable, itemNode) in items {
                     if let problem = installableProblem(installable) {
                         reader.report(itemNode, problem, code: .invalidValue)
                         valid = false
                     } else {
-                        job.installables.append(installable)
+                        installables?.append(installable)
                     }
                 }
+            case "file":
+                targets.append(key)
+                file = reader.nonEmptyString(value)
+                if let path = file, let problem = filePathProblem(path) {
+                    reader.report(value, problem, code: .invalidValue)
+                    valid = false
+                }
+                valid = valid && file != nil
+            case "attr":
+                if let text = reader.nonEmptyString(value) {
+                    attribute = (text, value)
+                    if text.hasPrefix("-") || text.contains(where: \.isWhitespace) {
+                        reader.report(value, "attr '\(text)' must be an attribute path such as 'hello' or 'tests.unit'", code: .invalidValue)
+                        valid = false
+                    }
+                } else {
+                    valid = false
+                }
+            case "check":
+                targets.append(key)
+                guard let flag = reader.bool(value) else {
+                    valid = false
+                    continue
+                }
+                if !flag {
+                    reader.report(value, "'check: false' is the default; remove it, or give 'build' or 'file'", code: .invalidValue)
+                    valid = false
+                }
+                check = flag
             case "needs":
                 guard let items = reader.stringList(value, allowSingle: true) else {
                     valid = false
@@ -167,17 +236,93 @@ public enum PipelineFile {
             case "max-silent":
                 job.maxSilent = reader.duration(value)
                 valid = valid && job.maxSilent != nil
+            case "systems":
+                guard let items = reader.stringList(value, allowSingle: false) else {
+                    valid = false
+                    continue
+                }
+                if items.isEmpty {
+                    reader.report(value, "'\(value.pathString)' is empty; list systems such as x86_64-linux", code: .invalidValue)
+                    valid = false
+                }
+                for (system, itemNode) in items where !isValidSystem(system) {
+                    reader.report(itemNode, "'\(system)' is not a nix system; write it like x86_64-linux or aarch64-darwin", code: .invalidValue)
+                    valid = false
+                }
+                job.systems = items.map(\.0)
+            case "when":
+                job.when = decodeWhen(value, &reader)
+                valid = valid && job.when != nil
+            case "allow-failure":
+                job.allowFailure = reader.bool(value) ?? false
+            case "cache":
+                guard let text = reader.string(value) else {
+                    valid = false
+                    continue
+                }
+                if text != "push" {
+                    reader.report(value, "cache '\(text)' is not known; the only value is 'push'", code: .invalidValue)
+                    valid = false
+                }
+                job.cachePush = text == "push"
+            case "min-memory":
+                job.minMemory = reader.byteSize(value)
+                valid = valid && job.minMemory != nil
+            case "network":
+                if let flag = reader.bool(value), flag {
+                    reader.report(
+                        value,
+                        "builds have no network: the Nix sandbox gives it only to fixed-output derivations; fetch inputs with a hash (fetchurl, a flake input) instead",
+                        code: .invalidValue)
+                    valid = false
+                }
+            case "env":
+                reader.report(
+                    Self.keyNode(of: "env", in: node) ?? value,
+                    "'env' is not supported: builds are pure and see only their inputs; put values in the flake (an attribute, or a file in the repository)",
+                    code: .unknownKey)
+                valid = false
             default: break
             }
         }
-        // A misspelt 'build' is already reported as an unknown key with a suggestion.
-        let misspeltBuild = Self.keys(of: node).contains { $0 != "build" && Suggestion.closest(to: $0, in: ["build"]) != nil }
-        if !sawBuild, !misspeltBuild {
-            reader.report(keyNode, "job '\(name)' has no 'build'; give a flake installable such as '.#\(name)'",
-                code: .missingKey)
+        if targets.count > 1 {
+            reader.report(keyNode, "job '\(name)' has \(targets.joined(separator: " and ")); give exactly one of build, file or check", code: .invalidValue)
+            return nil
         }
-        if !sawBuild { valid = false }
+        if let attribute, file == nil {
+            reader.report(attribute.1, "'attr' needs 'file': the classic nix file it selects from", code: .missingKey)
+            return nil
+        }
+        if let installables {
+            job.target = .installables(installables)
+        } else if let file {
+            job.target = .classic(file: file, attribute: attribute?.0)
+        } else if check {
+            job.target = .flakeCheck
+        } else if targets.isEmpty {
+            // A misspelt 'build' is already reported as an unknown key with a suggestion.
+            let misspeltBuild = Self.keys(of: node).contains { $0 != "build" && Suggestion.closest(to: $0, in: ["build"]) != nil }
+            if !misspeltBuild {
+                reader.report(
+                    keyNode, "job '\(name)' has nothing to build; give 'build: .#\(name)', 'file' with 'attr', or 'check: true'",
+                    code: .missingKey)
+            }
+            return nil
+        }
         return valid ? job : nil
+    }
+
+    /// A nix system name: `x86_64-linux`, `aarch64-darwin`.
+    static func isValidSystem(_ system: String) -> Bool {
+        system.range(of: "^[a-z0-9_]+-[a-z0-9_]+$", options: .regularExpression) != nil
+    }
+
+    /// Why a classic nix file path cannot be used, or nil when it can.
+    static func filePathProblem(_ path: String) -> String? {
+        if path.hasPrefix("/") { return "file '\(path)' must be relative to the repository root" }
+        if path.split(separator: "/").contains("..") { return "file '\(path)' must stay inside the repository" }
+        if path.hasPrefix("-") { return "file '\(path)' starts with '-'; nix would read it as an option" }
+        return nil
     }
 
     /// Why an installable cannot be passed to nix, or nil when it can.
@@ -224,7 +369,7 @@ public enum PipelineFile {
                 let message: String
                 if need == job.name {
                     message = "job '\(job.name)' needs itself"
-                } else if let suggestion = Suggestion.closest(to: need, in: Array(names)) {
+                } else if let suggestion = Suggestion.closest(to: need, in: names.filter { $0 != job.name }.sorted()) {
                     message = "job '\(job.name)' needs '\(need)', which is not a job — did you mean '\(suggestion)'?"
                 } else {
                     message = "job '\(job.name)' needs '\(need)', which is not a job in this file"

@@ -12,36 +12,53 @@ public struct PipelineSpec: Sendable, Equatable {
     }
 }
 
-/// The `on` section of a pipeline file.
+/// The `on` section of a pipeline file, or a job's `when`.
 public struct Triggers: Sendable, Equatable {
-    /// `on.push`; nil when the file has an `on` section without `push` (pushes are not built).
-    public var push: RefFilter?
-    /// `on.pull_request`; nil when not listed (pull requests are not built).
-    public var pullRequest: RefFilter?
+    /// `push`; nil when the section does not list pushes (they do not build).
+    public var push: EventFilter?
+    /// `pull_request`; nil when not listed (pull requests do not build).
+    public var pullRequest: EventFilter?
 
     /// Creates triggers.
-    public init(push: RefFilter?, pullRequest: RefFilter?) {
+    public init(push: EventFilter?, pullRequest: EventFilter?) {
         self.push = push
         self.pullRequest = pullRequest
     }
 }
 
-/// Which branches and tags an event must touch to build.
+/// Which events build: refs and changed paths.
 ///
-/// For pushes: when neither list is given every branch (but no tag) builds;
-/// when only one is given, only refs of that kind that match build.
-/// For pull requests, `branches` filters the base branch and `tags` is unused.
-public struct RefFilter: Sendable, Equatable {
+/// For pushes, when neither `branches` nor `tags` is given every branch (but no tag) builds;
+/// when only one is given, only refs of that kind that match build. For pull requests,
+/// `branches` filters the base branch. `paths` builds when a changed file matches;
+/// `paths-ignore` skips when every changed file matches.
+public struct EventFilter: Sendable, Equatable {
     /// Branch patterns; nil when not given.
     public var branches: [Glob]?
     /// Tag patterns; nil when not given.
     public var tags: [Glob]?
+    /// Changed-file patterns that must match at least one file; nil when not given.
+    public var paths: [Glob]?
+    /// Changed-file patterns that, when they match every changed file, skip; nil when not given.
+    public var pathsIgnore: [Glob]?
 
     /// Creates a filter.
-    public init(branches: [Glob]? = nil, tags: [Glob]? = nil) {
+    public init(branches: [Glob]? = nil, tags: [Glob]? = nil, paths: [Glob]? = nil, pathsIgnore: [Glob]? = nil) {
         self.branches = branches
         self.tags = tags
+        self.paths = paths
+        self.pathsIgnore = pathsIgnore
     }
+}
+
+/// What a job builds.
+public enum JobTarget: Sendable, Hashable, Codable {
+    /// Flake installables (`build:`).
+    case installables([String])
+    /// A classic nix file, optionally one attribute of it (`file:` and `attr:`), as `nix-build FILE -A ATTR`.
+    case classic(file: String, attribute: String?)
+    /// The flake's checks (`check: true`), as `nix flake check`.
+    case flakeCheck
 }
 
 /// A 1-based position in a file.
@@ -62,14 +79,24 @@ public struct SourceLocation: Sendable, Hashable {
 public struct JobSpec: Sendable, Equatable {
     /// The job's key under `jobs`; also its status context `kiln/<name>`.
     public var name: String
-    /// Flake installables to build, in order.
-    public var installables: [String]
+    /// What it builds.
+    public var target: JobTarget
     /// Names of jobs that must succeed first.
     public var needs: [String]
     /// Wall-clock limit; nil means the server's default.
     public var timeout: Duration?
     /// Limit on time without output; nil means the server's default.
     public var maxSilent: Duration?
+    /// `systems`: one job per system; nil means the server's own system.
+    public var systems: [String]?
+    /// `when`: a job-level filter, same shape as `on`; nil means always.
+    public var when: JobFilter?
+    /// `allow-failure`: a failure does not fail the build, and jobs that need it still run.
+    public var allowFailure: Bool
+    /// `cache: push`: push outputs to the server's binary cache (trusted builds only).
+    public var cachePush: Bool
+    /// `min-memory` in bytes: the job waits until this much memory is free.
+    public var minMemory: Int?
     /// Where the job's key is, for diagnostics raised after parsing (limits, cycles).
     public var location: SourceLocation
     /// Where each entry of `needs` is.
@@ -77,16 +104,29 @@ public struct JobSpec: Sendable, Equatable {
 
     /// Creates a job spec.
     public init(
-        name: String, installables: [String], needs: [String] = [], timeout: Duration? = nil,
-        maxSilent: Duration? = nil, location: SourceLocation = .init(line: 1, column: 1),
-        needLocations: [SourceLocation] = []
+        name: String, target: JobTarget, needs: [String] = [], timeout: Duration? = nil, maxSilent: Duration? = nil,
+        systems: [String]? = nil, when: JobFilter? = nil, allowFailure: Bool = false, cachePush: Bool = false,
+        minMemory: Int? = nil, location: SourceLocation = .init(line: 1, column: 1), needLocations: [SourceLocation] = []
     ) {
         self.name = name
-        self.installables = installables
+        self.target = target
         self.needs = needs
         self.timeout = timeout
         self.maxSilent = maxSilent
+        self.systems = systems
+        self.when = when
+        self.allowFailure = allowFailure
+        self.cachePush = cachePush
+        self.minMemory = minMemory
         self.location = location
         self.needLocations = needLocations
     }
+}
+
+/// A job's `when`: either per event, like `on`, or one filter for every event.
+public enum JobFilter: Sendable, Equatable {
+    /// `when: {push: …, pull_request: …}`.
+    case perEvent(Triggers)
+    /// `when: {branches: …, paths: …}`: applies to pushes and to pull requests (base branch).
+    case anyEvent(EventFilter)
 }

@@ -119,6 +119,20 @@ public struct YAMLReader {
         return nil
     }
 
+    /// A size in bytes written `512MiB`, `4G`, `2GB` (binary units: 1G = 1024³ bytes), or a plain number of bytes.
+    public mutating func byteSize(_ node: YAMLNode) -> Int? {
+        guard case .scalar(let scalar) = node.node, [Tag.Name.str.rawValue, Tag.Name.int.rawValue].contains(node.node.tag.rawValue)
+        else {
+            report(node, "\(label(node)) must be a size such as 512MiB or 4GiB, not \(Self.kind(of: node.node))", code: .wrongType)
+            return nil
+        }
+        guard let bytes = ByteCount.parse(scalar.string) else {
+            report(node, "\(label(node)): '\(scalar.string)' is not a size; write it like 512MiB or 4GiB", code: .invalidValue)
+            return nil
+        }
+        return bytes
+    }
+
     /// A duration written `30s`, `5m`, `1h`, `1h30m`.
     public mutating func duration(_ node: YAMLNode) -> Duration? {
         let text: String

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import KilnCore
+import KilnPipeline
 
 /// Conversions between rows and records. Timestamps are stored as seconds since 1970.
 enum Rows {
@@ -29,20 +30,47 @@ enum Rows {
             id: row["id"], repositoryID: row["repository_id"], forge: row["forge"], repository: row["repository"],
             sha: row["sha"], ref: row["ref"], state: try enumValue(BuildState.self, row["state"], column: "builds.state"),
             summary: row["summary"], diagnostics: try strings(row["diagnostics"], column: "builds.diagnostics"),
-            createdAt: date(row["created_at"])!, startedAt: date(row["started_at"]), finishedAt: date(row["finished_at"]))
+            createdAt: date(row["created_at"])!, startedAt: date(row["started_at"]), finishedAt: date(row["finished_at"]),
+            beforeSHA: row["before_sha"])
     }
 
     static func job(_ row: Row) throws -> JobRecord {
-        JobRecord(
-            id: row["id"], buildID: row["build_id"], name: row["name"],
-            installables: try strings(row["installables"], column: "jobs.installables"),
+        let installables = try strings(row["installables"], column: "jobs.installables")
+        let target: JobTarget
+        if let json: String = row["target"] {
+            target = try decode(JobTarget.self, json, column: "jobs.target")
+        } else {
+            target = .installables(installables)  // rows written before v2
+        }
+        return JobRecord(
+            id: row["id"], buildID: row["build_id"], name: row["name"], target: target, system: row["system"],
             needs: try strings(row["needs"], column: "jobs.needs"),
             timeout: .seconds(row["timeout_seconds"] as Int64),
-            maxSilent: .seconds(row["max_silent_seconds"] as Int64),
+            maxSilent: .seconds(row["max_silent_seconds"] as Int64), allowFailure: row["allow_failure"],
+            cachePush: row["cache_push"], minMemory: row["min_memory"],
             state: try enumValue(JobState.self, row["state"], column: "jobs.state"), summary: row["summary"],
-            exitCode: row["exit_code"], outputs: try strings(row["outputs"], column: "jobs.outputs"),
-            attempt: row["attempt"], queuedAt: date(row["queued_at"])!, startedAt: date(row["started_at"]),
-            finishedAt: date(row["finished_at"]))
+            exitCode: row["exit_code"], derivations: try strings(row["derivations"], column: "jobs.derivations"),
+            outputs: try outputs(row["outputs"]), cpuSeconds: row["cpu_seconds"], peakMemoryKilobytes: row["peak_memory_kb"],
+            cacheSummary: row["cache_summary"], attempt: row["attempt"], queuedAt: date(row["queued_at"])!,
+            startedAt: date(row["started_at"]), finishedAt: date(row["finished_at"]))
+    }
+
+    /// Outputs as objects; rows written before v2 hold bare store paths.
+    static func outputs(_ text: String) throws -> [BuiltOutput] {
+        if let outputs = try? JSONDecoder().decode([BuiltOutput].self, from: Data(text.utf8)) { return outputs }
+        return try strings(text, column: "jobs.outputs").map { BuiltOutput(name: "out", path: $0) }
+    }
+
+    static func encode(_ value: some Encodable) -> String {
+        String(decoding: try! JSONEncoder().encode(value), as: UTF8.self)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ text: String, column: String) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: Data(text.utf8))
+        } catch {
+            throw StoreError.corrupt("\(column) cannot be read: \(text.prefix(80))")
+        }
     }
 
     static func outbox(_ row: Row) throws -> OutboxEntry {

@@ -60,12 +60,12 @@ public struct SQLiteStore: BuildStore {
             }
             try db.execute(
                 sql: """
-                    INSERT INTO builds (repository_id, forge, repository, sha, ref, state, summary, created_at)
-                    VALUES (?, ?, ?, ?, ?, 'queued', 'queued: fetching and reading the pipeline file', ?)
+                    INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, 'queued', 'queued: fetching and reading the pipeline file', ?)
                     """,
                 arguments: [
                     delivery.repositoryID, delivery.forge, delivery.repository, delivery.sha, delivery.ref.fullName,
-                    now.timeIntervalSince1970,
+                    delivery.before, now.timeIntervalSince1970,
                 ])
             let buildID = db.lastInsertedRowID
             try db.execute(
@@ -102,21 +102,26 @@ public struct SQLiteStore: BuildStore {
                 for (job, status) in zip(jobs, statuses.dropFirst()) {
                     try db.execute(
                         sql: """
-                            INSERT INTO jobs (build_id, name, installables, needs, timeout_seconds, max_silent_seconds,
-                                              state, summary, queued_at)
-                            VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)
+                            INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds,
+                                              max_silent_seconds, allow_failure, cache_push, min_memory, state, summary,
+                                              queued_at)
+                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
                             """,
                         arguments: [
-                            buildID, job.name, Rows.json(job.installables), Rows.json(job.needs),
-                            job.timeout.components.seconds, job.maxSilent.components.seconds, status.description, time,
+                            buildID, job.name, Rows.json(job.installables), Rows.encode(job.target), job.system,
+                            Rows.json(job.needs), job.timeout.components.seconds, job.maxSilent.components.seconds,
+                            job.allowFailure, job.cachePush, job.minMemory, status.description, time,
                         ])
                 }
                 try db.execute(
                     sql: "UPDATE builds SET state = 'running', summary = ?, started_at = ? WHERE id = ?",
                     arguments: [statuses[0].description, time, buildID])
                 try enqueue(statuses, for: build, at: now, db)
-            case .skipped(let reason):
+            case .skipped(let reason, let announce):
                 try end(build, .skipped, summary: reason, at: time, db)
+                if announce {
+                    try enqueue([StatusUpdate(context: StatusUpdate.buildContext, state: .skipped, description: reason)], for: build, at: now, db)
+                }
             case .invalid(let summary, let diagnostics):
                 try end(build, .failed, summary: summary, at: time, db, diagnostics: diagnostics)
                 try enqueue([StatusUpdate(context: StatusUpdate.buildContext, state: .failed, description: summary)], for: build, at: now, db)
@@ -127,7 +132,7 @@ public struct SQLiteStore: BuildStore {
         }
     }
 
-    public func claimRunnableJob(at now: Date) async throws -> ClaimedJob? {
+    public func claimRunnableJob(at now: Date, freeMemory: Int) async throws -> ClaimedJob? {
         try await database.write { db in
             let buildRows = try Row.fetchAll(
                 db,
@@ -139,7 +144,9 @@ public struct SQLiteStore: BuildStore {
                 let build = try Rows.build(buildRow)
                 let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [build.id])
                     .map(Rows.job)
-                guard var job = BuildProgress.runnable(jobs).first else { continue }
+                guard var job = BuildProgress.runnable(jobs).first(where: { ($0.minMemory ?? 0) <= freeMemory }) else {
+                    continue
+                }
                 var machine = JobStateMachine(state: job.state, summary: job.summary)
                 guard machine.apply(.start) == .run else { continue }
                 job.state = machine.state
@@ -163,14 +170,17 @@ public struct SQLiteStore: BuildStore {
             let job = try Rows.job(jobRow)
             let build = try Rows.build(
                 try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [job.buildID])!)
-            var machine = JobStateMachine(state: job.state, summary: job.summary)
+            var machine = JobStateMachine(state: job.state, summary: job.summary, allowFailure: job.allowFailure)
             guard case .report(let status, let description) = machine.apply(.finish(report)) else { return build }
             try db.execute(
                 sql: """
-                    UPDATE jobs SET state = ?, summary = ?, exit_code = ?, outputs = ?, finished_at = ? WHERE id = ?
+                    UPDATE jobs SET state = ?, summary = ?, exit_code = ?, derivations = ?, outputs = ?, cpu_seconds = ?,
+                                    peak_memory_kb = ?, cache_summary = ?, finished_at = ?
+                    WHERE id = ?
                     """,
                 arguments: [
-                    machine.state.rawValue, description, report.exitCode, Rows.json(report.outputs),
+                    machine.state.rawValue, description, report.exitCode, Rows.json(report.derivations),
+                    Rows.encode(report.outputs), report.cpuSeconds, report.peakMemoryKilobytes, report.cache?.summary,
                     now.timeIntervalSince1970, jobID,
                 ])
             try enqueue([StatusUpdate(context: job.context, state: status, description: description)], for: build, at: now, db)

@@ -79,6 +79,46 @@ enum Schema {
                     CREATE INDEX status_outbox_by_build ON status_outbox(build_id, id);
                     """)
         }
+        migrator.registerMigration("v2: job targets, systems, accounting, cache; builds' previous commit") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE builds ADD COLUMN before_sha TEXT;
+                    ALTER TABLE jobs ADD COLUMN target TEXT;
+                    ALTER TABLE jobs ADD COLUMN system TEXT;
+                    ALTER TABLE jobs ADD COLUMN allow_failure INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE jobs ADD COLUMN cache_push INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE jobs ADD COLUMN min_memory INTEGER;
+                    ALTER TABLE jobs ADD COLUMN derivations TEXT NOT NULL DEFAULT '[]';
+                    ALTER TABLE jobs ADD COLUMN cpu_seconds REAL;
+                    ALTER TABLE jobs ADD COLUMN peak_memory_kb INTEGER;
+                    ALTER TABLE jobs ADD COLUMN cache_summary TEXT;
+
+                    -- SQLite cannot change a CHECK constraint: rebuild the outbox to allow 'skipped'.
+                    CREATE TABLE status_outbox_v2 (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        build_id INTEGER NOT NULL REFERENCES builds(id),
+                        forge TEXT NOT NULL,
+                        repository TEXT NOT NULL,
+                        sha TEXT NOT NULL,
+                        context TEXT NOT NULL,
+                        state TEXT NOT NULL CHECK (state IN
+                            ('pending','succeeded','failed','cancelled','errored','skipped')),
+                        description TEXT NOT NULL,
+                        delivery TEXT NOT NULL CHECK (delivery IN
+                            ('pending','delivered','recorded','superseded','dropped')),
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        next_attempt_at REAL NOT NULL,
+                        last_error TEXT,
+                        created_at REAL NOT NULL,
+                        delivered_at REAL
+                    );
+                    INSERT INTO status_outbox_v2 SELECT * FROM status_outbox;
+                    DROP TABLE status_outbox;
+                    ALTER TABLE status_outbox_v2 RENAME TO status_outbox;
+                    CREATE INDEX status_outbox_due ON status_outbox(delivery, next_attempt_at);
+                    CREATE INDEX status_outbox_by_build ON status_outbox(build_id, id);
+                    """)
+        }
         return migrator
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import KilnPipeline
 import Testing
 
 @testable import KilnCore
@@ -6,7 +7,7 @@ import Testing
 @Suite struct JobStateMachineTests {
     typealias Machine = JobStateMachine
 
-    static let succeeded = JobReport(outcome: .succeeded, exitCode: 0, outputs: ["/nix/store/a", "/nix/store/b"], duration: .seconds(41))
+    static let succeeded = JobReport(outcome: .succeeded, exitCode: 0, outputs: [BuiltOutput(name: "out", path: "/nix/store/a"), BuiltOutput(name: "out", path: "/nix/store/b")], duration: .seconds(41))
     static let failed = JobReport(outcome: .failed(exitCode: 100, reason: "builder failed"), exitCode: 100, duration: .seconds(3))
 
     /// (state before, input, action, state after)
@@ -49,7 +50,7 @@ import Testing
 
     func job(_ id: JobID, _ name: String, needs: [String] = [], state: JobState = .queued) -> JobRecord {
         JobRecord(
-            id: id, buildID: 1, name: name, installables: [".#\(name)"], needs: needs, timeout: .seconds(60),
+            id: id, buildID: 1, name: name, target: .installables([".#\(name)"]), needs: needs, timeout: .seconds(60),
             maxSilent: .seconds(60), state: state, summary: state.rawValue, queuedAt: now)
     }
 
@@ -100,8 +101,8 @@ import Testing
 
     @Test func plannedStatusesArePending() {
         let statuses = BuildProgress.plannedStatuses([
-            .init(name: "a", installables: [".#a"], needs: [], timeout: .seconds(1), maxSilent: .seconds(1)),
-            .init(name: "b", installables: [".#b"], needs: ["a"], timeout: .seconds(1), maxSilent: .seconds(1)),
+            PlannedJob(name: "a", target: .installables([".#a"]), needs: [], timeout: .seconds(1), maxSilent: .seconds(1)),
+            PlannedJob(name: "b", target: .installables([".#b"]), needs: ["a"], timeout: .seconds(1), maxSilent: .seconds(1)),
         ])
         #expect(statuses == [
             StatusUpdate(context: "kiln", state: .pending, description: "2 jobs queued"),

@@ -76,7 +76,8 @@ import Testing
                 == .trigger(
                     PushEvent(
                         deliveryID: "ee8d97b4-1479-43f1-9cac-fbbd1b80da55", repository: "Codertocat/Hello-World",
-                        ref: .branch("master"), sha: "199eddf46df50de8d02e99bf1c5fdb4101338224")))
+                        ref: .branch("master"), sha: "199eddf46df50de8d02e99bf1c5fdb4101338224",
+                        before: "a10867b14bb761a232cd80139fbd4c0d33264240")))
     }
 }
 
@@ -85,7 +86,7 @@ import Testing
 
     /// Every GitHub fixture and what it must become.
     static let cases: [(fixture: String, event: String, expected: WebhookOutcome)] = [
-        ("github/push.json", "push", .trigger(PushEvent(deliveryID: "d", repository: "Codertocat/Hello-World", ref: .branch("master"), sha: "199eddf46df50de8d02e99bf1c5fdb4101338224"))),
+        ("github/push.json", "push", .trigger(PushEvent(deliveryID: "d", repository: "Codertocat/Hello-World", ref: .branch("master"), sha: "199eddf46df50de8d02e99bf1c5fdb4101338224", before: "a10867b14bb761a232cd80139fbd4c0d33264240"))),
         ("github/push.branch-created.json", "push", .trigger(PushEvent(deliveryID: "d", repository: "Codertocat/Hello-World", ref: .branch("master"), sha: "6113728f27ae82c7b1a177c8d03f9e96e0adf246"))),
         ("github/push.tag-created.json", "push", .trigger(PushEvent(deliveryID: "d", repository: "bradrydzewski/drone-test-go", ref: .tag("v0.0.1"), sha: "d2b75aa7797ec26b088fa2dd527e9d2c052fcedd"))),
         ("github/push.branch-deleted.json", "push", .ignored(reason: "push deleted branch 'feature-branch'; nothing to build")),
@@ -140,6 +141,6 @@ import Testing
     }
 
     @Test func stateWordsFollowTheDesign() {
-        #expect(StatusState.allCases.map(GitHubForge.state) == ["pending", "success", "failure", "error", "error"])
+        #expect(StatusState.allCases.map(GitHubForge.state) == ["pending", "success", "failure", "error", "error", "success"])
     }
 }

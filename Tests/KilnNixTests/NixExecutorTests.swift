@@ -20,7 +20,7 @@ struct NixExecutorTests {
         try await withTemporaryDirectory("kiln-nix") { directory in
             try TestFlake(packages: packages, evaluationErrors: evaluationErrors).write(to: directory.path)
             let job = JobRun(
-                name: "test", installables: build, workspace: directory.path, isPlainTree: true, timeout: timeout,
+                name: "test", target: .installables(build), workspace: directory.path, isPlainTree: true, timeout: timeout,
                 maxSilent: maxSilent)
             return await executor.run(job, log: log, stop: stop)
         }
@@ -35,7 +35,7 @@ struct NixExecutorTests {
         #expect(report.outcome == .succeeded)
         #expect(report.exitCode == 0)
         #expect(report.outputs.count == 2)
-        #expect(report.outputs.allSatisfy { $0.hasPrefix("/nix/store/") && FileManager.default.fileExists(atPath: $0) })
+        #expect(report.outputs.allSatisfy { $0.path.hasPrefix("/nix/store/") && FileManager.default.fileExists(atPath: $0.path) })
         #expect(log.text.contains("hello-\(marker)"))
         #expect(Processes.matching(marker).isEmpty)
     }
@@ -112,7 +112,7 @@ struct NixExecutorTests {
             let workspace = directory.appending("data/workspaces/1")
             try TestFlake(packages: ["nested": TestFlake.succeeding("nested")]).write(to: workspace)
             let job = JobRun(
-                name: "nested", installables: [".#nested"], workspace: workspace, isPlainTree: true,
+                name: "nested", target: .installables([".#nested"]), workspace: workspace, isPlainTree: true,
                 timeout: .seconds(60), maxSilent: .seconds(60))
             let report = await executor.run(job, log: MemoryLog(), stop: StopSignal())
             #expect(report.outcome == .succeeded)
@@ -147,8 +147,10 @@ struct NixExecutorTests {
                   show-config) echo '{"sandbox":{"value":false},"sandbox-fallback":{"value":true}}' ;;
                 esac
                 """.write(toFile: nix, atomically: true, encoding: .utf8)
-            try "#!/bin/sh\necho nix-store\n".write(toFile: directory.appending("nix-store"), atomically: true, encoding: .utf8)
-            for file in [nix, directory.appending("nix-store")] {
+            for helper in ["nix-store", "nix-instantiate"] {
+                try "#!/bin/sh\necho \(helper)\n".write(toFile: directory.appending(helper), atomically: true, encoding: .utf8)
+            }
+            for file in [nix, directory.appending("nix-store"), directory.appending("nix-instantiate")] {
                 try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: file)
             }
             let readiness = await NixExecutor(settings: NixSettings(binary: nix)).readiness()

@@ -23,7 +23,7 @@ import Testing
     }
 
     func plan(_ names: [(String, [String])]) -> PlanningResult {
-        .planned(names.map { PlannedJob(name: $0.0, installables: [".#\($0.0)"], needs: $0.1, timeout: .seconds(60), maxSilent: .seconds(30)) })
+        .planned(names.map { PlannedJob(name: $0.0, target: .installables([".#\($0.0)"]), needs: $0.1, timeout: .seconds(60), maxSilent: .seconds(30)) })
     }
 
     @Test func acceptIsIdempotentOnTheDeliveryID() async throws {
@@ -68,7 +68,8 @@ import Testing
             let results: [(PlanningResult, BuildState, [StatusState])] = [
                 (.invalid(summary: ".kiln.yml:1:1: x", diagnostics: [".kiln.yml:1:1: x"]), .failed, [.failed]),
                 (.errored("cannot fetch"), .errored, [.errored]),
-                (.skipped(reason: "filtered"), .skipped, []),
+                (.skipped(reason: "filtered", announce: false), .skipped, []),
+                (.skipped(reason: "skipped: the commit message says [skip ci]", announce: true), .skipped, [.skipped]),
             ]
             for (index, (result, state, statuses)) in results.enumerated() {
                 let build = try await store.accept(delivery("d\(index)", repository), at: now).buildID
@@ -86,10 +87,10 @@ import Testing
             let build = try await store.accept(delivery("d", repository), at: now).buildID
             _ = try await store.claimBuildToPlan()
             try await store.finishPlanning(build, plan([("a", []), ("b", ["a"]), ("c", [])]), at: now)
-            let first = try #require(try await store.claimRunnableJob(at: now))
-            let second = try #require(try await store.claimRunnableJob(at: now))
+            let first = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            let second = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
             #expect([first.job.name, second.job.name] == ["a", "c"])
-            #expect(try await store.claimRunnableJob(at: now) == nil)
+            #expect(try await store.claimRunnableJob(at: now, freeMemory: .max) == nil)
             #expect(first.job.attempt == 1)
             let failure = JobReport(outcome: .failed(exitCode: 100, reason: "no"), exitCode: 100, duration: .seconds(1))
             #expect(try await store.finishJob(first.job.id, failure, at: now).state == .running)
@@ -107,7 +108,7 @@ import Testing
             let build = try await store.accept(delivery("d", repository), at: now).buildID
             _ = try await store.claimBuildToPlan()
             try await store.finishPlanning(build, plan([("a", [])]), at: now)
-            let job = try #require(try await store.claimRunnableJob(at: now))
+            let job = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
             _ = try await store.finishJob(job.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), at: now)
             let due = try await store.dueStatuses(at: now, limit: 100).due
             // The pending statuses were never sent; only the final one per context is due.
@@ -142,11 +143,11 @@ import Testing
             _ = try await store.claimBuildToPlan()
             _ = try await store.claimBuildToPlan()
             try await store.finishPlanning(running, plan([("a", [])]), at: now)
-            _ = try await store.claimRunnableJob(at: now)
+            _ = try await store.claimRunnableJob(at: now, freeMemory: .max)
             let recovered = try await store.recoverInterrupted()
             #expect(recovered.builds == 1 && recovered.jobs == 1)
             #expect(try await store.buildDetails(planning)?.build.state == .queued)
-            let again = try #require(try await store.claimRunnableJob(at: now))
+            let again = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
             #expect(again.job.attempt == 2)
         }
     }
