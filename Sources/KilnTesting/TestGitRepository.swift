@@ -45,14 +45,14 @@ public struct TestGitRepository: Sendable {
         let errorData = errors.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw GitFailed(arguments: arguments, message: String(decoding: errorData, as: UTF8.self))
+            throw CommandFailed(arguments: arguments, message: String(decoding: errorData, as: UTF8.self))
         }
         return String(decoding: data, as: UTF8.self)
     }
 }
 
-/// A git command that failed in a test.
-public struct GitFailed: Error, CustomStringConvertible {
+/// A command that failed in a test.
+public struct CommandFailed: Error, CustomStringConvertible {
     /// Its arguments.
     public var arguments: [String]
     /// Its standard error.

@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnPipeline
 import KilnTesting
 import Testing
 
