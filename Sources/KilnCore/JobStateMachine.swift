@@ -61,7 +61,7 @@ public struct JobStateMachine: Sendable, Hashable {
         case (.running, .finish(let report)):
             let (state, status, description) = Self.conclusion(of: report)
             let allowed = allowFailure && [.failed, .timedOut, .errored].contains(state)
-            return end(state, status, allowed ? description + " (allowed to fail)" : description)
+            return end(state, status, allowed ? "allowed to fail: " + description : description)
         case (.queued, .dependencyDidNotSucceed(let name, let dependencyState)):
             return end(.skipped, .cancelled, "skipped: needs '\(name)', which \(Self.phrase(dependencyState))")
         case (.queued, .cancel(let reason)):

@@ -102,8 +102,10 @@ enum SandboxCheck {
 /// nix's error output, condensed for a status description.
 enum NixMessages {
     /// The last `error:` line of nix's standard error, without colours, or its last line.
+    /// Store path prefixes are dropped (`builder for 'hello.drv' failed…`): descriptions are short.
     static func lastError(_ tail: [UInt8]) -> String {
         let text = ANSI.strip(String(decoding: tail, as: UTF8.self))
+            .replacingOccurrences(of: "/nix/store/[0-9a-z]{32}-", with: "", options: .regularExpression)
         let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
         if let error = lines.last(where: { $0.hasPrefix("error:") }) {
             return String(error.dropFirst("error:".count)).trimmingCharacters(in: .whitespaces)

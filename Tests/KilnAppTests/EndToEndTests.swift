@@ -128,6 +128,80 @@ struct EndToEndTests {
 }
 
 @Suite(.enabled(if: NixTest.enabled, "nix is not installed (set KILN_REQUIRE_NIX to make this a failure)"))
+struct PipelineFeatureTests {
+    /// `[skip ci]` posts one final status that says so; `allow-failure` keeps the build green
+    /// and lets dependents run; `paths-ignore` compares with the push's previous commit; the job
+    /// API reports what nix built and what it cost.
+    @Test(.timeLimit(.minutes(3))) func skipAllowFailurePathsAndAccounting() async throws {
+        let world = try await World.make()
+        defer { Task { await world.close() } }
+        // Unique scripts, so nix builds (and logs) them rather than finding them already built.
+        let marker = UUID().uuidString
+        try TestFlake(packages: ["flaky": "echo flaky-\(marker); exit 1", "after": TestFlake.succeeding("after-\(marker)")])
+            .write(to: world.repository.path)
+        try world.repository.write(
+            ".kiln.yml",
+            """
+            on:
+              push:
+                paths-ignore: ["docs/**"]
+            jobs:
+              flaky:
+                build: .#flaky
+                allow-failure: true
+              after:
+                build: .#after
+                needs: flaky
+            """)
+        let first = try world.repository.commit("jobs")
+        let kiln = try await KilnInstance.start(config: world.configPath)
+        defer { Task { await kiln.stop() } }
+
+        let built = try #require(try await kiln.push(repository: World.name, sha: first, secret: World.secret).json["build_id"] as? Int)
+        try await eventually("the first build's final status", within: .seconds(90)) { world.github.states("kiln").count == 2 }
+        #expect(world.github.states("kiln") == ["pending", "success"])
+        #expect(world.github.states("kiln/flaky") == ["pending", "failure"])
+        #expect(world.github.states("kiln/after") == ["pending", "success"])
+        #expect(world.github.statuses.last { $0.context == "kiln/flaky" }?.description.hasPrefix("allowed to fail: failed after") == true)
+        #expect(world.github.statuses.last { $0.context == "kiln" }?.description.contains("allowed to fail: flaky") == true)
+
+        let jobs = try #require((try await kiln.build(built))["jobs"] as? [[String: Any]])
+        let after = try #require(jobs.first { $0["name"] as? String == "after" })
+        #expect((after["cpu_seconds"] as? Double).map { $0 >= 0 } == true)
+        #expect((after["peak_memory_kilobytes"] as? Int).map { $0 > 0 } == true)
+        #expect((after["derivations"] as? [String])?.count == 1)
+        let output = try #require((after["outputs"] as? [[String: Any]])?.first)
+        #expect(output["name"] as? String == "out")
+        #expect((output["nar_size_bytes"] as? Int).map { $0 > 0 } == true)
+        #expect((output["nar_hash"] as? String)?.hasPrefix("sha256-") == true)
+        let derivationLog = try #require((after["derivation_logs"] as? [[String: Any]])?.first?["url"] as? String)
+        let log = try await HTTPTestClient.send("GET", derivationLog.replacingOccurrences(of: "http://kiln.test", with: kiln.url))
+        #expect(log.status == 200 && log.body.contains("after-\(marker)"))
+        let refused = try await HTTPTestClient.send("GET", "\(kiln.url)/api/v1/jobs/1/log?derivation=../../kiln.sqlite")
+        #expect(refused.status == 400)
+
+        // Only docs change: paths-ignore skips the build silently.
+        try world.repository.write("docs/readme.md", "words")
+        let docsOnly = try world.repository.commit("docs")
+        let skipped = try #require(try await kiln.push(repository: World.name, sha: docsOnly, before: first, secret: World.secret).json["build_id"] as? Int)
+        let ended = try await eventually("the docs build to end", within: .seconds(60)) { () -> [String: Any]? in
+            let build = try await kiln.build(skipped)
+            return ["queued", "planning"].contains(build["state"] as? String) ? nil : build
+        }
+        #expect(ended["state"] as? String == "skipped")
+        #expect(ended["summary"] as? String == "every changed file matches on.push.paths-ignore (docs/**)")
+
+        // [skip ci] in the message: one final status that says so, and nothing built.
+        try world.repository.write("flake.nix", (try String(contentsOfFile: world.repository.path + "/flake.nix", encoding: .utf8)) + "\n")
+        let skip = try world.repository.commit("tweak [skip ci]")
+        _ = try await kiln.push(repository: World.name, sha: skip, before: docsOnly, secret: World.secret)
+        try await eventually("the skip status", within: .seconds(60)) { world.github.statuses.contains { $0.sha == skip } }
+        #expect(world.github.statuses.filter { $0.sha == skip }.map { "\($0.context) \($0.state) \($0.description)" }
+            == ["kiln success skipped: the commit message says [skip ci]"])
+    }
+}
+
+@Suite(.enabled(if: NixTest.enabled, "nix is not installed (set KILN_REQUIRE_NIX to make this a failure)"))
 struct RestartTests {
     /// Shutting down mid-job stops nix and its builder; the job runs again at the next start
     /// and its statuses end final, with no second pending.

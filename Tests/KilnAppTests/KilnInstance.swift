@@ -33,9 +33,10 @@ struct KilnInstance {
 
     /// Posts a signed GitHub push for `sha` on `ref` of `repository`.
     func push(
-        repository: String, ref: String = "refs/heads/main", sha: String, secret: String, delivery: String = UUID().uuidString
+        repository: String, ref: String = "refs/heads/main", sha: String, before: String? = nil, secret: String,
+        delivery: String = UUID().uuidString
     ) async throws -> HTTPTestClient.Answer {
-        let body = Payloads.githubPush(repository: repository, ref: ref, sha: sha)
+        let body = Payloads.githubPush(repository: repository, ref: ref, sha: sha, before: before)
         return try await HTTPTestClient.send(
             "POST", "\(url)/webhooks/github",
             headers: WebhookSigner.githubHeaders(event: "push", body: body, secret: secret, delivery: delivery), body: body)
@@ -49,14 +50,14 @@ struct KilnInstance {
 
 /// Webhook payloads written from GitHub's documented format (our own, not copies of fixtures).
 enum Payloads {
-    static func githubPush(repository: String, ref: String, sha: String) -> [UInt8] {
+    static func githubPush(repository: String, ref: String, sha: String, before: String? = nil) -> [UInt8] {
         let owner = repository.split(separator: "/").first.map(String.init) ?? ""
         let json = """
             {
               "ref": "\(ref)",
-              "before": "0000000000000000000000000000000000000000",
+              "before": "\(before ?? String(repeating: "0", count: 40))",
               "after": "\(sha)",
-              "created": true,
+              "created": \(before == nil),
               "deleted": false,
               "forced": false,
               "base_ref": null,

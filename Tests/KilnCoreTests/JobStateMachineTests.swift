@@ -37,6 +37,13 @@ import Testing
         (.queued, .requeue, .none, .queued),
     ]
 
+    @Test func allowedFailureSaysSoFirst() {
+        var machine = Machine(state: .running, allowFailure: true)
+        #expect(machine.apply(.finish(Self.failed)) == .report(.failed, description: "allowed to fail: failed after 3 s (nix exit 100): builder failed"))
+        var succeeding = Machine(state: .running, allowFailure: true)
+        #expect(succeeding.apply(.finish(Self.succeeded)) == .report(.succeeded, description: "built 2 outputs in 41 s"))
+    }
+
     @Test(arguments: table)
     func transition(before: JobState, input: Machine.Input, action: Machine.Action, after: JobState) {
         var machine = Machine(state: before)

@@ -102,6 +102,29 @@ import Testing
         }
     }
 
+    @Test func commitFactsListTheMessageAndChangedFiles() async throws {
+        try await fixture { origin, mirrors, _ in
+            try origin.write("keep.txt", "1")
+            try origin.write("old-name.txt", "moving")
+            try origin.write("gone.txt", "bye")
+            let before = try origin.commit("first")
+            try origin.write("keep.txt", "2")
+            try origin.git(["mv", "old-name.txt", "new-name.txt"])
+            try origin.git(["rm", "--quiet", "gone.txt"])
+            try origin.write("docs/added.md", "hi")
+            let after = try origin.commit("second\n\nwith a body [skip ci]")
+            let source = RepositorySource(id: 3, name: "o/r", cloneURL: "file://\(origin.path)")
+            try await mirrors.fetch(source, ref: "refs/heads/main", sha: after)
+
+            let facts = try await mirrors.commitFacts(source, sha: after, comparedTo: before)
+            #expect(facts.message == "second\n\nwith a body [skip ci]\n")
+            #expect(Set(facts.changedFiles ?? []) == ["keep.txt", "old-name.txt", "new-name.txt", "gone.txt", "docs/added.md"])
+            #expect(try await mirrors.commitFacts(source, sha: after, comparedTo: nil).changedFiles == nil)
+            let unknown = String(repeating: "c", count: 40)
+            #expect(try await mirrors.commitFacts(source, sha: after, comparedTo: unknown).changedFiles == nil)
+        }
+    }
+
     @Test func credentialsAreRedactedFromURLsInMessages() {
         #expect(GitMirrors.redacted("https://user:pass@example.com/o/r.git") == "https://example.com/o/r.git")
         #expect(GitMirrors.redacted("file:///srv/git/r") == "file:///srv/git/r")
