@@ -2,13 +2,16 @@
 
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# libgit2 for git, nix with its build users, a static busybox for test and example builds.
-DEBIAN_PACKAGES := pkg-config git python3 libgit2-dev libyaml-dev libssl-dev libsqlite3-dev \
-                   nix-bin nix-setup-systemd busybox-static
+# libgit2 for git, nix with its build users, a static busybox for test and example builds,
+# nginx (WebDAV) as the HTTP binary cache the tests push to.
+DEBIAN_PACKAGES := pkg-config git python3 python3-pip libgit2-dev libyaml-dev libssl-dev libsqlite3-dev \
+                   nix-bin nix-setup-systemd busybox-static nginx-light
+# The tests check config/kiln.schema.json with Python's jsonschema.
+PYTHON_PACKAGES := jsonschema pyyaml
 CONFIG ?= config/kiln.yaml
 EXAMPLE := .kiln/example
 
-.PHONY: all deps build test run example bench clean
+.PHONY: all deps build test run example bench fuzz clean
 
 all: build
 
@@ -22,6 +25,7 @@ deps:
 	  echo "Installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+	@python3 -c 'import jsonschema, yaml' 2>/dev/null || python3 -m pip install --quiet $(PYTHON_PACKAGES)
 	@command -v $(SWIFT) >/dev/null || { echo "swift is not on PATH (expected Swift 6.3 at /opt/swift/usr/bin)"; exit 1; }
 
 build: deps
@@ -43,5 +47,13 @@ run: build example
 bench: deps
 	bench/run
 
+## Fuzz the pipeline parser with libFuzzer for FUZZ_SECONDS (default 60), from the test cases.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	$(SWIFT) build --product kiln-fuzz --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer -Xswiftc -DKILN_FUZZ \
+	  -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld
+	mkdir -p .build-fuzz/corpus && cp Tests/KilnPipelineTests/Cases/*/*.yml .build-fuzz/corpus/
+	.build-fuzz/debug/kiln-fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 .build-fuzz/corpus
+
 clean:
-	rm -rf .build .kiln
+	rm -rf .build .build-fuzz .kiln

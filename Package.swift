@@ -99,16 +99,24 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "kiln-fuzz",
+            dependencies: ["KilnPipeline"],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
             name: "kiln-bench",
             dependencies: ["KilnApp", "KilnTesting"],
             path: "bench/KilnBench"
         ),
-        .testTarget(name: "KilnPipelineTests", dependencies: ["KilnPipeline"]),
+        .testTarget(
+            name: "KilnPipelineTests", dependencies: ["KilnPipeline"], exclude: ["Cases", "check_schema.py"]),
         .testTarget(name: "KilnCoreTests", dependencies: ["KilnCore"]),
         .testTarget(name: "KilnForgesTests", dependencies: ["KilnForges", "KilnTesting"]),
         .testTarget(name: "KilnGitTests", dependencies: ["KilnGit", "KilnTesting"]),
         .testTarget(name: "KilnNixTests", dependencies: ["KilnNix", "KilnTesting"]),
-        .testTarget(name: "KilnStoreTests", dependencies: ["KilnStore", "KilnTesting"]),
+        .testTarget(
+            name: "KilnStoreTests",
+            dependencies: ["KilnStore", "KilnTesting", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "KilnAppTests", dependencies: ["KilnApp", "KilnTesting"]),
     ]
 )

@@ -11,6 +11,15 @@ import ServiceLifecycle
 
 /// The one place where implementations are chosen and wired into a `ServiceGroup`.
 public enum KilnServer {
+    /// `kiln gc`: removes builds and logs older than `storage.retention` once; returns how many builds and jobs went.
+    public static func collectGarbage(_ configuration: KilnConfiguration, logger: Logger) async throws -> (builds: Int, jobs: Int) {
+        let store = try SQLiteStore(path: configuration.storage.dataDirectory + "/kiln.sqlite")
+        let collector = GarbageCollector(
+            store: store, paths: WorkerPaths(dataDirectory: configuration.storage.dataDirectory),
+            retention: configuration.storage.retention, logger: logger)
+        return try await collector.collect(now: Date())
+    }
+
     /// Builds the services of `kiln serve`: the HTTP server, the build worker and the status reporter.
     ///
     /// - Parameters:
@@ -79,9 +88,13 @@ public enum KilnServer {
                 await onListening(port)
             },
             logger: logger)
+        let collector = GarbageCollector(
+            store: store, paths: paths, retention: configuration.storage.retention, logger: logger)
         return ServiceGroup(
             configuration: .init(
-                services: [.init(service: reporter), .init(service: worker), .init(service: application)],
+                services: [
+                    .init(service: reporter), .init(service: collector), .init(service: worker), .init(service: application),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     }
 }

@@ -131,4 +131,8 @@ public protocol BuildStore: Sendable {
 
     /// The newest builds, newest first.
     func recentBuilds(limit: Int) async throws -> [BuildRecord]
+
+    /// Deletes builds that ended before `date`, with their jobs, deliveries and statuses.
+    /// Returns how many builds went, and the deleted jobs' ids, whose logs the caller removes.
+    func removeBuilds(endedBefore date: Date) async throws -> (builds: Int, jobs: [JobID])
 }

@@ -88,6 +88,8 @@ public struct BuildWorker: Service {
     }
 
     public func run() async throws {
+        // No job runs yet: any work tree here was left by a crash.
+        try? FileManager.default.removeItem(atPath: settings.paths.workspaces)
         try FileManager.default.createDirectory(atPath: settings.paths.workspaces, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: settings.paths.logs, withIntermediateDirectories: true)
         let recovered = try await store.recoverInterrupted()

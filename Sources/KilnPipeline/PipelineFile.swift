@@ -39,9 +39,11 @@ public enum PipelineFile {
         case .success(let node): root = node
         }
         var reader = YAMLReader()
-        let spec = decode(root, &reader)
+        var decoded = Decoded()
+        let spec = decode(root, &reader, &decoded)
         var diagnostics = reader.problems.map(\.diagnostic)
-        if let spec { diagnostics += validateGraph(spec.jobs) }
+        // Jobs that decoded are checked against every job name, even when others did not.
+        diagnostics += validateGraph(decoded.jobs, names: decoded.names)
         if let spec, diagnostics.isEmpty { return .valid(spec) }
         if diagnostics.isEmpty {
             diagnostics = [Diagnostic(line: 1, column: 1, message: "pipeline file is invalid", code: .syntax)]
@@ -52,7 +54,13 @@ public enum PipelineFile {
     /// Parses a string; convenient for tests and `kiln check` on stdin.
     public static func parse(_ text: String) -> Result { parse(Array(text.utf8)) }
 
-    private static func decode(_ root: YAMLNode, _ reader: inout YAMLReader) -> PipelineSpec? {
+    /// Jobs that decoded, and every job name in the file, whatever became of the rest.
+    struct Decoded {
+        var jobs: [JobSpec] = []
+        var names: Set<String> = []
+    }
+
+    private static func decode(_ root: YAMLNode, _ reader: inout YAMLReader, _ decoded: inout Decoded) -> PipelineSpec? {
         if root.isNull {
             reader.report(root, "pipeline file is empty; it needs a 'jobs' mapping", code: .missingKey)
             return nil
@@ -66,7 +74,7 @@ public enum PipelineFile {
             case "on":
                 triggers = decodeTriggers(value, &reader)
                 valid = valid && triggers != nil
-            case "jobs": jobs = decodeJobs(value, &reader)
+            case "jobs": jobs = decodeJobs(value, &reader, &decoded)
             default: break
             }
         }
@@ -138,7 +146,7 @@ public enum PipelineFile {
         return decodeFilter(node, allowed: pushFilterKeys, &reader).map(JobFilter.anyEvent)
     }
 
-    private static func decodeJobs(_ node: YAMLNode, _ reader: inout YAMLReader) -> [JobSpec]? {
+    private static func decodeJobs(_ node: YAMLNode, _ reader: inout YAMLReader, _ decoded: inout Decoded) -> [JobSpec]? {
         guard let entries = reader.mapping(node, allowed: nil) else { return nil }
         if entries.isEmpty {
             reader.report(node, "'jobs' is empty; add at least one job with a 'build'", code: .missingKey)
@@ -146,6 +154,7 @@ public enum PipelineFile {
         }
         var jobs: [JobSpec] = []
         var valid = true
+        decoded.names = Set(entries.map(\.key))
         for (name, value) in entries {
             guard let keyNode = keyNode(of: name, in: node) else { continue }
             guard isValidJobName(name) else {
@@ -158,6 +167,7 @@ public enum PipelineFile {
             }
             if let job = decodeJob(name: name, value, keyNode: keyNode, &reader) { jobs.append(job) } else { valid = false }
         }
+        decoded.jobs = jobs
         return valid ? jobs : nil
     }
 
@@ -359,10 +369,9 @@ public enum PipelineFile {
         return nil
     }
 
-    /// Unknown `needs`, self-dependencies and cycles.
-    static func validateGraph(_ jobs: [JobSpec]) -> [Diagnostic] {
+    /// Unknown `needs` (against `names`, every job in the file), self-dependencies and cycles.
+    static func validateGraph(_ jobs: [JobSpec], names: Set<String>) -> [Diagnostic] {
         var diagnostics: [Diagnostic] = []
-        let names = Set(jobs.map(\.name))
         for job in jobs {
             for (index, need) in job.needs.enumerated() where !names.contains(need) || need == job.name {
                 let at = index < job.needLocations.count ? job.needLocations[index] : job.location

@@ -180,6 +180,8 @@ enum Suggestion {
     static func closest(to word: String, in candidates: [String]) -> String? {
         let scored = candidates.map { ($0, distance(word.lowercased(), $0.lowercased())) }
         guard let best = scored.min(by: { $0.1 < $1.1 }) else { return nil }
+        // One edit turns any one- or two-letter word into another: too short to guess at.
+        guard word.count >= 3 else { return nil }
         return best.1 <= max(1, min(word.count, best.0.count) / 3) ? best.0 : nil
     }
 

@@ -290,6 +290,19 @@ public struct SQLiteStore: BuildStore {
         }
     }
 
+    public func removeBuilds(endedBefore date: Date) async throws -> (builds: Int, jobs: [JobID]) {
+        try await database.write { db in
+            let cutoff = date.timeIntervalSince1970
+            let old = "SELECT id FROM builds WHERE finished_at IS NOT NULL AND finished_at < ?"
+            let jobs = try JobID.fetchAll(db, sql: "SELECT id FROM jobs WHERE build_id IN (\(old))", arguments: [cutoff])
+            for table in ["status_outbox", "jobs", "deliveries"] {
+                try db.execute(sql: "DELETE FROM \(table) WHERE build_id IN (\(old))", arguments: [cutoff])
+            }
+            try db.execute(sql: "DELETE FROM builds WHERE id IN (\(old))", arguments: [cutoff])
+            return (db.changesCount, jobs)
+        }
+    }
+
     // MARK: Helpers inside a transaction
 
     private func end(

@@ -11,7 +11,7 @@ struct Kiln: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kiln",
         abstract: "A CI bot for Nix projects: forge webhooks in, sandboxed nix builds, commit statuses out.",
-        subcommands: [Serve.self, Check.self, Run.self])
+        subcommands: [Serve.self, Check.self, Run.self, GC.self])
 }
 
 struct Serve: AsyncParsableCommand {
@@ -49,10 +49,18 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Validate a pipeline file; print FILE:LINE:COLUMN: MESSAGE for each problem and exit 1 if there are any.")
+        abstract: "Validate a pipeline file; print FILE:LINE:COLUMN: MESSAGE for each problem and exit 1 if there are any.",
+        discussion: "With --format json, print {file, valid, jobs, diagnostics: [{line, column, code, message}]} instead.")
+
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case text, json
+    }
 
     @Argument(help: "The pipeline file, or - for standard input.")
     var file = PipelineFile.name
+
+    @Option(help: "text or json.")
+    var format: Format = .text
 
     func run() throws {
         let data: Data
@@ -66,13 +74,54 @@ struct Check: ParsableCommand {
             data = contents
         }
         let name = file == "-" ? "<stdin>" : file
-        switch PipelineFile.parse(Array(data)) {
-        case .valid(let spec):
-            print("\(name): valid; \(spec.jobs.count) job\(spec.jobs.count == 1 ? "" : "s"): \(spec.jobs.map(\.name).joined(separator: ", "))")
-        case .invalid(let diagnostics):
-            for diagnostic in diagnostics { print(diagnostic.formatted(file: name)) }
-            throw ExitCode(1)
+        let result = PipelineFile.parse(Array(data))
+        switch format {
+        case .json:
+            print(try CheckReport(file: name, result: result).json())
+        case .text:
+            switch result {
+            case .valid(let spec):
+                print("\(name): valid; \(spec.jobs.count) job\(spec.jobs.count == 1 ? "" : "s"): \(spec.jobs.map(\.name).joined(separator: ", "))")
+            case .invalid(let diagnostics):
+                for diagnostic in diagnostics { print(diagnostic.formatted(file: name)) }
+            }
         }
+        if case .invalid = result { throw ExitCode(1) }
+    }
+}
+
+/// `kiln check --format json`.
+struct CheckReport: Encodable {
+    struct Problem: Encodable {
+        var line: Int
+        var column: Int
+        var code: String
+        var message: String
+    }
+
+    var file: String
+    var valid: Bool
+    var jobs: [String]
+    var diagnostics: [Problem]
+
+    init(file: String, result: PipelineFile.Result) {
+        self.file = file
+        switch result {
+        case .valid(let spec):
+            valid = true
+            jobs = spec.jobs.map(\.name)
+            diagnostics = []
+        case .invalid(let found):
+            valid = false
+            jobs = []
+            diagnostics = found.map { Problem(line: $0.line, column: $0.column, code: $0.code.rawValue, message: $0.message) }
+        }
+    }
+
+    func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
     }
 }
 
@@ -108,5 +157,27 @@ struct Run: AsyncParsableCommand {
         let directory = URL(fileURLWithPath: repo).standardized.path
         let status = await LocalRun(repository: directory, job: job, branch: branch, nix: nix, limits: limits).run()
         if status != 0 { throw ExitCode(status) }
+    }
+}
+
+struct GC: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gc",
+        abstract: "Remove builds and their logs that ended longer ago than storage.retention; nothing else.",
+        discussion: "kiln serve also does this once a day. Safe to run while Kiln serves.")
+
+    @Option(name: .long, help: "The configuration file.")
+    var config = "config/kiln.yaml"
+
+    func run() async throws {
+        let configuration: KilnConfiguration
+        do {
+            configuration = try KilnConfiguration.load(path: config)
+        } catch {
+            FileHandle.standardError.write(Data("kiln: the configuration cannot be used:\n\(error)\n".utf8))
+            throw ExitCode(78)
+        }
+        let removed = try await KilnServer.collectGarbage(configuration, logger: Logger(label: "kiln"))
+        print("removed \(removed.builds) build\(removed.builds == 1 ? "" : "s") and \(removed.jobs) job log\(removed.jobs == 1 ? "" : "s") older than \(KilnDuration.format(configuration.storage.retention))")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import KilnCore
 import KilnPipeline
 import KilnTesting
@@ -133,6 +134,40 @@ import Testing
             #expect(due.first?.lastError == "HTTP 502")
             try await store.recordStatusDelivery(entry.id, .delivered, at: now)
             #expect(try await store.dueStatuses(at: now.addingTimeInterval(100), limit: 10).due.isEmpty)
+        }
+    }
+
+    @Test func garbageCollectionRemovesOnlyOldFinishedBuildsAndTheirLogs() async throws {
+        try await withTemporaryDirectory("kiln-gc") { directory in
+            let store = try SQLiteStore(path: directory.appending("kiln.sqlite"))
+            let repository = try await store.syncRepositories([("github", "octo/hello")])[0]
+            let paths = WorkerPaths(dataDirectory: directory.path)
+            try FileManager.default.createDirectory(atPath: paths.logs, withIntermediateDirectories: true)
+            // An old build that ended, an old build still running, and a recent build that ended.
+            var ids: [BuildID] = []
+            for (index, delivery) in ["old", "running", "recent"].enumerated() {
+                let at = now.addingTimeInterval(index == 2 ? -3600 : -100 * 86400)
+                let build = try await store.accept(self.delivery(delivery, repository), at: at).buildID
+                _ = try await store.claimBuildToPlan()
+                try await store.finishPlanning(build, plan([("a", [])]), at: at)
+                let job = try #require(try await store.claimRunnableJob(at: at, freeMemory: .max))
+                try "log".write(toFile: paths.log(job.job.id), atomically: true, encoding: .utf8)
+                try FileManager.default.createDirectory(atPath: paths.derivationLogs(job.job.id), withIntermediateDirectories: true)
+                if delivery != "running" {
+                    _ = try await store.finishJob(job.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), at: at)
+                }
+                ids.append(build)
+            }
+            let collector = GarbageCollector(store: store, paths: paths, retention: .seconds(30 * 86400), logger: .init(label: "test"))
+            let removed = try await collector.collect(now: now)
+            #expect(removed.builds == 1 && removed.jobs == 1)
+            #expect(try await store.buildDetails(ids[0]) == nil)
+            #expect(try await store.buildDetails(ids[1]) != nil)
+            #expect(try await store.buildDetails(ids[2]) != nil)
+            #expect(!FileManager.default.fileExists(atPath: paths.log(1)))
+            #expect(!FileManager.default.fileExists(atPath: paths.derivationLogs(1)))
+            #expect(FileManager.default.fileExists(atPath: paths.log(2)))
+            #expect(try await collector.collect(now: now).builds == 0)
         }
     }
 

@@ -1,0 +1,104 @@
+import Foundation
+import KilnTesting
+import Testing
+
+/// The `kiln` binary itself, built beside the test bundle.
+@Suite struct CommandLineTests {
+    static let kiln = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("kiln").path
+
+    struct Ran {
+        var status: Int32
+        var output: String
+        var errors: String
+    }
+
+    func run(_ arguments: [String], input: String = "", in directory: String? = nil) throws -> Ran {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.kiln)
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let stdin = Pipe()
+        let stdout = Pipe()
+        let stderr = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+        try stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+        let output = String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let errors = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return Ran(status: process.terminationStatus, output: output, errors: errors)
+    }
+
+    @Test func checkPrintsEveryProblemAndExitsOne() throws {
+        let ran = try run(["check", "-"], input: "jobs:\n  a:\n    bulid: .#a\n  b:\n    build: .#b\n    needs: c\n")
+        #expect(ran.status == 1)
+        #expect(ran.output == """
+            <stdin>:3:5: unknown key 'bulid' in 'jobs.a' — did you mean 'build'?
+            <stdin>:6:12: job 'b' needs 'c', which is not a job in this file
+
+            """)
+    }
+
+    @Test func checkAcceptsAValidFile() throws {
+        try withTemporaryDirectoryBlocking { directory in
+            try "jobs:\n  hello:\n    build: .#hello\n".write(toFile: directory.appending(".kiln.yml"), atomically: true, encoding: .utf8)
+            let ran = try run(["check"], in: directory.path)
+            #expect(ran.status == 0)
+            #expect(ran.output == ".kiln.yml: valid; 1 job: hello\n")
+        }
+    }
+
+    @Test func checkSpeaksJSON() throws {
+        let ran = try run(["check", "--format", "json", "-"], input: "jobs:\n  a:\n    build: .#a\n    timeout: 5\n")
+        #expect(ran.status == 1)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(ran.output.utf8)) as? [String: Any])
+        #expect(object["valid"] as? Bool == false)
+        let problem = try #require((object["diagnostics"] as? [[String: Any]])?.first)
+        #expect(problem["line"] as? Int == 4 && problem["column"] as? Int == 14)
+        #expect(problem["code"] as? String == "invalid-value")
+    }
+
+    @Test func aBadConfigurationStopsServeNamingTheKey() throws {
+        try withTemporaryDirectoryBlocking { directory in
+            try """
+                forges:
+                  github:
+                    type: github
+                    webhook-secret-files: [missing-secret]
+                    status-api: none
+                repositories:
+                  - {forge: github, name: o/r, clone-url: "file:repo"}
+                """.write(toFile: directory.appending("kiln.yaml"), atomically: true, encoding: .utf8)
+            let ran = try run(["serve", "--config", directory.appending("kiln.yaml")])
+            #expect(ran.status == 78)
+            #expect(ran.errors.contains("kiln.yaml:4:28: forges.github.webhook-secret-files[0]: no such file \(directory.path)/missing-secret"))
+        }
+    }
+
+    @Test func gcReportsWhatItRemoved() throws {
+        try withTemporaryDirectoryBlocking { directory in
+            try "s".write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
+            try """
+                storage: {data-dir: data, retention: 30d}
+                forges:
+                  github: {type: github, webhook-secret-files: [secret], status-api: none}
+                repositories:
+                  - {forge: github, name: o/r, clone-url: "file:repo"}
+                """.write(toFile: directory.appending("kiln.yaml"), atomically: true, encoding: .utf8)
+            try FileManager.default.createDirectory(atPath: directory.appending("data"), withIntermediateDirectories: true)
+            let ran = try run(["gc", "--config", directory.appending("kiln.yaml")])
+            #expect(ran.status == 0)
+            #expect(ran.output == "removed 0 builds and 0 job logs older than 720h\n")
+        }
+    }
+}
+
+/// `withTemporaryDirectory` for synchronous tests.
+func withTemporaryDirectoryBlocking(_ body: (TemporaryDirectory) throws -> Void) throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    try body(directory)
+}
