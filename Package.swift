@@ -105,7 +105,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "kiln-bench",
-            dependencies: ["KilnApp", "KilnTesting"],
+            dependencies: ["KilnApp", "KilnNix", "KilnPipeline", "KilnCore", "KilnTesting"],
             path: "bench/KilnBench"
         ),
         .testTarget(

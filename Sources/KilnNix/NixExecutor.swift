@@ -161,7 +161,7 @@ public struct NixExecutor: Executor {
                 return run.report(.errored("nix-store was killed by a signal: \(NixMessages.lastError(built.errorTail))"))
             }
             // 3. What was built, as nix describes it.
-            run.outputs = await describeOutputs(derivations, fallback: NixExecutor.storePaths(built.standardOutput), binaries)
+            run.outputs = await describeOutputs(derivations, paths: NixExecutor.storePaths(built.standardOutput), binaries)
             for output in run.outputs { log.note("built \(output.path)") }
             // 4. The binary cache.
             if job.pushToCache {
@@ -239,21 +239,13 @@ public struct NixExecutor: Executor {
         return .success(storePaths(ended.standardOutput).filter { $0.hasSuffix(".drv") })
     }
 
-    /// Output names, paths, NAR hashes and sizes of what `derivations` built.
-    private func describeOutputs(_ derivations: [String], fallback: [String], _ binaries: NixBinaries) async -> [BuiltOutput] {
-        guard
-            let shown = try? await NixBinaries.capture(binaries.nix, ["show-derivation"] + commonArguments + ["--"] + derivations),
-            let described = (try? JSONSerialization.jsonObject(with: Data(shown.utf8))) as? [String: [String: Any]]
-        else { return fallback.map { BuiltOutput(name: "out", path: $0) } }
-        var outputs: [BuiltOutput] = []
-        for derivation in derivations {
-            let declared = described[derivation]?["outputs"] as? [String: [String: Any]] ?? [:]
-            for (name, output) in declared.sorted(by: { $0.key < $1.key }) {
-                if let path = output["path"] as? String { outputs.append(BuiltOutput(name: name, path: path)) }
-            }
-        }
+    /// Output names, paths, NAR hashes and sizes of what `derivations` built (`paths`, as
+    /// `nix-store --realise` printed them). The names follow from the paths: nix names output
+    /// `out` after the derivation and any other output `<name>-<output>`.
+    private func describeOutputs(_ derivations: [String], paths: [String], _ binaries: NixBinaries) async -> [BuiltOutput] {
+        let outputs = paths.map { BuiltOutput(name: Self.outputName($0, derivations: derivations), path: $0) }
         guard !outputs.isEmpty,
-            let info = try? await NixBinaries.capture(binaries.nix, ["path-info", "--json"] + commonArguments + ["--"] + outputs.map(\.path)),
+            let info = try? await NixBinaries.capture(binaries.nix, ["path-info", "--json"] + commonArguments + ["--"] + paths),
             let entries = (try? JSONSerialization.jsonObject(with: Data(info.utf8))) as? [[String: Any]]
         else { return outputs }
         let byPath = Dictionary(entries.compactMap { entry in (entry["path"] as? String).map { ($0, entry) } }, uniquingKeysWith: { a, _ in a })
@@ -263,6 +255,22 @@ public struct NixExecutor: Executor {
             output.narSize = (byPath[output.path]?["narSize"] as? NSNumber)?.int64Value
             return output
         }
+    }
+
+    /// The output name of store path `path` built by one of `derivations`.
+    static func outputName(_ path: String, derivations: [String]) -> String {
+        let name = storeName(path)
+        let candidates = derivations.map { String(storeName($0).dropLast(4)) }.sorted { $0.count > $1.count }
+        for candidate in candidates {
+            if name == candidate { return "out" }
+            if name.hasPrefix(candidate + "-") { return String(name.dropFirst(candidate.count + 1)) }
+        }
+        return "out"
+    }
+
+    /// `/nix/store/<hash>-hello-1.0` → `hello-1.0`.
+    static func storeName(_ path: String) -> String {
+        String((path as NSString).lastPathComponent.dropFirst(33))
     }
 
     /// Signs the outputs' closure and copies it to the cache, retrying with backoff.

@@ -46,6 +46,9 @@ struct EndToEndTests {
         #expect(world.github.states("kiln/bad") == ["pending", "failure"])
         #expect(world.github.states("kiln/quiet") == ["pending", "failure"])
         #expect(world.github.refusals.isEmpty)
+        // Work trees live only while their job runs; the mirror stays.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: world.directory.appending("data/workspaces")).isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: world.directory.appending("data/mirrors")) == ["1.git"])
         let statuses = world.github.statuses
         #expect(statuses.allSatisfy { $0.sha == sha && $0.repository == World.name })
         #expect(statuses.allSatisfy { $0.targetURL == "http://kiln.test/builds/\(buildID)" })

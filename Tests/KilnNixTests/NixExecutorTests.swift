@@ -120,6 +120,15 @@ struct NixExecutorTests {
         }
     }
 
+    @Test func outputNamesFollowFromStorePaths() {
+        let derivations = ["/nix/store/\(String(repeating: "a", count: 32))-lib-1.0.drv", "/nix/store/\(String(repeating: "b", count: 32))-lib.drv"]
+        let hash = String(repeating: "c", count: 32)
+        #expect(NixExecutor.outputName("/nix/store/\(hash)-lib-1.0", derivations: derivations) == "out")
+        #expect(NixExecutor.outputName("/nix/store/\(hash)-lib-1.0-dev", derivations: derivations) == "dev")
+        #expect(NixExecutor.outputName("/nix/store/\(hash)-lib", derivations: derivations) == "out")
+        #expect(NixExecutor.outputName("/nix/store/\(hash)-lib-man", derivations: derivations) == "man")
+    }
+
     @Test func workspaceRelativeInstallablesAreAnchored() {
         #expect(NixExecutor.anchor(".#hello", in: "/w/1") == "path:/w/1#hello")
         #expect(NixExecutor.anchor(".", in: "/w/1") == "path:/w/1")

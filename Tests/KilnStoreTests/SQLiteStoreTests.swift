@@ -104,6 +104,25 @@ import Testing
         }
     }
 
+    @Test func aJobWaitsUntilItsMinMemoryIsFree() async throws {
+        try await withStore { store, repository in
+            let build = try await store.accept(delivery("d", repository), at: now).buildID
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(
+                build,
+                .planned([
+                    PlannedJob(name: "big", target: .installables([".#big"]), needs: [], timeout: .seconds(60),
+                        maxSilent: .seconds(60), minMemory: 8 << 30),
+                    PlannedJob(name: "small", target: .installables([".#small"]), needs: [], timeout: .seconds(60),
+                        maxSilent: .seconds(60), minMemory: 1 << 20),
+                ]), at: now)
+            // With 2 GiB free the big job waits and the small one, queued after it, runs.
+            #expect(try await store.claimRunnableJob(at: now, freeMemory: 2 << 30)?.job.name == "small")
+            #expect(try await store.claimRunnableJob(at: now, freeMemory: 2 << 30) == nil)
+            #expect(try await store.claimRunnableJob(at: now, freeMemory: 16 << 30)?.job.name == "big")
+        }
+    }
+
     @Test func newerStatusSupersedesAnUnsentOne() async throws {
         try await withStore { store, repository in
             let build = try await store.accept(delivery("d", repository), at: now).buildID

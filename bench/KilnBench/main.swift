@@ -1,16 +1,26 @@
-// Kiln's timing figures, measured end to end with the real components: `make bench`.
+// Kiln's timing figures, measured with the real components: `make bench`.
 //
-// 1. Webhook to first pending status: a signed push is sent to `kiln serve` over a socket;
-//    the time until the fake GitHub receives the `kiln` pending status for that commit.
-// 2. Job overhead: a trivial fresh derivation built by a Kiln job, against the same kind of
-//    derivation built by hand with `nix build` (same sandbox options), in the same run.
+//   kiln-bench [server] [pipeline] [executor]     (default: all three)
+//
+// server:   a signed push to `kiln serve` over a socket → the first `kiln` pending status at a
+//           fake GitHub (median of KILN_BENCH_ROUNDS, default 20), and webhook → final status.
+// pipeline: `kiln check` (the binary) on a 200-job pipeline file, and refusing an alias bomb.
+// executor: a Kiln job against the same kind of trivial derivation built by hand with
+//           `nix build` (same sandbox options), for 1 job and for 20 jobs, in the same run.
 import Foundation
 import KilnApp
+import KilnCore
+import KilnNix
+import KilnPipeline
 import KilnTesting
 import Logging
 import ServiceLifecycle
 
 let rounds = Int(ProcessInfo.processInfo.environment["KILN_BENCH_ROUNDS"] ?? "20") ?? 20
+let sections = CommandLine.arguments.dropFirst().isEmpty ? ["server", "pipeline", "executor"] : Array(CommandLine.arguments.dropFirst())
+let clock = ContinuousClock()
+let nixOptions = ["--extra-experimental-features", "nix-command flakes", "--option", "sandbox", "true",
+                  "--option", "sandbox-fallback", "false", "--option", "substituters", ""]
 
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
@@ -25,108 +35,177 @@ func format(_ values: [Double]) -> String {
     String(format: "median %.1f ms (min %.1f, max %.1f, n=%d)", median(values), values.min() ?? 0, values.max() ?? 0, values.count)
 }
 
-/// Builds `attribute` of the flake in `directory` by hand, as a user would.
-func nixBuildByHand(_ directory: String, _ attribute: String) throws -> Duration {
+/// Runs a command to completion and returns how long it took; stops the bench if it fails.
+@discardableResult
+func timed(_ executable: String, _ arguments: [String], expectStatus: Int32 = 0) -> Double {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/nix")
-    process.arguments = [
-        "build", "--extra-experimental-features", "nix-command flakes", "--option", "sandbox", "true",
-        "--option", "sandbox-fallback", "false", "--option", "substituters", "", "--no-link", "path:\(directory)#\(attribute)",
-    ]
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
     process.standardOutput = FileHandle.nullDevice
     process.standardError = FileHandle.nullDevice
-    let clock = ContinuousClock()
     let start = clock.now
-    try process.run()
+    do { try process.run() } catch { fatalError("cannot run \(executable): \(error)") }
     process.waitUntilExit()
-    guard process.terminationStatus == 0 else { fatalError("nix build by hand exited with \(process.terminationStatus)") }
-    return clock.now - start
+    guard process.terminationStatus == expectStatus else {
+        fatalError("\(executable) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+    }
+    return milliseconds(clock.now - start)
 }
 
-let directory = try TemporaryDirectory("kiln-bench")
-defer { directory.remove() }
-let repository = try TestGitRepository(at: directory.appending("origin"))
-let github = try await FakeGitHub(token: "bench-token", repositories: ["bench/hello"])
-try "bench-secret".write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
-try "bench-token".write(toFile: directory.appending("token"), atomically: true, encoding: .utf8)
-try """
-    server: {listen: "127.0.0.1:0", public-url: "http://kiln.bench"}
-    storage: {data-dir: data}
-    nix: {options: {substituters: ""}}
-    forges:
-      github: {type: github, api-url: "\(github.url)", webhook-secret-files: [secret], token-file: token}
-    repositories:
-      - {forge: github, name: bench/hello, clone-url: "file://\(repository.path)"}
-    """.write(toFile: directory.appending("kiln.yaml"), atomically: true, encoding: .utf8)
-try repository.write(".kiln.yml", "jobs:\n  job:\n    build: .#kiln\n")
-
-var logger = Logger(label: "bench")
-logger.logLevel = .critical
-let configuration = try KilnConfiguration.load(path: directory.appending("kiln.yaml"))
-let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-let group = try await KilnServer.make(configuration, logger: logger) { port in
-    portContinuation.yield(port)
-    portContinuation.finish()
+func nixVersion() -> String {
+    (try? runCommand("/usr/bin/nix", ["--version"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? "nix (unknown)"
 }
-let server = Task { try await group.run() }
-let port = await ports.first { _ in true }!
-let clock = ContinuousClock()
 
-var firstPending: [Double] = []
-var webhookToFinal: [Double] = []
-var jobDurations: [Double] = []
-var byHand: [Double] = []
-print("kiln bench: \(rounds) rounds, nix \(try NixVersion.read())")
-for round in 1...rounds {
-    // Fresh derivations each round, so neither side finds its output already built.
-    let salt = UUID().uuidString
-    try TestFlake(packages: [
-        "kiln": TestFlake.succeeding("kiln-\(salt)"), "hand": TestFlake.succeeding("hand-\(salt)"),
-    ]).write(to: repository.path)
-    let sha = try repository.commit("round \(round)")
-    byHand.append(milliseconds(try nixBuildByHand(repository.path, "hand")))
+print("kiln bench: \(nixVersion()), \(ProcessInfo.processInfo.activeProcessorCount) cores")
 
-    let body = Array("""
-        {"ref":"refs/heads/main","after":"\(sha)","deleted":false,"repository":{"full_name":"bench/hello"}}
-        """.utf8)
-    let sent = clock.now
-    let answer = try await HTTPTestClient.send(
-        "POST", "http://127.0.0.1:\(port)/webhooks/github",
-        headers: WebhookSigner.githubHeaders(event: "push", body: body, secret: "bench-secret"), body: body)
-    guard answer.status == 202 else { fatalError("webhook answered \(answer.status): \(answer.body)") }
-    let final = try await eventually("round \(round) to finish", within: .seconds(120), every: .milliseconds(1)) {
-        github.statuses.first { $0.sha == sha && $0.context == "kiln" && $0.state != "pending" }
+// MARK: - server
+
+if sections.contains("server") {
+    let directory = try TemporaryDirectory("kiln-bench")
+    defer { directory.remove() }
+    let repository = try TestGitRepository(at: directory.appending("origin"))
+    let github = try await FakeGitHub(token: "bench-token", repositories: ["bench/hello"])
+    try "bench-secret".write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
+    try "bench-token".write(toFile: directory.appending("token"), atomically: true, encoding: .utf8)
+    try """
+        server: {listen: "127.0.0.1:0", public-url: "http://kiln.bench"}
+        storage: {data-dir: data}
+        nix: {options: {substituters: ""}}
+        forges:
+          github: {type: github, api-url: "\(github.url)", webhook-secret-files: [secret], token-file: token}
+        repositories:
+          - {forge: github, name: bench/hello, clone-url: "file://\(repository.path)"}
+        """.write(toFile: directory.appending("kiln.yaml"), atomically: true, encoding: .utf8)
+    try repository.write(".kiln.yml", "jobs:\n  job:\n    build: .#kiln\n")
+    var logger = Logger(label: "bench")
+    logger.logLevel = .critical
+    let configuration = try KilnConfiguration.load(path: directory.appending("kiln.yaml"))
+    let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+    let group = try await KilnServer.make(configuration, logger: logger) { port in
+        portContinuation.yield(port)
+        portContinuation.finish()
     }
-    guard let pending = github.statuses.first(where: { $0.sha == sha && $0.context == "kiln" && $0.state == "pending" }) else {
-        fatalError("no pending status for round \(round)")
+    let server = Task { try await group.run() }
+    let port = await ports.first { _ in true }!
+
+    var firstPending: [Double] = []
+    var webhookToFinal: [Double] = []
+    for round in 1...rounds {
+        // A fresh derivation each round, so nix never finds it already built.
+        try TestFlake(packages: ["kiln": TestFlake.succeeding("kiln-\(UUID().uuidString)")]).write(to: repository.path)
+        let sha = try repository.commit("round \(round)")
+        let body = Array("""
+            {"ref":"refs/heads/main","after":"\(sha)","deleted":false,"repository":{"full_name":"bench/hello"}}
+            """.utf8)
+        let sent = clock.now
+        let answer = try await HTTPTestClient.send(
+            "POST", "http://127.0.0.1:\(port)/webhooks/github",
+            headers: WebhookSigner.githubHeaders(event: "push", body: body, secret: "bench-secret"), body: body)
+        guard answer.status == 202 else { fatalError("webhook answered \(answer.status): \(answer.body)") }
+        let final = try await eventually("round \(round) to finish", within: .seconds(120), every: .milliseconds(1)) {
+            github.statuses.first { $0.sha == sha && $0.context == "kiln" && $0.state != "pending" }
+        }
+        guard let pending = github.statuses.first(where: { $0.sha == sha && $0.context == "kiln" && $0.state == "pending" }) else {
+            fatalError("no pending status for round \(round)")
+        }
+        firstPending.append(milliseconds(pending.receivedAt - sent))
+        webhookToFinal.append(milliseconds(final.receivedAt - sent))
     }
-    firstPending.append(milliseconds(pending.receivedAt - sent))
-    webhookToFinal.append(milliseconds(final.receivedAt - sent))
-    let build = try await HTTPTestClient.send("GET", "http://127.0.0.1:\(port)/api/v1/builds/\(answer.json["build_id"] as! Int)").json
-    let job = (build["jobs"] as! [[String: Any]])[0]
-    jobDurations.append((job["duration_seconds"] as! Double) * 1000)
+    await group.triggerGracefulShutdown()
+    _ = try? await server.value
+    await github.stop()
+    print("[server] webhook arrival → first pending status at the forge: \(format(firstPending))")
+    print("[server] webhook arrival → final status at the forge:         \(format(webhookToFinal))")
 }
-await group.triggerGracefulShutdown()
-_ = try? await server.value
-await github.stop()
 
-print("webhook arrival → first pending status at the forge: \(format(firstPending))")
-print("webhook arrival → final status at the forge:         \(format(webhookToFinal))")
-print("Kiln job (evaluate + realise, as recorded):          \(format(jobDurations))")
-print("nix build by hand, same options:                     \(format(byHand))")
-print(String(format: "overhead ratio, Kiln job / nix build by hand:  %.2f (medians)", median(jobDurations) / median(byHand)))
-print(String(format: "overhead ratio, webhook→final / nix build by hand: %.2f (medians)", median(webhookToFinal) / median(byHand)))
+// MARK: - pipeline
 
-enum NixVersion {
-    static func read() throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/nix")
-        process.arguments = ["--version"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        process.waitUntilExit()
-        return String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+if sections.contains("pipeline") {
+    let directory = try TemporaryDirectory("kiln-bench-pipeline")
+    defer { directory.remove() }
+    var yaml = "on:\n  push:\n    branches: [main, \"release/**\"]\n    paths-ignore: [\"docs/**\"]\njobs:\n"
+    for index in 0..<200 {
+        yaml += "  job-\(index):\n    build: [.#packages.x86_64-linux.p\(index), .#checks.x86_64-linux.c\(index)]\n"
+        if index > 0 { yaml += "    needs: [job-\(index - 1)]\n" }
+        yaml += "    timeout: 20m\n    max-silent: 5m\n    systems: [x86_64-linux, aarch64-linux]\n"
     }
+    let pipeline = directory.appending("kiln-200.yml")
+    try yaml.write(toFile: pipeline, atomically: true, encoding: .utf8)
+    var bomb = "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+    for level in 1...9 {
+        bomb += "a\(level): &a\(level) [\(Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ","))]\n"
+    }
+    bomb += "jobs:\n  x:\n    build: .#x\n"
+    let bombFile = directory.appending("bomb.yml")
+    try bomb.write(toFile: bombFile, atomically: true, encoding: .utf8)
+
+    let kiln = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("kiln").path
+    guard FileManager.default.isExecutableFile(atPath: kiln) else { fatalError("build the kiln product first: \(kiln)") }
+    let checkRuns = (0..<rounds).map { _ in timed(kiln, ["check", pipeline]) }
+    let bombRuns = (0..<rounds).map { _ in timed(kiln, ["check", bombFile], expectStatus: 1) }
+    let parseRuns = (0..<100).map { _ in milliseconds(clock.measure { _ = PipelineFile.parse(yaml) }) }
+    let bombParseRuns = (0..<100).map { _ in milliseconds(clock.measure { _ = PipelineFile.parse(bomb) }) }
+    print("[pipeline] kiln check on a 200-job file (\(yaml.utf8.count) bytes), whole process: \(format(checkRuns))")
+    print("[pipeline]   of which parsing and validating, in process:      \(format(parseRuns))")
+    print("[pipeline] kiln check refusing a \(bomb.utf8.count)-byte alias bomb, whole process: \(format(bombRuns))")
+    print("[pipeline]   of which the refusal, in process:                  \(format(bombParseRuns))")
+}
+
+// MARK: - executor
+
+if sections.contains("executor") {
+    let directory = try TemporaryDirectory("kiln-bench-executor")
+    defer { directory.remove() }
+    let executor = NixExecutor(settings: NixSettings(options: ["substituters": ""]))
+    func flake(_ count: Int, prefix: String) throws -> [String] {
+        let salt = UUID().uuidString
+        let names = (0..<count).map { "\(prefix)\($0)" }
+        try TestFlake(packages: Dictionary(uniqueKeysWithValues: names.map { ($0, TestFlake.succeeding("\($0)-\(salt)")) }))
+            .write(to: directory.path)
+        return names
+    }
+    func kilnJobs(_ names: [String], parallel: Int) async -> Double {
+        let start = clock.now
+        await withTaskGroup(of: Void.self) { group in
+            var next = names.makeIterator()
+            func add() -> Bool {
+                guard let name = next.next() else { return false }
+                group.addTask {
+                    let report = await executor.run(
+                        JobRun(name: name, target: .installables([".#\(name)"]), workspace: directory.path, isPlainTree: true,
+                            timeout: .seconds(600), maxSilent: .seconds(600)),
+                        log: MemoryLog(), stop: StopSignal())
+                    guard report.outcome == .succeeded else { fatalError("job \(name): \(report.outcome)") }
+                }
+                return true
+            }
+            for _ in 0..<parallel where add() {}
+            while await group.next() != nil { _ = add() }
+        }
+        return milliseconds(clock.now - start)
+    }
+
+    var oneKiln: [Double] = []
+    var oneHand: [Double] = []
+    for _ in 0..<rounds {
+        let kiln = try flake(1, prefix: "k")
+        oneKiln.append(await kilnJobs(kiln, parallel: 1))
+        let hand = try flake(1, prefix: "h")
+        oneHand.append(timed("/usr/bin/nix", ["build"] + nixOptions + ["--no-link", "path:\(directory.path)#\(hand[0])"]))
+    }
+    var twentyKiln: [Double] = []
+    var twentyHand: [Double] = []
+    for _ in 0..<max(3, rounds / 4) {
+        let kiln = try flake(20, prefix: "k")
+        twentyKiln.append(await kilnJobs(kiln, parallel: 2))
+        let hand = try flake(20, prefix: "h")
+        twentyHand.append(
+            timed("/usr/bin/nix", ["build"] + nixOptions + ["--no-link"] + hand.map { "path:\(directory.path)#\($0)" }))
+    }
+    print("[executor] 1 trivial job, Kiln executor:                 \(format(oneKiln))")
+    print("[executor] 1 trivial derivation, nix build by hand:      \(format(oneHand))")
+    print(String(format: "[executor]   ratio (medians): %.2f", median(oneKiln) / median(oneHand)))
+    print("[executor] 20 trivial jobs, Kiln executor, 2 at a time:  \(format(twentyKiln))")
+    print("[executor] 20 derivations, one nix build by hand:        \(format(twentyHand))")
+    print(String(format: "[executor]   ratio (medians): %.2f", median(twentyKiln) / median(twentyHand)))
 }
