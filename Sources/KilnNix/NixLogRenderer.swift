@@ -39,6 +39,8 @@ final class NixLogRenderer: @unchecked Sendable {
         switch object["action"] as? String {
         case "msg":
             guard let message = object["msg"] as? String, (object["level"] as? Int ?? 0) <= 3 else { return }
+            // Kiln keeps no GC roots on purpose (see the README); nix warns about it every time.
+            if message.contains("you did not specify '--add-root'") { return }
             sink.write(Array((message + "\n").utf8))
         case "start" where (object["type"] as? Int) == 105:
             let fields = object["fields"] as? [Any] ?? []

@@ -59,6 +59,25 @@ struct ExecutorFeatureTests {
         }
     }
 
+    @Test(.timeLimit(.minutes(2))) func logCapKeepsHeadAndTailOfARealBuild() async throws {
+        try await withTemporaryDirectory("kiln-cap") { directory in
+            let marker = Self.marker()
+            let chatty = "echo first-\(marker); i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done; echo last-\(marker); $bb mkdir $out"
+            try TestFlake(packages: ["chatty\(marker)": chatty]).write(to: directory.appending("src"))
+            let path = directory.appending("job.log")
+            let log = try JobLogFile(path: path, cap: 16 << 10)
+            let report = await executor.run(job(.installables([".#chatty\(marker)"]), in: directory.appending("src")), log: log, stop: StopSignal())
+            log.close()
+            #expect(report.outcome == .succeeded)
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            #expect(text.contains("first-\(marker)"))
+            #expect(text.contains("last-\(marker)"))
+            #expect(text.contains("of output omitted"))
+            #expect(!text.contains("line-1500\n"))
+            #expect(text.utf8.count < 20 << 10)
+        }
+    }
+
     @Test(.timeLimit(.minutes(2))) func jobsSharingADerivationBuildItOnce() async throws {
         try await withTemporaryDirectory("kiln-shared") { directory in
             let marker = Self.marker()

@@ -32,24 +32,35 @@ func milliseconds(_ duration: Duration) -> Double {
 }
 
 func format(_ values: [Double]) -> String {
-    String(format: "median %.1f ms (min %.1f, max %.1f, n=%d)", median(values), values.min() ?? 0, values.max() ?? 0, values.count)
+    if median(values) < 1 {
+        return String(format: "median %.0f µs (min %.0f, max %.0f, n=%d)", median(values) * 1000, (values.min() ?? 0) * 1000,
+            (values.max() ?? 0) * 1000, values.count)
+    }
+    return String(format: "median %.1f ms (min %.1f, max %.1f, n=%d)", median(values), values.min() ?? 0, values.max() ?? 0, values.count)
 }
 
 /// Runs a command to completion and returns how long it took; stops the bench if it fails.
+/// Uses posix_spawn and waitpid: Foundation's Process waits in run-loop steps, which blurs short timings.
 @discardableResult
 func timed(_ executable: String, _ arguments: [String], expectStatus: Int32 = 0) -> Double {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
     let start = clock.now
-    do { try process.run() } catch { fatalError("cannot run \(executable): \(error)") }
-    process.waitUntilExit()
-    guard process.terminationStatus == expectStatus else {
-        fatalError("\(executable) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+    guard posix_spawn(&pid, executable, &actions, nil, argv, environ) == 0 else { fatalError("cannot run \(executable)") }
+    var status: Int32 = 0
+    waitpid(pid, &status, 0)
+    let elapsed = milliseconds(clock.now - start)
+    let exitStatus = (status >> 8) & 0xFF
+    guard status & 0x7F == 0, exitStatus == expectStatus else {
+        fatalError("\(executable) \(arguments.joined(separator: " ")) ended with status \(status)")
     }
-    return milliseconds(clock.now - start)
+    return elapsed
 }
 
 func nixVersion() -> String {
