@@ -1,53 +1,6 @@
 import Foundation
 import KilnCore
 import KilnPipeline
-import Synchronization
-
-/// How Kiln runs nix.
-public struct NixSettings: Sendable, Hashable {
-    /// `nix` (looked up on PATH) or a path to it; `nix-store` and `nix-instantiate` are expected beside it.
-    public var binary: String
-    /// Extra `--option NAME VALUE` pairs (e.g. `substituters`, `builders`); never `sandbox` or `sandbox-fallback`.
-    public var options: [String: String]
-    /// Time between SIGINT and SIGKILL when stopping a job.
-    public var killGrace: Duration
-    /// Where trusted builds push their outputs; nil when there is no cache.
-    public var cache: CacheSettings?
-    /// Cap on each derivation's own log.
-    public var derivationLogCap: Int
-
-    /// Creates settings.
-    public init(
-        binary: String = "nix", options: [String: String] = [:], killGrace: Duration = .seconds(10),
-        cache: CacheSettings? = nil, derivationLogCap: Int = 16 << 20
-    ) {
-        self.binary = binary
-        self.options = options
-        self.killGrace = killGrace
-        self.cache = cache
-        self.derivationLogCap = derivationLogCap
-    }
-
-    /// Options no configuration may override.
-    public static let enforcedOptions = ["sandbox": "true", "sandbox-fallback": "false"]
-}
-
-/// A binary cache that trusted builds push to.
-public struct CacheSettings: Sendable, Hashable {
-    /// A nix store URL: `file:///var/cache/kiln`, `https://cache.example.org`, `s3://…`.
-    public var pushTo: String
-    /// The file holding the signing key (`nix key generate-secret`); its path, never its contents, reaches nix.
-    public var secretKeyFile: String
-    /// When true a failed push fails the job; otherwise it is only reported.
-    public var required: Bool
-
-    /// Creates cache settings.
-    public init(pushTo: String, secretKeyFile: String, required: Bool = false) {
-        self.pushTo = pushTo
-        self.secretKeyFile = secretKeyFile
-        self.required = required
-    }
-}
 
 /// Builds jobs with nix, always inside the Nix sandbox, and accounts for what they cost.
 ///
@@ -407,50 +360,4 @@ private struct Run {
             duration: ContinuousClock.now - started, cpuSeconds: cpuSeconds, peakMemoryKilobytes: peakKilobytes,
             cache: cache)
     }
-}
-
-/// What the local nix builds for, read once from `nix show-config`.
-struct HostInfo: Sendable, Hashable {
-    /// `system`.
-    var system: String
-    /// `system`, `extra-platforms`, and the systems of `builders`.
-    var systems: Set<String>
-
-    init(showConfig json: [UInt8]) {
-        let settings = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: [String: Any]] ?? [:]
-        system = settings["system"]?["value"] as? String ?? "x86_64-linux"
-        systems = [system]
-        if let extra = settings["extra-platforms"]?["value"] as? [String] { systems.formUnion(extra) }
-        if let builders = settings["builders"]?["value"] as? String {
-            systems.formUnion(Self.builderSystems(builders, local: system))
-        }
-    }
-
-    /// Systems named by a `builders` value: `uri sys1,sys2 key jobs …` entries separated by
-    /// `;` or newlines; `@FILE` reads FILE. A builder without systems builds the local one.
-    static func builderSystems(_ builders: String, local: String) -> Set<String> {
-        var text = builders.trimmingCharacters(in: .whitespaces)
-        if text.hasPrefix("@") {
-            text = (try? String(contentsOfFile: String(text.dropFirst()), encoding: .utf8)) ?? ""
-        }
-        var systems: Set<String> = []
-        for entry in text.split(whereSeparator: { $0 == ";" || $0 == "\n" }) {
-            let fields = entry.split(separator: " ", omittingEmptySubsequences: true)
-            guard let uri = fields.first, !uri.hasPrefix("#") else { continue }
-            if fields.count > 1, fields[1] != "-" {
-                systems.formUnion(fields[1].split(separator: ",").map(String.init))
-            } else {
-                systems.insert(local)
-            }
-        }
-        return systems
-    }
-}
-
-/// The host's description, kept after the first `nix show-config`.
-final class HostInfoCache: Sendable {
-    private let value = Mutex<HostInfo?>(nil)
-
-    func load() -> HostInfo? { value.withLock { $0 } }
-    func store(_ info: HostInfo) { value.withLock { $0 = info } }
 }

@@ -1,0 +1,47 @@
+import Foundation
+
+/// How Kiln runs nix.
+public struct NixSettings: Sendable, Hashable {
+    /// `nix` (looked up on PATH) or a path to it; `nix-store` and `nix-instantiate` are expected beside it.
+    public var binary: String
+    /// Extra `--option NAME VALUE` pairs (e.g. `substituters`, `builders`); never `sandbox` or `sandbox-fallback`.
+    public var options: [String: String]
+    /// Time between SIGINT and SIGKILL when stopping a job.
+    public var killGrace: Duration
+    /// Where trusted builds push their outputs; nil when there is no cache.
+    public var cache: CacheSettings?
+    /// Cap on each derivation's own log.
+    public var derivationLogCap: Int
+
+    /// Creates settings.
+    public init(
+        binary: String = "nix", options: [String: String] = [:], killGrace: Duration = .seconds(10),
+        cache: CacheSettings? = nil, derivationLogCap: Int = 16 << 20
+    ) {
+        self.binary = binary
+        self.options = options
+        self.killGrace = killGrace
+        self.cache = cache
+        self.derivationLogCap = derivationLogCap
+    }
+
+    /// Options no configuration may override.
+    public static let enforcedOptions = ["sandbox": "true", "sandbox-fallback": "false"]
+}
+
+/// A binary cache that trusted builds push to.
+public struct CacheSettings: Sendable, Hashable {
+    /// A nix store URL: `file:///var/cache/kiln`, `https://cache.example.org`, `s3://…`.
+    public var pushTo: String
+    /// The file holding the signing key (`nix key generate-secret`); its path, never its contents, reaches nix.
+    public var secretKeyFile: String
+    /// When true a failed push fails the job; otherwise it is only reported.
+    public var required: Bool
+
+    /// Creates cache settings.
+    public init(pushTo: String, secretKeyFile: String, required: Bool = false) {
+        self.pushTo = pushTo
+        self.secretKeyFile = secretKeyFile
+        self.required = required
+    }
+}
