@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnForges
 import KilnNix
 import KilnPipeline
 
@@ -67,7 +68,7 @@ struct ConfigReader {
     }
 
     mutating func server(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Server? {
-        let keys = mapping(node, ["listen", "public-url", "max-body-bytes"])
+        let keys = mapping(node, ["listen", "public-url", "max-body-bytes", "admin-token-file"])
         let listenText = text(keys, "listen", path) ?? "127.0.0.1:8080"
         guard let (host, port) = Self.hostAndPort(listenText) else {
             report(keys["listen"], path + ["listen"], "'\(listenText)' is not HOST:PORT (for example 127.0.0.1:8080)")
@@ -79,7 +80,8 @@ struct ConfigReader {
             report(keys["public-url"], path + ["public-url"], "'\(publicURL)' is not an http(s) URL")
         }
         let maxBody = integer(keys, "max-body-bytes", path, in: 1024...(1 << 30)) ?? 26_214_400
-        return KilnConfiguration.Server(host: host, port: port, publicURL: publicURL, maxBodyBytes: maxBody)
+        let adminToken = text(keys, "admin-token-file", path).flatMap { readSecret($0, keys["admin-token-file"], path + ["admin-token-file"]) }
+        return KilnConfiguration.Server(host: host, port: port, publicURL: publicURL, maxBodyBytes: maxBody, adminToken: adminToken)
     }
 
     mutating func storage(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Storage? {
@@ -151,6 +153,12 @@ struct ConfigReader {
             limits: JobLimits(defaultTimeout: defaultTimeout, maxTimeout: maxTimeout, defaultMaxSilent: defaultSilent))
     }
 
+    /// Keys that only some forge types take.
+    static let typeKeys: [String: [KilnConfiguration.ForgeType]] = [
+        "git-url": [.bitbucketCloud], "signing-token-files": [.gitlab], "token-kind": [.gitlab], "app-id": [.github],
+        "app-private-key-file": [.github],
+    ]
+
     mutating func forges(_ node: YAMLNode?, path: [String]) -> [KilnConfiguration.Forge]? {
         guard let node, !node.isNull else {
             ownProblems.append("\(file): forges: add at least one forge (see config/kiln.yaml for an example)")
@@ -159,48 +167,94 @@ struct ConfigReader {
         guard let entries = yaml.mapping(node, allowed: nil) else { return nil }
         var forges: [KilnConfiguration.Forge] = []
         for (name, value) in entries {
-            let here = path + [name]
-            guard name.range(of: "^[a-z0-9][a-z0-9-]{0,39}$", options: .regularExpression) != nil else {
-                yaml.report(value, "forge name '\(name)' must be lowercase letters, digits and '-' (it is part of the webhook URL)", code: .invalidValue)
-                continue
-            }
-            let keys = mapping(value, ["type", "api-url", "webhook-secret-files", "token-file", "status-api"])
-            guard let typeText = text(keys, "type", here, required: true) else { continue }
-            guard let type = KilnConfiguration.ForgeType(rawValue: typeText) else {
-                report(keys["type"], here + ["type"],
-                    "'\(typeText)' is not a forge type Kiln supports yet; supported: \(KilnConfiguration.ForgeType.allCases.map(\.rawValue).joined(separator: ", "))")
-                continue
-            }
-            let statusText = text(keys, "status-api", here) ?? "statuses"
-            guard let statusAPI = KilnConfiguration.StatusAPI(rawValue: statusText) else {
-                report(keys["status-api"], here + ["status-api"],
-                    "'\(statusText)' is not one of: \(KilnConfiguration.StatusAPI.allCases.map(\.rawValue).joined(separator: ", "))")
-                continue
-            }
-            var apiURL = text(keys, "api-url", here) ?? "https://api.github.com"
-            if apiURL.hasSuffix("/") { apiURL.removeLast() }
-            if !(apiURL.hasPrefix("https://") || apiURL.hasPrefix("http://")) || URL(string: apiURL)?.host == nil {
-                report(keys["api-url"], here + ["api-url"], "'\(apiURL)' is not an http(s) URL")
-            }
-            var secrets: [Secret] = []
-            if let list = keys["webhook-secret-files"] {
-                for (secretPath, item) in yaml.stringList(list, allowSingle: true) ?? [] {
-                    if let secret = readSecret(secretPath, item, item.path) { secrets.append(secret) }
-                }
-            } else {
-                report(node, here + ["webhook-secret-files"],
-                    "is required: list the files holding the webhook secret(s); Kiln refuses unsigned webhooks")
-            }
-            let tokenPath = text(keys, "token-file", here)
-            let token = tokenPath.flatMap { readSecret($0, keys["token-file"], here + ["token-file"]) }
-            if tokenPath == nil, statusAPI != .none {
-                report(value, here + ["token-file"], "is required to post statuses; set it, or set status-api: none")
-            }
-            forges.append(
-                KilnConfiguration.Forge(
-                    name: name, type: type, apiURL: apiURL, webhookSecrets: secrets, token: token, statusAPI: statusAPI))
+            if let forge = self.forge(name, value, path: path + [name]) { forges.append(forge) }
         }
         return forges
+    }
+
+    mutating func forge(_ name: String, _ value: YAMLNode, path here: [String]) -> KilnConfiguration.Forge? {
+        guard name.range(of: "^[a-z0-9][a-z0-9-]{0,39}$", options: .regularExpression) != nil else {
+            yaml.report(value, "forge name '\(name)' must be lowercase letters, digits and '-' (it is part of the webhook URL)", code: .invalidValue)
+            return nil
+        }
+        let keys = mapping(
+            value,
+            ["type", "api-url", "git-url", "webhook-secret-files", "signing-token-files", "token-file", "token-kind", "app-id",
+             "app-private-key-file", "status-api"])
+        guard let typeText = text(keys, "type", here, required: true) else { return nil }
+        guard let type = KilnConfiguration.ForgeType(rawValue: typeText) else {
+            report(keys["type"], here + ["type"],
+                "'\(typeText)' is not a forge type; one of: \(KilnConfiguration.ForgeType.allCases.map(\.rawValue).joined(separator: ", "))")
+            return nil
+        }
+        for (key, types) in Self.typeKeys where keys[key] != nil && !types.contains(type) {
+            report(keys[key], here + [key], "applies only to \(types.map(\.rawValue).joined(separator: ", ")) forges, not \(type.rawValue)")
+        }
+        let statusText = text(keys, "status-api", here) ?? "statuses"
+        guard let statusAPI = KilnConfiguration.StatusAPI(rawValue: statusText) else {
+            report(keys["status-api"], here + ["status-api"],
+                "'\(statusText)' is not one of: \(KilnConfiguration.StatusAPI.allCases.map(\.rawValue).joined(separator: ", "))")
+            return nil
+        }
+        guard let apiURL = url(keys, "api-url", here, default: type.defaultURL) else {
+            if keys["api-url"] == nil { report(value, here + ["api-url"], "is required for \(type.rawValue) forges: the instance's URL") }
+            return nil
+        }
+        let gitURL = url(keys, "git-url", here, default: "https://bitbucket.org") ?? "https://bitbucket.org"
+        let secrets = secretList(keys, "webhook-secret-files", here)
+        let signingTokens = secretList(keys, "signing-token-files", here)
+        if keys["webhook-secret-files"] == nil, signingTokens.isEmpty {
+            report(value, here + ["webhook-secret-files"],
+                "is required: list the files holding the webhook secret(s); Kiln refuses unsigned webhooks")
+        }
+        for (token, at) in zip(signingTokens, 0...) where !GitLabForge.isSigningToken(token) {
+            report(keys["signing-token-files"], here + ["signing-token-files", "[\(at)]"], "is not a signing token (whsec_<base64>)")
+        }
+        let token = text(keys, "token-file", here).flatMap { readSecret($0, keys["token-file"], here + ["token-file"]) }
+        let kind = text(keys, "token-kind", here) ?? "private-token"
+        if !["private-token", "bearer"].contains(kind) {
+            report(keys["token-kind"], here + ["token-kind"], "'\(kind)' is not one of: private-token, bearer")
+        }
+        var app: KilnConfiguration.GitHubAppCredentials?
+        if let appID = text(keys, "app-id", here) {
+            if let keyPath = text(keys, "app-private-key-file", here, required: true),
+                let privateKey = readSecret(keyPath, keys["app-private-key-file"], here + ["app-private-key-file"])
+            {
+                app = KilnConfiguration.GitHubAppCredentials(appID: appID, privateKey: privateKey)
+            }
+        } else if keys["app-private-key-file"] != nil {
+            report(keys["app-private-key-file"], here + ["app-id"], "is required with app-private-key-file: the App's id or client id")
+        }
+        if statusAPI == .checks, keys["app-id"] == nil {
+            report(keys["status-api"], here + ["status-api"], "checks needs a GitHub App: set app-id and app-private-key-file")
+        }
+        if keys["token-file"] == nil, keys["app-id"] == nil, statusAPI != .none {
+            report(value, here + ["token-file"], "is required to post statuses; set it, or set status-api: none")
+        }
+        return KilnConfiguration.Forge(
+            name: here.last ?? "", type: type, apiURL: apiURL, gitURL: gitURL, webhookSecrets: secrets,
+            signingTokens: signingTokens, token: token, bearerToken: kind == "bearer", app: app, statusAPI: statusAPI)
+    }
+
+    /// An http(s) URL without a trailing slash; `default` when the key is absent.
+    mutating func url(_ keys: [String: YAMLNode], _ key: String, _ path: [String], default fallback: String?) -> String? {
+        guard var value = text(keys, key, path) ?? fallback else { return nil }
+        if value.hasSuffix("/") { value.removeLast() }
+        guard value.hasPrefix("https://") || value.hasPrefix("http://") || value.hasPrefix("file://"),
+            URL(string: value) != nil
+        else {
+            report(keys[key], path + [key], "'\(value)' is not an http(s) URL")
+            return nil
+        }
+        return value
+    }
+
+    /// The secrets in a list of files.
+    mutating func secretList(_ keys: [String: YAMLNode], _ key: String, _ path: [String]) -> [Secret] {
+        guard let list = keys[key] else { return [] }
+        return (yaml.stringList(list, allowSingle: true) ?? []).compactMap { secretPath, item in
+            readSecret(secretPath, item, item.path)
+        }
     }
 
     mutating func repositories(_ node: YAMLNode?, path: [String], forges: [KilnConfiguration.Forge])
@@ -214,29 +268,41 @@ struct ConfigReader {
         var repositories: [KilnConfiguration.Repository] = []
         var seen: Set<String> = []
         for item in items {
-            let keys = mapping(item, ["forge", "name", "clone-url", "forks"])
+            let keys = mapping(item, ["forge", "name", "clone-url", "forks", "pull-requests"])
             let here = item.path
             guard let forge = text(keys, "forge", here, required: true), let name = text(keys, "name", here, required: true),
                 let cloneText = text(keys, "clone-url", here, required: true)
             else { continue }
-            if !forges.contains(where: { $0.name == forge }) {
+            let type = forges.first { $0.name == forge }?.type
+            if type == nil {
                 report(keys["forge"], here + ["forge"], "no forge named '\(forge)' under forges")
             }
-            if name.range(of: "^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", options: .regularExpression) == nil {
-                report(keys["name"], here + ["name"], "'\(name)' is not owner/name")
+            // GitLab names may have subgroups; Bitbucket Data Center's personal projects start with '~'.
+            let pattern =
+                type == .gitlab ? "^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$"
+                : type == .bitbucketServer ? "^~?[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$" : "^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+            if name.range(of: pattern, options: .regularExpression) == nil {
+                report(keys["name"], here + ["name"], type == .gitlab ? "'\(name)' is not group/name" : "'\(name)' is not owner/name")
             }
             if !seen.insert("\(forge)/\(name.lowercased())").inserted {
                 report(keys["name"], here + ["name"], "'\(name)' is configured twice for forge '\(forge)'")
             }
             let cloneURL = self.cloneURL(cloneText, keys["clone-url"], here + ["clone-url"])
             let forksText = text(keys, "forks", here) ?? "require-approval"
-            guard let forks = KilnConfiguration.ForkPolicy(rawValue: forksText) else {
+            guard let forks = ForkPolicy(rawValue: forksText) else {
                 report(keys["forks"], here + ["forks"],
-                    "'\(forksText)' is not one of: \(KilnConfiguration.ForkPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+                    "'\(forksText)' is not one of: \(ForkPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+                continue
+            }
+            let modeText = text(keys, "pull-requests", here) ?? "merge"
+            guard let mode = PullRequestMode(rawValue: modeText) else {
+                report(keys["pull-requests"], here + ["pull-requests"],
+                    "'\(modeText)' is not one of: \(PullRequestMode.allCases.map(\.rawValue).joined(separator: ", "))")
                 continue
             }
             if let cloneURL {
-                repositories.append(KilnConfiguration.Repository(forge: forge, name: name, cloneURL: cloneURL, forks: forks))
+                repositories.append(
+                    KilnConfiguration.Repository(forge: forge, name: name, cloneURL: cloneURL, forks: forks, pullRequests: mode))
             }
         }
         return repositories

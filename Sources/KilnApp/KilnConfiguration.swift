@@ -15,6 +15,8 @@ public struct KilnConfiguration: Sendable {
         public var publicURL: String
         /// Largest webhook body accepted (413 above).
         public var maxBodyBytes: Int
+        /// The control API's bearer token (approvals, cancel, re-run); nil turns the API off.
+        public var adminToken: Secret?
     }
 
     /// `storage`.
@@ -39,8 +41,10 @@ public struct KilnConfiguration: Sendable {
 
     /// Which API a forge's statuses go to.
     public enum StatusAPI: String, Sendable, Hashable, CaseIterable {
-        /// The commit status API.
+        /// The commit status (or build status) API.
         case statuses
+        /// GitHub check runs (a GitHub App only).
+        case checks
         /// Nowhere: statuses are recorded and shown on the build page only.
         case none
     }
@@ -49,6 +53,51 @@ public struct KilnConfiguration: Sendable {
     public enum ForgeType: String, Sendable, Hashable, CaseIterable {
         /// GitHub and GitHub Enterprise Server.
         case github
+        /// GitLab.com and self-managed GitLab.
+        case gitlab
+        /// Bitbucket Cloud (bitbucket.org).
+        case bitbucketCloud = "bitbucket-cloud"
+        /// Bitbucket Data Center / Server.
+        case bitbucketServer = "bitbucket-server"
+        /// Gitea and Forgejo.
+        case gitea
+
+        /// The API (or instance) URL when none is configured; nil when one must be.
+        var defaultURL: String? {
+            switch self {
+            case .github: return "https://api.github.com"
+            case .gitlab: return "https://gitlab.com"
+            case .bitbucketCloud: return "https://api.bitbucket.org"
+            case .bitbucketServer, .gitea: return nil
+            }
+        }
+
+        /// The user name sent with a token when git fetches over https.
+        var cloneUser: String {
+            switch self {
+            case .github, .gitea: return "x-access-token"
+            case .gitlab: return "oauth2"
+            case .bitbucketCloud, .bitbucketServer: return "x-token-auth"
+            }
+        }
+
+        /// How pull request heads are fetched from this kind of forge.
+        func pullRequestFetch(gitURL: String) -> PullRequestFetch {
+            switch self {
+            case .github, .gitea: return .ref("refs/pull/%d/head")
+            case .gitlab: return .ref("refs/merge-requests/%d/head")
+            case .bitbucketServer: return .ref("refs/pull-requests/%d/from")
+            case .bitbucketCloud: return .forkBranch(base: gitURL)
+            }
+        }
+    }
+
+    /// A GitHub App's credentials.
+    public struct GitHubAppCredentials: Sendable, Hashable {
+        /// The App's id (or client id), the JWT's issuer.
+        public var appID: String
+        /// The App's private key, PEM.
+        public var privateKey: Secret
     }
 
     /// One entry of `forges`.
@@ -57,36 +106,36 @@ public struct KilnConfiguration: Sendable {
         public var name: String
         /// Kind of forge.
         public var type: ForgeType
-        /// API base URL.
+        /// The API URL (GitHub, Bitbucket Cloud) or the instance URL (GitLab, Bitbucket Data Center, Gitea).
         public var apiURL: String
-        /// Webhook secrets (several during rotation).
+        /// Where forks are cloned from (Bitbucket Cloud): `<git-url>/<owner>/<name>.git`.
+        public var gitURL: String
+        /// Webhook secrets (several during rotation); GitLab's secret tokens.
         public var webhookSecrets: [Secret]
+        /// GitLab signing tokens (`whsec_…`).
+        public var signingTokens: [Secret]
         /// API token (also used to fetch https clone URLs).
         public var token: Secret?
+        /// GitLab: send the token as `Authorization: Bearer` instead of `PRIVATE-TOKEN`.
+        public var bearerToken: Bool
+        /// A GitHub App, instead of a token.
+        public var app: GitHubAppCredentials?
         /// Where statuses go.
         public var statusAPI: StatusAPI
-    }
-
-    /// What to do with pull requests from forks.
-    public enum ForkPolicy: String, Sendable, Hashable, CaseIterable {
-        /// Build them.
-        case build
-        /// Build after an administrator approves the exact head commit.
-        case requireApproval = "require-approval"
-        /// Never build them.
-        case ignore
     }
 
     /// One entry of `repositories`.
     public struct Repository: Sendable, Hashable {
         /// Name of the forge it lives on.
         public var forge: String
-        /// `owner/name`.
+        /// `owner/name` (GitLab: `group/subgroup/name`; Bitbucket Data Center: `PROJECT/slug`).
         public var name: String
         /// Where Kiln fetches from.
         public var cloneURL: String
         /// Fork pull request policy.
         public var forks: ForkPolicy
+        /// What pull request builds build.
+        public var pullRequests: PullRequestMode
     }
 
     /// `server`.

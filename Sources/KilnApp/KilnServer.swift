@@ -11,6 +11,43 @@ import ServiceLifecycle
 
 /// The one place where implementations are chosen and wired into a `ServiceGroup`.
 public enum KilnServer {
+    /// The adapter of a configured forge, and how git authenticates to its repositories.
+    static func makeForge(_ forge: KilnConfiguration.Forge) throws -> (any Forge, GitCredentials) {
+        let user = forge.type.cloneUser
+        let credentials = forge.token.map { GitCredentials.token(user: user, $0) } ?? .none
+        switch forge.type {
+        case .github:
+            if let app = forge.app {
+                let github = try GitHubApp(appID: app.appID, privateKeyPEM: app.privateKey.value, apiURL: forge.apiURL)
+                let adapter = GitHubForge(
+                    settings: .init(
+                        apiURL: forge.apiURL, webhookSecrets: forge.webhookSecrets, credentials: .app(github),
+                        checkRuns: forge.statusAPI == .checks))
+                return (adapter, .source(user: user, github))
+            }
+            return (GitHubForge(settings: .init(apiURL: forge.apiURL, webhookSecrets: forge.webhookSecrets, token: forge.token)), credentials)
+        case .gitlab:
+            return (
+                GitLabForge(
+                    settings: .init(
+                        url: forge.apiURL, webhookSecrets: forge.webhookSecrets, signingTokens: forge.signingTokens,
+                        token: forge.token, bearerToken: forge.bearerToken)), credentials
+            )
+        case .bitbucketCloud:
+            return (
+                BitbucketCloudForge(settings: .init(apiURL: forge.apiURL, webhookSecrets: forge.webhookSecrets, token: forge.token)),
+                credentials
+            )
+        case .bitbucketServer:
+            return (
+                BitbucketServerForge(settings: .init(url: forge.apiURL, webhookSecrets: forge.webhookSecrets, token: forge.token)),
+                credentials
+            )
+        case .gitea:
+            return (GiteaForge(settings: .init(url: forge.apiURL, webhookSecrets: forge.webhookSecrets, token: forge.token)), credentials)
+        }
+    }
+
     /// `kiln gc`: removes builds and logs older than `storage.retention` once; returns how many builds and jobs went.
     public static func collectGarbage(_ configuration: KilnConfiguration, logger: Logger) async throws -> (builds: Int, jobs: Int) {
         let store = try SQLiteStore(path: configuration.storage.dataDirectory + "/kiln.sqlite")
@@ -40,20 +77,22 @@ public enum KilnServer {
         let ids = try await store.syncRepositories(configuration.repositories.map { ($0.forge, $0.name) })
 
         var forges: [String: any Forge] = [:]
+        var gitCredentials: [String: GitCredentials] = [:]
         for forge in configuration.forges {
-            switch forge.type {
-            case .github:
-                forges[forge.name] = GitHubForge(
-                    settings: .init(apiURL: forge.apiURL, webhookSecrets: forge.webhookSecrets, token: forge.token))
-            }
+            let (adapter, credentials) = try makeForge(forge)
+            forges[forge.name] = adapter
+            gitCredentials[forge.name] = credentials
         }
         var endpoints: [String: ForgeEndpoint] = [:]
-        var sources: [RepositoryID: RepositorySource] = [:]
+        var repositoryConfigs: [RepositoryID: RepositoryConfig] = [:]
         for (repository, id) in zip(configuration.repositories, ids) {
-            let forge = configuration.forges.first { $0.name == repository.forge }
+            guard let forge = configuration.forges.first(where: { $0.name == repository.forge }) else { continue }
             endpoints[repository.forge, default: ForgeEndpoint(forge: forges[repository.forge]!, repositories: [:])]
-                .repositories[repository.name.lowercased()] = RepositoryRef(id: id, name: repository.name)
-            sources[id] = RepositorySource(id: id, name: repository.name, cloneURL: repository.cloneURL, token: forge?.token)
+                .repositories[repository.name.lowercased()] = RepositoryRef(id: id, name: repository.name, forks: repository.forks)
+            let source = RepositorySource(
+                id: id, name: repository.name, cloneURL: repository.cloneURL,
+                credentials: gitCredentials[forge.name] ?? .none, pullRequestFetch: forge.type.pullRequestFetch(gitURL: forge.gitURL))
+            repositoryConfigs[id] = RepositoryConfig(source: source, forks: repository.forks, pullRequests: repository.pullRequests)
         }
         for forge in configuration.forges where endpoints[forge.name] == nil {
             endpoints[forge.name] = ForgeEndpoint(forge: forges[forge.name]!, repositories: [:])
@@ -63,21 +102,24 @@ public enum KilnServer {
         let health = HealthState()
         let progress = ProgressBoard()
         let paths = WorkerPaths(dataDirectory: dataDirectory)
-        let intake = WebhookIntake(endpoints: endpoints, store: store, planning: bells.planning, logger: logger)
+        let running = RunningJobs()
+        let intake = WebhookIntake(
+            endpoints: endpoints, store: store, running: running, planning: bells.planning, logger: logger)
         let worker = BuildWorker(
             store: store, source: GitMirrors(root: dataDirectory + "/mirrors"),
-            executor: executor ?? NixExecutor(settings: configuration.nix.settings), repositories: sources,
+            executor: executor ?? NixExecutor(settings: configuration.nix.settings), repositories: repositoryConfigs,
             settings: WorkerSettings(
                 limits: configuration.nix.limits, maxParallelJobs: configuration.nix.maxParallelJobs,
                 logCapBytes: configuration.storage.maxLogBytes, paths: paths),
-            bells: bells, health: health, progress: progress, logger: logger)
+            bells: bells, health: health, progress: progress, running: running, logger: logger)
         let reporter = StatusReporter(
             store: store, forges: forges,
             recordOnly: Set(configuration.forges.filter { $0.statusAPI == .none }.map(\.name)),
             publicURL: configuration.server.publicURL, bell: bells.statuses, logger: logger)
         let router = KilnRouter.make(
             HTTPDependencies(
-                intake: intake, store: store, health: health, progress: progress, databaseWritable: { await store.isWritable() }, paths: paths,
+                intake: intake, store: store, running: running, planning: bells.planning,
+                adminToken: configuration.server.adminToken, health: health, progress: progress, databaseWritable: { await store.isWritable() }, paths: paths,
                 maxBodyBytes: configuration.server.maxBodyBytes, publicURL: configuration.server.publicURL))
         let application = Application(
             router: router,

@@ -9,12 +9,15 @@ public struct StatusUpdate: Sendable, Hashable, Codable {
     public var state: StatusState
     /// The description.
     public var description: String
+    /// A markdown account for forges that show one (GitHub check runs).
+    public var details: String?
 
     /// Creates an update.
-    public init(context: String, state: StatusState, description: String) {
+    public init(context: String, state: StatusState, description: String, details: String? = nil) {
         self.context = context
         self.state = state
         self.description = description
+        self.details = details
     }
 
     /// The aggregate context.

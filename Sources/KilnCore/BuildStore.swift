@@ -9,19 +9,21 @@ public struct NewDelivery: Sendable, Hashable {
     public var deliveryID: String
     /// The configured repository.
     public var repositoryID: RepositoryID
-    /// `owner/name`.
+    /// `owner/name`, as the configuration spells it.
     public var repository: String
-    /// The pushed ref.
+    /// The pushed ref; for pull requests, the source branch.
     public var ref: GitRef
-    /// The commit to build.
+    /// The commit to build (for pull requests, the head; possibly a prefix until fetched).
     public var sha: String
     /// The ref's previous commit, for changed files; nil when unknown.
     public var before: String?
+    /// The pull request, for pull request builds.
+    public var pullRequest: PullRequestInfo?
 
     /// Creates a delivery.
     public init(
         forge: String, deliveryID: String, repositoryID: RepositoryID, repository: String, ref: GitRef, sha: String,
-        before: String? = nil
+        before: String? = nil, pullRequest: PullRequestInfo? = nil
     ) {
         self.forge = forge
         self.deliveryID = deliveryID
@@ -30,6 +32,28 @@ public struct NewDelivery: Sendable, Hashable {
         self.ref = ref
         self.sha = sha
         self.before = before
+        self.pullRequest = pullRequest
+    }
+}
+
+/// What the worker learned about a build's commits while planning it.
+public struct BuildResolution: Sendable, Hashable {
+    /// The full head commit (Bitbucket Cloud sends only a prefix).
+    public var sha: String
+    /// The commit checked out for jobs: a merge commit for pull requests built merged.
+    public var builtSHA: String
+    /// Whether the build may use its own pipeline file and the cache.
+    public var trusted: Bool
+    /// The tree the build builds, with the pipeline file's digest: builds with the same key
+    /// share their result.
+    public var treeKey: String?
+
+    /// Creates a resolution.
+    public init(sha: String, builtSHA: String, trusted: Bool, treeKey: String?) {
+        self.sha = sha
+        self.builtSHA = builtSHA
+        self.trusted = trusted
+        self.treeKey = treeKey
     }
 }
 
@@ -37,10 +61,15 @@ public struct NewDelivery: Sendable, Hashable {
 public enum PlanningResult: Sendable, Hashable {
     /// These jobs were queued.
     case planned([PlannedJob])
+    /// An identical earlier build (same tree and pipeline file) ended: its results are this build's.
+    case reused(BuildID)
     /// Nothing to build: the build ends skipped. With `announce` (`[skip ci]`) one final
     /// `kiln` status says so; without (the `on` filters exclude the event) nothing is posted.
     case skipped(reason: String, announce: Bool)
-    /// The pipeline file is missing or invalid: one final failure status, no jobs.
+    /// A fork's pull request waits for an administrator; one pending `kiln` status says so.
+    case awaitingApproval(reason: String)
+    /// The pipeline file is missing or invalid, or the merge conflicts: one final failure
+    /// status, no jobs.
     case invalid(summary: String, diagnostics: [String])
     /// Kiln could not fetch or read the commit: one final error status, no jobs.
     case errored(String)
@@ -89,10 +118,33 @@ public enum StatusDeliveryResult: Sendable, Hashable {
     case dropped(error: String)
 }
 
-/// Durable state: deliveries, builds, jobs and the status outbox.
-///
-/// Every method is one transaction and safe to call concurrently. Errors are
-/// `StoreError` (the database failed); expected outcomes are return values.
+/// Which builds replace each other: later builds of the same branch, or of the same pull request.
+public enum BuildKey: Sendable, Hashable {
+    /// Pushes of this full ref.
+    case ref(String)
+    /// Builds of this pull request.
+    case pullRequest(Int)
+
+    /// The key of a build.
+    public init(_ build: BuildRecord) {
+        self = build.pullRequest.map { .pullRequest($0.number) } ?? .ref(build.ref)
+    }
+}
+
+/// What an approval came to.
+public enum ApprovalResult: Sendable, Hashable {
+    /// Approved; the build is queued again and builds.
+    case approved(BuildRecord)
+    /// No such build.
+    case notFound
+    /// The build is not waiting for approval (it is in this state).
+    case notAwaiting(BuildState)
+    /// The build waits for a different head commit than the one approved.
+    case differentCommit(current: String)
+}
+
+/// The life of builds and jobs. Each method is one transaction and safe to call
+/// concurrently; errors mean the database failed, outcomes are return values.
 public protocol BuildStore: Sendable {
     /// Records the delivery and its queued build, or returns the build of an earlier
     /// delivery with the same id (`isNew` false) and changes nothing.
@@ -101,28 +153,70 @@ public protocol BuildStore: Sendable {
     /// Moves the oldest queued build to planning and returns it; nil when none waits.
     func claimBuildToPlan() async throws -> BuildRecord?
 
-    /// Ends planning: queues the jobs (or ends the build) and enqueues the statuses this implies.
-    func finishPlanning(_ buildID: BuildID, _ result: PlanningResult, at now: Date) async throws
+    /// Ends planning: records what was resolved, queues the jobs (or ends the build), and
+    /// enqueues the statuses this implies.
+    func finishPlanning(_ buildID: BuildID, _ result: PlanningResult, resolution: BuildResolution?, at now: Date) async throws
 
     /// Starts the oldest queued job whose needs are satisfied and whose `min-memory` fits in
     /// `freeMemory` bytes; nil when none can start.
     func claimRunnableJob(at now: Date, freeMemory: Int) async throws -> ClaimedJob?
 
-    /// Records a job's end, skips what can no longer run, concludes the build if it is over,
-    /// and enqueues the statuses. Returns the build as it now stands.
-    func finishJob(_ jobID: JobID, _ report: JobReport, at now: Date) async throws -> BuildRecord
+    /// Records a job's end (with a markdown account for forges that show one), skips what
+    /// can no longer run, concludes the build if it is over, and enqueues the statuses.
+    /// Returns the build as it now stands.
+    func finishJob(_ jobID: JobID, _ report: JobReport, details: String?, at now: Date) async throws -> BuildRecord
 
     /// After a restart: builds that were planning are queued again, running jobs are re-queued.
     /// Returns how many builds and jobs were recovered.
     func recoverInterrupted() async throws -> (builds: Int, jobs: Int)
 
+    /// Deletes builds that ended before `date`, with their jobs, deliveries and statuses.
+    /// Returns how many builds went, and the deleted jobs' ids, whose logs the caller removes.
+    func removeBuilds(endedBefore date: Date) async throws -> (builds: Int, jobs: [JobID])
+}
+
+/// Decisions across builds: superseding, cancelling, approving, running again.
+public protocol BuildControl: Sendable {
+    /// Unfinished builds of `key` in the repository, older than `build`.
+    func unfinishedBuilds(_ key: BuildKey, repository: RepositoryID, olderThan build: BuildID) async throws -> [BuildRecord]
+
+    /// Cancels unfinished builds: queued jobs and waiting builds end cancelled with their
+    /// statuses posted. Returns the running jobs, which the caller stops.
+    func cancel(_ builds: [BuildID], _ reason: CancelReason, at now: Date) async throws -> [JobID]
+
+    /// The head commit of the newest build of a pull request, if any.
+    func latestHead(pullRequest number: Int, repository: RepositoryID) async throws -> String?
+
+    /// Whether the head commit `sha` of a pull request was approved.
+    func isApproved(pullRequest number: Int, sha: String, repository: RepositoryID) async throws -> Bool
+
+    /// The build waiting for approval of commit `sha`, if one does.
+    func awaitingApproval(sha: String, repository: RepositoryID) async throws -> BuildID?
+
+    /// Approves the exact head commit a waiting build waits for, and queues the build again.
+    func approve(_ build: BuildID, sha: String, by approver: String, at now: Date) async throws -> ApprovalResult
+
+    /// A new build of the newest build of commit `sha`, as a re-run; nil when Kiln never built it.
+    /// Idempotent on the delivery id like `accept`.
+    func rerun(sha: String, repository: RepositoryID, forge: String, deliveryID: String, at now: Date) async throws
+        -> (buildID: BuildID, isNew: Bool)?
+
+    /// A finished (succeeded or failed) build with this tree key whose results can be reused.
+    func reusableBuild(treeKey: String, repository: RepositoryID, excluding build: BuildID) async throws -> BuildID?
+}
+
+/// The outbox of commit statuses.
+public protocol StatusOutbox: Sendable {
     /// Pending status entries due at `now`, oldest first, at most `limit`; and the time the
     /// next not-yet-due entry becomes due.
     func dueStatuses(at now: Date, limit: Int) async throws -> (due: [OutboxEntry], nextDue: Date?)
 
     /// Records what posting an entry came to.
     func recordStatusDelivery(_ entryID: Int64, _ result: StatusDeliveryResult, at now: Date) async throws
+}
 
+/// Reading builds for pages and the API.
+public protocol BuildQueries: Sendable {
     /// A build with its jobs and statuses; nil when there is no such build.
     func buildDetails(_ id: BuildID) async throws -> BuildDetails?
 
@@ -131,8 +225,7 @@ public protocol BuildStore: Sendable {
 
     /// The newest builds, newest first.
     func recentBuilds(limit: Int) async throws -> [BuildRecord]
-
-    /// Deletes builds that ended before `date`, with their jobs, deliveries and statuses.
-    /// Returns how many builds went, and the deleted jobs' ids, whose logs the caller removes.
-    func removeBuilds(endedBefore date: Date) async throws -> (builds: Int, jobs: [JobID])
 }
+
+/// Everything the server needs from its database.
+public typealias KilnStore = BuildStore & BuildControl & StatusOutbox & BuildQueries

@@ -60,21 +60,23 @@ public struct Doorbells: Sendable {
 /// Plans accepted builds (fetch, read `.kiln.yml`, filter, queue jobs) and runs their jobs,
 /// at most `maxParallelJobs` at once.
 public struct BuildWorker: Service {
-    private let store: any BuildStore
+    private let store: any BuildStore & BuildControl
     private let source: any SourceProvider
     private let executor: any Executor
-    private let repositories: [RepositoryID: RepositorySource]
+    private let repositories: [RepositoryID: RepositoryConfig]
     private let settings: WorkerSettings
     private let bells: Doorbells
     private let health: HealthState
     private let progress: ProgressBoard
+    private let running: RunningJobs
     private let logger: Logger
 
-    /// Creates the worker; running jobs' progress is posted on `progress`.
+    /// Creates the worker. Running jobs' progress is posted on `progress`; they are registered
+    /// in `running`, so that cancelling their build stops them.
     public init(
-        store: any BuildStore, source: any SourceProvider, executor: any Executor,
-        repositories: [RepositoryID: RepositorySource], settings: WorkerSettings, bells: Doorbells,
-        health: HealthState, progress: ProgressBoard, logger: Logger
+        store: any BuildStore & BuildControl, source: any SourceProvider, executor: any Executor,
+        repositories: [RepositoryID: RepositoryConfig], settings: WorkerSettings, bells: Doorbells,
+        health: HealthState, progress: ProgressBoard, running: RunningJobs, logger: Logger
     ) {
         self.store = store
         self.source = source
@@ -84,7 +86,14 @@ public struct BuildWorker: Service {
         self.bells = bells
         self.health = health
         self.progress = progress
+        self.running = running
         self.logger = logger
+    }
+
+    private var planner: BuildPlanner {
+        BuildPlanner(
+            store: store, source: source, repositories: repositories, limits: settings.limits, running: running,
+            logger: logger)
     }
 
     public func run() async throws {
@@ -137,9 +146,9 @@ public struct BuildWorker: Service {
     }
 
     private func plan(_ build: BuildRecord) async {
-        let result = await planningResult(build)
+        let (result, resolution) = await planner.plan(build)
         do {
-            try await store.finishPlanning(build.id, result, at: Date())
+            try await store.finishPlanning(build.id, result, resolution: resolution, at: Date())
         } catch {
             logger.error("could not record the plan", metadata: ["build.id": "\(build.id)", "error": "\(error)"])
             return
@@ -149,70 +158,12 @@ public struct BuildWorker: Service {
         bells.statuses.ring()
     }
 
-    private func planningResult(_ build: BuildRecord) async -> PlanningResult {
-        guard let repository = repositories[build.repositoryID] else {
-            return .errored("repository \(build.repository) is no longer configured")
-        }
-        guard let ref = GitRef(fullName: build.ref) else {
-            return .errored("cannot build ref \(build.ref): only branches and tags are built")
-        }
-        do {
-            try await source.fetch(repository, ref: build.ref, sha: build.sha)
-            let file = try await source.readFile(
-                repository, sha: build.sha, path: PipelineFile.name, maxBytes: PipelineFile.maxBytes)
-            let bytes: [UInt8]
-            switch file {
-            case .missing:
-                return .invalid(
-                    summary: "no \(PipelineFile.name) at \(CommitID.short(build.sha)); add one to build this repository",
-                    diagnostics: [])
-            case .tooLarge(let size):
-                let message =
-                    "\(PipelineFile.name): pipeline file is \(ByteCount.format(size)); the limit is \(ByteCount.format(PipelineFile.maxBytes))"
-                return .invalid(summary: message, diagnostics: [message])
-            case .contents(let contents):
-                bytes = contents
-            }
-            let spec: PipelineSpec
-            switch PipelineFile.parse(bytes) {
-            case .invalid(let diagnostics):
-                return Self.invalid(diagnostics)
-            case .valid(let valid):
-                spec = valid
-            }
-            let facts = try await source.commitFacts(repository, sha: build.sha, comparedTo: build.beforeSHA)
-            let event = PipelineEvent(.push(ref), changedFiles: facts.changedFiles, commitMessage: facts.message)
-            switch BuildPlan.make(spec, for: event, limits: settings.limits) {
-            case .skipped(let reason, let announce):
-                return .skipped(reason: reason, announce: announce)
-            case .invalid(let diagnostics):
-                return Self.invalid(diagnostics)
-            case .jobs(let jobs):
-                if let total = SystemMemory.total(),
-                    let greedy = jobs.first(where: { ($0.minMemory ?? 0) > total })
-                {
-                    let message =
-                        "job '\(greedy.name)' needs min-memory \(ByteCount.format(greedy.minMemory ?? 0)); this machine has \(ByteCount.format(total))"
-                    return .invalid(summary: message, diagnostics: [message])
-                }
-                return .planned(jobs)
-            }
-        } catch {
-            return .errored(error.message)
-        }
-    }
-
-    private static func invalid(_ diagnostics: [Diagnostic]) -> PlanningResult {
-        let formatted = diagnostics.map { $0.formatted(file: PipelineFile.name) }
-        var summary = formatted.first ?? "\(PipelineFile.name) is invalid"
-        if formatted.count > 1 { summary += " (and \(formatted.count - 1) more)" }
-        return .invalid(summary: summary, diagnostics: formatted)
-    }
-
     private static func describe(_ result: PlanningResult) -> String {
         switch result {
         case .planned(let jobs): return "\(jobs.count) jobs queued"
+        case .reused(let earlier): return "same tree and pipeline as build #\(earlier); its results reused"
         case .skipped(let reason, _): return "skipped: \(reason)"
+        case .awaitingApproval(let reason): return reason
         case .invalid(let summary, _): return "invalid: \(summary)"
         case .errored(let message): return "error: \(message)"
         }
@@ -226,7 +177,7 @@ public struct BuildWorker: Service {
         let target = settings.paths.workspace(job.id)
         try? FileManager.default.removeItem(atPath: target)
         let temporary = "\(settings.paths.workspaces)/.checkout-\(job.id)-\(UUID().uuidString)"
-        try await source.checkout(repository, sha: build.sha, into: temporary)
+        try await source.checkout(repository, sha: build.builtSHA ?? build.sha, into: temporary)
         guard rename(temporary, target) == 0 else {
             try? FileManager.default.removeItem(atPath: temporary)
             throw SourceError("could not move the work tree into place at \(target): errno \(errno)")
@@ -263,7 +214,8 @@ public struct BuildWorker: Service {
             return
         }
         do {
-            let updated = try await store.finishJob(job.id, report, at: Date())
+            let details = JobDetails.markdown(job, report, logTail: JobDetails.tail(of: settings.paths.log(job.id)))
+            let updated = try await store.finishJob(job.id, report, details: details, at: Date())
             metadata["outcome"] = "\(report.outcome)"
             logger.info("job finished", metadata: metadata.merging(["build.state": "\(updated.state.rawValue)"]) { $1 })
         } catch {
@@ -283,7 +235,7 @@ public struct BuildWorker: Service {
         }
         defer { log.close() }
         if job.attempt > 1 { log.note("attempt \(job.attempt): the previous one was interrupted by a restart") }
-        guard let repository = repositories[claimed.build.repositoryID] else {
+        guard let repository = repositories[claimed.build.repositoryID]?.source else {
             return JobReport(outcome: .errored("repository \(claimed.build.repository) is no longer configured"), duration: .zero)
         }
         let workspace: String
@@ -294,13 +246,17 @@ public struct BuildWorker: Service {
             return JobReport(outcome: .errored("checkout failed: \(error.message)"), duration: .zero)
         }
         defer { try? FileManager.default.removeItem(atPath: workspace) }
-        // Every build is a push of a configured repository, which is trusted with the cache.
+        // Untrusted builds (fork pull requests) never push to the cache.
         let run = JobRun(
             name: job.name, target: job.target, system: job.system, workspace: workspace, isPlainTree: true,
-            timeout: job.timeout, maxSilent: job.maxSilent, pushToCache: job.cachePush,
+            timeout: job.timeout, maxSilent: job.maxSilent, pushToCache: job.cachePush && claimed.build.trusted,
             derivationLogDirectory: settings.paths.derivationLogs(job.id))
-        defer { progress.remove(job.id) }
-        return await executor.run(run, log: ProgressSink(log: log, job: job.id, board: progress), stop: StopSignal())
+        let stop = running.start(job.id)
+        defer {
+            running.end(job.id)
+            progress.remove(job.id)
+        }
+        return await executor.run(run, log: ProgressSink(log: log, job: job.id, board: progress), stop: stop)
     }
 }
 

@@ -24,13 +24,16 @@ public struct CommitStatus: Sendable, Hashable, Codable {
     public var description: String
     /// The build page.
     public var targetURL: String
+    /// A longer account in markdown (outcome, time, outputs, log tail), for forges that show one.
+    public var details: String?
 
     /// Creates a status.
-    public init(context: String, state: StatusState, description: String, targetURL: String) {
+    public init(context: String, state: StatusState, description: String, targetURL: String, details: String? = nil) {
         self.context = context
         self.state = state
         self.description = description
         self.targetURL = targetURL
+        self.details = details
     }
 }
 
@@ -40,11 +43,15 @@ public struct CommitRef: Sendable, Hashable {
     public var repository: String
     /// Full commit id.
     public var sha: String
+    /// The branch the commit is on (a pull request's source branch), for forges that file
+    /// statuses under one; nil when unknown.
+    public var branch: String?
 
     /// Creates a commit reference.
-    public init(repository: String, sha: String) {
+    public init(repository: String, sha: String, branch: String? = nil) {
         self.repository = repository
         self.sha = sha
+        self.branch = branch
     }
 }
 

@@ -6,6 +6,8 @@ public enum CancelReason: Sendable, Hashable {
     case superseded(by: String)
     /// Kiln is shutting down; the job is re-run at the next start.
     case shutdown
+    /// The pull request was closed or merged.
+    case pullRequestClosed(merged: Bool)
 }
 
 /// How one job run ended. Every ending is a value; nothing here is thrown.

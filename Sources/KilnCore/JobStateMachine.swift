@@ -108,6 +108,7 @@ public struct JobStateMachine: Sendable, Hashable {
         case .requested: return "cancelled"
         case .superseded(let sha): return "superseded by \(CommitID.short(sha))"
         case .shutdown: return "cancelled: Kiln shut down"
+        case .pullRequestClosed(let merged): return merged ? "cancelled: the pull request was merged" : "cancelled: the pull request was closed"
         }
     }
 

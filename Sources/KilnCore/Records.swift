@@ -9,6 +9,8 @@ public enum BuildState: String, Sendable, Hashable, Codable {
     case planning
     /// Jobs are queued or running.
     case running
+    /// A pull request from an untrusted fork waits for an administrator to approve its head commit.
+    case awaitingApproval = "awaiting_approval"
     /// Every job succeeded.
     case succeeded
     /// A job failed or timed out, or the pipeline file is invalid.
@@ -21,7 +23,30 @@ public enum BuildState: String, Sendable, Hashable, Codable {
     case skipped
 
     /// Whether the build has ended.
-    public var isFinal: Bool { ![.queued, .planning, .running].contains(self) }
+    public var isFinal: Bool { ![.queued, .planning, .running, .awaitingApproval].contains(self) }
+}
+
+/// What a pull request build builds.
+public struct PullRequestInfo: Sendable, Hashable {
+    /// The pull request's number.
+    public var number: Int
+    /// The source branch (short name).
+    public var headBranch: String
+    /// The target branch (short name).
+    public var baseBranch: String
+    /// Whether the source is a fork.
+    public var isFork: Bool
+    /// The fork's `owner/name` (Bitbucket Cloud, which has no pull request refs).
+    public var headRepository: String?
+
+    /// Creates the information.
+    public init(number: Int, headBranch: String, baseBranch: String, isFork: Bool, headRepository: String? = nil) {
+        self.number = number
+        self.headBranch = headBranch
+        self.baseBranch = baseBranch
+        self.isFork = isFork
+        self.headRepository = headRepository
+    }
 }
 
 /// Where a job is in its life.
@@ -75,12 +100,20 @@ public struct BuildRecord: Sendable, Hashable {
     public var finishedAt: Date?
     /// The ref's previous commit, when the forge said and it was not all zeros (for changed files).
     public var beforeSHA: String?
+    /// The pull request, for pull request builds; nil for pushes.
+    public var pullRequest: PullRequestInfo?
+    /// Whether the build may use its own pipeline file and the binary cache (false for
+    /// unapproved or approved fork pull requests: they use the base branch's file and never push).
+    public var trusted: Bool
+    /// The commit checked out: the merge of the pull request into its base, or `sha` itself.
+    public var builtSHA: String?
 
     /// Creates a record.
     public init(
         id: BuildID, repositoryID: RepositoryID, forge: String, repository: String, sha: String, ref: String,
         state: BuildState, summary: String, diagnostics: [String] = [], createdAt: Date, startedAt: Date? = nil,
-        finishedAt: Date? = nil, beforeSHA: String? = nil
+        finishedAt: Date? = nil, beforeSHA: String? = nil, pullRequest: PullRequestInfo? = nil, trusted: Bool = true,
+        builtSHA: String? = nil
     ) {
         self.id = id
         self.repositoryID = repositoryID
@@ -95,6 +128,15 @@ public struct BuildRecord: Sendable, Hashable {
         self.startedAt = startedAt
         self.finishedAt = finishedAt
         self.beforeSHA = beforeSHA
+        self.pullRequest = pullRequest
+        self.trusted = trusted
+        self.builtSHA = builtSHA
+    }
+
+    /// The branch statuses are reported against (Bitbucket's `refname`, GitLab's `ref`).
+    public var statusBranch: String? {
+        if let pullRequest { return pullRequest.headBranch }
+        return GitRef(fullName: ref).map(\.shortName)
     }
 }
 

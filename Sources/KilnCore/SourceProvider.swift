@@ -1,23 +1,42 @@
+/// Something that hands out short-lived access tokens (a GitHub App's installation tokens).
+public protocol AccessTokenSource: Sendable {
+    /// A token valid now for `repository` (`owner/name`).
+    func accessToken(for repository: String) async throws(ForgeAPIError) -> Secret
+}
+
+/// How git authenticates to a repository over https.
+public enum GitCredentials: Sendable {
+    /// Anonymously (public repositories, `file://`, or ssh with the agent).
+    case none
+    /// With a fixed token as the password of `user`.
+    case token(user: String, Secret)
+    /// With a token asked for just before each fetch, as the password of `user`.
+    case source(user: String, any AccessTokenSource)
+}
+
 /// A repository as the worker fetches it: from Kiln's configuration, never from a payload.
-public struct RepositorySource: Sendable, Hashable {
+public struct RepositorySource: Sendable {
     /// Database id; names its mirror directory.
     public var id: RepositoryID
     /// `owner/name`.
     public var name: String
     /// Where to fetch from: `https://`, `ssh://` or `file://`.
     public var cloneURL: String
-    /// Token for https fetches, given to git through its credential callback.
-    public var token: Secret?
-    /// User name sent with the token (`x-access-token` for GitHub).
-    public var tokenUser: String
+    /// How git authenticates; given to git through its credential callback, never in a URL or argv.
+    public var credentials: GitCredentials
+    /// How pull request heads are fetched.
+    public var pullRequestFetch: PullRequestFetch
 
     /// Creates a source.
-    public init(id: RepositoryID, name: String, cloneURL: String, token: Secret? = nil, tokenUser: String = "x-access-token") {
+    public init(
+        id: RepositoryID, name: String, cloneURL: String, credentials: GitCredentials = .none,
+        pullRequestFetch: PullRequestFetch = .ref("refs/pull/%d/head")
+    ) {
         self.id = id
         self.name = name
         self.cloneURL = cloneURL
-        self.token = token
-        self.tokenUser = tokenUser
+        self.credentials = credentials
+        self.pullRequestFetch = pullRequestFetch
     }
 }
 
@@ -32,23 +51,46 @@ public struct SourceError: Error, Sendable, Hashable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// Git access for the worker: a mirror per repository, files at a commit, work trees.
+/// Git access for the worker: a mirror per repository, files at a commit, merges, work trees.
 /// Calls for different repositories may run concurrently; calls for one repository are serialised.
 public protocol SourceProvider: Sendable {
-    /// Fetches `ref` into the repository's mirror and confirms that `sha` is there.
-    func fetch(_ repository: RepositorySource, ref: String, sha: String) async throws(SourceError)
+    /// Fetches a branch or tag into the repository's mirror; returns the commit it points at.
+    func fetch(_ repository: RepositorySource, ref: String) async throws(SourceError) -> String
+
+    /// Fetches pull request `pullRequest`'s head into the mirror; returns the commit it points at.
+    func fetchPullRequest(_ repository: RepositorySource, _ pullRequest: PullRequestInfo) async throws(SourceError) -> String
+
+    /// The full id of the commit `prefix` names in the mirror; nil when the mirror has no such commit.
+    func resolve(_ repository: RepositorySource, commit prefix: String) async throws(SourceError) -> String?
 
     /// The file at `path` in commit `sha`. Files larger than `maxBytes` are not read.
     func readFile(_ repository: RepositorySource, sha: String, path: String, maxBytes: Int) async throws(SourceError)
         -> FileAtCommit
 
-    /// The commit's message, and the files changed since `before` (nil when `before` is nil,
-    /// not in the mirror, or the change is too large to list).
+    /// The commit's message and tree, and the files changed since `before` (nil when `before`
+    /// is nil, not in the mirror, or the change is too large to list).
     func commitFacts(_ repository: RepositorySource, sha: String, comparedTo before: String?) async throws(SourceError)
         -> CommitFacts
 
+    /// Merges `head` into `base` in the mirror, as a merge commit no ref points at.
+    func merge(_ repository: RepositorySource, base: String, head: String) async throws(SourceError) -> MergeResult
+
+    /// Whether `commit` is `ancestor` or has it in its history; false when either is unknown.
+    func isDescendant(_ repository: RepositorySource, _ commit: String, of ancestor: String) async throws(SourceError) -> Bool
+
+    /// The best common ancestor of two commits; nil when they share none.
+    func mergeBase(_ repository: RepositorySource, _ a: String, _ b: String) async throws(SourceError) -> String?
+
     /// Writes the tree of `sha` into `directory`, which must not exist yet.
     func checkout(_ repository: RepositorySource, sha: String, into directory: String) async throws(SourceError)
+}
+
+/// What merging a pull request into its base came to.
+public enum MergeResult: Sendable, Hashable {
+    /// The merge commit.
+    case merged(String)
+    /// These paths conflict.
+    case conflict([String])
 }
 
 /// A file as found in a commit.
@@ -61,16 +103,19 @@ public enum FileAtCommit: Sendable, Hashable {
     case tooLarge(size: Int)
 }
 
-/// What the pipeline's filters need to know about a commit.
+/// What the pipeline's filters (and the build's key) need to know about a commit.
 public struct CommitFacts: Sendable, Hashable {
     /// The full commit message.
     public var message: String
+    /// The commit's tree id.
+    public var tree: String
     /// Paths changed since the compared commit; nil when unknown.
     public var changedFiles: [String]?
 
     /// Creates facts.
-    public init(message: String, changedFiles: [String]?) {
+    public init(message: String, tree: String, changedFiles: [String]?) {
         self.message = message
+        self.tree = tree
         self.changedFiles = changedFiles
     }
 }

@@ -8,7 +8,7 @@ import ServiceLifecycle
 /// restarts; this service only delivers. Transient failures back off exponentially (the
 /// forge's `Retry-After` wins when longer); refusals are logged with the forge's answer and dropped.
 public struct StatusReporter: Service {
-    private let store: any BuildStore
+    private let store: any StatusOutbox
     private let forges: [String: any Forge]
     private let recordOnly: Set<String>
     private let publicURL: String
@@ -25,7 +25,7 @@ public struct StatusReporter: Service {
     /// Creates the reporter. Forges in `recordOnly` (`status-api: none`) are never called:
     /// their statuses are marked recorded and shown on the build page.
     public init(
-        store: any BuildStore, forges: [String: any Forge], recordOnly: Set<String>, publicURL: String, bell: Doorbell,
+        store: any StatusOutbox, forges: [String: any Forge], recordOnly: Set<String>, publicURL: String, bell: Doorbell,
         logger: Logger
     ) {
         self.store = store
@@ -75,7 +75,7 @@ public struct StatusReporter: Service {
         } else if let forge = forges[entry.forge] {
             let status = CommitStatus(
                 context: entry.status.context, state: entry.status.state, description: entry.status.description,
-                targetURL: "\(publicURL)/builds/\(entry.buildID)")
+                targetURL: "\(publicURL)/builds/\(entry.buildID)", details: entry.status.details)
             do throws(ForgeAPIError) {
                 try await forge.post(status, on: entry.commit)
                 result = .delivered

@@ -1,3 +1,4 @@
+import Foundation
 import KilnPipeline
 
 /// One webhook request as received: raw headers and the raw body, unparsed.
@@ -6,11 +7,14 @@ public struct WebhookDelivery: Sendable {
     public var headers: [(name: String, value: String)]
     /// The exact bytes of the body; signatures are computed over these.
     public var body: [UInt8]
+    /// When it arrived; signature schemes with timestamps are checked against it.
+    public var receivedAt: Date
 
     /// Creates a delivery.
-    public init(headers: [(name: String, value: String)], body: [UInt8]) {
+    public init(headers: [(name: String, value: String)], body: [UInt8], receivedAt: Date = Date()) {
         self.headers = headers
         self.body = body
+        self.receivedAt = receivedAt
     }
 
     /// The first header with this name, compared case-insensitively; nil when absent.
@@ -21,10 +25,126 @@ public struct WebhookDelivery: Sendable {
 
 /// What a forge's webhook means for Kiln.
 public enum WebhookOutcome: Sendable, Equatable {
-    /// Build something.
-    case trigger(PushEvent)
+    /// Things to do, in order (a Bitbucket push can move several refs at once).
+    case events([ForgeEvent])
     /// Nothing to build; the reason is returned to the forge with a 200.
     case ignored(reason: String)
+
+    /// One push to build.
+    public static func trigger(_ push: PushEvent) -> WebhookOutcome { .events([.push(push)]) }
+}
+
+/// Something that happened at a forge that Kiln acts on.
+public enum ForgeEvent: Sendable, Equatable {
+    /// A branch or tag was pushed.
+    case push(PushEvent)
+    /// A pull request was opened, reopened, or got new commits.
+    case pullRequest(PullRequestEvent)
+    /// A pull request was closed or merged: its builds are cancelled.
+    case pullRequestClosed(PullRequestClosedEvent)
+    /// Someone asked the forge to run a commit's build again (GitHub check run re-run).
+    case rerun(RerunRequest)
+    /// A maintainer approved a fork's commit from the forge (GitHub check run action).
+    case approve(ApproveRequest)
+}
+
+/// A maintainer's approval of a fork pull request's head commit, given at the forge.
+public struct ApproveRequest: Sendable, Equatable {
+    /// `owner/name`.
+    public var repository: String
+    /// The exact commit approved.
+    public var sha: String
+    /// Who approved (the forge account).
+    public var approver: String
+
+    /// Creates a request.
+    public init(repository: String, sha: String, approver: String) {
+        self.repository = repository
+        self.sha = sha
+        self.approver = approver
+    }
+}
+
+/// A pull request that needs a build.
+public struct PullRequestEvent: Sendable, Equatable {
+    /// Why it builds.
+    public enum Action: String, Sendable, Hashable {
+        /// Opened.
+        case opened
+        /// New commits on the source branch.
+        case updated
+        /// Reopened.
+        case reopened
+    }
+
+    /// The forge's id of this delivery.
+    public var deliveryID: String
+    /// The target repository, `owner/name`.
+    public var repository: String
+    /// The pull request's number (GitLab's iid).
+    public var number: Int
+    /// Why it builds.
+    public var action: Action
+    /// The head commit; a 12-character prefix on Bitbucket Cloud, resolved when fetched.
+    public var headSHA: String
+    /// The source branch (short name).
+    public var headBranch: String
+    /// The target branch (short name).
+    public var baseBranch: String
+    /// Whether the source is a fork of the target repository.
+    public var isFork: Bool
+    /// The fork's `owner/name`, for forges without pull request refs (Bitbucket Cloud).
+    public var headRepository: String?
+
+    /// Creates an event.
+    public init(
+        deliveryID: String, repository: String, number: Int, action: Action, headSHA: String, headBranch: String,
+        baseBranch: String, isFork: Bool, headRepository: String? = nil
+    ) {
+        self.deliveryID = deliveryID
+        self.repository = repository
+        self.number = number
+        self.action = action
+        self.headSHA = headSHA
+        self.headBranch = headBranch
+        self.baseBranch = baseBranch
+        self.isFork = isFork
+        self.headRepository = headRepository
+    }
+}
+
+/// A pull request that was closed or merged.
+public struct PullRequestClosedEvent: Sendable, Equatable {
+    /// The target repository, `owner/name`.
+    public var repository: String
+    /// The pull request's number.
+    public var number: Int
+    /// Whether it was merged rather than closed.
+    public var merged: Bool
+
+    /// Creates an event.
+    public init(repository: String, number: Int, merged: Bool) {
+        self.repository = repository
+        self.number = number
+        self.merged = merged
+    }
+}
+
+/// A request from the forge to build a commit again.
+public struct RerunRequest: Sendable, Equatable {
+    /// The forge's id of this delivery.
+    public var deliveryID: String
+    /// `owner/name`.
+    public var repository: String
+    /// The commit whose build runs again.
+    public var sha: String
+
+    /// Creates a request.
+    public init(deliveryID: String, repository: String, sha: String) {
+        self.deliveryID = deliveryID
+        self.repository = repository
+        self.sha = sha
+    }
 }
 
 /// A push of a branch or tag, normalised from any forge.
@@ -71,6 +191,13 @@ public enum WebhookError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// Commit ids are hex strings of 40 (SHA-1) or 64 (SHA-256) characters.
 public enum CommitID {
+    /// Whether `text` is a lowercase hex commit id prefix of at least 7 characters (Bitbucket
+    /// Cloud sends 12), or a full id.
+    public static func isPrefix(_ text: String) -> Bool {
+        (7...64).contains(text.utf8.count)
+            && text.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
+    }
+
     /// Whether `text` is a full, lowercase commit id.
     public static func isValid(_ text: String) -> Bool {
         (text.utf8.count == 40 || text.utf8.count == 64)

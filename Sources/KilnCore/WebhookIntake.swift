@@ -1,17 +1,20 @@
 import Foundation
 import Logging
 
-/// A configured repository: its id and its name as the configuration spells it.
+/// A configured repository: its id, its name as the configuration spells it, and its policy.
 public struct RepositoryRef: Sendable, Hashable {
     /// Database id.
     public var id: RepositoryID
     /// `owner/name` from the configuration; statuses are posted under this name, never the payload's.
     public var name: String
+    /// What to do with pull requests from forks.
+    public var forks: ForkPolicy
 
     /// Creates a reference.
-    public init(id: RepositoryID, name: String) {
+    public init(id: RepositoryID, name: String, forks: ForkPolicy = .requireApproval) {
         self.id = id
         self.name = name
+        self.forks = forks
     }
 }
 
@@ -29,11 +32,25 @@ public struct ForgeEndpoint: Sendable {
     }
 }
 
+/// A build a delivery asked for.
+public struct AcceptedBuild: Sendable, Hashable {
+    /// The build.
+    public var buildID: BuildID
+    /// False when an earlier delivery with the same id already made it.
+    public var isNew: Bool
+
+    /// Creates the answer.
+    public init(buildID: BuildID, isNew: Bool) {
+        self.buildID = buildID
+        self.isNew = isNew
+    }
+}
+
 /// What intake made of a webhook; the HTTP edge turns each case into a status code.
 public enum IntakeResult: Sendable, Equatable {
-    /// Recorded (202); `isNew` is false for a redelivery, which starts nothing.
-    case accepted(buildID: BuildID, isNew: Bool)
-    /// Nothing to build (200).
+    /// Recorded (202); a build with `isNew` false is a redelivery, which starts nothing.
+    case accepted([AcceptedBuild])
+    /// Nothing to build (200); the reason says what happened instead.
     case ignored(reason: String)
     /// No forge of that name is configured (404).
     case unknownForge(String)
@@ -43,18 +60,24 @@ public enum IntakeResult: Sendable, Equatable {
     case rejected(WebhookError)
 }
 
-/// Turns a webhook into a durable build. Does no git or network work: fetching and
+/// Turns a webhook into durable builds. Does no git or network work: fetching and
 /// reading `.kiln.yml` happen in the worker after the reply.
 public struct WebhookIntake: Sendable {
     private let endpoints: [String: ForgeEndpoint]
-    private let store: any BuildStore
+    private let store: any BuildStore & BuildControl
+    private let running: RunningJobs
     private let planning: Doorbell
     private let logger: Logger
 
-    /// Creates intake over configured forges; `planning` is rung for every new build.
-    public init(endpoints: [String: ForgeEndpoint], store: any BuildStore, planning: Doorbell, logger: Logger) {
+    /// Creates intake over configured forges; `planning` is rung for every new build, and
+    /// jobs of builds a closed pull request cancels are stopped through `running`.
+    public init(
+        endpoints: [String: ForgeEndpoint], store: any BuildStore & BuildControl, running: RunningJobs,
+        planning: Doorbell, logger: Logger
+    ) {
         self.endpoints = endpoints
         self.store = store
+        self.running = running
         self.planning = planning
         self.logger = logger
     }
@@ -70,25 +93,101 @@ public struct WebhookIntake: Sendable {
             logger.notice("webhook refused", metadata: ["forge": "\(forgeName)", "reason": "\(error)"])
             return .rejected(error)
         }
-        switch outcome {
-        case .ignored(let reason):
-            return .ignored(reason: reason)
-        case .trigger(let push):
-            guard let repository = endpoint.repositories[push.repository.lowercased()] else {
-                return .unknownRepository(push.repository)
+        guard case .events(let events) = outcome else {
+            if case .ignored(let reason) = outcome { return .ignored(reason: reason) }
+            return .ignored(reason: "nothing to do")
+        }
+        var accepted: [AcceptedBuild] = []
+        var reasons: [String] = []
+        for (index, event) in events.enumerated() {
+            let repositoryName = Self.repository(of: event)
+            guard let repository = endpoint.repositories[repositoryName.lowercased()] else {
+                return .unknownRepository(repositoryName)
             }
-            let accepted = try await store.accept(
-                NewDelivery(
-                    forge: forgeName, deliveryID: push.deliveryID, repositoryID: repository.id,
-                    repository: repository.name, ref: push.ref, sha: push.sha, before: push.before),
-                at: Date())
-            if accepted.isNew { planning.ring() }
-            logger.info(
-                accepted.isNew ? "build accepted" : "redelivery; build already exists",
-                metadata: [
-                    "delivery.id": "\(push.deliveryID)", "build.id": "\(accepted.buildID)", "forge": "\(forgeName)",
-                ])
-            return .accepted(buildID: accepted.buildID, isNew: accepted.isNew)
+            // Several refs in one delivery: each gets its own key, so a redelivery still starts nothing.
+            func key(_ id: String) -> String { events.count > 1 ? "\(id)#\(index)" : id }
+            switch event {
+            case .push(let push):
+                accepted.append(
+                    try await accept(
+                        NewDelivery(
+                            forge: forgeName, deliveryID: key(push.deliveryID), repositoryID: repository.id,
+                            repository: repository.name, ref: push.ref, sha: push.sha, before: push.before)))
+            case .pullRequest(let pull):
+                if let reason = try await reasonToIgnore(pull, repository) {
+                    reasons.append(reason)
+                    continue
+                }
+                let info = PullRequestInfo(
+                    number: pull.number, headBranch: pull.headBranch, baseBranch: pull.baseBranch, isFork: pull.isFork,
+                    headRepository: pull.headRepository)
+                accepted.append(
+                    try await accept(
+                        NewDelivery(
+                            forge: forgeName, deliveryID: key(pull.deliveryID), repositoryID: repository.id,
+                            repository: repository.name, ref: .branch(pull.headBranch), sha: pull.headSHA, pullRequest: info)))
+            case .pullRequestClosed(let closed):
+                let builds = try await store.unfinishedBuilds(
+                    .pullRequest(closed.number), repository: repository.id, olderThan: .max)
+                let reason = CancelReason.pullRequestClosed(merged: closed.merged)
+                running.stop(try await store.cancel(builds.map(\.id), reason, at: Date()), reason)
+                let count = builds.count == 1 ? "1 build" : "\(builds.count) builds"
+                reasons.append("pull request #\(closed.number) \(closed.merged ? "merged" : "closed"); cancelled \(count)")
+            case .rerun(let request):
+                guard
+                    let build = try await store.rerun(
+                        sha: request.sha, repository: repository.id, forge: forgeName, deliveryID: key(request.deliveryID),
+                        at: Date())
+                else {
+                    reasons.append("commit \(CommitID.short(request.sha)) was never built here; nothing to run again")
+                    continue
+                }
+                accepted.append(AcceptedBuild(buildID: build.buildID, isNew: build.isNew))
+            case .approve(let request):
+                guard let waiting = try await store.awaitingApproval(sha: request.sha, repository: repository.id) else {
+                    reasons.append("no build waits for approval of \(CommitID.short(request.sha))")
+                    continue
+                }
+                if case .approved = try await store.approve(waiting, sha: request.sha, by: request.approver, at: Date()) {
+                    accepted.append(AcceptedBuild(buildID: waiting, isNew: true))
+                } else {
+                    reasons.append("build #\(waiting) could not be approved")
+                }
+            }
+        }
+        if accepted.contains(where: \.isNew) { planning.ring() }
+        logger.info("delivery handled", metadata: [
+            "forge": "\(forgeName)", "builds": "\(accepted.map(\.buildID))", "ignored": "\(reasons)",
+        ])
+        return accepted.isEmpty ? .ignored(reason: reasons.joined(separator: "; ")) : .accepted(accepted)
+    }
+
+    private func accept(_ delivery: NewDelivery) async throws -> AcceptedBuild {
+        let result = try await store.accept(delivery, at: Date())
+        return AcceptedBuild(buildID: result.buildID, isNew: result.isNew)
+    }
+
+    /// Why a pull request event starts nothing, or nil when it builds.
+    private func reasonToIgnore(_ pull: PullRequestEvent, _ repository: RepositoryRef) async throws -> String? {
+        if pull.isFork, repository.forks == .ignore {
+            return "pull request #\(pull.number) comes from a fork; forks are not built for \(repository.name)"
+        }
+        if pull.action == .updated,
+            let head = try await store.latestHead(pullRequest: pull.number, repository: repository.id),
+            head.hasPrefix(pull.headSHA) || pull.headSHA.hasPrefix(head)
+        {
+            return "pull request #\(pull.number) was edited; its commits did not change"
+        }
+        return nil
+    }
+
+    private static func repository(of event: ForgeEvent) -> String {
+        switch event {
+        case .push(let push): return push.repository
+        case .pullRequest(let pull): return pull.repository
+        case .pullRequestClosed(let closed): return closed.repository
+        case .rerun(let request): return request.repository
+        case .approve(let request): return request.repository
         }
     }
 }

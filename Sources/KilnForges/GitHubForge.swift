@@ -3,56 +3,76 @@ import Foundation
 import KilnCore
 import KilnPipeline
 
-/// GitHub (github.com and Enterprise Server): `X-Hub-Signature-256` webhooks and the
-/// commit status API.
+/// GitHub (github.com and Enterprise Server): `X-Hub-Signature-256` webhooks; commit statuses
+/// or, with a GitHub App, check runs.
 public struct GitHubForge: Forge {
+    /// How Kiln authenticates to the API.
+    public enum Credentials: Sendable {
+        /// A personal (or fine-grained) access token.
+        case token(Secret)
+        /// A GitHub App's installation tokens.
+        case app(GitHubApp)
+        /// None: statuses are only recorded.
+        case none
+    }
+
     /// What the adapter needs from the configuration.
     public struct Settings: Sendable {
         /// `https://api.github.com`, or `https://HOST/api/v3` for Enterprise Server.
         public var apiURL: String
         /// Webhook secrets; any of them verifies (rotation).
         public var webhookSecrets: [Secret]
-        /// Token for the status API; nil when statuses are only recorded.
-        public var token: Secret?
+        /// API credentials.
+        public var credentials: Credentials
+        /// Report through check runs (GitHub App only) rather than commit statuses.
+        public var checkRuns: Bool
 
         /// Creates settings.
-        public init(apiURL: String, webhookSecrets: [Secret], token: Secret?) {
+        public init(apiURL: String, webhookSecrets: [Secret], credentials: Credentials, checkRuns: Bool = false) {
             self.apiURL = apiURL.hasSuffix("/") ? String(apiURL.dropLast()) : apiURL
             self.webhookSecrets = webhookSecrets
-            self.token = token
+            self.credentials = credentials
+            self.checkRuns = checkRuns
+        }
+
+        /// Settings with a token (or none), posting commit statuses.
+        public init(apiURL: String, webhookSecrets: [Secret], token: Secret?) {
+            self.init(apiURL: apiURL, webhookSecrets: webhookSecrets, credentials: token.map(Credentials.token) ?? .none)
         }
     }
 
-    /// GitHub rejects longer descriptions with a 422.
+    /// GitHub rejects longer status descriptions with a 422.
     static let descriptionLimit = 140
+    /// Check run action identifiers.
+    static let rerunAction = "rerun"
+    static let approveAction = "approve"
 
     private let settings: Settings
-    private let api: StatusAPIClient
+    private let api: ForgeHTTP
 
     /// Creates the adapter.
     public init(settings: Settings, client: HTTPClient = .shared) {
         self.settings = settings
-        self.api = StatusAPIClient(client: client)
+        self.api = ForgeHTTP(client: client)
     }
 
-    public func receive(_ delivery: WebhookDelivery) throws(WebhookError) -> WebhookOutcome {
-        let header = "X-Hub-Signature-256"
-        guard let signature = delivery.header(header) else { throw .missingSignature(header: header) }
-        guard signature.hasPrefix("sha256="),
-            HMACSignature.verify(hex: signature.dropFirst(7), body: delivery.body, secrets: settings.webhookSecrets)
-        else { throw .badSignature(header: header) }
+    // MARK: Webhooks
 
+    public func receive(_ delivery: WebhookDelivery) throws(WebhookError) -> WebhookOutcome {
+        try HMACSignature.verifyPrefixed(delivery, header: "X-Hub-Signature-256", secrets: settings.webhookSecrets)
         guard let event = delivery.header("X-GitHub-Event"), !event.isEmpty else {
             throw .malformed("missing X-GitHub-Event header")
         }
-        guard let deliveryID = delivery.header("X-GitHub-Delivery"), !deliveryID.isEmpty, deliveryID.count <= 200 else {
-            throw .malformed("missing or overlong X-GitHub-Delivery header")
-        }
+        let id = try Checked.delivery(delivery.header("X-GitHub-Delivery"), "X-GitHub-Delivery")
         switch event {
         case "ping":
             return .ignored(reason: "ping received; the webhook is set up")
         case "push":
-            return try Self.push(json: Self.jsonBody(delivery), deliveryID: deliveryID)
+            return try Self.push(json: Self.jsonBody(delivery), deliveryID: id)
+        case "pull_request":
+            return try Self.pullRequest(Self.jsonBody(delivery), id)
+        case "check_run", "check_suite":
+            return try Self.checks(event, Self.jsonBody(delivery), id)
         default:
             return .ignored(reason: "'\(event)' events do not start builds")
         }
@@ -69,10 +89,12 @@ public struct GitHubForge: Forge {
         return Array(payload.utf8)
     }
 
+    private struct Repository: Decodable {
+        var id: Int?
+        var full_name: String
+    }
+
     private struct PushPayload: Decodable {
-        struct Repository: Decodable {
-            var full_name: String
-        }
         var ref: String
         var after: String
         var before: String?
@@ -81,46 +103,176 @@ public struct GitHubForge: Forge {
     }
 
     static func push(json: [UInt8], deliveryID: String) throws(WebhookError) -> WebhookOutcome {
-        let payload: PushPayload
-        do {
-            payload = try JSONDecoder().decode(PushPayload.self, from: Data(json))
-        } catch {
-            throw .malformed("push payload is not what GitHub documents: \(JSONErrors.describe(error))")
-        }
+        let payload = try JSONErrors.decode(PushPayload.self, json, what: "push payload")
         guard let ref = GitRef(fullName: payload.ref) else {
             return .ignored(reason: "push to \(payload.ref), which is neither a branch nor a tag")
         }
         if payload.deleted == true || CommitID.isZero(payload.after) {
             return .ignored(reason: "push deleted \(ref); nothing to build")
         }
-        guard CommitID.isValid(payload.after) else {
-            throw .malformed("push 'after' is not a commit id: \(payload.after.prefix(80))")
-        }
-        let before = payload.before.flatMap { CommitID.isValid($0) && !CommitID.isZero($0) ? $0 : nil }
         return .trigger(
             PushEvent(
-                deliveryID: deliveryID, repository: payload.repository.full_name, ref: ref, sha: payload.after,
-                before: before))
+                deliveryID: deliveryID, repository: payload.repository.full_name, ref: ref,
+                sha: try Checked.commit(payload.after, "push 'after'"), before: Checked.before(payload.before)))
     }
 
-    public func post(_ status: CommitStatus, on commit: CommitRef) async throws(ForgeAPIError) {
-        guard let token = settings.token else {
-            throw .rejected(status: 0, body: "no token-file is configured for this GitHub forge")
+    private struct PullRequestPayload: Decodable {
+        struct PullRequest: Decodable {
+            struct End: Decodable {
+                var ref: String
+                var sha: String
+                var repo: Repository?
+            }
+            var head: End
+            var base: End
+            var merged: Bool?
         }
-        let parts = commit.repository.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2 else { throw .rejected(status: 0, body: "repository '\(commit.repository)' is not owner/name") }
-        let url =
-            "\(settings.apiURL)/repos/\(StatusAPIClient.segment(String(parts[0])))/\(StatusAPIClient.segment(String(parts[1])))/statuses/\(StatusAPIClient.segment(commit.sha))"
-        try await api.post(
-            url,
-            headers: [
-                ("Authorization", "Bearer \(token.value)"), ("Accept", "application/vnd.github+json"),
-                ("X-GitHub-Api-Version", "2022-11-28"),
-            ],
-            json: [
-                "state": Self.state(status.state), "context": status.context, "target_url": status.targetURL,
-                "description": StatusAPIClient.truncate(status.description, to: Self.descriptionLimit),
+        var action: String
+        var number: Int
+        var pull_request: PullRequest
+        var repository: Repository
+    }
+
+    static func pullRequest(_ body: [UInt8], _ id: String) throws(WebhookError) -> WebhookOutcome {
+        let payload = try JSONErrors.decode(PullRequestPayload.self, body, what: "pull request payload")
+        let number = try Checked.number(payload.number, "number")
+        let action: PullRequestEvent.Action
+        switch payload.action {
+        case "opened": action = .opened
+        case "synchronize": action = .updated
+        case "reopened": action = .reopened
+        case "closed":
+            return .events([
+                .pullRequestClosed(
+                    PullRequestClosedEvent(
+                        repository: payload.repository.full_name, number: number, merged: payload.pull_request.merged == true))
             ])
+        default:
+            return .ignored(reason: "pull request action '\(payload.action)' does not start builds")
+        }
+        let head = payload.pull_request.head
+        // A deleted fork has no head repository; it is a fork all the same.
+        let isFork = head.repo == nil || head.repo?.id != payload.pull_request.base.repo?.id
+        return .events([
+            .pullRequest(
+                PullRequestEvent(
+                    deliveryID: id, repository: payload.repository.full_name, number: number, action: action,
+                    headSHA: try Checked.commit(head.sha, "pull_request.head.sha"), headBranch: head.ref,
+                    baseBranch: payload.pull_request.base.ref, isFork: isFork, headRepository: head.repo?.full_name))
+        ])
+    }
+
+    private struct ChecksPayload: Decodable {
+        struct Run: Decodable {
+            var head_sha: String
+        }
+        struct Action: Decodable {
+            var identifier: String
+        }
+        struct Sender: Decodable {
+            var login: String
+        }
+        var action: String
+        var check_run: Run?
+        var check_suite: Run?
+        var requested_action: Action?
+        var repository: Repository
+        var sender: Sender?
+    }
+
+    /// Check run and check suite events: the "Re-run" button and Kiln's own actions.
+    static func checks(_ event: String, _ body: [UInt8], _ id: String) throws(WebhookError) -> WebhookOutcome {
+        let payload = try JSONErrors.decode(ChecksPayload.self, body, what: "\(event) payload")
+        guard let sha = (payload.check_run ?? payload.check_suite)?.head_sha else {
+            throw .malformed("\(event) payload has no head_sha")
+        }
+        let commit = try Checked.commit(sha, "head_sha")
+        let rerun = ForgeEvent.rerun(RerunRequest(deliveryID: id, repository: payload.repository.full_name, sha: commit))
+        switch (payload.action, payload.requested_action?.identifier) {
+        case ("rerequested", _), ("requested_action", rerunAction):
+            return .events([rerun])
+        case ("requested_action", approveAction):
+            let approver = payload.sender?.login ?? "a GitHub user"
+            return .events([.approve(ApproveRequest(repository: payload.repository.full_name, sha: commit, approver: approver))])
+        default:
+            return .ignored(reason: "\(event) action '\(payload.action)' starts nothing")
+        }
+    }
+
+    // MARK: Statuses and check runs
+
+    public func post(_ status: CommitStatus, on commit: CommitRef) async throws(ForgeAPIError) {
+        guard let (owner, name) = ForgeHTTP.ownerAndName(commit.repository) else {
+            throw .rejected(status: 0, body: "repository '\(commit.repository)' is not owner/name")
+        }
+        do {
+            try await send(status, commit, owner, name)
+        } catch {
+            // An App's installation token may have been revoked early: get a new one, once.
+            guard case .rejected(401, _) = error, case .app(let app) = settings.credentials else { throw error }
+            app.forget(commit.repository)
+            try await send(status, commit, owner, name)
+        }
+    }
+
+    private func send(_ status: CommitStatus, _ commit: CommitRef, _ owner: String, _ name: String) async throws(ForgeAPIError) {
+        let headers = [
+            ("Authorization", "Bearer \(try await token(for: commit.repository).value)"), ("Accept", "application/vnd.github+json"),
+            ("X-GitHub-Api-Version", "2022-11-28"),
+        ]
+        let repository = "\(settings.apiURL)/repos/\(owner)/\(name)"
+        guard settings.checkRuns else {
+            try await api.send(
+                .POST, "\(repository)/statuses/\(ForgeHTTP.segment(commit.sha))", headers: headers,
+                json: [
+                    "state": Self.state(status.state), "context": status.context, "target_url": status.targetURL,
+                    "description": ForgeHTTP.truncate(status.description, to: Self.descriptionLimit),
+                ])
+            return
+        }
+        let run = Self.checkRun(status, sha: commit.sha)
+        let existing = try await api.send(
+            .GET,
+            "\(repository)/commits/\(ForgeHTTP.segment(commit.sha))/check-runs?check_name=\(ForgeHTTP.segment(status.context))",
+            headers: headers)
+        let runs = ((try? JSONSerialization.jsonObject(with: Data(existing))) as? [String: Any])?["check_runs"] as? [[String: Any]]
+        if let id = (runs?.first?["id"] as? NSNumber)?.int64Value {
+            try await api.send(.PATCH, "\(repository)/check-runs/\(id)", headers: headers, json: run)
+        } else {
+            try await api.send(.POST, "\(repository)/check-runs", headers: headers, json: run)
+        }
+    }
+
+    private func token(for repository: String) async throws(ForgeAPIError) -> Secret {
+        switch settings.credentials {
+        case .token(let token): return token
+        case .app(let app): return try await app.accessToken(for: repository)
+        case .none: throw .rejected(status: 0, body: "no token-file or GitHub App is configured for this GitHub forge")
+        }
+    }
+
+    /// A check run for a status: queued while pending, then completed with a conclusion,
+    /// the markdown account, and the action that fits (approve a fork's commit, or run again).
+    static func checkRun(_ status: CommitStatus, sha: String) -> [String: Any] {
+        var run: [String: Any] = [
+            "name": status.context, "head_sha": sha, "details_url": status.targetURL, "external_id": status.context,
+            "output": [
+                "title": ForgeHTTP.truncate(status.description, to: 1000),
+                "summary": ForgeHTTP.truncate(status.details ?? status.description, to: 65535),
+            ],
+        ]
+        switch status.state {
+        case .pending:
+            run["status"] = "queued"
+            if status.description.hasPrefix("awaiting approval") {
+                run["actions"] = [["label": "Approve", "description": "Build this commit of the fork", "identifier": approveAction]]
+            }
+        default:
+            run["status"] = "completed"
+            run["conclusion"] = conclusion(status.state)
+            run["actions"] = [["label": "Re-run", "description": "Build this commit again", "identifier": rerunAction]]
+        }
+        return run
     }
 
     /// GitHub's word for each of Kiln's states (DESIGN.md §6).
@@ -132,24 +284,14 @@ public struct GitHubForge: Forge {
         case .cancelled, .errored: return "error"
         }
     }
-}
 
-/// Decoding errors in a sentence.
-enum JSONErrors {
-    static func describe(_ error: any Error) -> String {
-        switch error {
-        case DecodingError.keyNotFound(let key, let context):
-            return "missing field '\(path(context.codingPath + [key]))'"
-        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
-            return "field '\(path(context.codingPath))' has the wrong type"
-        case DecodingError.dataCorrupted(let context):
-            return context.codingPath.isEmpty ? "body is not valid JSON" : "field '\(path(context.codingPath))' is invalid"
-        default:
-            return "\(error)"
+    /// A check run's conclusion for a final state.
+    static func conclusion(_ state: StatusState) -> String {
+        switch state {
+        case .succeeded: return "success"
+        case .skipped: return "skipped"
+        case .failed, .errored, .pending: return "failure"
+        case .cancelled: return "cancelled"
         }
-    }
-
-    private static func path(_ keys: [any CodingKey]) -> String {
-        keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
     }
 }

@@ -3,6 +3,15 @@ import KilnCore
 
 /// HMAC-SHA256 webhook signatures, checked in constant time over the raw body.
 enum HMACSignature {
+    /// Checks a `sha256=<hex>` header (GitHub's `X-Hub-Signature-256`, Bitbucket's `X-Hub-Signature`).
+    /// Another algorithm, malformed hex or a wrong value is a bad signature.
+    static func verifyPrefixed(_ delivery: WebhookDelivery, header: String, secrets: [Secret]) throws(WebhookError) {
+        guard let signature = delivery.header(header) else { throw .missingSignature(header: header) }
+        guard signature.hasPrefix("sha256="), verify(hex: signature.dropFirst(7), body: delivery.body, secrets: secrets) else {
+            throw .badSignature(header: header)
+        }
+    }
+
     /// Whether `hex` is the HMAC-SHA256 of `body` under any of `secrets`.
     /// Malformed hex (wrong length, non-hex characters, upper-case) never verifies.
     static func verify(hex: Substring, body: [UInt8], secrets: [Secret]) -> Bool {

@@ -22,20 +22,97 @@ public final class GitMirrors: SourceProvider {
     /// The mirror directory of a repository.
     public func mirrorPath(_ id: RepositoryID) -> String { "\(root)/\(id).git" }
 
-    public func fetch(_ repository: RepositorySource, ref: String, sha: String) async throws(SourceError) {
+    public func fetch(_ repository: RepositorySource, ref: String) async throws(SourceError) -> String {
         guard Self.isBranchOrTag(ref) else {
             throw SourceError("refusing to fetch '\(ref)': only refs/heads/* and refs/tags/* are fetched")
         }
-        try await onQueue(repository.id) { () throws(SourceError) in
+        let credentials = try await Self.credentials(repository)
+        return try await onQueue(repository.id) { () throws(SourceError) in
             let mirror = try self.openMirror(repository.id)
-            try mirror.fetch(
-                url: repository.cloneURL, refspecs: ["+\(ref):\(ref)"],
-                credentials: Credentials(user: repository.tokenUser, token: repository.token))
-            guard try mirror.hasCommit(sha) else {
-                throw SourceError(
-                    "commit \(sha) is not in \(ref) of \(Self.redacted(repository.cloneURL)) after fetching; it may have been force-pushed away")
+            try mirror.fetch(url: repository.cloneURL, refspecs: ["+\(ref):\(ref)"], credentials: credentials)
+            return try mirror.target(of: ref)
+        }
+    }
+
+    public func fetchPullRequest(_ repository: RepositorySource, _ pullRequest: PullRequestInfo) async throws(SourceError)
+        -> String
+    {
+        let local = "refs/kiln/pull/\(pullRequest.number)"
+        let url: String
+        let remote: String
+        switch repository.pullRequestFetch {
+        case .ref:
+            url = repository.cloneURL
+            remote = repository.pullRequestFetch.ref(for: pullRequest.number)!
+        case .forkBranch(let base):
+            remote = "refs/heads/\(pullRequest.headBranch)"
+            if pullRequest.isFork {
+                // The fork's address is the configured forge's, with a name checked character by character.
+                guard let fork = pullRequest.headRepository, Self.isRepositoryName(fork) else {
+                    throw SourceError("pull request #\(pullRequest.number) names no usable fork repository")
+                }
+                url = "\(base)/\(fork).git"
+            } else {
+                url = repository.cloneURL
             }
         }
+        guard remote.withCString({ git_reference_is_valid_name($0) }) == 1 else {
+            throw SourceError("pull request #\(pullRequest.number) has a branch name git refuses: \(remote)")
+        }
+        let credentials = try await Self.credentials(repository)
+        return try await onQueue(repository.id) { () throws(SourceError) in
+            let mirror = try self.openMirror(repository.id)
+            try mirror.fetch(url: url, refspecs: ["+\(remote):\(local)"], credentials: credentials)
+            return try mirror.target(of: local)
+        }
+    }
+
+    public func resolve(_ repository: RepositorySource, commit prefix: String) async throws(SourceError) -> String? {
+        try await onQueue(repository.id) { () throws(SourceError) in
+            try self.openMirror(repository.id).resolve(prefix)
+        }
+    }
+
+    public func merge(_ repository: RepositorySource, base: String, head: String) async throws(SourceError) -> MergeResult {
+        try await onQueue(repository.id) { () throws(SourceError) in
+            try self.openMirror(repository.id).merge(base: base, head: head)
+        }
+    }
+
+    public func isDescendant(_ repository: RepositorySource, _ commit: String, of ancestor: String) async throws(SourceError)
+        -> Bool
+    {
+        try await onQueue(repository.id) { () throws(SourceError) in
+            try self.openMirror(repository.id).isDescendant(commit, of: ancestor)
+        }
+    }
+
+    public func mergeBase(_ repository: RepositorySource, _ a: String, _ b: String) async throws(SourceError) -> String? {
+        try await onQueue(repository.id) { () throws(SourceError) in
+            try self.openMirror(repository.id).mergeBase(a, b)
+        }
+    }
+
+    /// The credentials for one fetch; a token source is asked now, since git's callback cannot wait.
+    private static func credentials(_ repository: RepositorySource) async throws(SourceError) -> Credentials {
+        switch repository.credentials {
+        case .none:
+            return Credentials(user: "git", token: nil)
+        case .token(let user, let token):
+            return Credentials(user: user, token: token)
+        case .source(let user, let source):
+            do throws(ForgeAPIError) {
+                return Credentials(user: user, token: try await source.accessToken(for: repository.name))
+            } catch {
+                throw SourceError("cannot get an access token to fetch \(repository.name): \(error)")
+            }
+        }
+    }
+
+    /// `owner/name`, with the characters forges allow and nothing that changes a URL's meaning.
+    static func isRepositoryName(_ name: String) -> Bool {
+        name.range(of: "^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", options: .regularExpression) != nil
+            && !name.split(separator: "/").contains { $0 == "." || $0 == ".." }
     }
 
     public func readFile(_ repository: RepositorySource, sha: String, path: String, maxBytes: Int) async throws(SourceError)
@@ -56,7 +133,7 @@ public final class GitMirrors: SourceProvider {
             if let before, try mirror.hasCommit(before) {
                 changed = try mirror.changedFiles(from: before, to: sha, limit: Self.changedFilesLimit)
             }
-            return CommitFacts(message: message, changedFiles: changed)
+            return CommitFacts(message: message, tree: try mirror.treeID(of: sha), changedFiles: changed)
         }
     }
 

@@ -74,6 +74,109 @@ final class GitRepository {
         }
     }
 
+    /// The commit a ref points at.
+    func target(of ref: String) throws(SourceError) -> String {
+        var oid = git_oid()
+        let code = git_reference_name_to_id(&oid, pointer, ref)
+        guard code == 0 else { throw SourceError("\(ref) is not in the mirror after fetching: \(LibGit2.lastError(code))") }
+        return Self.hex(oid)
+    }
+
+    /// The full id of the commit a hex prefix names; nil when there is none (or it is ambiguous).
+    func resolve(_ prefix: String) throws(SourceError) -> String? {
+        guard CommitID.isPrefix(prefix) else { throw SourceError("'\(prefix)' is not a commit id") }
+        var oid = git_oid()
+        guard prefix.withCString({ git_oid_fromstrn(&oid, $0, prefix.utf8.count) }) == 0 else { return nil }
+        var commit: OpaquePointer?
+        guard git_commit_lookup_prefix(&commit, pointer, &oid, prefix.utf8.count) == 0, let commit else { return nil }
+        defer { git_commit_free(commit) }
+        return Self.hex(git_commit_id(commit).pointee)
+    }
+
+    /// Merges `head` into `base` as a commit no ref points at. The commit's author, committer
+    /// and time are fixed, so the same two commits always give the same merge commit.
+    func merge(base: String, head: String) throws(SourceError) -> MergeResult {
+        let baseCommit = try lookupCommit(base)
+        defer { git_commit_free(baseCommit) }
+        let headCommit = try lookupCommit(head)
+        defer { git_commit_free(headCommit) }
+        var index: OpaquePointer?
+        var code = git_merge_commits(&index, pointer, baseCommit, headCommit, nil)
+        guard code == 0, let index else { throw SourceError("cannot merge \(head) into \(base): \(LibGit2.lastError(code))") }
+        defer { git_index_free(index) }
+        if git_index_has_conflicts(index) != 0 {
+            var conflicts: [String] = []
+            var iterator: OpaquePointer?
+            if git_index_conflict_iterator_new(&iterator, index) == 0, let iterator {
+                defer { git_index_conflict_iterator_free(iterator) }
+                var ancestor: UnsafePointer<git_index_entry>?
+                var ours: UnsafePointer<git_index_entry>?
+                var theirs: UnsafePointer<git_index_entry>?
+                while git_index_conflict_next(&ancestor, &ours, &theirs, iterator) == 0 {
+                    if let path = (ours ?? theirs ?? ancestor)?.pointee.path { conflicts.append(String(cString: path)) }
+                }
+            }
+            return .conflict(conflicts.sorted())
+        }
+        var treeID = git_oid()
+        code = git_index_write_tree_to(&treeID, index, pointer)
+        guard code == 0 else { throw SourceError("cannot write the merged tree: \(LibGit2.lastError(code))") }
+        var tree: OpaquePointer?
+        code = git_tree_lookup(&tree, pointer, &treeID)
+        guard code == 0, let tree else { throw SourceError("cannot read the merged tree: \(LibGit2.lastError(code))") }
+        defer { git_tree_free(tree) }
+        var signature: UnsafeMutablePointer<git_signature>?
+        code = git_signature_new(&signature, "Kiln", "kiln@localhost", 0, 0)
+        guard code == 0, let signature else { throw SourceError("cannot sign the merge: \(LibGit2.lastError(code))") }
+        defer { git_signature_free(signature) }
+        var merged = git_oid()
+        var parents: [OpaquePointer?] = [baseCommit, headCommit]
+        code = parents.withUnsafeMutableBufferPointer { buffer in
+            git_commit_create(
+                &merged, pointer, nil, signature, signature, "UTF-8", "Merge \(head) into \(base) (built by Kiln)", tree, 2,
+                buffer.baseAddress)
+        }
+        guard code == 0 else { throw SourceError("cannot write the merge commit: \(LibGit2.lastError(code))") }
+        return .merged(Self.hex(merged))
+    }
+
+    /// Whether `commit` is `ancestor` or descends from it; false when either is unknown here.
+    func isDescendant(_ commit: String, of ancestor: String) throws(SourceError) -> Bool {
+        guard CommitID.isValid(commit), CommitID.isValid(ancestor) else { return false }
+        if commit == ancestor { return true }
+        var commitID = git_oid()
+        var ancestorID = git_oid()
+        guard commit.withCString({ git_oid_fromstr(&commitID, $0) }) == 0,
+            ancestor.withCString({ git_oid_fromstr(&ancestorID, $0) }) == 0
+        else { return false }
+        return git_graph_descendant_of(pointer, &commitID, &ancestorID) == 1
+    }
+
+    /// The best common ancestor of two commits.
+    func mergeBase(_ a: String, _ b: String) throws(SourceError) -> String? {
+        var first = git_oid()
+        var second = git_oid()
+        guard a.withCString({ git_oid_fromstr(&first, $0) }) == 0, b.withCString({ git_oid_fromstr(&second, $0) }) == 0 else {
+            return nil
+        }
+        var base = git_oid()
+        return git_merge_base(&base, pointer, &first, &second) == 0 ? Self.hex(base) : nil
+    }
+
+    /// The tree id of commit `sha`.
+    func treeID(of sha: String) throws(SourceError) -> String {
+        let commit = try lookupCommit(sha)
+        defer { git_commit_free(commit) }
+        return Self.hex(git_commit_tree_id(commit).pointee)
+    }
+
+    static func hex(_ oid: git_oid) -> String {
+        var oid = oid
+        var buffer = [CChar](repeating: 0, count: Int(GIT_OID_HEXSZ) + 1)
+        git_oid_tostr(&buffer, buffer.count, &oid)
+        return String(cString: buffer)
+    }
+
     func hasCommit(_ sha: String) throws(SourceError) -> Bool {
         guard CommitID.isValid(sha) else { throw SourceError("'\(sha)' is not a commit id") }
         guard let commit = try? lookupCommit(sha) else { return false }

@@ -1,11 +1,19 @@
 import Foundation
 import KilnCore
 
-/// `POST /webhooks/{forge}`'s answer for an accepted delivery.
+/// `POST /webhooks/{forge}`'s answer for an accepted delivery: every build it made (a
+/// Bitbucket push can move several refs), and the first one at the top for convenience.
 struct AcceptedJSON: Encodable {
+    struct Build: Encodable {
+        var build_id: BuildID
+        var new: Bool
+        var url: String
+    }
+
     var build_id: BuildID
     var new: Bool
     var url: String
+    var builds: [Build]
     var message: String
 }
 
@@ -20,6 +28,9 @@ struct BuildJSON: Encodable {
     var state: String
     var summary: String
     var diagnostics: [String]
+    var pull_request: Int?
+    var trusted: Bool
+    var built_sha: String?
     var created_at: Date
     var started_at: Date?
     var finished_at: Date?
@@ -40,6 +51,9 @@ struct BuildJSON: Encodable {
         state = build.state.rawValue
         summary = build.summary
         diagnostics = build.diagnostics
+        pull_request = build.pullRequest?.number
+        trusted = build.trusted
+        built_sha = build.builtSHA
         created_at = build.createdAt
         started_at = build.startedAt
         finished_at = build.finishedAt

@@ -6,7 +6,13 @@ public struct HTTPDependencies: Sendable {
     /// Webhook intake.
     public var intake: WebhookIntake
     /// Builds, jobs and statuses.
-    public var store: any BuildStore
+    public var store: any BuildQueries & BuildControl
+    /// Running jobs, to stop those of a cancelled build.
+    public var running: RunningJobs
+    /// Rung when an approval or a re-run queues a build.
+    public var planning: Doorbell
+    /// The bearer token of the control API (approvals, cancel, re-run); nil disables it.
+    public var adminToken: Secret?
     /// Whether nix was confirmed usable.
     public var health: HealthState
     /// Running jobs' progress.
@@ -22,11 +28,15 @@ public struct HTTPDependencies: Sendable {
 
     /// Creates dependencies.
     public init(
-        intake: WebhookIntake, store: any BuildStore, health: HealthState, progress: ProgressBoard,
+        intake: WebhookIntake, store: any BuildQueries & BuildControl, running: RunningJobs, planning: Doorbell,
+        adminToken: Secret?, health: HealthState, progress: ProgressBoard,
         databaseWritable: @escaping @Sendable () async -> Bool, paths: WorkerPaths, maxBodyBytes: Int, publicURL: String
     ) {
         self.intake = intake
         self.store = store
+        self.running = running
+        self.planning = planning
+        self.adminToken = adminToken
         self.health = health
         self.progress = progress
         self.databaseWritable = databaseWritable

@@ -70,6 +70,15 @@ public enum KilnRouter {
             }
             return Pages.html(.ok, Pages.build(details, jobs: jobs))
         }
+        router.post("/api/v1/approvals") { request, context in
+            try await Control.approve(request, context, dependencies)
+        }
+        router.post("/api/v1/builds/:id/cancel") { request, context in
+            try await Control.cancel(request, context, dependencies)
+        }
+        router.post("/api/v1/builds/:id/rerun") { request, context in
+            try await Control.rerun(request, context, dependencies)
+        }
         router.get("/") { _, _ in
             Pages.html(.ok, Pages.index(try await dependencies.store.recentBuilds(limit: 100)))
         }
@@ -102,12 +111,17 @@ public enum KilnRouter {
             return try JSONBody.error(.serviceUnavailable, "the delivery could not be recorded; redeliver it")
         }
         switch result {
-        case .accepted(let buildID, let isNew):
+        case .accepted(let builds):
+            let listed = builds.map { build in
+                AcceptedJSON.Build(
+                    build_id: build.buildID, new: build.isNew, url: "\(dependencies.publicURL)/builds/\(build.buildID)")
+            }
+            let message =
+                builds.allSatisfy(\.isNew) ? "build queued" : builds.contains(where: \.isNew) ? "builds queued" : "already received; the build exists"
             return try JSONBody.response(
                 .accepted,
                 AcceptedJSON(
-                    build_id: buildID, new: isNew, url: "\(dependencies.publicURL)/builds/\(buildID)",
-                    message: isNew ? "build queued" : "already received; the build exists"))
+                    build_id: listed[0].build_id, new: listed[0].new, url: listed[0].url, builds: listed, message: message))
         case .ignored(let reason):
             return try JSONBody.response(.ok, ["ignored": reason])
         case .unknownForge(let name):

@@ -190,6 +190,7 @@ struct SupervisedProcess {
             case .requested: return "cancelled"
             case .superseded(let sha): return "superseded by \(CommitID.short(sha))"
             case .shutdown: return "Kiln is shutting down"
+            case .pullRequestClosed(let merged): return merged ? "the pull request was merged" : "the pull request was closed"
             }
         }
     }

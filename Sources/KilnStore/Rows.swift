@@ -31,7 +31,14 @@ enum Rows {
             sha: row["sha"], ref: row["ref"], state: try enumValue(BuildState.self, row["state"], column: "builds.state"),
             summary: row["summary"], diagnostics: try strings(row["diagnostics"], column: "builds.diagnostics"),
             createdAt: date(row["created_at"])!, startedAt: date(row["started_at"]), finishedAt: date(row["finished_at"]),
-            beforeSHA: row["before_sha"])
+            beforeSHA: row["before_sha"], pullRequest: pullRequest(row), trusted: row["trusted"], builtSHA: row["built_sha"])
+    }
+
+    static func pullRequest(_ row: Row) -> PullRequestInfo? {
+        guard let number: Int = row["pr_number"] else { return nil }
+        return PullRequestInfo(
+            number: number, headBranch: row["pr_head_branch"] ?? "", baseBranch: row["pr_base_branch"] ?? "",
+            isFork: row["pr_is_fork"], headRepository: row["pr_head_repository"])
     }
 
     static func job(_ row: Row) throws -> JobRecord {
@@ -76,10 +83,10 @@ enum Rows {
     static func outbox(_ row: Row) throws -> OutboxEntry {
         OutboxEntry(
             id: row["id"], buildID: row["build_id"], forge: row["forge"],
-            commit: CommitRef(repository: row["repository"], sha: row["sha"]),
+            commit: CommitRef(repository: row["repository"], sha: row["sha"], branch: row["branch"]),
             status: StatusUpdate(
                 context: row["context"], state: try enumValue(StatusState.self, row["state"], column: "status_outbox.state"),
-                description: row["description"]),
+                description: row["description"], details: row["details"]),
             delivery: try enumValue(OutboxEntry.Delivery.self, row["delivery"], column: "status_outbox.delivery"),
             attempts: row["attempts"], nextAttemptAt: date(row["next_attempt_at"])!, lastError: row["last_error"],
             createdAt: date(row["created_at"])!)

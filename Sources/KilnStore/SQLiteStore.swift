@@ -8,7 +8,7 @@ import KilnPipeline
 /// Each method is one transaction. Decisions about what a change implies (which jobs
 /// are skipped, when a build ends, which statuses to post) are `KilnCore`'s pure
 /// functions; this type reads the rows they need and writes what they return.
-public struct SQLiteStore: BuildStore {
+public struct SQLiteStore: KilnStore {
     private let database: DatabasePool
 
     /// Opens (creating if needed) and migrates the database at `path`.
@@ -60,12 +60,15 @@ public struct SQLiteStore: BuildStore {
             }
             try db.execute(
                 sql: """
-                    INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, 'queued', 'queued: fetching and reading the pipeline file', ?)
+                    INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at,
+                                        pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository)
+                    VALUES (?, ?, ?, ?, ?, ?, 'queued', 'queued: fetching and reading the pipeline file', ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
                     delivery.repositoryID, delivery.forge, delivery.repository, delivery.sha, delivery.ref.fullName,
-                    delivery.before, now.timeIntervalSince1970,
+                    delivery.before, now.timeIntervalSince1970, delivery.pullRequest?.number,
+                    delivery.pullRequest?.headBranch, delivery.pullRequest?.baseBranch, delivery.pullRequest?.isFork ?? false,
+                    delivery.pullRequest?.headRepository,
                 ])
             let buildID = db.lastInsertedRowID
             try db.execute(
@@ -88,14 +91,25 @@ public struct SQLiteStore: BuildStore {
         }
     }
 
-    public func finishPlanning(_ buildID: BuildID, _ result: PlanningResult, at now: Date) async throws {
+    public func finishPlanning(_ buildID: BuildID, _ result: PlanningResult, resolution: BuildResolution?, at now: Date)
+        async throws
+    {
         try await database.write { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [buildID]) else {
                 return
             }
-            let build = try Rows.build(row)
+            var build = try Rows.build(row)
             guard build.state == .planning else { return }
+            if let resolution {
+                try db.execute(
+                    sql: "UPDATE builds SET sha = ?, built_sha = ?, trusted = ?, tree_key = ? WHERE id = ?",
+                    arguments: [resolution.sha, resolution.builtSHA, resolution.trusted, resolution.treeKey, buildID])
+                build.sha = resolution.sha
+                build.builtSHA = resolution.builtSHA
+                build.trusted = resolution.trusted
+            }
             let time = now.timeIntervalSince1970
+            let kiln = StatusUpdate.buildContext
             switch result {
             case .planned(let jobs):
                 let statuses = BuildProgress.plannedStatuses(jobs)
@@ -117,18 +131,79 @@ public struct SQLiteStore: BuildStore {
                     sql: "UPDATE builds SET state = 'running', summary = ?, started_at = ? WHERE id = ?",
                     arguments: [statuses[0].description, time, buildID])
                 try enqueue(statuses, for: build, at: now, db)
+            case .reused(let earlierID):
+                try reuse(earlierID, for: build, at: now, db)
             case .skipped(let reason, let announce):
                 try end(build, .skipped, summary: reason, at: time, db)
                 if announce {
-                    try enqueue([StatusUpdate(context: StatusUpdate.buildContext, state: .skipped, description: reason)], for: build, at: now, db)
+                    try enqueue([StatusUpdate(context: kiln, state: .skipped, description: reason)], for: build, at: now, db)
                 }
+            case .awaitingApproval(let reason):
+                try db.execute(
+                    sql: "UPDATE builds SET state = 'awaiting_approval', summary = ? WHERE id = ?", arguments: [reason, buildID])
+                try enqueue([StatusUpdate(context: kiln, state: .pending, description: reason)], for: build, at: now, db)
             case .invalid(let summary, let diagnostics):
                 try end(build, .failed, summary: summary, at: time, db, diagnostics: diagnostics)
-                try enqueue([StatusUpdate(context: StatusUpdate.buildContext, state: .failed, description: summary)], for: build, at: now, db)
+                try enqueue([StatusUpdate(context: kiln, state: .failed, description: summary)], for: build, at: now, db)
             case .errored(let message):
                 try end(build, .errored, summary: message, at: time, db)
-                try enqueue([StatusUpdate(context: StatusUpdate.buildContext, state: .errored, description: message)], for: build, at: now, db)
+                try enqueue([StatusUpdate(context: kiln, state: .errored, description: message)], for: build, at: now, db)
             }
+        }
+    }
+
+    /// Copies the jobs and outcome of an earlier build of the same tree and pipeline file, and
+    /// posts their final statuses on this build's commit.
+    private func reuse(_ earlierID: BuildID, for build: BuildRecord, at now: Date, _ db: Database) throws {
+        guard let earlierRow = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [earlierID]) else {
+            return
+        }
+        let earlier = try Rows.build(earlierRow)
+        let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [earlierID])
+            .map(Rows.job)
+        let time = now.timeIntervalSince1970
+        var statuses: [StatusUpdate] = []
+        for job in jobs {
+            let summary = "reused from build #\(earlierID): \(job.summary)"
+            try db.execute(
+                sql: """
+                    INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
+                                      allow_failure, cache_push, min_memory, state, summary, exit_code, derivations, outputs,
+                                      cpu_seconds, peak_memory_kb, cache_summary, attempt, queued_at, started_at, finished_at)
+                    SELECT ?, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
+                           allow_failure, cache_push, min_memory, state, ?, exit_code, derivations, outputs,
+                           cpu_seconds, peak_memory_kb, cache_summary, 0, ?, NULL, ?
+                    FROM jobs WHERE id = ?
+                    """,
+                arguments: [build.id, summary, time, time, job.id])
+            statuses.append(StatusUpdate(context: job.context, state: Self.statusState(job.state), description: summary))
+        }
+        let summary = "same tree and pipeline as build #\(earlierID): \(earlier.summary)"
+        try db.execute(
+            sql: "UPDATE builds SET state = ?, summary = ?, reused_from = ?, started_at = ?, finished_at = ? WHERE id = ?",
+            arguments: [earlier.state.rawValue, summary, earlierID, time, time, build.id])
+        statuses.append(
+            StatusUpdate(context: StatusUpdate.buildContext, state: Self.statusState(earlier.state), description: summary))
+        try enqueue(statuses, for: build, at: now, db)
+    }
+
+    /// The status that reports a final job or build state.
+    static func statusState(_ state: JobState) -> StatusState {
+        switch state {
+        case .succeeded: return .succeeded
+        case .failed, .timedOut: return .failed
+        case .errored: return .errored
+        case .cancelled, .skipped, .queued, .running: return .cancelled
+        }
+    }
+
+    static func statusState(_ state: BuildState) -> StatusState {
+        switch state {
+        case .succeeded: return .succeeded
+        case .failed: return .failed
+        case .errored: return .errored
+        case .skipped: return .skipped
+        default: return .cancelled
         }
     }
 
@@ -162,7 +237,7 @@ public struct SQLiteStore: BuildStore {
         }
     }
 
-    public func finishJob(_ jobID: JobID, _ report: JobReport, at now: Date) async throws -> BuildRecord {
+    public func finishJob(_ jobID: JobID, _ report: JobReport, details: String?, at now: Date) async throws -> BuildRecord {
         try await database.write { db in
             guard let jobRow = try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [jobID]) else {
                 throw StoreError.corrupt("job \(jobID) does not exist")
@@ -183,7 +258,9 @@ public struct SQLiteStore: BuildStore {
                     Rows.encode(report.outputs), report.cpuSeconds, report.peakMemoryKilobytes, report.cache?.summary,
                     now.timeIntervalSince1970, jobID,
                 ])
-            try enqueue([StatusUpdate(context: job.context, state: status, description: description)], for: build, at: now, db)
+            try enqueue(
+                [StatusUpdate(context: job.context, state: status, description: description, details: details)],
+                for: build, at: now, db)
             return try apply(progressAfterJobEnded: build, at: now, db)
         }
     }
@@ -303,6 +380,153 @@ public struct SQLiteStore: BuildStore {
         }
     }
 
+    // MARK: Control
+
+    public func unfinishedBuilds(_ key: BuildKey, repository: RepositoryID, olderThan build: BuildID) async throws
+        -> [BuildRecord]
+    {
+        try await database.read { db in
+            let unfinished = "state IN ('queued', 'planning', 'running', 'awaiting_approval')"
+            switch key {
+            case .ref(let ref):
+                return try Row.fetchAll(
+                    db,
+                    sql: "SELECT * FROM builds WHERE repository_id = ? AND ref = ? AND pr_number IS NULL AND id < ? AND \(unfinished) ORDER BY id",
+                    arguments: [repository, ref, build]
+                ).map(Rows.build)
+            case .pullRequest(let number):
+                return try Row.fetchAll(
+                    db,
+                    sql: "SELECT * FROM builds WHERE repository_id = ? AND pr_number = ? AND id < ? AND \(unfinished) ORDER BY id",
+                    arguments: [repository, number, build]
+                ).map(Rows.build)
+            }
+        }
+    }
+
+    public func cancel(_ builds: [BuildID], _ reason: CancelReason, at now: Date) async throws -> [JobID] {
+        try await database.write { db in
+            var running: [JobID] = []
+            for buildID in builds {
+                guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [buildID]) else {
+                    continue
+                }
+                let build = try Rows.build(row)
+                guard !build.state.isFinal else { continue }
+                var machine = JobStateMachine(state: .queued)
+                guard case .report(let status, let description) = machine.apply(.cancel(reason)) else { continue }
+                let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [buildID])
+                    .map(Rows.job)
+                running += jobs.filter { $0.state == .running }.map(\.id)
+                var statuses: [StatusUpdate] = []
+                for job in jobs where job.state == .queued {
+                    try db.execute(
+                        sql: "UPDATE jobs SET state = 'cancelled', summary = ?, finished_at = ? WHERE id = ?",
+                        arguments: [description, now.timeIntervalSince1970, job.id])
+                    statuses.append(StatusUpdate(context: job.context, state: status, description: description))
+                }
+                if jobs.allSatisfy({ $0.state != .running }) {
+                    // Nothing left to wait for: the build ends here.
+                    try end(build, .cancelled, summary: description, at: now.timeIntervalSince1970, db)
+                    statuses.append(StatusUpdate(context: StatusUpdate.buildContext, state: status, description: description))
+                }
+                try enqueue(statuses, for: build, at: now, db)
+            }
+            return running
+        }
+    }
+
+    public func latestHead(pullRequest number: Int, repository: RepositoryID) async throws -> String? {
+        try await database.read { db in
+            try String.fetchOne(
+                db, sql: "SELECT sha FROM builds WHERE repository_id = ? AND pr_number = ? ORDER BY id DESC LIMIT 1",
+                arguments: [repository, number])
+        }
+    }
+
+    public func isApproved(pullRequest number: Int, sha: String, repository: RepositoryID) async throws -> Bool {
+        try await database.read { db in
+            try Bool.fetchOne(
+                db, sql: "SELECT 1 FROM approvals WHERE repository_id = ? AND pr_number = ? AND sha = ?",
+                arguments: [repository, number, sha]) ?? false
+        }
+    }
+
+    public func awaitingApproval(sha: String, repository: RepositoryID) async throws -> BuildID? {
+        try await database.read { db in
+            try BuildID.fetchOne(
+                db,
+                sql: "SELECT id FROM builds WHERE repository_id = ? AND sha = ? AND state = 'awaiting_approval' ORDER BY id DESC LIMIT 1",
+                arguments: [repository, sha])
+        }
+    }
+
+    public func approve(_ buildID: BuildID, sha: String, by approver: String, at now: Date) async throws -> ApprovalResult {
+        try await database.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [buildID]) else {
+                return .notFound
+            }
+            var build = try Rows.build(row)
+            guard build.state == .awaitingApproval, let pullRequest = build.pullRequest else { return .notAwaiting(build.state) }
+            guard build.sha == sha else { return .differentCommit(current: build.sha) }
+            try db.execute(
+                sql: """
+                    INSERT INTO approvals (repository_id, pr_number, sha, approved_by, approved_at) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (repository_id, pr_number, sha) DO NOTHING
+                    """,
+                arguments: [build.repositoryID, pullRequest.number, sha, approver, now.timeIntervalSince1970])
+            build.state = .queued
+            build.summary = "approved by \(approver); queued"
+            try db.execute(
+                sql: "UPDATE builds SET state = 'queued', summary = ? WHERE id = ?", arguments: [build.summary, buildID])
+            return .approved(build)
+        }
+    }
+
+    public func rerun(sha: String, repository: RepositoryID, forge: String, deliveryID: String, at now: Date) async throws
+        -> (buildID: BuildID, isNew: Bool)?
+    {
+        try await database.write { db in
+            if let existing = try BuildID.fetchOne(
+                db, sql: "SELECT build_id FROM deliveries WHERE forge = ? AND delivery_id = ?", arguments: [forge, deliveryID])
+            {
+                return (existing, false)
+            }
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT * FROM builds WHERE repository_id = ? AND sha = ? ORDER BY id DESC LIMIT 1",
+                    arguments: [repository, sha])
+            else { return nil }
+            let original = try Rows.build(row)
+            try db.execute(
+                sql: """
+                    INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at,
+                                        pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository)
+                    SELECT repository_id, forge, repository, sha, ref, before_sha, 'queued', ?, ?,
+                           pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository
+                    FROM builds WHERE id = ?
+                    """,
+                arguments: ["queued again: a re-run of build #\(original.id)", now.timeIntervalSince1970, original.id])
+            let buildID = db.lastInsertedRowID
+            try db.execute(
+                sql: "INSERT INTO deliveries (forge, delivery_id, build_id, received_at) VALUES (?, ?, ?, ?)",
+                arguments: [forge, deliveryID, buildID, now.timeIntervalSince1970])
+            return (buildID, true)
+        }
+    }
+
+    public func reusableBuild(treeKey: String, repository: RepositoryID, excluding build: BuildID) async throws -> BuildID? {
+        try await database.read { db in
+            try BuildID.fetchOne(
+                db,
+                sql: """
+                    SELECT id FROM builds WHERE repository_id = ? AND tree_key = ? AND id <> ?
+                      AND state IN ('succeeded', 'failed') ORDER BY id DESC LIMIT 1
+                    """,
+                arguments: [repository, treeKey, build])
+        }
+    }
+
     // MARK: Helpers inside a transaction
 
     private func end(
@@ -328,13 +552,13 @@ public struct SQLiteStore: BuildStore {
                 arguments: [build.forge, build.repository, build.sha, status.context])
             try db.execute(
                 sql: """
-                    INSERT INTO status_outbox (build_id, forge, repository, sha, context, state, description, delivery,
-                                               next_attempt_at, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
+                    INSERT INTO status_outbox (build_id, forge, repository, sha, branch, context, state, description, details,
+                                               delivery, next_attempt_at, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
                     """,
                 arguments: [
-                    build.id, build.forge, build.repository, build.sha, status.context, status.state.rawValue,
-                    status.description, time, time,
+                    build.id, build.forge, build.repository, build.sha, build.statusBranch, status.context,
+                    status.state.rawValue, status.description, status.details, time, time,
                 ])
         }
     }

@@ -119,6 +119,59 @@ enum Schema {
                     CREATE INDEX status_outbox_by_build ON status_outbox(build_id, id);
                     """)
         }
+        migrator.registerMigration("v3: pull requests, approvals, trust, tree keys; statuses' branch and details") { db in
+            try db.execute(
+                sql: """
+                    -- SQLite cannot change a CHECK constraint: rebuild builds to allow 'awaiting_approval'.
+                    CREATE TABLE builds_v3 (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        repository_id INTEGER NOT NULL REFERENCES repositories(id),
+                        forge TEXT NOT NULL,
+                        repository TEXT NOT NULL,
+                        sha TEXT NOT NULL,
+                        ref TEXT NOT NULL,
+                        state TEXT NOT NULL CHECK (state IN
+                            ('queued','planning','running','awaiting_approval','succeeded','failed','errored','cancelled','skipped')),
+                        summary TEXT NOT NULL,
+                        diagnostics TEXT NOT NULL DEFAULT '[]',
+                        created_at REAL NOT NULL,
+                        started_at REAL,
+                        finished_at REAL,
+                        before_sha TEXT,
+                        pr_number INTEGER,
+                        pr_head_branch TEXT,
+                        pr_base_branch TEXT,
+                        pr_is_fork INTEGER NOT NULL DEFAULT 0,
+                        pr_head_repository TEXT,
+                        trusted INTEGER NOT NULL DEFAULT 1,
+                        built_sha TEXT,
+                        tree_key TEXT,
+                        reused_from INTEGER REFERENCES builds(id)
+                    );
+                    INSERT INTO builds_v3 (id, repository_id, forge, repository, sha, ref, state, summary, diagnostics,
+                                           created_at, started_at, finished_at, before_sha)
+                        SELECT id, repository_id, forge, repository, sha, ref, state, summary, diagnostics,
+                               created_at, started_at, finished_at, before_sha FROM builds;
+                    DROP TABLE builds;
+                    ALTER TABLE builds_v3 RENAME TO builds;
+                    CREATE INDEX builds_by_state ON builds(state, id);
+                    CREATE INDEX builds_by_ref ON builds(repository_id, ref, id);
+                    CREATE INDEX builds_by_pull_request ON builds(repository_id, pr_number, id);
+                    CREATE INDEX builds_by_tree ON builds(repository_id, tree_key);
+                    CREATE INDEX builds_by_sha ON builds(repository_id, sha);
+                    CREATE TABLE approvals (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        repository_id INTEGER NOT NULL REFERENCES repositories(id),
+                        pr_number INTEGER NOT NULL,
+                        sha TEXT NOT NULL,
+                        approved_by TEXT NOT NULL,
+                        approved_at REAL NOT NULL,
+                        UNIQUE (repository_id, pr_number, sha)
+                    );
+                    ALTER TABLE status_outbox ADD COLUMN branch TEXT;
+                    ALTER TABLE status_outbox ADD COLUMN details TEXT;
+                    """)
+        }
         return migrator
     }
 }

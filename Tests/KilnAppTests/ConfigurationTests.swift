@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 import KilnTesting
 import Testing
 
@@ -59,8 +60,17 @@ import Testing
             "kiln.yaml:2:20: nix.default-timeout: '30 minutes' is not a duration; write it like 30s, 5m, 1h or 1h30m"),
         ("server:\n  lisen: 0.0.0.0:80\n" + minimal, "kiln.yaml:2:3: server.lisen: unknown key 'lisen' in 'server' — did you mean 'listen'?"),
         ("server:\n  listen: localhost\n" + minimal, "kiln.yaml:2:11: server.listen: 'localhost' is not HOST:PORT (for example 127.0.0.1:8080)"),
-        (minimal.replacingOccurrences(of: "type: github", with: "type: gitlab"),
-            "kiln.yaml:3:11: forges.github.type: 'gitlab' is not a forge type Kiln supports yet; supported: github"),
+        (minimal.replacingOccurrences(of: "type: github", with: "type: gitlub"),
+            "kiln.yaml:3:11: forges.github.type: 'gitlub' is not a forge type; one of: github, gitlab, bitbucket-cloud, bitbucket-server, gitea"),
+        (minimal.replacingOccurrences(of: "    token-file: token\n", with: "    token-file: token\n    signing-token-files: [token]\n"),
+            "kiln.yaml:6:26: forges.github.signing-token-files: applies only to gitlab forges, not github"),
+        (minimal.replacingOccurrences(of: "    token-file: token\n", with: "    token-file: token\n    status-api: checks\n"),
+            "kiln.yaml:6:17: forges.github.status-api: checks needs a GitHub App: set app-id and app-private-key-file"),
+        (minimal.replacingOccurrences(of: "type: github", with: "type: gitea"),
+            "kiln.yaml:3:5: forges.github.api-url: is required for gitea forges: the instance's URL"),
+        (minimal.replacingOccurrences(of: "    token-file: token\n", with: "    token-file: token\n    app-id: \"123\"\n    app-private-key-file: missing.pem\n"),
+            "kiln.yaml:7:27: forges.github.app-private-key-file: no such file missing.pem"),
+        (minimal + "\n    pull-requests: rebase\n", "kiln.yaml:10:20: repositories[0].pull-requests: 'rebase' is not one of: merge, head"),
         (minimal.replacingOccurrences(of: "https://github.com/octo/hello.git", with: "https://me:pw@github.com/octo/hello.git"),
             "kiln.yaml:9:16: repositories[0].clone-url: credentials do not belong in clone-url; put the token in the forge's token-file"),
         (minimal.replacingOccurrences(of: "https://github.com/octo/hello.git", with: "git://github.com/octo/hello.git"),
@@ -70,7 +80,7 @@ import Testing
         (minimal.replacingOccurrences(of: "    token-file: token\n", with: ""),
             "kiln.yaml:3:5: forges.github.token-file: is required to post statuses; set it, or set status-api: none"),
         (minimal.replacingOccurrences(of: "    webhook-secret-files: [webhook-secret]\n", with: ""),
-            "kiln.yaml:2:3: forges.github.webhook-secret-files: is required: list the files holding the webhook secret(s); Kiln refuses unsigned webhooks"),
+            "kiln.yaml:3:5: forges.github.webhook-secret-files: is required: list the files holding the webhook secret(s); Kiln refuses unsigned webhooks"),
         ("nix:\n  options:\n    sandbox: false\n" + minimal,
             "kiln.yaml:3:14: nix.options.sandbox: nix.options may not set 'sandbox': Kiln always builds with sandbox = true and sandbox-fallback = false"),
         ("nix:\n  max-parallel-jobs: lots\n" + minimal, "kiln.yaml:2:22: nix.max-parallel-jobs: 'lots' must be a whole number from 1 to 256"),
@@ -122,6 +132,31 @@ import Testing
         #expect(configuration.repositories.first?.cloneURL.hasSuffix("/repos/hello") == true)
         #expect(configuration.repositories.first?.cloneURL.hasPrefix("file:///") == true)
         #expect(configuration.storage.dataDirectory.hasSuffix("/state"))
+    }
+
+    @Test func everyForgeTypeLoadsWithItsDefaults() throws {
+        let yaml = """
+            server: {admin-token-file: token}
+            forges:
+              hub: {type: github, webhook-secret-files: [webhook-secret], token-file: token}
+              lab: {type: gitlab, webhook-secret-files: [webhook-secret], token-file: token, token-kind: bearer}
+              cloud: {type: bitbucket-cloud, webhook-secret-files: [webhook-secret], token-file: token}
+              dc: {type: bitbucket-server, api-url: "https://bitbucket.example.org/", webhook-secret-files: [webhook-secret], token-file: token}
+              tea: {type: gitea, api-url: "https://codeberg.org", webhook-secret-files: [webhook-secret], token-file: token}
+            repositories:
+              - {forge: lab, name: group/sub/project, clone-url: "https://gitlab.com/group/sub/project.git", pull-requests: head, forks: build}
+              - {forge: dc, name: "~alice/tool", clone-url: "ssh://git@bitbucket.example.org:7999/~alice/tool.git"}
+            """
+        let configuration = try load(yaml).get()
+        #expect(configuration.server.adminToken?.value == "token")
+        #expect(configuration.forges.map(\.apiURL) == [
+            "https://api.github.com", "https://gitlab.com", "https://api.bitbucket.org", "https://bitbucket.example.org",
+            "https://codeberg.org",
+        ])
+        #expect(configuration.forges.first { $0.name == "lab" }?.bearerToken == true)
+        #expect(configuration.forges.first { $0.name == "cloud" }?.gitURL == "https://bitbucket.org")
+        #expect(configuration.repositories.map(\.pullRequests) == [.head, .merge])
+        #expect(configuration.repositories.map(\.forks) == [.build, .requireApproval])
     }
 
     @Test func theShippedConfigurationIsValid() throws {

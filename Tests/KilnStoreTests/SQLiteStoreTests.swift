@@ -55,7 +55,7 @@ import Testing
             let build = try await store.accept(delivery("d", repository), at: now).buildID
             #expect(try await store.claimBuildToPlan()?.id == build)
             #expect(try await store.claimBuildToPlan() == nil)
-            try await store.finishPlanning(build, plan([("a", []), ("b", ["a"])]), at: now)
+            try await store.finishPlanning(build, plan([("a", []), ("b", ["a"])]), resolution: nil, at: now)
             let details = try #require(try await store.buildDetails(build))
             #expect(details.build.state == .running)
             #expect(details.jobs.map(\.name) == ["a", "b"])
@@ -75,7 +75,7 @@ import Testing
             for (index, (result, state, statuses)) in results.enumerated() {
                 let build = try await store.accept(delivery("d\(index)", repository), at: now).buildID
                 _ = try await store.claimBuildToPlan()
-                try await store.finishPlanning(build, result, at: now)
+                try await store.finishPlanning(build, result, resolution: nil, at: now)
                 let details = try #require(try await store.buildDetails(build))
                 #expect(details.build.state == state)
                 #expect(details.statuses.map(\.status.state) == statuses)
@@ -87,15 +87,15 @@ import Testing
         try await withStore { store, repository in
             let build = try await store.accept(delivery("d", repository), at: now).buildID
             _ = try await store.claimBuildToPlan()
-            try await store.finishPlanning(build, plan([("a", []), ("b", ["a"]), ("c", [])]), at: now)
+            try await store.finishPlanning(build, plan([("a", []), ("b", ["a"]), ("c", [])]), resolution: nil, at: now)
             let first = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
             let second = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
             #expect([first.job.name, second.job.name] == ["a", "c"])
             #expect(try await store.claimRunnableJob(at: now, freeMemory: .max) == nil)
             #expect(first.job.attempt == 1)
             let failure = JobReport(outcome: .failed(exitCode: 100, reason: "no"), exitCode: 100, duration: .seconds(1))
-            #expect(try await store.finishJob(first.job.id, failure, at: now).state == .running)
-            let ended = try await store.finishJob(second.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), at: now)
+            #expect(try await store.finishJob(first.job.id, failure, details: nil, at: now).state == .running)
+            let ended = try await store.finishJob(second.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), details: nil, at: now)
             #expect(ended.state == .failed)
             let details = try #require(try await store.buildDetails(build))
             #expect(details.jobs.map(\.state) == [.failed, .skipped, .succeeded])
@@ -115,7 +115,7 @@ import Testing
                         maxSilent: .seconds(60), minMemory: 8 << 30),
                     PlannedJob(name: "small", target: .installables([".#small"]), needs: [], timeout: .seconds(60),
                         maxSilent: .seconds(60), minMemory: 1 << 20),
-                ]), at: now)
+                ]), resolution: nil, at: now)
             // With 2 GiB free the big job waits and the small one, queued after it, runs.
             #expect(try await store.claimRunnableJob(at: now, freeMemory: 2 << 30)?.job.name == "small")
             #expect(try await store.claimRunnableJob(at: now, freeMemory: 2 << 30) == nil)
@@ -127,9 +127,9 @@ import Testing
         try await withStore { store, repository in
             let build = try await store.accept(delivery("d", repository), at: now).buildID
             _ = try await store.claimBuildToPlan()
-            try await store.finishPlanning(build, plan([("a", [])]), at: now)
+            try await store.finishPlanning(build, plan([("a", [])]), resolution: nil, at: now)
             let job = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
-            _ = try await store.finishJob(job.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), at: now)
+            _ = try await store.finishJob(job.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), details: nil, at: now)
             let due = try await store.dueStatuses(at: now, limit: 100).due
             // The pending statuses were never sent; only the final one per context is due.
             #expect(due.map { "\($0.status.context)=\($0.status.state.rawValue)" } == ["kiln/a=succeeded", "kiln=succeeded"])
@@ -142,7 +142,7 @@ import Testing
         try await withStore { store, repository in
             let build = try await store.accept(delivery("d", repository), at: now).buildID
             _ = try await store.claimBuildToPlan()
-            try await store.finishPlanning(build, .errored("x"), at: now)
+            try await store.finishPlanning(build, .errored("x"), resolution: nil, at: now)
             let entry = try #require(try await store.dueStatuses(at: now, limit: 10).due.first)
             try await store.recordStatusDelivery(entry.id, .retry(at: now.addingTimeInterval(30), error: "HTTP 502"), at: now)
             let waiting = try await store.dueStatuses(at: now.addingTimeInterval(10), limit: 10)
@@ -168,12 +168,12 @@ import Testing
                 let at = now.addingTimeInterval(index == 2 ? -3600 : -100 * 86400)
                 let build = try await store.accept(self.delivery(delivery, repository), at: at).buildID
                 _ = try await store.claimBuildToPlan()
-                try await store.finishPlanning(build, plan([("a", [])]), at: at)
+                try await store.finishPlanning(build, plan([("a", [])]), resolution: nil, at: at)
                 let job = try #require(try await store.claimRunnableJob(at: at, freeMemory: .max))
                 try "log".write(toFile: paths.log(job.job.id), atomically: true, encoding: .utf8)
                 try FileManager.default.createDirectory(atPath: paths.derivationLogs(job.job.id), withIntermediateDirectories: true)
                 if delivery != "running" {
-                    _ = try await store.finishJob(job.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), at: at)
+                    _ = try await store.finishJob(job.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), details: nil, at: at)
                 }
                 ids.append(build)
             }
@@ -196,7 +196,7 @@ import Testing
             let running = try await store.accept(delivery("r", repository), at: now).buildID
             _ = try await store.claimBuildToPlan()
             _ = try await store.claimBuildToPlan()
-            try await store.finishPlanning(running, plan([("a", [])]), at: now)
+            try await store.finishPlanning(running, plan([("a", [])]), resolution: nil, at: now)
             _ = try await store.claimRunnableJob(at: now, freeMemory: .max)
             let recovered = try await store.recoverInterrupted()
             #expect(recovered.builds == 1 && recovered.jobs == 1)

@@ -4,48 +4,54 @@ import KilnCore
 import NIOCore
 import NIOHTTP1
 
-/// Posts JSON to a forge's status API and sorts the answer into delivered, retry or refused.
-struct StatusAPIClient: Sendable {
+/// Requests to a forge's API, with answers sorted into delivered, retry or refused.
+struct ForgeHTTP: Sendable {
     var client: HTTPClient
     var timeout: TimeAmount = .seconds(15)
 
-    /// POSTs `body` to `url` with `headers`; returns on a 2xx answer.
+    /// Sends a request with a JSON body (any JSONSerialization value) and returns the body of a
+    /// 2xx answer.
     /// - Throws: `.transient` for network errors, 5xx and 429 (with `Retry-After`), and for a
     ///   403 that reports an exhausted rate limit; `.rejected` for any other answer.
-    func post(_ url: String, headers: [(String, String)], json body: [String: String]) async throws(ForgeAPIError) {
+    @discardableResult
+    func send(_ method: HTTPMethod, _ url: String, headers: [(String, String)], json: Any? = nil) async throws(ForgeAPIError)
+        -> [UInt8]
+    {
         var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
+        request.method = method
         request.headers.add(name: "User-Agent", value: "kiln")
         for (name, value) in headers { request.headers.add(name: name, value: value) }
-        let data: Data
-        do {
-            data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
-        } catch {
-            throw .rejected(status: 0, body: "could not encode the status: \(error)")
+        if let json {
+            let data: Data
+            do {
+                data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys, .withoutEscapingSlashes])
+            } catch {
+                throw .rejected(status: 0, body: "could not encode the request: \(error)")
+            }
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: data))
         }
-        request.body = .bytes(ByteBuffer(bytes: data))
         let response: HTTPClientResponse
-        let answer: String
+        let answer: ByteBuffer
         do {
             response = try await client.execute(request, timeout: timeout)
-            let bytes = try await response.body.collect(upTo: 64 << 10)
-            answer = String(buffer: bytes)
+            answer = try await response.body.collect(upTo: 4 << 20)
         } catch {
-            throw .transient("\(url): \(error)", retryAfter: nil)
+            throw .transient("\(method) \(url): \(error)", retryAfter: nil)
         }
         let code = Int(response.status.code)
-        if (200..<300).contains(code) { return }
+        let text = String(buffer: answer)
+        if (200..<300).contains(code) { return Array(buffer: answer) }
         let retryAfter = Self.retryAfter(response.headers)
         if code == 429 || code >= 500 {
-            throw .transient("HTTP \(code): \(answer.prefix(300))", retryAfter: retryAfter)
+            throw .transient("HTTP \(code): \(text.prefix(300))", retryAfter: retryAfter)
         }
         if code == 403, response.headers.first(name: "x-ratelimit-remaining") == "0" {
             let reset = response.headers.first(name: "x-ratelimit-reset").flatMap(TimeInterval.init)
             let wait = reset.map { Duration.seconds(max(1, Int64($0 - Date().timeIntervalSince1970))) }
             throw .transient("HTTP 403: rate limit exhausted", retryAfter: retryAfter ?? wait ?? .seconds(60))
         }
-        throw .rejected(status: code, body: answer)
+        throw .rejected(status: code, body: text)
     }
 
     /// `Retry-After` as seconds or an HTTP date.
@@ -60,11 +66,18 @@ struct StatusAPIClient: Sendable {
         return .seconds(max(0, Int64(date.timeIntervalSinceNow.rounded(.up))))
     }
 
-    /// One URL path segment, percent-encoded.
+    /// One URL path segment, percent-encoded (`/` too, as GitLab's project paths need).
     static func segment(_ text: String) -> String {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
         return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+
+    /// `owner/name` as two path segments; nil when it is not two non-empty parts.
+    static func ownerAndName(_ repository: String) -> (String, String)? {
+        let parts = repository.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
+        return (segment(String(parts[0])), segment(String(parts[1])))
     }
 
     /// `text` cut to at most `limit` characters, ending with "…" when cut.

@@ -1,0 +1,195 @@
+import Foundation
+import KilnPipeline
+import Logging
+
+/// A configured repository as the worker needs it.
+public struct RepositoryConfig: Sendable {
+    /// Where to fetch from.
+    public var source: RepositorySource
+    /// What to do with pull requests from forks.
+    public var forks: ForkPolicy
+    /// What a pull request build builds.
+    public var pullRequests: PullRequestMode
+
+    /// Creates a configuration.
+    public init(source: RepositorySource, forks: ForkPolicy = .requireApproval, pullRequests: PullRequestMode = .merge) {
+        self.source = source
+        self.forks = forks
+        self.pullRequests = pullRequests
+    }
+}
+
+/// Decides what a build builds: fetches and resolves its commits, supersedes older builds of
+/// the same branch or pull request, applies fork trust, merges pull requests into their base,
+/// reads and plans the pipeline file, and reuses the result of an identical earlier build.
+struct BuildPlanner: Sendable {
+    let store: any BuildStore & BuildControl
+    let source: any SourceProvider
+    let repositories: [RepositoryID: RepositoryConfig]
+    let limits: JobLimits
+    let running: RunningJobs
+    let logger: Logger
+
+    func plan(_ build: BuildRecord) async -> (PlanningResult, BuildResolution?) {
+        guard let config = repositories[build.repositoryID] else {
+            return (.errored("repository \(build.repository) is no longer configured"), nil)
+        }
+        do {
+            if let pullRequest = build.pullRequest {
+                return try await planPullRequest(build, pullRequest, config)
+            }
+            return try await planPush(build, config)
+        } catch let error as SourceError {
+            return (.errored(error.message), nil)
+        } catch {
+            return (.errored("\(error)"), nil)
+        }
+    }
+
+    private func planPush(_ build: BuildRecord, _ config: RepositoryConfig) async throws -> (PlanningResult, BuildResolution?) {
+        let repository = config.source
+        guard let ref = GitRef(fullName: build.ref) else {
+            return (.errored("cannot build ref \(build.ref): only branches and tags are built"), nil)
+        }
+        _ = try await source.fetch(repository, ref: build.ref)
+        guard let sha = try await source.resolve(repository, commit: build.sha) else {
+            return (.errored("commit \(build.sha) is not in \(build.ref) after fetching; it may have been force-pushed away"), nil)
+        }
+        var resolution = BuildResolution(sha: sha, builtSHA: sha, trusted: true, treeKey: nil)
+        if let reason = try await supersede(build, sha: sha, repository) {
+            return (.skipped(reason: reason, announce: false), resolution)
+        }
+        let facts = try await source.commitFacts(repository, sha: sha, comparedTo: build.beforeSHA)
+        let event = PipelineEvent(.push(ref), changedFiles: facts.changedFiles, commitMessage: facts.message)
+        return try await plan(build, event: event, pipelineAt: sha, tree: facts.tree, &resolution, repository)
+    }
+
+    private func planPullRequest(_ build: BuildRecord, _ pullRequest: PullRequestInfo, _ config: RepositoryConfig)
+        async throws -> (PlanningResult, BuildResolution?)
+    {
+        let repository = config.source
+        let number = pullRequest.number
+        let baseTip = try await source.fetch(repository, ref: "refs/heads/\(pullRequest.baseBranch)")
+        _ = try await source.fetchPullRequest(repository, pullRequest)
+        guard let head = try await source.resolve(repository, commit: build.sha) else {
+            return (.errored("head commit \(build.sha) of pull request #\(number) is not in it after fetching; it may have been force-pushed away"), nil)
+        }
+        let trusted = !pullRequest.isFork || config.forks == .build
+        var resolution = BuildResolution(sha: head, builtSHA: head, trusted: trusted, treeKey: nil)
+        if let reason = try await supersede(build, sha: head, repository) {
+            return (.skipped(reason: reason, announce: false), resolution)
+        }
+        if !trusted, try await !store.isApproved(pullRequest: number, sha: head, repository: build.repositoryID) {
+            let fork = pullRequest.headRepository.map { " from \($0)" } ?? " from a fork"
+            return (.awaitingApproval(reason: "awaiting approval: pull request #\(number)\(fork) runs only once a maintainer approves \(CommitID.short(head))"), resolution)
+        }
+        var built = head
+        var comparedTo: String? = baseTip
+        switch config.pullRequests {
+        case .merge:
+            switch try await source.merge(repository, base: baseTip, head: head) {
+            case .merged(let merge):
+                built = merge
+            case .conflict(let paths):
+                let listed = paths.prefix(5).joined(separator: ", ") + (paths.count > 5 ? ", …" : "")
+                let summary = "cannot merge into \(pullRequest.baseBranch) at \(CommitID.short(baseTip)): conflicts in \(listed)"
+                return (.invalid(summary: summary, diagnostics: paths.map { "conflict: \($0)" }), resolution)
+            }
+        case .head:
+            comparedTo = try await source.mergeBase(repository, baseTip, head)
+        }
+        resolution.builtSHA = built
+        let facts = try await source.commitFacts(repository, sha: built, comparedTo: comparedTo)
+        let headMessage = try await source.commitFacts(repository, sha: head, comparedTo: nil).message
+        let event = PipelineEvent(
+            .pullRequest(base: pullRequest.baseBranch), changedFiles: facts.changedFiles, commitMessage: headMessage)
+        // A fork's own pipeline file could do anything; it runs with the base branch's.
+        let pipelineCommit = trusted ? built : baseTip
+        return try await plan(build, event: event, pipelineAt: pipelineCommit, tree: facts.tree, &resolution, repository)
+    }
+
+    private func plan(
+        _ build: BuildRecord, event: PipelineEvent, pipelineAt commit: String, tree: String,
+        _ resolution: inout BuildResolution, _ repository: RepositorySource
+    ) async throws -> (PlanningResult, BuildResolution?) {
+        let file = try await source.readFile(repository, sha: commit, path: PipelineFile.name, maxBytes: PipelineFile.maxBytes)
+        let bytes: [UInt8]
+        switch file {
+        case .missing:
+            let summary = "no \(PipelineFile.name) at \(CommitID.short(commit)); add one to build this repository"
+            return (.invalid(summary: summary, diagnostics: []), resolution)
+        case .tooLarge(let size):
+            let message =
+                "\(PipelineFile.name): pipeline file is \(ByteCount.format(size)); the limit is \(ByteCount.format(PipelineFile.maxBytes))"
+            return (.invalid(summary: message, diagnostics: [message]), resolution)
+        case .contents(let contents):
+            bytes = contents
+        }
+        resolution.treeKey = "\(tree):\(Self.digest(bytes))"
+        let spec: PipelineSpec
+        switch PipelineFile.parse(bytes) {
+        case .invalid(let diagnostics): return (Self.invalid(diagnostics), resolution)
+        case .valid(let valid): spec = valid
+        }
+        switch BuildPlan.make(spec, for: event, limits: limits) {
+        case .skipped(let reason, let announce):
+            return (.skipped(reason: reason, announce: announce), resolution)
+        case .invalid(let diagnostics):
+            return (Self.invalid(diagnostics), resolution)
+        case .jobs(var jobs):
+            if let total = SystemMemory.total(), let greedy = jobs.first(where: { ($0.minMemory ?? 0) > total }) {
+                let message =
+                    "job '\(greedy.name)' needs min-memory \(ByteCount.format(greedy.minMemory ?? 0)); this machine has \(ByteCount.format(total))"
+                return (.invalid(summary: message, diagnostics: [message]), resolution)
+            }
+            if let key = resolution.treeKey,
+                let earlier = try await store.reusableBuild(treeKey: key, repository: build.repositoryID, excluding: build.id)
+            {
+                return (.reused(earlier), resolution)
+            }
+            if !resolution.trusted {
+                for index in jobs.indices { jobs[index].cachePush = false }
+            }
+            return (.planned(jobs), resolution)
+        }
+    }
+
+    /// Cancels older unfinished builds of the same branch or pull request, unless one of them
+    /// builds this commit or a descendant of it (a late delivery): then this build is the stale
+    /// one, and the reason is returned.
+    private func supersede(_ build: BuildRecord, sha: String, _ repository: RepositorySource) async throws -> String? {
+        let older = try await store.unfinishedBuilds(BuildKey(build), repository: build.repositoryID, olderThan: build.id)
+        var superseded: [BuildID] = []
+        for earlier in older {
+            if earlier.sha == sha {
+                return "commit \(CommitID.short(sha)) is already being built (build #\(earlier.id))"
+            }
+            if try await source.isDescendant(repository, earlier.sha, of: sha) {
+                return "a newer commit, \(CommitID.short(earlier.sha)), is already being built (build #\(earlier.id))"
+            }
+            superseded.append(earlier.id)
+        }
+        guard !superseded.isEmpty else { return nil }
+        let reason = CancelReason.superseded(by: sha)
+        running.stop(try await store.cancel(superseded, reason, at: Date()), reason)
+        logger.info("superseded older builds", metadata: ["build.id": "\(build.id)", "superseded": "\(superseded)"])
+        return nil
+    }
+
+    static func invalid(_ diagnostics: [Diagnostic]) -> PlanningResult {
+        let formatted = diagnostics.map { $0.formatted(file: PipelineFile.name) }
+        var summary = formatted.first ?? "\(PipelineFile.name) is invalid"
+        if formatted.count > 1 { summary += " (and \(formatted.count - 1) more)" }
+        return .invalid(summary: summary, diagnostics: formatted)
+    }
+
+    /// FNV-1a, 64 bits: tells pipeline files apart for the build key (not a security measure).
+    static func digest(_ bytes: [UInt8]) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return String(hash, radix: 16)
+    }
+}

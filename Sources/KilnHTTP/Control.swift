@@ -1,0 +1,82 @@
+import Foundation
+import Hummingbird
+import KilnCore
+import NIOCore
+
+/// The control API: approving a fork's pull request, cancelling, running again. Every call
+/// needs `Authorization: Bearer <server.admin-token-file's token>`.
+enum Control {
+    /// `POST /api/v1/approvals` with `{"build_id": N, "sha": "<head commit>"}`: approves exactly
+    /// that commit of the waiting pull request build and queues it.
+    static func approve(_ request: Request, _ context: BasicRequestContext, _ dependencies: HTTPDependencies)
+        async throws -> Response
+    {
+        if let refusal = try authorize(request, dependencies) { return refusal }
+        var request = request
+        let body = try await request.collectBody(upTo: 64 << 10)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any],
+            let buildID = (object["build_id"] as? NSNumber)?.int64Value, let sha = object["sha"] as? String,
+            CommitID.isValid(sha)
+        else {
+            return try JSONBody.error(.badRequest, "send {\"build_id\": <build waiting for approval>, \"sha\": \"<its full head commit>\"}")
+        }
+        let approver = (object["approver"] as? String).map { String($0.prefix(100)) } ?? "the control API"
+        switch try await dependencies.store.approve(buildID, sha: sha, by: approver, at: Date()) {
+        case .approved(let build):
+            dependencies.planning.ring()
+            return try JSONBody.response(.ok, ["message": "approved \(CommitID.short(sha)); build #\(build.id) is queued"])
+        case .notFound:
+            return try JSONBody.error(.notFound, "no build with this id")
+        case .notAwaiting(let state):
+            return try JSONBody.error(.conflict, "build #\(buildID) is \(state.rawValue), not waiting for approval")
+        case .differentCommit(let current):
+            return try JSONBody.error(
+                .conflict, "build #\(buildID) waits for \(current); approve that commit (a newer push needs its own approval)")
+        }
+    }
+
+    /// `POST /api/v1/builds/{id}/cancel`.
+    static func cancel(_ request: Request, _ context: BasicRequestContext, _ dependencies: HTTPDependencies)
+        async throws -> Response
+    {
+        if let refusal = try authorize(request, dependencies) { return refusal }
+        guard let id = context.parameters.get("id", as: BuildID.self), let details = try await dependencies.store.buildDetails(id)
+        else { return try JSONBody.error(.notFound, "no build with this id") }
+        guard !details.build.state.isFinal else {
+            return try JSONBody.error(.conflict, "build #\(id) already ended: \(details.build.state.rawValue)")
+        }
+        let jobs = try await dependencies.store.cancel([id], .requested, at: Date())
+        dependencies.running.stop(jobs, .requested)
+        return try JSONBody.response(.ok, ["message": "build #\(id) is being cancelled"])
+    }
+
+    /// `POST /api/v1/builds/{id}/rerun`: a new build of the same commit.
+    static func rerun(_ request: Request, _ context: BasicRequestContext, _ dependencies: HTTPDependencies)
+        async throws -> Response
+    {
+        if let refusal = try authorize(request, dependencies) { return refusal }
+        guard let id = context.parameters.get("id", as: BuildID.self), let details = try await dependencies.store.buildDetails(id)
+        else { return try JSONBody.error(.notFound, "no build with this id") }
+        let build = details.build
+        guard
+            let again = try await dependencies.store.rerun(
+                sha: build.sha, repository: build.repositoryID, forge: build.forge, deliveryID: "kiln-rerun-\(UUID().uuidString)",
+                at: Date())
+        else { return try JSONBody.error(.notFound, "no build of \(build.sha) to run again") }
+        dependencies.planning.ring()
+        return try JSONBody.response(
+            .accepted, ["message": "build #\(again.buildID) queued", "url": "\(dependencies.publicURL)/builds/\(again.buildID)"])
+    }
+
+    /// A refusal when the request does not carry the admin token; nil when it does.
+    private static func authorize(_ request: Request, _ dependencies: HTTPDependencies) throws -> Response? {
+        guard let token = dependencies.adminToken else {
+            return try JSONBody.error(.forbidden, "the control API is off: set server.admin-token-file")
+        }
+        let header = request.headers[.authorization] ?? ""
+        guard header.hasPrefix("Bearer "), ConstantTime.equals(Array(header.dropFirst(7).utf8), token.bytes) else {
+            return try JSONBody.error(.unauthorized, "send Authorization: Bearer <the token in server.admin-token-file>")
+        }
+        return nil
+    }
+}
