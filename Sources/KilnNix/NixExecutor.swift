@@ -95,7 +95,8 @@ public struct NixExecutor: Executor {
                     binaries.nixStore,
                     ["--realise", "--max-silent-time", String(silentSeconds), "--log-format", "internal-json"]
                         + optionArguments + ["--"] + derivations,
-                    killGrace: settings.killGrace, errorLine: { renderer.line($0) })
+                    // nix stops a silent builder itself; Kiln's own limit is a backstop for a nix that hangs.
+                    killGrace: settings.killGrace, maxSilent: job.maxSilent + .seconds(30), errorLine: { renderer.line($0) })
             } catch {
                 return run.report(Self.interrupted(stop, error))
             }
@@ -340,14 +341,15 @@ private struct Run {
         self.started = started
     }
 
-    /// Runs one nix process under the job's limits and adds up what it cost.
+    /// Runs one nix process under the job's wall-clock limit (and `maxSilent`, for builds) and
+    /// adds up what it cost.
     mutating func process(
-        _ executable: String, _ arguments: [String], killGrace: Duration,
+        _ executable: String, _ arguments: [String], killGrace: Duration, maxSilent: Duration? = nil,
         errorLine: @escaping @Sendable (ArraySlice<UInt8>) -> Void
     ) async throws -> ProcessEnd {
         let ended = try await SupervisedProcess(
             executable: executable, arguments: arguments, workingDirectory: job.workspace, deadline: started + job.timeout,
-            maxSilent: job.maxSilent, killGrace: killGrace
+            maxSilent: maxSilent, killGrace: killGrace
         ).run(log: log, stop: stop, errorLine: errorLine)
         if let cpu = ended.cpuSeconds { cpuSeconds = (cpuSeconds ?? 0) + cpu }
         peakKilobytes = max(peakKilobytes ?? 0, ended.peakKilobytes)

@@ -39,7 +39,8 @@ struct SupervisedProcess {
     var arguments: [String]
     var workingDirectory: String
     var deadline: ContinuousClock.Instant
-    var maxSilent: Duration
+    /// Longest time without output; nil for none (evaluation may be silent for long).
+    var maxSilent: Duration?
     var killGrace: Duration
 
     private static let outputCap = 4 << 20
@@ -97,7 +98,7 @@ struct SupervisedProcess {
                             cause = .requested(reason)
                         } else if now >= limits.deadline {
                             cause = .deadline
-                        } else if now - watch.lastOutput.withLock({ $0 }) >= limits.maxSilent {
+                        } else if let maxSilent = limits.maxSilent, now - watch.lastOutput.withLock({ $0 }) >= maxSilent {
                             cause = .silence
                         } else {
                             cause = nil
