@@ -87,7 +87,7 @@ enum Payloads {
 struct World {
     let directory: TemporaryDirectory
     let repository: TestGitRepository
-    let github: FakeGitHub
+    let github: FakeForge
     let configPath: String
     static let secret = "e2e-webhook-secret"
     static let token = "e2e-token"
@@ -96,7 +96,7 @@ struct World {
     static func make(maxBodyBytes: Int = 65536, statusAPI: String = "statuses") async throws -> World {
         let directory = try TemporaryDirectory("kiln-e2e")
         let repository = try TestGitRepository(at: directory.appending("origin"))
-        let github = try await FakeGitHub(token: token, repositories: [name])
+        let github = try await FakeForge(token: token, repositories: [name])
         try (secret + "\n").write(toFile: directory.appending("webhook-secret"), atomically: true, encoding: .utf8)
         try token.write(toFile: directory.appending("token"), atomically: true, encoding: .utf8)
         let config = """

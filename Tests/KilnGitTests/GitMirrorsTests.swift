@@ -124,6 +124,91 @@ import Testing
         }
     }
 
+    @Test func pullRequestHeadsComeFromTheForgesRef() async throws {
+        try await fixture { origin, mirrors, _ in
+            try origin.write("a.txt", "base")
+            try origin.commit("base")
+            try origin.branch("feature")
+            try origin.write("a.txt", "feature")
+            let head = try origin.commit("feature work")
+            try origin.git(["update-ref", "refs/pull/7/head", head])
+            let source = RepositorySource(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
+            let pull = PullRequestInfo(number: 7, headBranch: "feature", baseBranch: "main", isFork: true)
+            #expect(try await mirrors.fetchPullRequest(source, pull) == head)
+            #expect(try await mirrors.resolve(source, commit: String(head.prefix(12))) == head)
+        }
+    }
+
+    @Test func forkBranchesComeFromTheConfiguredForgeURL() async throws {
+        try await fixture { origin, mirrors, directory in
+            try origin.commit("base")
+            let fork = try TestGitRepository(at: directory.appending("forks/alice/hello.git"))
+            try fork.git(["fetch", "--quiet", origin.path, "main"])
+            try fork.git(["reset", "--quiet", "--hard", "FETCH_HEAD"])
+            try fork.branch("idea")
+            try fork.write("idea.txt", "!")
+            let head = try fork.commit("an idea")
+            let source = RepositorySource(
+                id: 1, name: "o/r", cloneURL: "file://\(origin.path)",
+                pullRequestFetch: .forkBranch(base: "file://\(directory.appending("forks"))"))
+            let pull = PullRequestInfo(number: 3, headBranch: "idea", baseBranch: "main", isFork: true, headRepository: "alice/hello")
+            #expect(try await mirrors.fetchPullRequest(source, pull) == head)
+            // A fork name that would change the URL's meaning is refused.
+            for name in ["../evil", "alice/../x", "alice", "alice/hello?x=1"] {
+                let bad = PullRequestInfo(number: 3, headBranch: "idea", baseBranch: "main", isFork: true, headRepository: name)
+                await #expect(throws: SourceError.self) { try await mirrors.fetchPullRequest(source, bad) }
+            }
+        }
+    }
+
+    @Test func mergingAPullRequestIntoItsBase() async throws {
+        try await fixture { origin, mirrors, _ in
+            try origin.write("a.txt", "one\n")
+            try origin.write("b.txt", "b\n")
+            let root = try origin.commit("root")
+            try origin.branch("feature")
+            try origin.write("b.txt", "feature b\n")
+            let head = try origin.commit("feature changes b")
+            try origin.git(["checkout", "--quiet", "main"])
+            try origin.write("a.txt", "main a\n")
+            let base = try origin.commit("main changes a")
+            try origin.git(["update-ref", "refs/pull/1/head", head])
+            let source = RepositorySource(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
+            _ = try await mirrors.fetch(source, ref: "refs/heads/main")
+            _ = try await mirrors.fetchPullRequest(source, PullRequestInfo(number: 1, headBranch: "feature", baseBranch: "main", isFork: false))
+            guard case .merged(let merge) = try await mirrors.merge(source, base: base, head: head) else {
+                Issue.record("expected a clean merge")
+                return
+            }
+            // Deterministic: the same two commits give the same merge commit.
+            #expect(try await mirrors.merge(source, base: base, head: head) == .merged(merge))
+            #expect(try await mirrors.readFile(source, sha: merge, path: "a.txt", maxBytes: 100) == .contents(Array("main a\n".utf8)))
+            #expect(try await mirrors.readFile(source, sha: merge, path: "b.txt", maxBytes: 100) == .contents(Array("feature b\n".utf8)))
+            #expect(try await mirrors.isDescendant(source, merge, of: head))
+            #expect(try await mirrors.isDescendant(source, head, of: root))
+            #expect(try await !mirrors.isDescendant(source, head, of: base))
+            #expect(try await mirrors.mergeBase(source, base, head) == root)
+        }
+    }
+
+    @Test func aConflictNamesItsFiles() async throws {
+        try await fixture { origin, mirrors, _ in
+            try origin.write("a.txt", "one\n")
+            try origin.commit("root")
+            try origin.branch("feature")
+            try origin.write("a.txt", "feature\n")
+            let head = try origin.commit("feature")
+            try origin.git(["checkout", "--quiet", "main"])
+            try origin.write("a.txt", "main\n")
+            let base = try origin.commit("main")
+            try origin.git(["update-ref", "refs/pull/2/head", head])
+            let source = RepositorySource(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
+            _ = try await mirrors.fetch(source, ref: "refs/heads/main")
+            _ = try await mirrors.fetchPullRequest(source, PullRequestInfo(number: 2, headBranch: "feature", baseBranch: "main", isFork: false))
+            #expect(try await mirrors.merge(source, base: base, head: head) == .conflict(["a.txt"]))
+        }
+    }
+
     @Test func credentialsAreRedactedFromURLsInMessages() {
         #expect(GitMirrors.redacted("https://user:pass@example.com/o/r.git") == "https://example.com/o/r.git")
         #expect(GitMirrors.redacted("file:///srv/git/r") == "file:///srv/git/r")

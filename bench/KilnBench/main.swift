@@ -75,7 +75,7 @@ if sections.contains("server") {
     let directory = try TemporaryDirectory("kiln-bench")
     defer { directory.remove() }
     let repository = try TestGitRepository(at: directory.appending("origin"))
-    let github = try await FakeGitHub(token: "bench-token", repositories: ["bench/hello"])
+    let github = try await FakeForge(token: "bench-token", repositories: ["bench/hello"])
     try "bench-secret".write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
     try "bench-token".write(toFile: directory.appending("token"), atomically: true, encoding: .utf8)
     try """
