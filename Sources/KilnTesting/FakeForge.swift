@@ -36,6 +36,10 @@ public final class FakeForge: Sendable {
         public var branch: String?
         /// When the request arrived.
         public var receivedAt: ContinuousClock.Instant
+        /// A check run's markdown summary.
+        public var summary: String? = nil
+        /// A check run's action identifiers.
+        public var actions: [String] = []
     }
 
     private struct State {
@@ -93,8 +97,19 @@ public final class FakeForge: Sendable {
     public var attempts: Int { state.withLock { $0.attempts } }
     /// Why requests were refused (strictness violations), in order.
     public var refusals: [String] { state.withLock { $0.refusals } }
+    /// How many check runs were created.
+    public var checkRunCount: Int { state.withLock { $0.checkRuns.count } }
     /// How many installation tokens were minted.
     public var tokenExchanges: Int { state.withLock { $0.exchanges } }
+
+    /// Revokes every installation token minted so far: the next request with one gets a 401.
+    public func revokeInstallationTokens() { state.withLock { $0.minted.removeAll() } }
+
+    /// A fresh RSA key pair for a GitHub App, in PEM.
+    public static func appKeyPair() throws -> (privateKeyPEM: String, publicKeyPEM: String) {
+        let key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+        return (key.pemRepresentation, key.publicKey.pemRepresentation)
+    }
 
     /// Answers the next status requests with these HTTP statuses (and `Retry-After` seconds) first.
     public func failNext(_ answers: [(status: Int, retryAfter: Int?)]) { state.withLock { $0.scripted += answers } }
@@ -229,7 +244,8 @@ public final class FakeForge: Sendable {
             Status(
                 repository: repository, sha: sha, state: status == "completed" ? json["conclusion"] as! String : status,
                 context: name, description: output["title"] ?? "", targetURL: json["details_url"] as? String ?? "",
-                branch: output["summary"], receivedAt: .now),
+                branch: nil, receivedAt: .now, summary: output["summary"],
+                actions: (json["actions"] as? [[String: String]] ?? []).compactMap { $0["identifier"] }),
             code: request.method == .patch ? 200 : 201, body: "{\"id\":\(id)}")
     }
 
