@@ -142,7 +142,7 @@ struct BuildPlanner: Sendable {
                     "job '\(greedy.name)' needs min-memory \(ByteCount.format(greedy.minMemory ?? 0)); this machine has \(ByteCount.format(total))"
                 return (.invalid(summary: message, diagnostics: [message]), resolution)
             }
-            if let key = resolution.treeKey,
+            if build.rerunOf == nil, let key = resolution.treeKey,
                 let earlier = try await store.reusableBuild(treeKey: key, repository: build.repositoryID, excluding: build.id)
             {
                 return (.reused(earlier), resolution)

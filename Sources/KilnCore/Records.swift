@@ -107,13 +107,15 @@ public struct BuildRecord: Sendable, Hashable {
     public var trusted: Bool
     /// The commit checked out: the merge of the pull request into its base, or `sha` itself.
     public var builtSHA: String?
+    /// The build this one runs again (a re-run never reuses an earlier build's result).
+    public var rerunOf: BuildID?
 
     /// Creates a record.
     public init(
         id: BuildID, repositoryID: RepositoryID, forge: String, repository: String, sha: String, ref: String,
         state: BuildState, summary: String, diagnostics: [String] = [], createdAt: Date, startedAt: Date? = nil,
         finishedAt: Date? = nil, beforeSHA: String? = nil, pullRequest: PullRequestInfo? = nil, trusted: Bool = true,
-        builtSHA: String? = nil
+        builtSHA: String? = nil, rerunOf: BuildID? = nil
     ) {
         self.id = id
         self.repositoryID = repositoryID
@@ -131,6 +133,7 @@ public struct BuildRecord: Sendable, Hashable {
         self.pullRequest = pullRequest
         self.trusted = trusted
         self.builtSHA = builtSHA
+        self.rerunOf = rerunOf
     }
 
     /// The branch statuses are reported against (Bitbucket's `refname`, GitLab's `ref`).

@@ -6,13 +6,19 @@ import Synchronization
 import _CryptoExtras
 
 /// A GitHub App's credentials: a JWT signed RS256 with the App's private key is exchanged for
-/// an installation token per repository, cached until five minutes before it expires.
+/// an installation token per repository, cached until five minutes before it expires; concurrent
+/// requests for a repository share one exchange.
 public final class GitHubApp: AccessTokenSource {
     private let appID: String
     private let key: _RSA.Signing.PrivateKey
     private let apiURL: String
     private let api: ForgeHTTP
-    private let tokens = Mutex<[String: (token: Secret, expires: Date)]>([:])
+    private let tokens = Mutex<[String: CachedToken]>([:])
+
+    private enum CachedToken {
+        case ready(Secret, expires: Date)
+        case exchanging(Task<(token: Secret, expires: Date), any Error>)
+    }
 
     /// Creates the credentials from the App's id (or client id) and its PEM private key.
     /// - Throws: when the key is not an RSA private key in PEM.
@@ -38,9 +44,47 @@ public final class GitHubApp: AccessTokenSource {
     }
 
     public func accessToken(for repository: String) async throws(ForgeAPIError) -> Secret {
-        if let cached = tokens.withLock({ $0[repository] }), cached.expires.timeIntervalSinceNow > 300 {
-            return cached.token
+        let cached = tokens.withLock { tokens -> CachedToken in
+            if let cached = tokens[repository] {
+                switch cached {
+                case .ready(_, let expires) where expires.timeIntervalSinceNow <= 300: break
+                case .ready, .exchanging: return cached
+                }
+            }
+            // One exchange per repository at a time: statuses posted together share it.
+            let task = Task { try await self.exchange(repository) }
+            tokens[repository] = .exchanging(task)
+            return .exchanging(task)
         }
+        let task: Task<(token: Secret, expires: Date), any Error>
+        switch cached {
+        case .ready(let token, _): return token
+        case .exchanging(let exchanging): task = exchanging
+        }
+        let result = await task.result
+        tokens.withLock { tokens in
+            guard case .exchanging(let current) = tokens[repository], current == task else { return }
+            switch result {
+            case .success(let minted): tokens[repository] = .ready(minted.token, expires: minted.expires)
+            case .failure: tokens[repository] = nil
+            }
+        }
+        switch result {
+        case .success(let minted): return minted.token
+        case .failure(let error as ForgeAPIError): throw error
+        case .failure(let error): throw .rejected(status: 0, body: "GitHub App token exchange failed: \(error)")
+        }
+    }
+
+    /// Forgets a repository's token after GitHub refused it, unless it was replaced meanwhile.
+    func forget(_ token: Secret, of repository: String) {
+        tokens.withLock { tokens in
+            if case .ready(let cached, _) = tokens[repository], cached == token { tokens[repository] = nil }
+        }
+    }
+
+    /// Exchanges a fresh JWT for an installation token for the repository's installation.
+    private func exchange(_ repository: String) async throws(ForgeAPIError) -> (token: Secret, expires: Date) {
         guard let (owner, name) = ForgeHTTP.ownerAndName(repository) else {
             throw .rejected(status: 0, body: "repository '\(repository)' is not owner/name")
         }
@@ -56,12 +100,8 @@ public final class GitHubApp: AccessTokenSource {
         else { throw .rejected(status: 0, body: "GitHub's access token answer has no token") }
         let expires = (object["expires_at"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) }
             ?? Date().addingTimeInterval(3600)
-        tokens.withLock { $0[repository] = (Secret(token), expires) }
-        return Secret(token)
+        return (Secret(token), expires)
     }
-
-    /// Forgets a repository's token, after GitHub refused it.
-    func forget(_ repository: String) { _ = tokens.withLock { $0.removeValue(forKey: repository) } }
 
     static func base64URL(_ data: Data) -> String {
         data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")

@@ -205,19 +205,22 @@ public struct GitHubForge: Forge {
         guard let (owner, name) = ForgeHTTP.ownerAndName(commit.repository) else {
             throw .rejected(status: 0, body: "repository '\(commit.repository)' is not owner/name")
         }
+        let token = try await token(for: commit.repository)
         do {
-            try await send(status, commit, owner, name)
+            try await send(status, commit, owner, name, token)
         } catch {
             // An App's installation token may have been revoked early: get a new one, once.
             guard case .rejected(401, _) = error, case .app(let app) = settings.credentials else { throw error }
-            app.forget(commit.repository)
-            try await send(status, commit, owner, name)
+            app.forget(token, of: commit.repository)
+            try await send(status, commit, owner, name, try await self.token(for: commit.repository))
         }
     }
 
-    private func send(_ status: CommitStatus, _ commit: CommitRef, _ owner: String, _ name: String) async throws(ForgeAPIError) {
+    private func send(
+        _ status: CommitStatus, _ commit: CommitRef, _ owner: String, _ name: String, _ token: Secret
+    ) async throws(ForgeAPIError) {
         let headers = [
-            ("Authorization", "Bearer \(try await token(for: commit.repository).value)"), ("Accept", "application/vnd.github+json"),
+            ("Authorization", "Bearer \(token.value)"), ("Accept", "application/vnd.github+json"),
             ("X-GitHub-Api-Version", "2022-11-28"),
         ]
         let repository = "\(settings.apiURL)/repos/\(owner)/\(name)"

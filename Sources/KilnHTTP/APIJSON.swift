@@ -31,6 +31,7 @@ struct BuildJSON: Encodable {
     var pull_request: Int?
     var trusted: Bool
     var built_sha: String?
+    var rerun_of: Int64?
     var created_at: Date
     var started_at: Date?
     var finished_at: Date?
@@ -54,6 +55,7 @@ struct BuildJSON: Encodable {
         pull_request = build.pullRequest?.number
         trusted = build.trusted
         built_sha = build.builtSHA
+        rerun_of = build.rerunOf
         created_at = build.createdAt
         started_at = build.startedAt
         finished_at = build.finishedAt

@@ -31,7 +31,8 @@ enum Rows {
             sha: row["sha"], ref: row["ref"], state: try enumValue(BuildState.self, row["state"], column: "builds.state"),
             summary: row["summary"], diagnostics: try strings(row["diagnostics"], column: "builds.diagnostics"),
             createdAt: date(row["created_at"])!, startedAt: date(row["started_at"]), finishedAt: date(row["finished_at"]),
-            beforeSHA: row["before_sha"], pullRequest: pullRequest(row), trusted: row["trusted"], builtSHA: row["built_sha"])
+            beforeSHA: row["before_sha"], pullRequest: pullRequest(row), trusted: row["trusted"], builtSHA: row["built_sha"],
+            rerunOf: row["rerun_of"])
     }
 
     static func pullRequest(_ row: Row) -> PullRequestInfo? {

@@ -501,9 +501,9 @@ public struct SQLiteStore: KilnStore {
             try db.execute(
                 sql: """
                     INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at,
-                                        pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository)
+                                        pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, rerun_of)
                     SELECT repository_id, forge, repository, sha, ref, before_sha, 'queued', ?, ?,
-                           pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository
+                           pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, id
                     FROM builds WHERE id = ?
                     """,
                 arguments: ["queued again: a re-run of build #\(original.id)", now.timeIntervalSince1970, original.id])

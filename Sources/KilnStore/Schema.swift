@@ -172,6 +172,10 @@ enum Schema {
                     ALTER TABLE status_outbox ADD COLUMN details TEXT;
                     """)
         }
+        migrator.registerMigration("v4: re-runs") { db in
+            // A re-run builds again: it must not reuse the result of an earlier build of the same tree.
+            try db.execute(sql: "ALTER TABLE builds ADD COLUMN rerun_of INTEGER REFERENCES builds(id)")
+        }
         return migrator
     }
 }

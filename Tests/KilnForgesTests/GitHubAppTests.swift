@@ -39,6 +39,27 @@ import Testing
         #expect(fake.refusals.isEmpty, "\(fake.refusals)")
     }
 
+    @Test func statusesPostedTogetherShareOneExchange() async throws {
+        let fake = try await fake()
+        defer { Task { await fake.stop() } }
+        let github = try forge(fake)
+        for round in 0..<2 {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for job in 0..<6 {
+                    group.addTask {
+                        var status = status(.pending)
+                        status.context = "kiln/job-\(job)"
+                        try await github.post(status, on: CommitRef(repository: Self.repository, sha: Self.sha))
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(fake.tokenExchanges == round + 1)
+            fake.revokeInstallationTokens()
+        }
+        #expect(fake.statuses.count == 12)
+    }
+
     @Test func aTokenCloseToExpiryIsReplacedBeforeUse() async throws {
         // Tokens living four minutes are always inside the five-minute margin: each post needs a new one.
         let fake = try await fake(tokenLifetime: 240)

@@ -98,6 +98,7 @@ import Testing
             #expect(again.isNew && again.buildID != original)
             let details = try #require(try await store.buildDetails(again.buildID))
             #expect(details.build.pullRequest?.number == 4 && details.build.sha == head && details.build.state == .queued)
+            #expect(details.build.rerunOf == original)
             #expect(try await store.rerun(sha: head, repository: repository, forge: "github", deliveryID: "r1", at: now)! == (again.buildID, false))
             #expect(try await store.rerun(sha: other, repository: repository, forge: "github", deliveryID: "r2", at: now) == nil)
         }
