@@ -104,7 +104,7 @@ public enum KilnServer {
         let paths = WorkerPaths(dataDirectory: dataDirectory)
         let running = RunningJobs()
         let intake = WebhookIntake(
-            endpoints: endpoints, store: store, running: running, planning: bells.planning, logger: logger)
+            endpoints: endpoints, store: store, running: running, bells: bells, logger: logger)
         let worker = BuildWorker(
             store: store, source: GitMirrors(root: dataDirectory + "/mirrors"),
             executor: executor ?? NixExecutor(settings: configuration.nix.settings), repositories: repositoryConfigs,
@@ -118,7 +118,7 @@ public enum KilnServer {
             publicURL: configuration.server.publicURL, bell: bells.statuses, logger: logger)
         let router = KilnRouter.make(
             HTTPDependencies(
-                intake: intake, store: store, running: running, planning: bells.planning,
+                intake: intake, store: store, running: running, bells: bells,
                 adminToken: configuration.server.adminToken, health: health, progress: progress, databaseWritable: { await store.isWritable() }, paths: paths,
                 maxBodyBytes: configuration.server.maxBodyBytes, publicURL: configuration.server.publicURL))
         let application = Application(

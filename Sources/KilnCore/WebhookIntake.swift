@@ -66,19 +66,19 @@ public struct WebhookIntake: Sendable {
     private let endpoints: [String: ForgeEndpoint]
     private let store: any BuildStore & BuildControl
     private let running: RunningJobs
-    private let planning: Doorbell
+    private let bells: Doorbells
     private let logger: Logger
 
-    /// Creates intake over configured forges; `planning` is rung for every new build, and
-    /// jobs of builds a closed pull request cancels are stopped through `running`.
+    /// Creates intake over configured forges; the planning bell rings for every new build, the
+    /// status bell when a closed pull request cancels builds, whose jobs are stopped through `running`.
     public init(
         endpoints: [String: ForgeEndpoint], store: any BuildStore & BuildControl, running: RunningJobs,
-        planning: Doorbell, logger: Logger
+        bells: Doorbells, logger: Logger
     ) {
         self.endpoints = endpoints
         self.store = store
         self.running = running
-        self.planning = planning
+        self.bells = bells
         self.logger = logger
     }
 
@@ -131,6 +131,7 @@ public struct WebhookIntake: Sendable {
                     .pullRequest(closed.number), repository: repository.id, olderThan: .max)
                 let reason = CancelReason.pullRequestClosed(merged: closed.merged)
                 running.stop(try await store.cancel(builds.map(\.id), reason, at: Date()), reason)
+                if !builds.isEmpty { bells.statuses.ring() }
                 let count = builds.count == 1 ? "1 build" : "\(builds.count) builds"
                 reasons.append("pull request #\(closed.number) \(closed.merged ? "merged" : "closed"); cancelled \(count)")
             case .rerun(let request):
@@ -155,7 +156,7 @@ public struct WebhookIntake: Sendable {
                 }
             }
         }
-        if accepted.contains(where: \.isNew) { planning.ring() }
+        if accepted.contains(where: \.isNew) { bells.planning.ring() }
         logger.info("delivery handled", metadata: [
             "forge": "\(forgeName)", "builds": "\(accepted.map(\.buildID))", "ignored": "\(reasons)",
         ])

@@ -23,7 +23,7 @@ enum Control {
         let approver = (object["approver"] as? String).map { String($0.prefix(100)) } ?? "the control API"
         switch try await dependencies.store.approve(buildID, sha: sha, by: approver, at: Date()) {
         case .approved(let build):
-            dependencies.planning.ring()
+            dependencies.bells.planning.ring()
             return try JSONBody.response(.ok, ["message": "approved \(CommitID.short(sha)); build #\(build.id) is queued"])
         case .notFound:
             return try JSONBody.error(.notFound, "no build with this id")
@@ -47,6 +47,7 @@ enum Control {
         }
         let jobs = try await dependencies.store.cancel([id], .requested, at: Date())
         dependencies.running.stop(jobs, .requested)
+        dependencies.bells.statuses.ring()
         return try JSONBody.response(.ok, ["message": "build #\(id) is being cancelled"])
     }
 
@@ -63,7 +64,7 @@ enum Control {
                 sha: build.sha, repository: build.repositoryID, forge: build.forge, deliveryID: "kiln-rerun-\(UUID().uuidString)",
                 at: Date())
         else { return try JSONBody.error(.notFound, "no build of \(build.sha) to run again") }
-        dependencies.planning.ring()
+        dependencies.bells.planning.ring()
         return try JSONBody.response(
             .accepted, ["message": "build #\(again.buildID) queued", "url": "\(dependencies.publicURL)/builds/\(again.buildID)"])
     }

@@ -9,8 +9,8 @@ public struct HTTPDependencies: Sendable {
     public var store: any BuildQueries & BuildControl
     /// Running jobs, to stop those of a cancelled build.
     public var running: RunningJobs
-    /// Rung when an approval or a re-run queues a build.
-    public var planning: Doorbell
+    /// Rung when an approval or a re-run queues a build (planning), or a cancellation enqueues statuses.
+    public var bells: Doorbells
     /// The bearer token of the control API (approvals, cancel, re-run); nil disables it.
     public var adminToken: Secret?
     /// Whether nix was confirmed usable.
@@ -28,14 +28,14 @@ public struct HTTPDependencies: Sendable {
 
     /// Creates dependencies.
     public init(
-        intake: WebhookIntake, store: any BuildQueries & BuildControl, running: RunningJobs, planning: Doorbell,
+        intake: WebhookIntake, store: any BuildQueries & BuildControl, running: RunningJobs, bells: Doorbells,
         adminToken: Secret?, health: HealthState, progress: ProgressBoard,
         databaseWritable: @escaping @Sendable () async -> Bool, paths: WorkerPaths, maxBodyBytes: Int, publicURL: String
     ) {
         self.intake = intake
         self.store = store
         self.running = running
-        self.planning = planning
+        self.bells = bells
         self.adminToken = adminToken
         self.health = health
         self.progress = progress

@@ -23,27 +23,41 @@ public enum ForgePayloads {
         return (pushEvent[kind]!, Array(json.utf8))
     }
 
-    /// A pull request from `fork` (owner/name) branch `branch` into `base` of `repository`, opened.
-    public static func pullRequestOpened(
-        _ kind: FakeForge.Kind, repository: String, number: Int, head: String, branch: String, base: String, fork: String
+    /// What happened to a pull request.
+    public enum PullRequestAction: Sendable {
+        case opened, closed
+    }
+
+    /// A pull request from `fork` (owner/name) branch `branch` into `base` of `repository`, opened
+    /// or closed without merging.
+    public static func pullRequest(
+        _ kind: FakeForge.Kind, _ action: PullRequestAction = .opened, repository: String, number: Int, head: String, branch: String,
+        base: String, fork: String
     ) -> (event: String, body: [UInt8]) {
+        let opened = action == .opened
         let json: String
         switch kind {
         case .github:
-            json = #"{"action":"opened","number":\#(number),"pull_request":{"number":\#(number),"head":{"ref":"\#(branch)","sha":"\#(head)","repo":{"id":2,"full_name":"\#(fork)"}},"base":{"ref":"\#(base)","sha":"\#(head)","repo":{"id":1,"full_name":"\#(repository)"}},"merged":false},"repository":{"id":1,"full_name":"\#(repository)"}}"#
+            json = #"{"action":"\#(opened ? "opened" : "closed")","number":\#(number),"pull_request":{"number":\#(number),"head":{"ref":"\#(branch)","sha":"\#(head)","repo":{"id":2,"full_name":"\#(fork)"}},"base":{"ref":"\#(base)","sha":"\#(head)","repo":{"id":1,"full_name":"\#(repository)"}},"merged":false},"repository":{"id":1,"full_name":"\#(repository)"}}"#
         case .gitea:
-            json = #"{"action":"opened","number":\#(number),"pull_request":{"head":{"ref":"\#(branch)","sha":"\#(head)","repo_id":2,"repo":{"id":2,"full_name":"\#(fork)"}},"base":{"ref":"\#(base)","sha":"\#(head)","repo_id":1,"repo":{"id":1,"full_name":"\#(repository)"}},"merged":false},"repository":{"id":1,"full_name":"\#(repository)"}}"#
+            json = #"{"action":"\#(opened ? "opened" : "closed")","number":\#(number),"pull_request":{"head":{"ref":"\#(branch)","sha":"\#(head)","repo_id":2,"repo":{"id":2,"full_name":"\#(fork)"}},"base":{"ref":"\#(base)","sha":"\#(head)","repo_id":1,"repo":{"id":1,"full_name":"\#(repository)"}},"merged":false},"repository":{"id":1,"full_name":"\#(repository)"}}"#
         case .gitlab:
-            json = #"{"object_kind":"merge_request","project":{"id":1,"path_with_namespace":"\#(repository)"},"object_attributes":{"action":"open","iid":\#(number),"last_commit":{"id":"\#(head)"},"source_branch":"\#(branch)","target_branch":"\#(base)","source_project_id":2,"target_project_id":1,"source":{"path_with_namespace":"\#(fork)"}}}"#
+            json = #"{"object_kind":"merge_request","project":{"id":1,"path_with_namespace":"\#(repository)"},"object_attributes":{"action":"\#(opened ? "open" : "close")","iid":\#(number),"last_commit":{"id":"\#(head)"},"source_branch":"\#(branch)","target_branch":"\#(base)","source_project_id":2,"target_project_id":1,"source":{"path_with_namespace":"\#(fork)"}}}"#
         case .bitbucketCloud:
             // Bitbucket Cloud sends a 12-character prefix of the head commit.
-            json = #"{"repository":{"full_name":"\#(repository)","uuid":"{repo-1}"},"pullrequest":{"id":\#(number),"state":"OPEN","source":{"branch":{"name":"\#(branch)"},"commit":{"hash":"\#(head.prefix(12))"},"repository":{"full_name":"\#(fork)","uuid":"{repo-2}"}},"destination":{"branch":{"name":"\#(base)"},"commit":{"hash":"000000000000"},"repository":{"full_name":"\#(repository)","uuid":"{repo-1}"}}}}"#
+            json = #"{"repository":{"full_name":"\#(repository)","uuid":"{repo-1}"},"pullrequest":{"id":\#(number),"state":"\#(opened ? "OPEN" : "DECLINED")","source":{"branch":{"name":"\#(branch)"},"commit":{"hash":"\#(head.prefix(12))"},"repository":{"full_name":"\#(fork)","uuid":"{repo-2}"}},"destination":{"branch":{"name":"\#(base)"},"commit":{"hash":"000000000000"},"repository":{"full_name":"\#(repository)","uuid":"{repo-1}"}}}}"#
         case .bitbucketServer:
             let parts = repository.split(separator: "/").map(String.init)
             let forkParts = fork.split(separator: "/").map(String.init)
-            json = #"{"eventKey":"pr:opened","pullRequest":{"id":\#(number),"fromRef":{"displayId":"\#(branch)","latestCommit":"\#(head)","repository":{"id":2,"slug":"\#(forkParts[1])","project":{"key":"\#(forkParts[0])"}}},"toRef":{"displayId":"\#(base)","latestCommit":"\#(head)","repository":{"id":1,"slug":"\#(parts[1])","project":{"key":"\#(parts[0])"}}},"createdDate":"2026-11-22T12:00:00+0000"}}"#
+            json = #"{"eventKey":"\#(opened ? "pr:opened" : "pr:declined")","pullRequest":{"id":\#(number),"fromRef":{"displayId":"\#(branch)","latestCommit":"\#(head)","repository":{"id":2,"slug":"\#(forkParts[1])","project":{"key":"\#(forkParts[0])"}}},"toRef":{"displayId":"\#(base)","latestCommit":"\#(head)","repository":{"id":1,"slug":"\#(parts[1])","project":{"key":"\#(parts[0])"}}},"createdDate":"2026-11-22T12:00:00+0000"}}"#
         }
-        return (pullRequestEvent[kind]!, Array(json.utf8))
+        let event = switch kind {
+        case .github, .gitea: "pull_request"
+        case .gitlab: "Merge Request Hook"
+        case .bitbucketCloud: opened ? "pullrequest:created" : "pullrequest:rejected"
+        case .bitbucketServer: opened ? "pr:opened" : "pr:declined"
+        }
+        return (event, Array(json.utf8))
     }
 
     /// The headers of a delivery, signed the way `kind` signs.
@@ -77,9 +91,5 @@ public enum ForgePayloads {
 
     static let pushEvent: [FakeForge.Kind: String] = [
         .github: "push", .gitea: "push", .gitlab: "Push Hook", .bitbucketCloud: "repo:push", .bitbucketServer: "repo:refs_changed",
-    ]
-    static let pullRequestEvent: [FakeForge.Kind: String] = [
-        .github: "pull_request", .gitea: "pull_request", .gitlab: "Merge Request Hook", .bitbucketCloud: "pullrequest:created",
-        .bitbucketServer: "pr:opened",
     ]
 }

@@ -127,7 +127,7 @@ struct ForgeEndToEndTests {
         }
         let fork = kind == .bitbucketServer ? "~ALICE/hello" : "alice/hello"
         let opened = try await world.send(
-            kiln, ForgePayloads.pullRequestOpened(kind, repository: world.repository, number: 12, head: head, branch: "feature", base: "main", fork: fork))
+            kiln, ForgePayloads.pullRequest(kind, repository: world.repository, number: 12, head: head, branch: "feature", base: "main", fork: fork))
         #expect(opened.status == 202, "\(opened.body)")
         let waiting = try #require(opened.json["build_id"] as? Int)
         try await eventually("the awaiting-approval status", within: .seconds(60)) { !world.states("kiln", head).isEmpty }
@@ -169,6 +169,71 @@ struct ForgeEndToEndTests {
         #expect(world.forge.statuses.last { $0.sha == second && $0.context == "kiln/slow" }?.description == "superseded by \(third.prefix(7))")
         try await eventually("the newer build's final status", within: .seconds(60)) { world.states("kiln", third).last == words.success }
         try await eventually("the slow builder to be gone", within: .seconds(15)) { Processes.matching("slow-\(marker)").isEmpty }
+
+        // 4. A pull request closed while it awaits approval does not leave its status pending.
+        try world.origin.git(["checkout", "--quiet", "feature"])
+        try world.origin.write("feature.txt", "newer")
+        let abandoned = try world.origin.commit("a change that will be abandoned")
+        try world.origin.git(["checkout", "--quiet", "main"])
+        if let ref = ForgePayloads.pullRequestRef(kind, number: 13) {
+            try world.origin.git(["update-ref", ref, abandoned])
+        } else {
+            let fork = try TestGitRepository(at: world.directory.appending("forks/alice/hello.git"))
+            try fork.git(["fetch", "--quiet", world.origin.path, "feature:feature", "--force"])
+        }
+        let pullRequest = { (action: ForgePayloads.PullRequestAction) in
+            ForgePayloads.pullRequest(
+                kind, action, repository: world.repository, number: 13, head: abandoned, branch: "feature", base: "main", fork: fork)
+        }
+        let reopened = try await world.send(kiln, pullRequest(.opened))
+        #expect(reopened.status == 202, "\(reopened.body)")
+        try await eventually("the second awaiting-approval status", within: .seconds(60)) { !world.states("kiln", abandoned).isEmpty }
+        let closed = try await world.send(kiln, pullRequest(.closed))
+        #expect(closed.status == 200, "\(closed.body)")
+        #expect((closed.json["ignored"] as? String)?.contains("closed; cancelled 1 build") == true, "\(closed.body)")
+        try await eventually("the closed pull request's status to end (the reporter idles 30 s unless rung)", within: .seconds(10)) { world.states("kiln", abandoned).count == 2 }
+        #expect(world.states("kiln", abandoned) == [words.pending, words.cancelled])
+        #expect(world.forge.statuses.last { $0.sha == abandoned }?.description == "cancelled: the pull request was closed")
+        #expect(world.forge.refusals.isEmpty, "\(world.forge.refusals)")
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func controlAPICancelsAndRunsAgain() async throws {
+        let world = try await ForgeWorld.make(.gitea)
+        defer { Task { await world.close() } }
+        let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
+        try TestFlake(packages: ["slow": "echo slow-\(marker); $bb sleep 300; true"]).write(to: world.origin.path)
+        try world.origin.write(".kiln.yml", "jobs:\n  slow:\n    build: .#slow\n")
+        let sha = try world.origin.commit("a slow build")
+        let kiln = try await KilnInstance.start(config: world.configPath)
+        defer { Task { await kiln.stop() } }
+        let admin = [("Authorization", "Bearer \(ForgeWorld.admin)")]
+
+        let pushed = try await world.send(kiln, ForgePayloads.push(.gitea, repository: world.repository, branch: "main", sha: sha, before: nil))
+        let first = try #require(pushed.json["build_id"] as? Int)
+        try await eventually("the slow builder to run", within: .seconds(60)) { !Processes.matching("slow-\(marker)").isEmpty }
+        #expect(try await HTTPTestClient.send("POST", "\(kiln.url)/api/v1/builds/\(first)/cancel").status == 401)
+        let cancelled = try await HTTPTestClient.send("POST", "\(kiln.url)/api/v1/builds/\(first)/cancel", headers: admin)
+        #expect(cancelled.status == 200, "\(cancelled.body)")
+        try await eventually("the cancelled statuses (the reporter idles 30 s unless rung)", within: .seconds(10)) {
+            world.states("kiln", sha).last == "error" && world.states("kiln/slow", sha).last == "error"
+        }
+        #expect(world.forge.statuses.last { $0.context == "kiln/slow" }?.description == "cancelled")
+        try await eventually("the slow builder to be gone", within: .seconds(15)) { Processes.matching("slow-\(marker)").isEmpty }
+        #expect((try await kiln.build(first))["state"] as? String == "cancelled")
+        let again = try await HTTPTestClient.send("POST", "\(kiln.url)/api/v1/builds/\(first)/cancel", headers: admin)
+        #expect(again.status == 409, "\(again.body)")
+
+        let rerun = try await HTTPTestClient.send("POST", "\(kiln.url)/api/v1/builds/\(first)/rerun", headers: admin)
+        #expect(rerun.status == 202, "\(rerun.body)")
+        let second = try #require(Int((rerun.json["url"] as? String ?? "").split(separator: "/").last ?? ""))
+        #expect((try await kiln.build(second))["rerun_of"] as? Int == first)
+        try await eventually("the re-run's builder to run", within: .seconds(60)) { !Processes.matching("slow-\(marker)").isEmpty }
+        #expect(try await HTTPTestClient.send("POST", "\(kiln.url)/api/v1/builds/\(second)/cancel", headers: admin).status == 200)
+        try await eventually("the re-run to end cancelled", within: .seconds(15)) {
+            (try? await kiln.build(second))?["state"] as? String == "cancelled"
+        }
+        try await eventually("the re-run's builder to be gone", within: .seconds(15)) { Processes.matching("slow-\(marker)").isEmpty }
         #expect(world.forge.refusals.isEmpty, "\(world.forge.refusals)")
     }
 }
