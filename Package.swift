@@ -91,6 +91,7 @@ let package = Package(
             name: "KilnTesting",
             dependencies: [
                 "KilnCore",
+                "KilnForges",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -107,7 +108,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "kiln-bench",
-            dependencies: ["KilnApp", "KilnNix", "KilnPipeline", "KilnCore", "KilnTesting"],
+            dependencies: ["KilnApp", "KilnNix", "KilnPipeline", "KilnCore", "KilnForges", "KilnStore", "KilnTesting"],
             path: "bench/KilnBench"
         ),
         .testTarget(

@@ -6,63 +6,6 @@ import Testing
 
 @testable import KilnForges
 
-/// A forge adapter with a known secret, and how that forge signs and labels a delivery.
-struct TestForge: Sendable {
-    static let secret = "fixture-secret"
-
-    let kind: String
-    let forge: any Forge
-    let sign: @Sendable ([UInt8]) -> [(name: String, value: String)]
-
-    static func make(_ kind: String) -> TestForge {
-        let secrets = [Secret(secret)]
-        let hub: @Sendable ([UInt8]) -> [(name: String, value: String)] = {
-            [("X-Hub-Signature", "sha256=" + WebhookSigner.hex($0, secret: secret))]
-        }
-        switch kind {
-        case "github":
-            return TestForge(
-                kind: kind, forge: GitHubForge(settings: .init(apiURL: "http://127.0.0.1:1", webhookSecrets: secrets, token: nil)),
-                sign: { [("X-Hub-Signature-256", WebhookSigner.github($0, secret: secret)), ("X-GitHub-Delivery", "d")] })
-        case "gitlab":
-            return TestForge(
-                kind: kind, forge: GitLabForge(settings: .init(url: "http://127.0.0.1:1", webhookSecrets: secrets, token: nil)),
-                sign: { _ in [("X-Gitlab-Token", secret), ("X-Gitlab-Event-UUID", "d")] })
-        case "bitbucket-cloud":
-            return TestForge(
-                kind: kind,
-                forge: BitbucketCloudForge(settings: .init(apiURL: "http://127.0.0.1:1", webhookSecrets: secrets, token: nil)),
-                sign: { hub($0) + [("X-Request-UUID", "d")] })
-        case "bitbucket-server":
-            return TestForge(
-                kind: kind,
-                forge: BitbucketServerForge(settings: .init(url: "http://127.0.0.1:1", webhookSecrets: secrets, token: nil)),
-                sign: { hub($0) + [("X-Request-Id", "d")] })
-        case "forgejo":
-            return TestForge(
-                kind: kind, forge: GiteaForge(settings: .init(url: "http://127.0.0.1:1", webhookSecrets: secrets, token: nil)),
-                sign: { [("X-Forgejo-Signature", WebhookSigner.hex($0, secret: secret)), ("X-Forgejo-Delivery", "d")] })
-        default:
-            return TestForge(
-                kind: kind, forge: GiteaForge(settings: .init(url: "http://127.0.0.1:1", webhookSecrets: secrets, token: nil)),
-                sign: { [("X-Gitea-Signature", WebhookSigner.hex($0, secret: secret)), ("X-Gitea-Delivery", "d")] })
-        }
-    }
-
-    /// The fixture's body with its recorded headers (event type), freshly signed.
-    func delivery(_ fixture: String, event: String? = nil) throws -> WebhookDelivery {
-        let body = try Fixtures.body(fixture)
-        var headers = try Fixtures.headers(fixture).filter { !$0.name.lowercased().contains("signature") && $0.name != "X-Gitlab-Token" }
-        if let event { headers.append((Self.eventHeader[kind]!, event)) }
-        return WebhookDelivery(headers: headers + sign(body), body: body)
-    }
-
-    static let eventHeader = [
-        "github": "X-GitHub-Event", "gitlab": "X-Gitlab-Event", "bitbucket-cloud": "X-Event-Key",
-        "bitbucket-server": "X-Event-Key", "gitea": "X-Gitea-Event", "forgejo": "X-Forgejo-Event",
-    ]
-}
-
 /// One line per event, so that the table below reads like the fixtures.
 func describe(_ outcome: WebhookOutcome) -> String {
     switch outcome {
@@ -146,7 +89,7 @@ func describe(_ outcome: WebhookOutcome) -> String {
 
     @Test(arguments: table)
     func fixtureDecodes(forge: String, fixture: String, event: String?, expected: String) throws {
-        let adapter = TestForge.make(forge)
+        let adapter = FixtureForge.make(forge)
         #expect(describe(try adapter.forge.receive(adapter.delivery(fixture, event: event))) == expected)
     }
 
@@ -167,8 +110,8 @@ func describe(_ outcome: WebhookOutcome) -> String {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
         let form = Array(("payload=" + String(decoding: json, as: UTF8.self).addingPercentEncoding(withAllowedCharacters: allowed)!).utf8)
-        let forge = GitHubForge(settings: .init(apiURL: "http://127.0.0.1:1", webhookSecrets: [Secret(TestForge.secret)], token: nil))
-        var headers = WebhookSigner.githubHeaders(event: "push", body: form, secret: TestForge.secret, delivery: "d")
+        let forge = GitHubForge(settings: .init(apiURL: "http://127.0.0.1:1", webhookSecrets: [Secret(FixtureForge.secret)], token: nil))
+        var headers = WebhookSigner.githubHeaders(event: "push", body: form, secret: FixtureForge.secret, delivery: "d")
         headers.removeAll { $0.name == "Content-Type" }
         headers.append(("Content-Type", "application/x-www-form-urlencoded"))
         #expect(describe(try forge.receive(WebhookDelivery(headers: headers, body: form))).hasPrefix("push Codertocat/Hello-World"))
@@ -181,8 +124,8 @@ func describe(_ outcome: WebhookOutcome) -> String {
     ])
     func malformedPushIsRejected(body: String, message: String) {
         let bytes = Array(body.utf8)
-        let forge = GitHubForge(settings: .init(apiURL: "http://127.0.0.1:1", webhookSecrets: [Secret(TestForge.secret)], token: nil))
-        let headers = WebhookSigner.githubHeaders(event: "push", body: bytes, secret: TestForge.secret)
+        let forge = GitHubForge(settings: .init(apiURL: "http://127.0.0.1:1", webhookSecrets: [Secret(FixtureForge.secret)], token: nil))
+        let headers = WebhookSigner.githubHeaders(event: "push", body: bytes, secret: FixtureForge.secret)
         do {
             _ = try forge.receive(WebhookDelivery(headers: headers, body: bytes))
             Issue.record("expected a malformed-payload error")
@@ -199,8 +142,8 @@ func describe(_ outcome: WebhookOutcome) -> String {
             ]
             if let identifier { payload["requested_action"] = ["identifier": identifier] }
             let body = Array(try JSONSerialization.data(withJSONObject: payload))
-            let forge = GitHubForge(settings: .init(apiURL: "http://127.0.0.1:1", webhookSecrets: [Secret(TestForge.secret)], token: nil))
-            let headers = WebhookSigner.githubHeaders(event: "check_run", body: body, secret: TestForge.secret, delivery: "d")
+            let forge = GitHubForge(settings: .init(apiURL: "http://127.0.0.1:1", webhookSecrets: [Secret(FixtureForge.secret)], token: nil))
+            let headers = WebhookSigner.githubHeaders(event: "check_run", body: body, secret: FixtureForge.secret, delivery: "d")
             return describe(try forge.receive(WebhookDelivery(headers: headers, body: body)))
         }
         #expect(try checkRun("rerequested", identifier: nil) == "rerun o/r aaaaaaaaaaaa")
@@ -211,16 +154,16 @@ func describe(_ outcome: WebhookOutcome) -> String {
 
     @Test func gitTestDeliveryIsNotBuilt() throws {
         let body = Array(#"{"ref":"refs/heads/main","before":"0000000000000000000000000000000000000000","after":"0000000000000000000000000000000000000000","repository":{"full_name":"o/r"},"head_commit":{"message":"This is a fake commit for webhook push test"}}"#.utf8)
-        let forge = TestForge.make("gitea")
-        let delivery = WebhookDelivery(headers: [("X-Gitea-Event", "push")] + forge.sign(body), body: body)
+        let forge = FixtureForge.make("gitea")
+        let delivery = forge.delivery(body, event: "push")
         #expect(describe(try forge.forge.receive(delivery)) == "ignored: test delivery or deletion of branch 'main'; nothing to build")
     }
 
     @Test func sha256RepositoriesAreAccepted() throws {
         let sha = String(repeating: "ab", count: 32)
         let body = Array(#"{"ref":"refs/heads/main","before":"\#(String(repeating: "0", count: 64))","after":"\#(sha)","repository":{"full_name":"o/r"}}"#.utf8)
-        let forge = TestForge.make("gitea")
-        let delivery = WebhookDelivery(headers: [("X-Gitea-Event", "push")] + forge.sign(body), body: body)
+        let forge = FixtureForge.make("gitea")
+        let delivery = forge.delivery(body, event: "push")
         #expect(describe(try forge.forge.receive(delivery)) == "push o/r refs/heads/main abababababab before -")
     }
 
