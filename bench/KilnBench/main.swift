@@ -1,23 +1,27 @@
 // Kiln's timing figures, measured with the real components: `make bench`.
 //
-//   kiln-bench [server] [pipeline] [executor]     (default: all three)
+//   kiln-bench [server] [pipeline] [executor] [forges]     (default: all four)
 //
 // server:   a signed push to `kiln serve` over a socket → the first `kiln` pending status at a
 //           fake GitHub (median of KILN_BENCH_ROUNDS, default 20), and webhook → final status.
 // pipeline: `kiln check` (the binary) on a 200-job pipeline file, and refusing an alias bomb.
 // executor: a Kiln job against the same kind of trivial derivation built by hand with
 //           `nix build` (same sandbox options), for 1 job and for 20 jobs, in the same run.
+// forges:   webhook intake (verify + decode + commit to SQLite) of each forge's largest fixture
+//           in ../shared/fixtures/forges that starts a build, median of 1,000 deliveries.
 import Foundation
 import KilnApp
 import KilnCore
+import KilnForges
 import KilnNix
 import KilnPipeline
+import KilnStore
 import KilnTesting
 import Logging
 import ServiceLifecycle
 
 let rounds = Int(ProcessInfo.processInfo.environment["KILN_BENCH_ROUNDS"] ?? "20") ?? 20
-let sections = CommandLine.arguments.dropFirst().isEmpty ? ["server", "pipeline", "executor"] : Array(CommandLine.arguments.dropFirst())
+let sections = CommandLine.arguments.dropFirst().isEmpty ? ["server", "pipeline", "executor", "forges"] : Array(CommandLine.arguments.dropFirst())
 let clock = ContinuousClock()
 let nixOptions = ["--extra-experimental-features", "nix-command flakes", "--option", "sandbox", "true",
                   "--option", "sandbox-fallback", "false", "--option", "substituters", ""]
@@ -219,4 +223,81 @@ if sections.contains("executor") {
     print("[executor] 20 trivial jobs, Kiln executor, 2 at a time:  \(format(twentyKiln))")
     print("[executor] 20 derivations, one nix build by hand:        \(format(twentyHand))")
     print(String(format: "[executor]   ratio (medians): %.2f", median(twentyKiln) / median(twentyHand)))
+}
+
+// MARK: - forges
+
+if sections.contains("forges") {
+    let directory = try TemporaryDirectory("kiln-bench-forges")
+    defer { directory.remove() }
+    var logger = Logger(label: "bench")
+    logger.logLevel = .critical
+
+    /// The event header a fixture was delivered with: its recorded one, else what its file name says.
+    func eventName(_ kind: String, _ fixture: String) throws -> String? {
+        let header = FixtureForge.eventHeader[kind]!.lowercased()
+        if try Fixtures.headers(fixture).contains(where: { $0.name.lowercased() == header }) { return nil }
+        let stem = String(fixture.split(separator: "/").last!.split(separator: ".").first!)
+        switch kind {
+        case "gitlab": return ["push": "Push Hook", "tag_push": "Tag Push Hook", "merge_request": "Merge Request Hook"][stem]
+        case "bitbucket-cloud", "bitbucket-server":
+            let parts = stem.split(separator: "_", maxSplits: 1)
+            return parts.count == 2 ? "\(parts[0]):\(parts[1])" : stem
+        default: return stem
+        }
+    }
+
+    /// Intake over a fresh database that knows the fixture's repository.
+    func intake(_ adapter: FixtureForge, repository: String, database: String) async throws -> WebhookIntake {
+        let store = try SQLiteStore(path: directory.appending(database))
+        let id = try await store.syncRepositories([(adapter.kind, repository)])[0]
+        return WebhookIntake(
+            endpoints: [adapter.kind: ForgeEndpoint(
+                forge: adapter.forge, repositories: [repository.lowercased(): RepositoryRef(id: id, name: repository)])],
+            store: store, running: RunningJobs(), bells: Doorbells(), logger: logger)
+    }
+
+    func isNewBuild(_ result: IntakeResult) -> Bool {
+        if case .accepted(let builds) = result { return builds.allSatisfy(\.isNew) }
+        return false
+    }
+
+    for kind in ["github", "gitlab", "bitbucket-cloud", "bitbucket-server", "gitea", "forgejo"] {
+        let adapter = FixtureForge.make(kind)
+        let files = try FileManager.default.contentsOfDirectory(atPath: "\(Fixtures.directory)/\(kind)")
+            .filter { $0.hasSuffix(".json") && !$0.hasSuffix(".headers.json") }.map { "\(kind)/\($0)" }
+        let bySize = try files.map { (name: $0, bytes: try Fixtures.body($0).count) }.sorted { $0.bytes > $1.bytes }
+        // The largest fixture that starts a build every time it is delivered under a new id
+        // (an update whose head did not move is ignored from its second delivery on).
+        var chosen: (fixture: String, bytes: Int, event: String?, repository: String)?
+        for (fixture, bytes) in bySize {
+            let event = try eventName(kind, fixture)
+            guard case .events(let events) = try adapter.forge.receive(adapter.delivery(fixture, event: event)) else { continue }
+            let repository: String?
+            switch events.first {
+            case .push(let push): repository = push.repository
+            case .pullRequest(let pull): repository = pull.repository
+            default: repository = nil
+            }
+            guard let repository else { continue }
+            let trial = try await intake(adapter, repository: repository, database: "trial-\(UUID().uuidString).sqlite")
+            let first = try await trial.receive(forge: kind, adapter.delivery(fixture, event: event, id: "a"))
+            let second = try await trial.receive(forge: kind, adapter.delivery(fixture, event: event, id: "b"))
+            guard isNewBuild(first), isNewBuild(second) else { continue }
+            chosen = (fixture, bytes, event, repository)
+            break
+        }
+        guard let chosen else { fatalError("no \(kind) fixture starts a build") }
+        let measured = try await intake(adapter, repository: chosen.repository, database: "\(kind).sqlite")
+        let deliveries = try (0..<1000).map { try adapter.delivery(chosen.fixture, event: chosen.event, id: "bench-\($0)") }
+        var times: [Double] = []
+        for delivery in deliveries {
+            let start = clock.now
+            let result = try await measured.receive(forge: kind, delivery)
+            times.append(milliseconds(clock.now - start))
+            guard isNewBuild(result) else { fatalError("\(chosen.fixture): \(result)") }
+        }
+        let label = "\(kind) \(chosen.fixture.split(separator: "/").last!) (\(chosen.bytes) bytes)"
+        print("[forges] intake of \(label.padding(toLength: 64, withPad: " ", startingAt: 0)) \(format(times))")
+    }
 }
