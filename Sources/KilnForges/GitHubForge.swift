@@ -121,7 +121,10 @@ public struct GitHubForge: Forge {
             struct End: Decodable {
                 var ref: String
                 var sha: String
+                var repo_id: Int?
                 var repo: Repository?
+                /// The repository's id: Gitea and Forgejo may send `repo_id` alone.
+                var repositoryID: Int? { repo_id ?? repo?.id }
             }
             var head: End
             var base: End
@@ -133,13 +136,16 @@ public struct GitHubForge: Forge {
         var repository: Repository
     }
 
-    static func pullRequest(_ body: [UInt8], _ id: String) throws(WebhookError) -> WebhookOutcome {
-        let payload = try JSONErrors.decode(PullRequestPayload.self, body, what: "pull request payload")
+    /// A `pull_request` event; Gitea and Forgejo send the same shape and call new commits `synchronized`.
+    static func pullRequest(
+        _ body: [UInt8], _ id: String, what: String = "pull request payload", updatedAction: String = "synchronize"
+    ) throws(WebhookError) -> WebhookOutcome {
+        let payload = try JSONErrors.decode(PullRequestPayload.self, body, what: what)
         let number = try Checked.number(payload.number, "number")
         let action: PullRequestEvent.Action
         switch payload.action {
         case "opened": action = .opened
-        case "synchronize": action = .updated
+        case updatedAction: action = .updated
         case "reopened": action = .reopened
         case "closed":
             return .events([
@@ -151,8 +157,8 @@ public struct GitHubForge: Forge {
             return .ignored(reason: "pull request action '\(payload.action)' does not start builds")
         }
         let head = payload.pull_request.head
-        // A deleted fork has no head repository; it is a fork all the same.
-        let isFork = head.repo == nil || head.repo?.id != payload.pull_request.base.repo?.id
+        // A fork unless the head is known to live in the base repository (a deleted fork has no head repository).
+        let isFork = head.repositoryID == nil || head.repositoryID != payload.pull_request.base.repositoryID
         return .events([
             .pullRequest(
                 PullRequestEvent(

@@ -46,7 +46,9 @@ public struct GiteaForge: Forge {
             delivery.header("X-Forgejo-Delivery") ?? delivery.header("X-Gitea-Delivery"), "X-Gitea-Delivery")
         switch event {
         case "push": return try Self.push(delivery.body, id)
-        case "pull_request": return try Self.pullRequest(delivery.body, id)
+        case "pull_request":
+            return try GitHubForge.pullRequest(
+                delivery.body, id, what: "Gitea pull request payload", updatedAction: "synchronized")
         case "delete": return .ignored(reason: "a branch or tag was deleted; nothing to build")
         default: return .ignored(reason: "'\(event)' events do not start builds")
         }
@@ -77,55 +79,6 @@ public struct GiteaForge: Forge {
             PushEvent(
                 deliveryID: id, repository: payload.repository.full_name, ref: ref,
                 sha: try Checked.commit(payload.after, "after"), before: Checked.before(payload.before)))
-    }
-
-    private struct PullRequestPayload: Decodable {
-        struct PullRequest: Decodable {
-            struct End: Decodable {
-                var ref: String
-                var sha: String
-                var repo_id: Int?
-                var repo: Repository?
-            }
-            var head: End
-            var base: End
-            var merged: Bool?
-        }
-        var action: String
-        var number: Int
-        var pull_request: PullRequest
-        var repository: Repository
-    }
-
-    static func pullRequest(_ body: [UInt8], _ id: String) throws(WebhookError) -> WebhookOutcome {
-        let payload = try JSONErrors.decode(PullRequestPayload.self, body, what: "Gitea pull request payload")
-        let number = try Checked.number(payload.number, "number")
-        let action: PullRequestEvent.Action
-        switch payload.action {
-        case "opened": action = .opened
-        case "synchronized": action = .updated
-        case "reopened": action = .reopened
-        case "closed":
-            return .events([
-                .pullRequestClosed(
-                    PullRequestClosedEvent(
-                        repository: payload.repository.full_name, number: number, merged: payload.pull_request.merged == true))
-            ])
-        default:
-            return .ignored(reason: "pull request action '\(payload.action)' does not start builds")
-        }
-        let head = payload.pull_request.head
-        let base = payload.pull_request.base
-        let headRepository = head.repo_id ?? head.repo?.id
-        let baseRepository = base.repo_id ?? base.repo?.id
-        let isFork = headRepository != nil && baseRepository != nil && headRepository != baseRepository
-        return .events([
-            .pullRequest(
-                PullRequestEvent(
-                    deliveryID: id, repository: payload.repository.full_name, number: number, action: action,
-                    headSHA: try Checked.commit(head.sha, "pull_request.head.sha"), headBranch: head.ref, baseBranch: base.ref,
-                    isFork: isFork, headRepository: isFork ? head.repo?.full_name : nil))
-        ])
     }
 
     public func post(_ status: CommitStatus, on commit: CommitRef) async throws(ForgeAPIError) {

@@ -80,7 +80,7 @@ func describe(_ outcome: WebhookOutcome) -> String {
         ("gitea", "gitea/pull_request.merged.json", "pull_request", "pr merged anbraten/test-repo#1"),
         ("forgejo", "forgejo/push.json", nil, "push gordon/hello-world refs/heads/main ef98532add3b before 4b2626259b5a"),
         ("forgejo", "forgejo/push.branch-created.json", nil, "push meisam/woodpecktester refs/heads/fdsafdsa 28c3613ae626 before -"),
-        ("forgejo", "forgejo/pull_request.opened.json", nil, "pr opened gordon/hello-world#1 0d1a26e67d8f feature/changes→main"),
+        ("forgejo", "forgejo/pull_request.opened.json", nil, "pr opened gordon/hello-world#1 0d1a26e67d8f feature/changes→main fork ?"),  // trimmed: no head repository, so untrusted
         ("forgejo", "forgejo/pull_request.synchronized.json", nil, "pr updated Test-CI/multi-line-secrets#2 788ed8d02d3b test-patch-1→main"),
         ("forgejo", "forgejo/pull_request.reopened.json", nil, "pr reopened test_it/test_ci_thing#1 36b5813240a9 6543-patch-1→main"),
         ("forgejo", "forgejo/pull_request.closed.json", nil, "pr closed anbraten/test-repo#1"),
