@@ -203,7 +203,7 @@ struct ConfigReader {
         let gitURL = url(keys, "git-url", here, default: "https://bitbucket.org") ?? "https://bitbucket.org"
         let secrets = secretList(keys, "webhook-secret-files", here)
         let signingTokens = secretList(keys, "signing-token-files", here)
-        if keys["webhook-secret-files"] == nil, signingTokens.isEmpty {
+        if Self.isAbsentOrEmpty(keys["webhook-secret-files"]), Self.isAbsentOrEmpty(keys["signing-token-files"]) {
             report(value, here + ["webhook-secret-files"],
                 "is required: list the files holding the webhook secret(s); Kiln refuses unsigned webhooks")
         }
@@ -250,6 +250,13 @@ struct ConfigReader {
     }
 
     /// The secrets in a list of files.
+    /// Whether a list key is missing, or an empty list.
+    static func isAbsentOrEmpty(_ node: YAMLNode?) -> Bool {
+        guard let node else { return true }
+        if case .sequence(let items) = node.node { return items.isEmpty }
+        return false
+    }
+
     mutating func secretList(_ keys: [String: YAMLNode], _ key: String, _ path: [String]) -> [Secret] {
         guard let list = keys[key] else { return [] }
         return (yaml.stringList(list, allowSingle: true) ?? []).compactMap { secretPath, item in

@@ -132,7 +132,8 @@ public struct BitbucketCloudForge: Forge {
         guard CommitID.isPrefix(pull.source.commit.hash) else {
             throw .malformed("pullrequest.source.commit.hash is not a commit id: \(pull.source.commit.hash.prefix(80))")
         }
-        let isFork = pull.source.repository.uuid != pull.destination.repository.uuid
+        // A fork unless the source is known to be the destination repository.
+        let isFork = pull.source.repository.uuid == nil || pull.source.repository.uuid != pull.destination.repository.uuid
         return .events([
             .pullRequest(
                 PullRequestEvent(

@@ -112,7 +112,8 @@ public struct BitbucketServerForge: Forge {
         default:
             break
         }
-        let isFork = pull.fromRef.repository.id != pull.toRef.repository.id
+        // A fork unless the source is known to be the target repository.
+        let isFork = pull.fromRef.repository.id == nil || pull.fromRef.repository.id != pull.toRef.repository.id
         return .events([
             .pullRequest(
                 PullRequestEvent(

@@ -57,6 +57,8 @@ public struct GitLabForge: Forge {
     }
 
     public func receive(_ delivery: WebhookDelivery) throws(WebhookError) -> WebhookOutcome {
+        // With nothing to check against, nothing is accepted.
+        if settings.webhookSecrets.isEmpty, signingKeys.isEmpty { throw .missingSignature(header: "X-Gitlab-Token") }
         if !settings.webhookSecrets.isEmpty {
             guard let token = delivery.header("X-Gitlab-Token") else { throw .missingSignature(header: "X-Gitlab-Token") }
             var matched = false

@@ -81,6 +81,8 @@ import Testing
             "kiln.yaml:3:5: forges.github.token-file: is required to post statuses; set it, or set status-api: none"),
         (minimal.replacingOccurrences(of: "    webhook-secret-files: [webhook-secret]\n", with: ""),
             "kiln.yaml:3:5: forges.github.webhook-secret-files: is required: list the files holding the webhook secret(s); Kiln refuses unsigned webhooks"),
+        (minimal.replacingOccurrences(of: "webhook-secret-files: [webhook-secret]", with: "webhook-secret-files: []"),
+            "kiln.yaml:3:5: forges.github.webhook-secret-files: is required: list the files holding the webhook secret(s); Kiln refuses unsigned webhooks"),
         ("nix:\n  options:\n    sandbox: false\n" + minimal,
             "kiln.yaml:3:14: nix.options.sandbox: nix.options may not set 'sandbox': Kiln always builds with sandbox = true and sandbox-fallback = false"),
         ("nix:\n  max-parallel-jobs: lots\n" + minimal, "kiln.yaml:2:22: nix.max-parallel-jobs: 'lots' must be a whole number from 1 to 256"),

@@ -159,6 +159,18 @@ func describe(_ outcome: WebhookOutcome) -> String {
         #expect(describe(try forge.forge.receive(delivery)) == "ignored: test delivery or deletion of branch 'main'; nothing to build")
     }
 
+    /// A pull request that does not say where its head lives is treated as a fork: it waits for approval.
+    @Test(arguments: [
+        ("github", "pull_request", #"{"action":"opened","number":1,"pull_request":{"head":{"ref":"f","sha":"\#(String(repeating: "a", count: 40))"},"base":{"ref":"main","sha":"\#(String(repeating: "b", count: 40))","repo":{"id":1,"full_name":"o/r"}}},"repository":{"id":1,"full_name":"o/r"}}"#),
+        ("bitbucket-cloud", "pullrequest:created", #"{"pullrequest":{"id":1,"source":{"branch":{"name":"f"},"commit":{"hash":"aaaaaaaaaaaa"},"repository":{"full_name":"o/r"}},"destination":{"branch":{"name":"main"},"commit":{"hash":"bbbbbbbbbbbb"},"repository":{"full_name":"o/r"}}},"repository":{"full_name":"o/r"}}"#),
+        ("bitbucket-server", "pr:opened", #"{"pullRequest":{"id":1,"fromRef":{"displayId":"f","latestCommit":"\#(String(repeating: "a", count: 40))","repository":{"slug":"r","project":{"key":"O"}}},"toRef":{"displayId":"main","latestCommit":"\#(String(repeating: "b", count: 40))","repository":{"slug":"r","project":{"key":"O"}}}}}"#),
+    ])
+    func unknownHeadRepositoryIsAFork(kind: String, event: String, body: String) throws {
+        let forge = FixtureForge.make(kind)
+        let outcome = try forge.forge.receive(forge.delivery(Array(body.utf8), event: event))
+        #expect(describe(outcome).contains(" fork "), "\(describe(outcome))")
+    }
+
     @Test func sha256RepositoriesAreAccepted() throws {
         let sha = String(repeating: "ab", count: 32)
         let body = Array(#"{"ref":"refs/heads/main","before":"\#(String(repeating: "0", count: 64))","after":"\#(sha)","repository":{"full_name":"o/r"}}"#.utf8)

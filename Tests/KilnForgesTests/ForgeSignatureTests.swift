@@ -196,6 +196,14 @@ import Testing
         #expect(throws: WebhookError.missingSignature(header: "webhook-signature")) { try forge().receive(WebhookDelivery(headers: unsigned, body: body, receivedAt: now)) }
     }
 
+    @Test func withNothingToCheckAgainstNothingIsAccepted() throws {
+        let body = try Fixtures.body("gitlab/push.json")
+        let forge = GitLabForge(settings: .init(url: "http://127.0.0.1:1", webhookSecrets: [], token: nil))
+        #expect(throws: WebhookError.missingSignature(header: "X-Gitlab-Token")) {
+            try forge.receive(WebhookDelivery(headers: [("X-Gitlab-Token", ""), ("X-Gitlab-Event-UUID", "d")], body: body))
+        }
+    }
+
     @Test func secretTokenIsCheckedToo() throws {
         let body = try Fixtures.body("gitlab/push.json")
         let now = Date()
