@@ -17,9 +17,22 @@ public enum JobDetails {
                 .joined(separator: "\n") + "\n"
         }
         if !logTail.isEmpty {
-            text += "\n**End of the log**\n\n```\n\(logTail)\n```\n"
+            text += "\n**End of the log**\n\n" + fenced(logTail)
         }
         return text
+    }
+
+    /// `text` as a code block whose fence is longer than any run of backticks in it, so a log
+    /// line cannot end the block (CommonMark).
+    static func fenced(_ text: String) -> String {
+        var longest = 0
+        var run = 0
+        for character in text {
+            run = character == "`" ? run + 1 : 0
+            longest = max(longest, run)
+        }
+        let fence = String(repeating: "`", count: max(3, longest + 1))
+        return "\(fence)\n\(text)\n\(fence)\n"
     }
 
     /// The last `lines` lines of a log file, without terminal colours; empty when unreadable.

@@ -182,3 +182,12 @@ import Testing
             == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300].map { Duration.seconds($0) })
     }
 }
+
+@Suite struct JobDetailsTests {
+    @Test func aLogWithBackticksCannotEndTheCodeBlock() {
+        #expect(JobDetails.fenced("plain") == "```\nplain\n```\n")
+        let log = "hello> ```\nhello> ````` done"
+        let block = JobDetails.fenced(log)
+        #expect(block == "``````\n\(log)\n``````\n")
+    }
+}
