@@ -119,7 +119,10 @@ let package = Package(
         .testTarget(name: "KilnNixTests", dependencies: ["KilnNix", "KilnTesting"]),
         .testTarget(
             name: "KilnStoreTests",
-            dependencies: ["KilnStore", "KilnTesting", .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "KilnStore", "KilnTesting", .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
         .testTarget(name: "KilnAppTests", dependencies: ["KilnApp", "KilnTesting"]),
     ]
 )

@@ -67,6 +67,15 @@ public enum BuildProgress {
             }
     }
 
+    /// The statuses to post when `job` starts: it runs, and so does the build when it is the
+    /// first of `jobs` (the build's jobs before the start) to start.
+    public static func startedStatuses(_ job: JobRecord, of jobs: [JobRecord]) -> [StatusUpdate] {
+        let running = [StatusUpdate(context: job.context, state: .running, description: "building")]
+        guard jobs.allSatisfy({ $0.state == .queued }) else { return running }
+        let count = jobs.count == 1 ? "1 job" : "\(jobs.count) jobs"
+        return [StatusUpdate(context: StatusUpdate.buildContext, state: .running, description: "building \(count)")] + running
+    }
+
     /// Jobs whose `needs` are all satisfied and that are still queued, in id order.
     public static func runnable(_ jobs: [JobRecord]) -> [JobRecord] {
         let byName = Dictionary(jobs.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })

@@ -207,6 +207,7 @@ public struct BuildWorker: Service {
         let build = claimed.build
         var metadata: Logger.Metadata = ["build.id": "\(build.id)", "job.id": "\(job.id)", "job.name": "\(job.name)"]
         logger.info("job started", metadata: metadata)
+        bells.statuses.ring()
         let report = await execute(claimed)
         if case .cancelled(.shutdown) = report.outcome {
             // Left running in the store: the next start queues it again.

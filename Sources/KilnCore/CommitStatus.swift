@@ -1,7 +1,9 @@
 /// Kiln's states for a commit status; each forge maps them to its own words (DESIGN.md §6).
 public enum StatusState: String, Sendable, Hashable, Codable, CaseIterable {
-    /// Queued or running.
+    /// Queued, or waiting for approval.
     case pending
+    /// Being built; forges without such a state show pending.
+    case running
     /// Built.
     case succeeded
     /// The build failed or timed out.

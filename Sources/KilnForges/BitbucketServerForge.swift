@@ -146,7 +146,7 @@ public struct BitbucketServerForge: Forge {
     /// Bitbucket Data Center's word for each of Kiln's states (DESIGN.md §6).
     static func state(_ state: StatusState) -> String {
         switch state {
-        case .pending: return "INPROGRESS"
+        case .pending, .running: return "INPROGRESS"
         case .succeeded, .skipped: return "SUCCESSFUL"
         case .failed, .errored: return "FAILED"
         case .cancelled: return "CANCELLED"

@@ -276,6 +276,8 @@ public struct GitHubForge: Forge {
             if status.description.hasPrefix("awaiting approval") {
                 run["actions"] = [["label": "Approve", "description": "Build this commit of the fork", "identifier": approveAction]]
             }
+        case .running:
+            run["status"] = "in_progress"
         default:
             run["status"] = "completed"
             run["conclusion"] = conclusion(status.state)
@@ -287,7 +289,7 @@ public struct GitHubForge: Forge {
     /// GitHub's word for each of Kiln's states (DESIGN.md §6).
     static func state(_ state: StatusState) -> String {
         switch state {
-        case .pending: return "pending"
+        case .pending, .running: return "pending"
         case .succeeded, .skipped: return "success"
         case .failed: return "failure"
         case .cancelled, .errored: return "error"
@@ -299,7 +301,7 @@ public struct GitHubForge: Forge {
         switch state {
         case .succeeded: return "success"
         case .skipped: return "skipped"
-        case .failed, .errored, .pending: return "failure"
+        case .failed, .errored, .pending, .running: return "failure"
         case .cancelled: return "cancelled"
         }
     }

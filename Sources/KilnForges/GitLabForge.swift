@@ -204,6 +204,7 @@ public struct GitLabForge: Forge {
     static func state(_ state: StatusState) -> String {
         switch state {
         case .pending: return "pending"
+        case .running: return "running"
         case .succeeded, .skipped: return "success"
         case .failed, .errored: return "failed"
         case .cancelled: return "canceled"

@@ -100,7 +100,7 @@ public struct GiteaForge: Forge {
     /// Gitea's word for each of Kiln's states (DESIGN.md §6).
     static func state(_ state: StatusState) -> String {
         switch state {
-        case .pending: return "pending"
+        case .pending, .running: return "pending"
         case .succeeded, .skipped: return "success"
         case .failed: return "failure"
         case .cancelled, .errored: return "error"

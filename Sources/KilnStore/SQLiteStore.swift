@@ -231,6 +231,7 @@ public struct SQLiteStore: KilnStore {
                 try db.execute(
                     sql: "UPDATE jobs SET state = ?, summary = ?, attempt = ?, started_at = ? WHERE id = ?",
                     arguments: [job.state.rawValue, job.summary, job.attempt, now.timeIntervalSince1970, job.id])
+                try enqueue(BuildProgress.startedStatuses(job, of: jobs), for: build, at: now, db)
                 return ClaimedJob(job: job, build: build)
             }
             return nil

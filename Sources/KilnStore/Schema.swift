@@ -176,6 +176,40 @@ enum Schema {
             // A re-run builds again: it must not reuse the result of an earlier build of the same tree.
             try db.execute(sql: "ALTER TABLE builds ADD COLUMN rerun_of INTEGER REFERENCES builds(id)")
         }
+        migrator.registerMigration("v5: running statuses") { db in
+            try db.execute(
+                sql: """
+                    -- SQLite cannot change a CHECK constraint: rebuild the outbox to allow 'running'.
+                    CREATE TABLE status_outbox_v5 (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        build_id INTEGER NOT NULL REFERENCES builds(id),
+                        forge TEXT NOT NULL,
+                        repository TEXT NOT NULL,
+                        sha TEXT NOT NULL,
+                        context TEXT NOT NULL,
+                        state TEXT NOT NULL CHECK (state IN
+                            ('pending','running','succeeded','failed','cancelled','errored','skipped')),
+                        description TEXT NOT NULL,
+                        delivery TEXT NOT NULL CHECK (delivery IN
+                            ('pending','delivered','recorded','superseded','dropped')),
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        next_attempt_at REAL NOT NULL,
+                        last_error TEXT,
+                        created_at REAL NOT NULL,
+                        delivered_at REAL,
+                        branch TEXT,
+                        details TEXT
+                    );
+                    INSERT INTO status_outbox_v5 (id, build_id, forge, repository, sha, context, state, description, delivery,
+                                                  attempts, next_attempt_at, last_error, created_at, delivered_at, branch, details)
+                        SELECT id, build_id, forge, repository, sha, context, state, description, delivery,
+                               attempts, next_attempt_at, last_error, created_at, delivered_at, branch, details FROM status_outbox;
+                    DROP TABLE status_outbox;
+                    ALTER TABLE status_outbox_v5 RENAME TO status_outbox;
+                    CREATE INDEX status_outbox_due ON status_outbox(delivery, next_attempt_at);
+                    CREATE INDEX status_outbox_by_build ON status_outbox(build_id, id);
+                    """)
+        }
         return migrator
     }
 }

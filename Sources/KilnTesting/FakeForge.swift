@@ -115,8 +115,12 @@ public final class FakeForge: Sendable {
     public func failNext(_ answers: [(status: Int, retryAfter: Int?)]) { state.withLock { $0.scripted += answers } }
 
     /// States accepted for one context (and commit), in order.
+    /// The states a context went through, a repeated state (pending for queued, then for running) once.
     public func states(_ context: String, sha: String? = nil) -> [String] {
         statuses.filter { $0.context == context && (sha == nil || $0.sha == sha) }.map(\.state)
+            .reduce(into: []) { folded, state in
+                if folded.last != state { folded.append(state) }
+            }
     }
 
     /// Stops the server.

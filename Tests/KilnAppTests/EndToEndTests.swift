@@ -75,7 +75,12 @@ struct EndToEndTests {
         let builds = try await HTTPTestClient.send("GET", "\(kiln.url)/api/v1/builds").json["builds"] as? [Any]
         #expect(builds?.count == 1)
         #expect((try await kiln.build(buildID))["statuses"] as? [Any] != nil)
-        #expect(((try await kiln.build(buildID))["statuses"] as? [Any])?.count == 8)
+        // Each context went queued → running → its end in Kiln's outbox (sent, or replaced unsent by the next).
+        let recorded = try #require((try await kiln.build(buildID))["statuses"] as? [[String: Any]])
+        let sequence = { (context: String) in recorded.filter { $0["context"] as? String == context }.compactMap { $0["state"] as? String } }
+        #expect(sequence("kiln") == ["pending", "running", "failed"])
+        #expect(sequence("kiln/ok") == ["pending", "running", "succeeded"])
+        #expect(sequence("kiln/quiet") == ["pending", "running", "failed"])
         #expect(world.github.attempts == postsBefore)
 
         // An unconfigured repository, a bad signature, an oversized body.

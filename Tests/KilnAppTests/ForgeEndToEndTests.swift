@@ -72,9 +72,10 @@ struct ForgeWorld {
             headers: ForgePayloads.headers(kind, event: payload.event, body: payload.body, secret: Self.secret), body: payload.body)
     }
 
-    /// A context's states on a commit, repeated states (GitLab refuses those) folded.
+    /// A context's states on a commit, GitLab's `running` counted as `pending`: which of the two
+    /// reach the forge before the outbox replaces them with a newer state depends on timing.
     func states(_ context: String, _ sha: String) -> [String] {
-        forge.states(context, sha: sha).reduce(into: []) { folded, state in
+        forge.states(context, sha: sha).map { $0 == "running" ? "pending" : $0 }.reduce(into: []) { folded, state in
             if folded.last != state { folded.append(state) }
         }
     }

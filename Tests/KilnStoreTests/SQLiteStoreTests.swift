@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Logging
 import KilnCore
 import KilnPipeline
@@ -123,6 +124,42 @@ import Testing
         }
     }
 
+    /// A database from before running statuses (v4) keeps its unsent statuses and takes running ones.
+    @Test func upgradingFromV4KeepsTheOutbox() async throws {
+        try await withTemporaryDirectory("kiln-store") { directory in
+            let path = directory.appending("kiln.sqlite")
+            do {
+                let old = try DatabaseQueue(path: path)
+                try Schema.migrator.migrate(old, upTo: "v4: re-runs")
+                try await old.write { db in
+                    try db.execute(sql: "INSERT INTO repositories (forge, name) VALUES ('github', 'octo/hello')")
+                    try db.execute(
+                        sql: """
+                            INSERT INTO builds (repository_id, forge, repository, sha, ref, state, summary, created_at)
+                            VALUES (1, 'github', 'octo/hello', ?, 'refs/heads/main', 'running', 'building', 0)
+                            """, arguments: [sha])
+                    try db.execute(
+                        sql: """
+                            INSERT INTO status_outbox (build_id, forge, repository, sha, context, state, description, delivery,
+                                                       next_attempt_at, created_at)
+                            VALUES (1, 'github', 'octo/hello', ?, 'kiln', 'pending', 'unsent before the upgrade', 'pending', 0, 0)
+                            """, arguments: [sha])
+                }
+                try old.close()
+            }
+            let store = try SQLiteStore(path: path)
+            let kept = try #require(try await store.buildDetails(1)).statuses
+            #expect(kept.map { "\($0.status.state.rawValue) \($0.status.description) \($0.delivery.rawValue)" }
+                == ["pending unsent before the upgrade pending"])
+            let repository = try await store.syncRepositories([("github", "octo/hello")])[0]
+            let build = try await store.accept(delivery("after", repository), at: now).buildID
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(build, plan([("a", [])]), resolution: nil, at: now)
+            _ = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            #expect(try #require(try await store.buildDetails(build)).statuses.map(\.status.state).contains(.running))
+        }
+    }
+
     @Test func newerStatusSupersedesAnUnsentOne() async throws {
         try await withStore { store, repository in
             let build = try await store.accept(delivery("d", repository), at: now).buildID
@@ -131,10 +168,12 @@ import Testing
             let job = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
             _ = try await store.finishJob(job.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), details: nil, at: now)
             let due = try await store.dueStatuses(at: now, limit: 100).due
-            // The pending statuses were never sent; only the final one per context is due.
+            // The pending and running statuses were never sent; only the final one per context is due.
             #expect(due.map { "\($0.status.context)=\($0.status.state.rawValue)" } == ["kiln/a=succeeded", "kiln=succeeded"])
             let all = try #require(try await store.buildDetails(build)).statuses
-            #expect(all.filter { $0.delivery == .superseded }.map(\.status.context) == ["kiln", "kiln/a"])
+            #expect(
+                all.filter { $0.delivery == .superseded }.map { "\($0.status.context)=\($0.status.state.rawValue)" }
+                    == ["kiln=pending", "kiln/a=pending", "kiln=running", "kiln/a=running"])
         }
     }
 
