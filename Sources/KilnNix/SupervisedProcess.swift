@@ -65,6 +65,8 @@ struct SupervisedProcess {
             input: .none, output: .sequence, error: .sequence
         ) { execution -> [UInt8] in
             let pid = execution.processIdentifier.value
+            let sampler = MemorySampler(pid)
+            defer { watch.peakKilobytes.withLock { $0 = sampler.stop() } }
             let output = try await withThrowingTaskGroup(of: Finished.self) { group in
                 group.addTask {
                     var pending: [UInt8] = []
@@ -87,11 +89,9 @@ struct SupervisedProcess {
                     }
                     return .standardOutput(collected)
                 }
-                // Watchdog: samples memory and enforces the limits until the streams end.
+                // Watchdog: enforces the limits until the streams end.
                 group.addTask {
                     while !Task.isCancelled {
-                        let resident = ProcessTree.residentKilobytes(of: pid)
-                        watch.peakKilobytes.withLock { $0 = max($0, resident) }
                         let now = ContinuousClock.now
                         let cause: StopCause?
                         if let reason = stop.reason {
@@ -159,6 +159,32 @@ struct SupervisedProcess {
         case standardOutput([UInt8])
         case standardError
         case watchdog
+    }
+
+    /// Samples the resident memory of a process tree every 100 ms on a thread of its own, so
+    /// that busy task threads cannot starve the measurement.
+    private final class MemorySampler: @unchecked Sendable {
+        private let peak = Mutex(0)
+        private let stopped = DispatchSemaphore(value: 0)
+        private let finished = DispatchSemaphore(value: 0)
+
+        init(_ pid: pid_t) {
+            let thread = Thread { [self] in
+                repeat {
+                    let resident = ProcessTree.residentKilobytes(of: pid)
+                    peak.withLock { $0 = max($0, resident) }
+                } while stopped.wait(timeout: .now() + .milliseconds(100)) == .timedOut
+                finished.signal()
+            }
+            thread.start()
+        }
+
+        /// Stops sampling (once) and returns the largest sample.
+        func stop() -> Int {
+            stopped.signal()
+            finished.wait()
+            return peak.withLock { $0 }
+        }
     }
 
     /// State shared by the stream readers and the watchdog.
