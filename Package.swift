@@ -35,6 +35,7 @@ let package = Package(
             name: "KilnCore",
             dependencies: [
                 "KilnPipeline",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -115,8 +115,11 @@ struct ConfigReader {
         var options: [String: String] = [:]
         if let node = keys["options"] {
             for (name, value) in yaml.mapping(node, allowed: nil) ?? [] {
-                if NixSettings.enforcedOptions[name] != nil {
-                    yaml.report(value, "nix.options may not set '\(name)': Kiln always builds with sandbox = true and sandbox-fallback = false", code: .invalidValue)
+                if NixSettings.refusedOptions.contains(name) {
+                    yaml.report(
+                        value,
+                        "nix.options may not set '\(name)': Kiln always sets \(NixSettings.enforcedOptions.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }.joined(separator: ", ")), with the work tree as the only search path",
+                        code: .invalidValue)
                 } else if case .scalar(let scalar) = value.node {
                     options[name] = scalar.string
                 } else {

@@ -103,11 +103,14 @@ public enum KilnServer {
         let progress = ProgressBoard()
         let paths = WorkerPaths(dataDirectory: dataDirectory)
         let running = RunningJobs()
+        var nixSettings = configuration.nix.settings
+        // Private nix homes live beside the work trees, and go with them at start-up.
+        nixSettings.scratchDirectory = nixSettings.scratchDirectory ?? paths.workspaces
         let intake = WebhookIntake(
             endpoints: endpoints, store: store, running: running, bells: bells, logger: logger)
         let worker = BuildWorker(
             store: store, source: GitMirrors(root: dataDirectory + "/mirrors"),
-            executor: executor ?? NixExecutor(settings: configuration.nix.settings), repositories: repositoryConfigs,
+            executor: executor ?? NixExecutor(settings: nixSettings), repositories: repositoryConfigs,
             settings: WorkerSettings(
                 limits: configuration.nix.limits, maxParallelJobs: configuration.nix.maxParallelJobs,
                 logCapBytes: configuration.storage.maxLogBytes, paths: paths),

@@ -68,9 +68,13 @@ public struct GitLabForge: Forge {
             guard matched else { throw .badSignature(header: "X-Gitlab-Token") }
         }
         if !signingKeys.isEmpty { try verifySigned(delivery) }
-        let id = try Checked.delivery(
-            delivery.header("Idempotency-Key") ?? delivery.header("webhook-id") ?? delivery.header("X-Gitlab-Event-UUID")
-                ?? delivery.header("X-Gitlab-Webhook-UUID"), "X-Gitlab-Event-UUID")
+        // Signed, the id is the signed `webhook-id`: an unsigned header could be changed to get
+        // one signed delivery accepted twice.
+        let id = try signingKeys.isEmpty
+            ? Checked.delivery(
+                delivery.header("Idempotency-Key") ?? delivery.header("X-Gitlab-Event-UUID")
+                    ?? delivery.header("X-Gitlab-Webhook-UUID"), "X-Gitlab-Event-UUID")
+            : Checked.delivery(delivery.header("webhook-id"), "webhook-id")
         let kind = try JSONErrors.decode(Kind.self, delivery.body, what: "GitLab payload").object_kind
         switch kind {
         case "push", "tag_push": return try Self.push(delivery.body, id)

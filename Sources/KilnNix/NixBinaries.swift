@@ -53,11 +53,29 @@ struct NixBinaries: Sendable {
         return nil
     }
 
-    /// Runs a short nix query and returns its standard output.
-    static func capture(_ executable: String, _ arguments: [String]) async throws -> String {
+    /// The directories the binaries are in, and those their links point into.
+    var directories: [String] {
+        var found: [String] = []
+        for binary in [nix, nixStore, nixInstantiate] {
+            for path in [binary, URL(fileURLWithPath: binary).resolvingSymlinksInPath().path] {
+                let directory = (path as NSString).deletingLastPathComponent
+                if !found.contains(directory) { found.append(directory) }
+            }
+        }
+        return found
+    }
+
+    /// Runs a short nix query in `environment` (by default one with no home: a query that needs
+    /// one is given a job's) and returns its standard output.
+    static func capture(
+        _ executable: String, _ arguments: [String], environment: [String: String] = ScrubbedEnvironment.queryVariables,
+        workingDirectory: String? = nil
+    ) async throws -> String {
         let result = try await Subprocess.run(
-            .path(FilePath(executable)), arguments: Arguments(arguments), output: .string(limit: 16 << 20),
-            error: .string(limit: 64 << 10))
+            .path(FilePath(executable)), arguments: Arguments(arguments),
+            environment: .custom(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), $0.value) })),
+            workingDirectory: workingDirectory.map { FilePath($0) },
+            output: .string(limit: 16 << 20), error: .string(limit: 64 << 10))
         guard case .exited(0) = result.terminationStatus else {
             let detail = result.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
             throw NixQueryError(

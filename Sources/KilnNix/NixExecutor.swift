@@ -51,6 +51,12 @@ public struct NixExecutor: Executor {
             if let cache = settings.cache, !FileManager.default.isReadableFile(atPath: cache.secretKeyFile) {
                 return .notReady("nix.cache.secret-key-file \(cache.secretKeyFile) cannot be read")
             }
+            if case .failure(let error) = EvaluationJail.resolve() { return .notReady(error.message) }
+            // What nix says of its settings is not enough (a daemon may ignore an untrusted
+            // client's options): a test build must fail to read the host and reach its network.
+            if let problem = await SandboxProbe(binaries: binaries, options: optionArguments, scratch: scratchDirectory).problem() {
+                return .notReady(problem)
+            }
             let host = HostInfo(showConfig: Array(config.utf8))
             hostInfo.store(host)
             let versionText = version.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -67,6 +73,22 @@ public struct NixExecutor: Executor {
         case .failure(let error): return run.report(.errored(error.message))
         case .success(let found): binaries = found
         }
+        switch EvaluationJail.resolve() {
+        case .failure(let error): return run.report(.errored(error.message))
+        case .success(let jail): run.jail = jail
+        }
+        // Checked by `kiln check` too; here again, with symbolic links resolved in the work tree.
+        if let problem = job.target.confinementProblem ?? Self.symlinkProblem(job) {
+            log.note(problem)
+            return run.report(.failed(exitCode: -1, reason: problem))
+        }
+        do {
+            run.home = try ScrubbedEnvironment.makeHome(under: scratchDirectory)
+        } catch {
+            return run.report(.errored("could not make a private home for nix under \(scratchDirectory): \(error)"))
+        }
+        defer { try? FileManager.default.removeItem(atPath: run.home) }
+        run.nixDirectories = binaries.directories
         return await withTaskCancellationHandler {
             if let system = job.system, let problem = await systemProblem(system, binaries) {
                 log.note(problem)
@@ -96,7 +118,8 @@ public struct NixExecutor: Executor {
                     ["--realise", "--max-silent-time", String(silentSeconds), "--log-format", "internal-json"]
                         + optionArguments + ["--"] + derivations,
                     // nix stops a silent builder itself; Kiln's own limit is a backstop for a nix that hangs.
-                    killGrace: settings.killGrace, maxSilent: job.maxSilent + .seconds(30), errorLine: { renderer.line($0) })
+                    killGrace: settings.killGrace, maxSilent: job.maxSilent + .seconds(30), confined: false,
+                    errorLine: { renderer.line($0) })
             } catch {
                 return run.report(Self.interrupted(stop, error))
             }
@@ -115,7 +138,8 @@ public struct NixExecutor: Executor {
                 return run.report(.errored("nix-store was killed by a signal: \(NixMessages.lastError(built.errorTail))"))
             }
             // 3. What was built, as nix describes it.
-            run.outputs = await describeOutputs(derivations, paths: NixExecutor.storePaths(built.standardOutput), binaries)
+            run.outputs = await describeOutputs(
+                derivations, paths: NixExecutor.storePaths(built.standardOutput), binaries, environment: run.environment)
             for output in run.outputs { log.note("built \(output.path)") }
             // 4. The binary cache.
             if job.pushToCache {
@@ -153,7 +177,9 @@ public struct NixExecutor: Executor {
                 run.log.note("evaluating \(file)" + (attribute.map { " -A \($0)" } ?? ""))
                 let ended = try await run.process(
                     binaries.nixInstantiate,
-                    ["./" + file] + (attribute.map { ["-A", $0] } ?? []) + optionArguments + systemArguments,
+                    ["./" + file] + (attribute.map { ["-A", $0] } ?? []) + optionArguments + systemArguments
+                        // restrict-eval allows the search path only: the work tree and nothing else.
+                        + ["-I", job.workspace],
                     killGrace: settings.killGrace, errorLine: raw)
                 return Self.derivations(ended, job)
             case .flakeCheck:
@@ -196,10 +222,13 @@ public struct NixExecutor: Executor {
     /// Output names, paths, NAR hashes and sizes of what `derivations` built (`paths`, as
     /// `nix-store --realise` printed them). The names follow from the paths: nix names output
     /// `out` after the derivation and any other output `<name>-<output>`.
-    private func describeOutputs(_ derivations: [String], paths: [String], _ binaries: NixBinaries) async -> [BuiltOutput] {
+    private func describeOutputs(
+        _ derivations: [String], paths: [String], _ binaries: NixBinaries, environment: [String: String]
+    ) async -> [BuiltOutput] {
         let outputs = paths.map { BuiltOutput(name: Self.outputName($0, derivations: derivations), path: $0) }
         guard !outputs.isEmpty,
-            let info = try? await NixBinaries.capture(binaries.nix, ["path-info", "--json"] + commonArguments + ["--"] + paths),
+            let info = try? await NixBinaries.capture(
+                binaries.nix, ["path-info", "--json"] + commonArguments + ["--"] + paths, environment: environment),
             let entries = (try? JSONSerialization.jsonObject(with: Data(info.utf8))) as? [[String: Any]]
         else { return outputs }
         let byPath = Dictionary(entries.compactMap { entry in (entry["path"] as? String).map { ($0, entry) } }, uniquingKeysWith: { a, _ in a })
@@ -245,14 +274,14 @@ public struct NixExecutor: Executor {
                 run.log.note("signing and pushing \(paths.count) path\(paths.count == 1 ? "" : "s") to \(cache.pushTo)")
                 let signed = try await run.process(
                     binaries.nix, ["store", "sign", "--key-file", cache.secretKeyFile, "--recursive"] + commonArguments + ["--"] + paths,
-                    killGrace: settings.killGrace, errorLine: raw)
+                    killGrace: settings.killGrace, confined: false, errorLine: raw)
                 guard signed.exitCode == 0, signed.stopCause == nil else {
                     lastError = "signing failed: " + NixMessages.lastError(signed.errorTail)
                     continue
                 }
                 let copied = try await run.process(
                     binaries.nix, ["copy", "--to", cache.pushTo] + commonArguments + ["--"] + paths,
-                    killGrace: settings.killGrace, errorLine: raw)
+                    killGrace: settings.killGrace, confined: false, errorLine: raw)
                 guard copied.exitCode == 0, copied.stopCause == nil else {
                     lastError = NixMessages.lastError(copied.errorTail)
                     continue
@@ -269,7 +298,10 @@ public struct NixExecutor: Executor {
     /// Why no builder can build for `system`, or nil when one can.
     private func systemProblem(_ system: String, _ binaries: NixBinaries) async -> String? {
         var host = hostInfo.load()
-        if host == nil, let config = try? await NixBinaries.capture(binaries.nix, ["show-config", "--json"] + commonArguments) {
+        if host == nil,
+            let config = try? await NixBinaries.capture(
+                binaries.nix, ["show-config", "--json"] + commonArguments, environment: ScrubbedEnvironment.queryVariables)
+        {
             host = HostInfo(showConfig: Array(config.utf8))
             hostInfo.store(host!)
         }
@@ -293,6 +325,28 @@ public struct NixExecutor: Executor {
         if let reason = stop.reason { return .cancelled(reason) }
         if error is CancellationError { return .cancelled(.shutdown) }
         return .errored("could not run nix: \(error)")
+    }
+
+    /// Where private nix homes are made.
+    private var scratchDirectory: String { settings.scratchDirectory ?? NSTemporaryDirectory() }
+
+    /// Why a target's directory or file leaves the work tree through a symbolic link, or nil.
+    static func symlinkProblem(_ job: JobRun) -> String? {
+        let relative: [String]
+        switch job.target {
+        case .installables(let installables):
+            relative = installables.map { String($0.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]) }
+        case .classic(let file, _): relative = [file]
+        case .flakeCheck: relative = []
+        }
+        let root = URL(fileURLWithPath: job.workspace).resolvingSymlinksInPath().path
+        for path in relative where path != "." {
+            let resolved = URL(fileURLWithPath: job.workspace + "/" + path).resolvingSymlinksInPath().path
+            guard resolved == root || resolved.hasPrefix(root + "/") else {
+                return "'\(path)' leads outside the repository through a symbolic link"
+            }
+        }
+        return nil
     }
 
     /// A workspace-relative installable (`.`, `.#attr`, `./dir#attr`) as a `path:` flake
@@ -333,6 +387,11 @@ private struct Run {
     var cache: CachePushResult?
     var cpuSeconds: Double?
     var peakKilobytes: Int?
+    /// The jail evaluations run in, and the private home every nix process gets.
+    var jail = EvaluationJail(bubblewrap: "/usr/bin/bwrap")
+    var home = ""
+    var nixDirectories: [String] = []
+    var environment: [String: String] { ScrubbedEnvironment.variables(home: home) }
 
     init(job: JobRun, log: any LogSink, stop: StopSignal, started: ContinuousClock.Instant) {
         self.job = job
@@ -343,13 +402,22 @@ private struct Run {
 
     /// Runs one nix process under the job's wall-clock limit (and `maxSilent`, for builds) and
     /// adds up what it cost.
+    /// `confined` processes evaluate, so they run in the evaluation jail; the others (building,
+    /// signing, copying) run nix's own sandbox or no repository code at all. All of them get the
+    /// scrubbed environment.
     mutating func process(
-        _ executable: String, _ arguments: [String], killGrace: Duration, maxSilent: Duration? = nil,
+        _ executable: String, _ arguments: [String], killGrace: Duration, maxSilent: Duration? = nil, confined: Bool = true,
         errorLine: @escaping @Sendable (ArraySlice<UInt8>) -> Void
     ) async throws -> ProcessEnd {
+        let argv =
+            confined
+            ? jail.command(
+                executable, arguments, workspace: job.workspace, home: home, nixDirectories: nixDirectories,
+                environment: environment)
+            : [executable] + arguments
         let ended = try await SupervisedProcess(
-            executable: executable, arguments: arguments, workingDirectory: job.workspace, deadline: started + job.timeout,
-            maxSilent: maxSilent, killGrace: killGrace
+            executable: argv[0], arguments: Array(argv.dropFirst()), environment: environment, workingDirectory: job.workspace,
+            deadline: started + job.timeout, maxSilent: maxSilent, killGrace: killGrace
         ).run(log: log, stop: stop, errorLine: errorLine)
         if let cpu = ended.cpuSeconds { cpuSeconds = (cpuSeconds ?? 0) + cpu }
         peakKilobytes = max(peakKilobytes ?? 0, ended.peakKilobytes)

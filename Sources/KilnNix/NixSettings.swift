@@ -12,21 +12,37 @@ public struct NixSettings: Sendable, Hashable {
     public var cache: CacheSettings?
     /// Cap on each derivation's own log.
     public var derivationLogCap: Int
+    /// Where each job's private nix home (`HOME`, `XDG_*`, `TMPDIR`) is made and removed again;
+    /// nil for the system's temporary directory.
+    public var scratchDirectory: String?
 
     /// Creates settings.
     public init(
         binary: String = "nix", options: [String: String] = [:], killGrace: Duration = .seconds(10),
-        cache: CacheSettings? = nil, derivationLogCap: Int = 16 << 20
+        cache: CacheSettings? = nil, derivationLogCap: Int = 16 << 20, scratchDirectory: String? = nil
     ) {
         self.binary = binary
         self.options = options
         self.killGrace = killGrace
         self.cache = cache
         self.derivationLogCap = derivationLogCap
+        self.scratchDirectory = scratchDirectory
     }
 
-    /// Options no configuration may override.
-    public static let enforcedOptions = ["sandbox": "true", "sandbox-fallback": "false"]
+    /// Options no configuration may override: builds in the sandbox with no fallback; a flake's
+    /// `nixConfig` cannot change settings; classic evaluation reads only the work tree and the
+    /// store (`restrict-eval`, with the work tree as the only search path); evaluation builds
+    /// nothing (import-from-derivation would build inside the evaluation jail).
+    public static let enforcedOptions = [
+        "sandbox": "true", "sandbox-fallback": "false", "accept-flake-config": "false", "restrict-eval": "true",
+        "allow-import-from-derivation": "false",
+    ]
+
+    /// Option names `nix.options` may not set: the enforced ones, their old aliases, and those
+    /// that would widen what an evaluation may read.
+    public static let refusedOptions: Set<String> = Set(enforcedOptions.keys).union([
+        "build-use-sandbox", "pure-eval", "nix-path", "extra-nix-path",
+    ])
 }
 
 /// A binary cache that trusted builds push to.

@@ -37,6 +37,8 @@ struct ProcessEnd: Sendable {
 struct SupervisedProcess {
     var executable: String
     var arguments: [String]
+    /// The whole environment of the process: nothing of Kiln's own is inherited.
+    var environment: [String: String]
     var workingDirectory: String
     var deadline: ContinuousClock.Instant
     /// Longest time without output; nil for none (evaluation may be silent for long).
@@ -61,6 +63,7 @@ struct SupervisedProcess {
 
         let result = try await Subprocess.run(
             .path(FilePath(executable)), arguments: Arguments(arguments),
+            environment: .custom(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), $0.value) })),
             workingDirectory: FilePath(workingDirectory), platformOptions: options,
             input: .none, output: .sequence, error: .sequence
         ) { execution -> [UInt8] in

@@ -16,6 +16,8 @@ public struct Diagnostic: Sendable, Hashable, CustomStringConvertible {
         case unknownNeed = "unknown-need"
         case cycle
         case exceedsLimit = "exceeds-limit"
+        /// A job's target names a path or flake outside the repository.
+        case outsideRepository = "outside-repository"
     }
 
     /// 1-based line of the offending node.

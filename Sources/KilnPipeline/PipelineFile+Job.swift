@@ -54,6 +54,9 @@ extension PipelineFile {
                     if let problem = installableProblem(installable) {
                         reader.report(itemNode, problem, code: .invalidValue)
                         valid = false
+                    } else if let problem = JobTarget.installableConfinementProblem(installable) {
+                        reader.report(itemNode, problem, code: .outsideRepository)
+                        valid = false
                     } else {
                         installables?.append(installable)
                     }
@@ -61,7 +64,10 @@ extension PipelineFile {
             case "file":
                 targets.append(key)
                 file = reader.nonEmptyString(value)
-                if let path = file, let problem = filePathProblem(path) {
+                if let path = file, let problem = JobTarget.fileConfinementProblem(path) {
+                    reader.report(value, problem, code: .outsideRepository)
+                    valid = false
+                } else if let path = file, let problem = filePathProblem(path) {
                     reader.report(value, problem, code: .invalidValue)
                     valid = false
                 }
@@ -183,8 +189,6 @@ extension PipelineFile {
 
     /// Why a classic nix file path cannot be used, or nil when it can.
     static func filePathProblem(_ path: String) -> String? {
-        if path.hasPrefix("/") { return "file '\(path)' must be relative to the repository root" }
-        if path.split(separator: "/").contains("..") { return "file '\(path)' must stay inside the repository" }
         if path.hasPrefix("-") { return "file '\(path)' starts with '-'; nix would read it as an option" }
         return nil
     }

@@ -84,7 +84,11 @@ import Testing
         (minimal.replacingOccurrences(of: "webhook-secret-files: [webhook-secret]", with: "webhook-secret-files: []"),
             "kiln.yaml:3:5: forges.github.webhook-secret-files: is required: list the files holding the webhook secret(s); Kiln refuses unsigned webhooks"),
         ("nix:\n  options:\n    sandbox: false\n" + minimal,
-            "kiln.yaml:3:14: nix.options.sandbox: nix.options may not set 'sandbox': Kiln always builds with sandbox = true and sandbox-fallback = false"),
+            "kiln.yaml:3:14: nix.options.sandbox: nix.options may not set 'sandbox': Kiln always sets accept-flake-config = false, allow-import-from-derivation = false, restrict-eval = true, sandbox = true, sandbox-fallback = false, with the work tree as the only search path"),
+        ("nix:\n  options:\n    accept-flake-config: true\n" + minimal,
+            "kiln.yaml:3:26: nix.options.accept-flake-config: nix.options may not set 'accept-flake-config': Kiln always sets accept-flake-config = false, allow-import-from-derivation = false, restrict-eval = true, sandbox = true, sandbox-fallback = false, with the work tree as the only search path"),
+        ("nix:\n  options:\n    build-use-sandbox: false\n" + minimal,
+            "kiln.yaml:3:24: nix.options.build-use-sandbox: nix.options may not set 'build-use-sandbox': Kiln always sets accept-flake-config = false, allow-import-from-derivation = false, restrict-eval = true, sandbox = true, sandbox-fallback = false, with the work tree as the only search path"),
         ("nix:\n  max-parallel-jobs: lots\n" + minimal, "kiln.yaml:2:22: nix.max-parallel-jobs: 'lots' must be a whole number from 1 to 256"),
     ]
 

@@ -204,6 +204,36 @@ import Testing
         }
     }
 
+    /// An empty or short X-Gitlab-Token never matches a long secret token (lengths 0…512).
+    @Test(arguments: [0, 1, 255, 256, 257, 512], [1, 255, 256, 257, 512])
+    func secretTokenOfAnotherLengthIsRefused(sent: Int, configured: Int) throws {
+        let body = try Fixtures.body("gitlab/push.json")
+        let forge = GitLabForge(settings: .init(
+            url: "http://127.0.0.1:1", webhookSecrets: [Secret(String(repeating: "a", count: configured))], token: nil))
+        let delivery = WebhookDelivery(
+            headers: [("X-Gitlab-Token", String(repeating: "a", count: sent)), ("X-Gitlab-Event-UUID", "d")], body: body)
+        if sent == configured {
+            #expect(describe(try forge.receive(delivery)).hasPrefix("push"))
+        } else {
+            #expect(throws: WebhookError.badSignature(header: "X-Gitlab-Token")) { try forge.receive(delivery) }
+        }
+    }
+
+    /// In signed mode the delivery id is the signed `webhook-id`, not an unsigned header that a
+    /// replayer could change to get a signed delivery built twice.
+    @Test func signedModeDedupesOnTheSignedID() throws {
+        let body = try Fixtures.body("gitlab/push.json")
+        let now = Date()
+        let headers = signed(body, id: "msg-7", timestamp: now) + [("Idempotency-Key", "chosen-by-anyone"), ("X-Gitlab-Event-UUID", "other")]
+        guard case .events(let events) = try forge().receive(WebhookDelivery(headers: headers, body: body, receivedAt: now)),
+            case .push(let push)? = events.first
+        else {
+            Issue.record("expected a push")
+            return
+        }
+        #expect(push.deliveryID == "msg-7")
+    }
+
     @Test func secretTokenIsCheckedToo() throws {
         let body = try Fixtures.body("gitlab/push.json")
         let now = Date()
