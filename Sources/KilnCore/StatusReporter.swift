@@ -103,14 +103,26 @@ public struct StatusReporter: Service {
     private func retry(_ entry: OutboxEntry, _ detail: String, _ retryAfter: Duration?, _ metadata: Logger.Metadata)
         -> StatusDeliveryResult
     {
-        if Date().timeIntervalSince(entry.createdAt) > Self.giveUpAfter {
+        guard let next = Self.nextAttempt(created: entry.createdAt, attempts: entry.attempts + 1, retryAfter: retryAfter, now: Date())
+        else {
             logger.error("giving up on a status after \(entry.attempts + 1) attempts", metadata: metadata)
-            return .dropped(error: "gave up after \(entry.attempts + 1) attempts: \(detail)")
+            return .dropped(error: "gave up after \(entry.attempts + 1) attempts in 24 hours; the forge's last answer: \(detail)")
         }
-        let delay = max(Self.backoff(afterAttempts: entry.attempts + 1), retryAfter ?? .zero)
-        logger.notice("status post failed; retrying", metadata: metadata.merging(["error": "\(detail)", "retry.in": "\(delay)"]) { $1 })
+        logger.notice(
+            "status post failed; retrying",
+            metadata: metadata.merging(["error": "\(detail)", "retry.at": "\(next.timeIntervalSince1970)"]) { $1 })
+        return .retry(at: next, error: detail)
+    }
+
+    /// When to try a status again after `attempts` failed ones, or nil to give up. The backoff
+    /// (or the forge's longer `Retry-After`) never carries an attempt past the give-up time, so
+    /// the last attempt, and the giving up, happen on schedule 24 hours after the status was made.
+    static func nextAttempt(created: Date, attempts: Int, retryAfter: Duration?, now: Date) -> Date? {
+        let deadline = created.addingTimeInterval(giveUpAfter)
+        guard now < deadline else { return nil }
+        let delay = max(backoff(afterAttempts: attempts), retryAfter ?? .zero)
         let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
-        return .retry(at: Date().addingTimeInterval(seconds), error: detail)
+        return min(now.addingTimeInterval(seconds), deadline)
     }
 
     /// The delay before attempt `attempts + 1`: 1 s, 2 s, 4 s, … up to five minutes.
