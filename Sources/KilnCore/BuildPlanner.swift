@@ -142,8 +142,12 @@ struct BuildPlanner: Sendable {
                     "job '\(greedy.name)' needs min-memory \(ByteCount.format(greedy.minMemory ?? 0)); this machine has \(ByteCount.format(total))"
                 return (.invalid(summary: message, diagnostics: [message]), resolution)
             }
+            // A trusted build that pushes to the cache reuses only a trusted build (an untrusted
+            // one never pushed); otherwise it builds afresh and pushes.
+            let trustedOnly = resolution.trusted && jobs.contains { $0.cachePush }
             if build.rerunOf == nil, let key = resolution.treeKey,
-                let earlier = try await store.reusableBuild(treeKey: key, repository: build.repositoryID, excluding: build.id)
+                let earlier = try await store.reusableBuild(
+                    treeKey: key, repository: build.repositoryID, excluding: build.id, trustedOnly: trustedOnly)
             {
                 return (.reused(earlier), resolution)
             }

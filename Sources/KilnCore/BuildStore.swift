@@ -168,7 +168,7 @@ public protocol BuildStore: Sendable {
 
     /// After a restart: builds that were planning are queued again, running jobs are re-queued.
     /// Returns how many builds and jobs were recovered.
-    func recoverInterrupted() async throws -> (builds: Int, jobs: Int)
+    func recoverInterrupted(at now: Date) async throws -> (builds: Int, jobs: Int)
 
     /// Deletes builds that ended before `date`, with their jobs, deliveries and statuses.
     /// Returns how many builds went, and the deleted jobs' ids, whose logs the caller removes.
@@ -202,7 +202,8 @@ public protocol BuildControl: Sendable {
         -> (buildID: BuildID, isNew: Bool)?
 
     /// A finished (succeeded or failed) build with this tree key whose results can be reused.
-    func reusableBuild(treeKey: String, repository: RepositoryID, excluding build: BuildID) async throws -> BuildID?
+    func reusableBuild(treeKey: String, repository: RepositoryID, excluding build: BuildID, trustedOnly: Bool) async throws
+        -> BuildID?
 }
 
 /// The outbox of commit statuses.

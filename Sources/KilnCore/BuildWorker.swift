@@ -34,13 +34,18 @@ public struct WorkerSettings: Sendable {
     public var logCapBytes: Int
     /// Where files go.
     public var paths: WorkerPaths
+    /// How long to wait before checking an executor that was not ready again.
+    public var readinessRetry: Duration
 
     /// Creates settings.
-    public init(limits: JobLimits, maxParallelJobs: Int, logCapBytes: Int, paths: WorkerPaths) {
+    public init(
+        limits: JobLimits, maxParallelJobs: Int, logCapBytes: Int, paths: WorkerPaths, readinessRetry: Duration = .seconds(30)
+    ) {
         self.limits = limits
         self.maxParallelJobs = maxParallelJobs
         self.logCapBytes = logCapBytes
         self.paths = paths
+        self.readinessRetry = readinessRetry
     }
 }
 
@@ -97,28 +102,38 @@ public struct BuildWorker: Service {
     }
 
     public func run() async throws {
+        // Whatever a killed Kiln left running ends before its jobs are queued again.
+        let leftovers = await executor.endLeftoverProcesses()
+        if leftovers > 0 {
+            logger.warning("ended processes that a previous run of Kiln left running", metadata: ["processes": "\(leftovers)"])
+        }
         // No job runs yet: any work tree here was left by a crash.
         try? FileManager.default.removeItem(atPath: settings.paths.workspaces)
         try FileManager.default.createDirectory(atPath: settings.paths.workspaces, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: settings.paths.logs, withIntermediateDirectories: true)
-        let recovered = try await store.recoverInterrupted()
+        let recovered = try await store.recoverInterrupted(at: Date())
         if recovered.builds + recovered.jobs > 0 {
             logger.notice("resuming work interrupted by a restart", metadata: [
                 "builds": "\(recovered.builds)", "jobs": "\(recovered.jobs)",
             ])
         }
-        let readiness = await executor.readiness()
-        health.update(readiness)
-        switch readiness {
-        case .notReady(let reason):
-            logger.critical("not building anything: \(reason)")
-            // Accepted builds stay queued and are built after a restart with a usable nix.
-            try? await gracefulShutdown()
-            return
-        case .ready(let detail):
-            logger.info("executor ready", metadata: ["detail": "\(detail)"])
-        }
         await cancelWhenGracefulShutdown {
+            // Until nix is usable Kiln keeps serving: /health says why, intake still records
+            // deliveries, and accepted builds wait in the queue.
+            while !Task.isCancelled {
+                let readiness = await self.executor.readiness()
+                self.health.update(readiness)
+                switch readiness {
+                case .ready(let detail):
+                    self.logger.info("executor ready", metadata: ["detail": "\(detail)"])
+                case .notReady(let reason):
+                    self.logger.critical("not building anything; checking again in \(self.settings.readinessRetry)", metadata: ["reason": "\(reason)"])
+                    try? await Task.sleep(for: self.settings.readinessRetry)
+                    continue
+                }
+                break
+            }
+            guard !Task.isCancelled else { return }
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.planLoop() }
                 for _ in 0..<max(1, self.settings.maxParallelJobs) {
@@ -239,24 +254,29 @@ public struct BuildWorker: Service {
         guard let repository = repositories[claimed.build.repositoryID]?.source else {
             return JobReport(outcome: .errored("repository \(claimed.build.repository) is no longer configured"), duration: .zero)
         }
-        let workspace: String
-        do {
-            workspace = try await prepareWorkspace(job, claimed.build, repository)
-        } catch {
-            log.note("checkout failed: \(error.message)")
-            return JobReport(outcome: .errored("checkout failed: \(error.message)"), duration: .zero)
-        }
-        defer { try? FileManager.default.removeItem(atPath: workspace) }
-        // Untrusted builds (fork pull requests) never push to the cache.
-        let run = JobRun(
-            name: job.name, target: job.target, system: job.system, workspace: workspace, isPlainTree: true,
-            timeout: job.timeout, maxSilent: job.maxSilent, pushToCache: job.cachePush && claimed.build.trusted,
-            derivationLogDirectory: settings.paths.derivationLogs(job.id))
+        // Registered before the checkout, so that a cancel during it (or during the claim) stops the job.
         let stop = running.start(job.id)
         defer {
             running.end(job.id)
             progress.remove(job.id)
         }
+        let workspace: String
+        do {
+            workspace = try await prepareWorkspace(job, claimed.build, repository)
+        } catch {
+            log.note("checkout failed: \(error.message)")
+            return JobReport(outcome: stop.reason.map(JobOutcome.cancelled) ?? .errored("checkout failed: \(error.message)"), duration: .zero)
+        }
+        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        if let reason = stop.reason {
+            log.note("cancelled before the build started")
+            return JobReport(outcome: .cancelled(reason), duration: .zero)
+        }
+        // Untrusted builds (fork pull requests) never push to the cache.
+        let run = JobRun(
+            name: job.name, target: job.target, system: job.system, workspace: workspace, isPlainTree: true,
+            timeout: job.timeout, maxSilent: job.maxSilent, pushToCache: job.cachePush && claimed.build.trusted,
+            derivationLogDirectory: settings.paths.derivationLogs(job.id))
         return await executor.run(run, log: ProgressSink(log: log, job: job.id, board: progress), stop: stop)
     }
 }

@@ -77,4 +77,9 @@ public protocol Executor: Sendable {
     /// Output goes to `log` as it arrives. Returns promptly after `stop` fires or the
     /// calling task is cancelled, having stopped every process the job started.
     func run(_ job: JobRun, log: any LogSink, stop: StopSignal) async -> JobReport
+
+    /// Ends every process that jobs of a previous life of Kiln left running (Kiln was killed
+    /// before it could stop them); returns how many were running. Called at start-up, before
+    /// interrupted jobs are queued again, so that no job runs twice at once.
+    func endLeftoverProcesses() async -> Int
 }

@@ -66,8 +66,13 @@ public struct NixExecutor: Executor {
         }
     }
 
+    public func endLeftoverProcesses() async -> Int {
+        settings.processRecordDirectory.map { ProcessRecords(directory: $0).endLeftovers() } ?? 0
+    }
+
     public func run(_ job: JobRun, log: any LogSink, stop: StopSignal) async -> JobReport {
         var run = Run(job: job, log: log, stop: stop, started: .now)
+        run.records = settings.processRecordDirectory.map(ProcessRecords.init(directory:))
         let binaries: NixBinaries
         switch NixBinaries.resolve(settings.binary) {
         case .failure(let error): return run.report(.errored(error.message))
@@ -391,6 +396,7 @@ private struct Run {
     var jail = EvaluationJail(bubblewrap: "/usr/bin/bwrap")
     var home = ""
     var nixDirectories: [String] = []
+    var records: ProcessRecords?
     var environment: [String: String] { ScrubbedEnvironment.variables(home: home) }
 
     init(job: JobRun, log: any LogSink, stop: StopSignal, started: ContinuousClock.Instant) {
@@ -417,7 +423,7 @@ private struct Run {
             : [executable] + arguments
         let ended = try await SupervisedProcess(
             executable: argv[0], arguments: Array(argv.dropFirst()), environment: environment, workingDirectory: job.workspace,
-            deadline: started + job.timeout, maxSilent: maxSilent, killGrace: killGrace
+            deadline: started + job.timeout, maxSilent: maxSilent, killGrace: killGrace, records: records
         ).run(log: log, stop: stop, errorLine: errorLine)
         if let cpu = ended.cpuSeconds { cpuSeconds = (cpuSeconds ?? 0) + cpu }
         peakKilobytes = max(peakKilobytes ?? 0, ended.peakKilobytes)

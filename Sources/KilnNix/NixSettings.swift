@@ -15,11 +15,15 @@ public struct NixSettings: Sendable, Hashable {
     /// Where each job's private nix home (`HOME`, `XDG_*`, `TMPDIR`) is made and removed again;
     /// nil for the system's temporary directory.
     public var scratchDirectory: String?
+    /// Where the process trees of running jobs are noted down, so that the next start ends
+    /// what a killed Kiln left running; nil for no notes (`kiln run`, whose processes die with it).
+    public var processRecordDirectory: String?
 
     /// Creates settings.
     public init(
         binary: String = "nix", options: [String: String] = [:], killGrace: Duration = .seconds(10),
-        cache: CacheSettings? = nil, derivationLogCap: Int = 16 << 20, scratchDirectory: String? = nil
+        cache: CacheSettings? = nil, derivationLogCap: Int = 16 << 20, scratchDirectory: String? = nil,
+        processRecordDirectory: String? = nil
     ) {
         self.binary = binary
         self.options = options
@@ -27,6 +31,7 @@ public struct NixSettings: Sendable, Hashable {
         self.cache = cache
         self.derivationLogCap = derivationLogCap
         self.scratchDirectory = scratchDirectory
+        self.processRecordDirectory = processRecordDirectory
     }
 
     /// Options no configuration may override: builds in the sandbox with no fallback; a flake's

@@ -44,6 +44,8 @@ struct SupervisedProcess {
     /// Longest time without output; nil for none (evaluation may be silent for long).
     var maxSilent: Duration?
     var killGrace: Duration
+    /// Where the process tree is noted down while it runs; nil for no notes.
+    var records: ProcessRecords? = nil
 
     private static let outputCap = 4 << 20
     private static let tailCap = 8 << 10
@@ -61,14 +63,22 @@ struct SupervisedProcess {
         let grace = killGrace
         let limits = (deadline: deadline, maxSilent: maxSilent)
 
-        let result = try await Subprocess.run(
-            .path(FilePath(executable)), arguments: Arguments(arguments),
+        // The process dies with Kiln (SIGKILL when the thread that started it ends), so it is
+        // started from a thread that lives as long as Kiln: pool threads exit when idle.
+        let (launcher, launchArguments) = ParentDeath.wrap(executable, arguments)
+        let records = records
+        let result = try await withTaskExecutorPreference(SpawnThread.shared) {
+          try await Subprocess.run(
+            .path(FilePath(launcher)), arguments: Arguments(launchArguments),
             environment: .custom(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), $0.value) })),
             workingDirectory: FilePath(workingDirectory), platformOptions: options,
             input: .none, output: .sequence, error: .sequence
         ) { execution -> [UInt8] in
+          try await withTaskExecutorPreference(globalConcurrentExecutor) {
             let pid = execution.processIdentifier.value
-            let sampler = MemorySampler(pid)
+            let record = records?.open(pid)
+            defer { record?.close() }
+            let sampler = MemorySampler(pid, record: record)
             defer { watch.peakKilobytes.withLock { $0 = sampler.stop() } }
             let output = try await withThrowingTaskGroup(of: Finished.self) { group in
                 group.addTask {
@@ -137,6 +147,8 @@ struct SupervisedProcess {
             // Not yet reaped: the zombie still holds the CPU time of nix and its builders.
             watch.cpuSeconds.withLock { $0 = ProcessTree.cpuSecondsOnceExited(pid) }
             return output
+          }
+        }
         }
         let exitCode: Int32?
         if case .exited(let code) = result.terminationStatus { exitCode = code } else { exitCode = nil }
@@ -171,10 +183,13 @@ struct SupervisedProcess {
         private let stopped = DispatchSemaphore(value: 0)
         private let finished = DispatchSemaphore(value: 0)
 
-        init(_ pid: pid_t) {
+        /// Samples `pid`'s tree; each sample's members also go to `record`.
+        init(_ pid: pid_t, record: ProcessRecord?) {
             let thread = Thread { [self] in
                 repeat {
-                    let resident = ProcessTree.residentKilobytes(of: pid)
+                    let members = ProcessTree.members(of: pid)
+                    record?.update(members)
+                    let resident = ProcessTree.residentKilobytes(of: members)
                     peak.withLock { $0 = max($0, resident) }
                 } while stopped.wait(timeout: .now() + .milliseconds(100)) == .timedOut
                 finished.signal()

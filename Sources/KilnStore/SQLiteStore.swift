@@ -287,10 +287,26 @@ public struct SQLiteStore: KilnStore {
         return ended
     }
 
-    public func recoverInterrupted() async throws -> (builds: Int, jobs: Int) {
+    public func recoverInterrupted(at now: Date) async throws -> (builds: Int, jobs: Int) {
         try await database.write { db in
             try db.execute(sql: "UPDATE builds SET state = 'queued' WHERE state = 'planning'")
             let builds = db.changesCount
+            // Jobs of a build cancelled while they ran end cancelled; they never run again.
+            let cancelling = try Row.fetchAll(
+                db, sql: "SELECT * FROM builds WHERE cancel_reason IS NOT NULL AND state = 'running'"
+            ).map(Rows.build)
+            for build in cancelling {
+                let reason: String = try String.fetchOne(db, sql: "SELECT cancel_reason FROM builds WHERE id = ?", arguments: [build.id]) ?? "cancelled"
+                let stopped = try Row.fetchAll(
+                    db, sql: "SELECT * FROM jobs WHERE build_id = ? AND state = 'running' ORDER BY id", arguments: [build.id]
+                ).map(Rows.job)
+                try db.execute(
+                    sql: "UPDATE jobs SET state = 'cancelled', summary = ?, finished_at = ? WHERE build_id = ? AND state = 'running'",
+                    arguments: [reason, now.timeIntervalSince1970, build.id])
+                try enqueue(
+                    stopped.map { StatusUpdate(context: $0.context, state: .cancelled, description: reason) }, for: build, at: now, db)
+                _ = try apply(progressAfterJobEnded: build, at: now, db)
+            }
             var machine = JobStateMachine(state: .running)
             _ = machine.apply(.requeue)
             try db.execute(
@@ -376,6 +392,11 @@ public struct SQLiteStore: KilnStore {
             for table in ["status_outbox", "jobs", "deliveries"] {
                 try db.execute(sql: "DELETE FROM \(table) WHERE build_id IN (\(old))", arguments: [cutoff])
             }
+            // A kept build may have reused or re-run an old one: it keeps its own copies of the
+            // jobs, and only loses the link (which would otherwise fail the whole clean-up).
+            for column in ["reused_from", "rerun_of"] {
+                try db.execute(sql: "UPDATE builds SET \(column) = NULL WHERE \(column) IN (\(old))", arguments: [cutoff])
+            }
             try db.execute(sql: "DELETE FROM builds WHERE id IN (\(old))", arguments: [cutoff])
             return (db.changesCount, jobs)
         }
@@ -430,6 +451,9 @@ public struct SQLiteStore: KilnStore {
                     // Nothing left to wait for: the build ends here.
                     try end(build, .cancelled, summary: description, at: now.timeIntervalSince1970, db)
                     statuses.append(StatusUpdate(context: StatusUpdate.buildContext, state: status, description: description))
+                } else {
+                    // Its running jobs are being stopped; should Kiln die first, recovery ends them.
+                    try db.execute(sql: "UPDATE builds SET cancel_reason = ? WHERE id = ?", arguments: [description, buildID])
                 }
                 try enqueue(statuses, for: build, at: now, db)
             }
@@ -516,15 +540,17 @@ public struct SQLiteStore: KilnStore {
         }
     }
 
-    public func reusableBuild(treeKey: String, repository: RepositoryID, excluding build: BuildID) async throws -> BuildID? {
+    public func reusableBuild(treeKey: String, repository: RepositoryID, excluding build: BuildID, trustedOnly: Bool)
+        async throws -> BuildID?
+    {
         try await database.read { db in
             try BuildID.fetchOne(
                 db,
                 sql: """
                     SELECT id FROM builds WHERE repository_id = ? AND tree_key = ? AND id <> ?
-                      AND state IN ('succeeded', 'failed') ORDER BY id DESC LIMIT 1
+                      AND state IN ('succeeded', 'failed') AND (trusted = 1 OR ? = 0) ORDER BY id DESC LIMIT 1
                     """,
-                arguments: [repository, treeKey, build])
+                arguments: [repository, treeKey, build, trustedOnly])
         }
     }
 

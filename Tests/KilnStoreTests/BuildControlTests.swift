@@ -114,8 +114,8 @@ import Testing
                 let job = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
                 _ = try await store.finishJob(job.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), details: nil, at: now)
             }
-            #expect(try await store.reusableBuild(treeKey: "tree:abc", repository: repository, excluding: 999) == first)
-            #expect(try await store.reusableBuild(treeKey: "tree:other", repository: repository, excluding: 999) == nil)
+            #expect(try await store.reusableBuild(treeKey: "tree:abc", repository: repository, excluding: 999, trustedOnly: false) == first)
+            #expect(try await store.reusableBuild(treeKey: "tree:other", repository: repository, excluding: 999, trustedOnly: false) == nil)
             // A pull request whose merge has the same tree shares the result, with statuses on its own head.
             let second = try await store.accept(pull(2, sha: other, delivery: "2", repository), at: now).buildID
             _ = try await store.claimBuildToPlan()
@@ -127,6 +127,63 @@ import Testing
             #expect(details.statuses.map { "\($0.commit.sha.prefix(1)) \($0.status.context)=\($0.status.state.rawValue)" }
                 == ["2 kiln/a=succeeded", "2 kiln/b=succeeded", "2 kiln=succeeded"])
             #expect(details.statuses.allSatisfy { $0.commit.branch == "feature" })
+        }
+    }
+
+    /// Plans `build` with both jobs and runs them to `outcome`; returns the build.
+    func finish(_ build: BuildID, _ store: SQLiteStore, trusted: Bool, tree: String) async throws {
+        _ = try await store.claimBuildToPlan()
+        try await store.finishPlanning(
+            build, .planned(Self.jobs), resolution: BuildResolution(sha: head, builtSHA: head, trusted: trusted, treeKey: tree), at: now)
+        for _ in 0..<2 {
+            let job = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            _ = try await store.finishJob(job.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), details: nil, at: now)
+        }
+    }
+
+    @Test func aTrustedBuildThatPushesReusesOnlyATrustedOne() async throws {
+        try await withStore { store, repository in
+            let fork = try await store.accept(pull(3, sha: head, delivery: "1", repository), at: now).buildID
+            try await finish(fork, store, trusted: false, tree: "tree:t")
+            #expect(try await store.reusableBuild(treeKey: "tree:t", repository: repository, excluding: 999, trustedOnly: true) == nil)
+            #expect(try await store.reusableBuild(treeKey: "tree:t", repository: repository, excluding: 999, trustedOnly: false) == fork)
+        }
+    }
+
+    @Test func aBuildCancelledWhileItsJobRanIsNotQueuedAgainAfterACrash() async throws {
+        try await withStore { store, repository in
+            let build = try await store.accept(push(head, delivery: "1", repository), at: now).buildID
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(build, .planned(Self.jobs), resolution: nil, at: now)
+            _ = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            _ = try await store.cancel([build], .requested, at: now)
+            // Kiln dies before the running job reports; the next start recovers.
+            let recovered = try await store.recoverInterrupted(at: now)
+            #expect(recovered.jobs == 0)
+            let details = try #require(try await store.buildDetails(build))
+            #expect(details.build.state == .cancelled)
+            #expect(details.jobs.map(\.state) == [.cancelled, .cancelled])
+            #expect(details.statuses.filter { $0.delivery == .pending }.map { "\($0.status.context)=\($0.status.state.rawValue)" }.sorted()
+                == ["kiln/a=cancelled", "kiln/b=cancelled", "kiln=cancelled"])
+            #expect(try await store.claimRunnableJob(at: now, freeMemory: .max) == nil)
+        }
+    }
+
+    @Test func retentionRemovesABuildThatAKeptBuildReusedOrReran() async throws {
+        try await withStore { store, repository in
+            let old = try await store.accept(push(head, delivery: "1", repository), at: now).buildID
+            try await finish(old, store, trusted: true, tree: "tree:r")
+            let later = now.addingTimeInterval(40 * 86400)
+            let reusing = try await store.accept(push(other, delivery: "2", repository), at: later).buildID
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(
+                reusing, .reused(old), resolution: BuildResolution(sha: other, builtSHA: other, trusted: true, treeKey: "tree:r"), at: later)
+            let rerun = try #require(try await store.rerun(sha: head, repository: repository, forge: "github", deliveryID: "r", at: later))
+            let removed = try await store.removeBuilds(endedBefore: now.addingTimeInterval(86400))
+            #expect(removed.builds == 1)
+            #expect(try await store.buildDetails(old) == nil)
+            #expect(try await store.buildDetails(reusing)?.jobs.map(\.state) == [.succeeded, .succeeded])
+            #expect(try await store.buildDetails(rerun.buildID)?.build.rerunOf == nil)
         }
     }
 }

@@ -237,7 +237,7 @@ import Testing
             _ = try await store.claimBuildToPlan()
             try await store.finishPlanning(running, plan([("a", [])]), resolution: nil, at: now)
             _ = try await store.claimRunnableJob(at: now, freeMemory: .max)
-            let recovered = try await store.recoverInterrupted()
+            let recovered = try await store.recoverInterrupted(at: now)
             #expect(recovered.builds == 1 && recovered.jobs == 1)
             #expect(try await store.buildDetails(planning)?.build.state == .queued)
             let again = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
