@@ -73,6 +73,21 @@ public enum KilnServer {
         } catch {
             throw StoreError.unavailable(path: dataDirectory, reason: "cannot create storage.data-dir: \(error.localizedDescription)")
         }
+        // Before anything in the directory is touched.
+        let lock = try DataDirectoryLock(dataDirectory: dataDirectory)
+        do {
+            return try await assemble(configuration, lock: lock, logger: logger, executor: executor, onListening: onListening)
+        } catch {
+            lock.release()
+            throw error
+        }
+    }
+
+    private static func assemble(
+        _ configuration: KilnConfiguration, lock: DataDirectoryLock, logger: Logger, executor: (any Executor)?,
+        onListening: @escaping @Sendable (Int) async -> Void
+    ) async throws -> ServiceGroup {
+        let dataDirectory = configuration.storage.dataDirectory
         let store = try SQLiteStore(path: dataDirectory + "/kiln.sqlite")
         let ids = try await store.syncRepositories(configuration.repositories.map { ($0.forge, $0.name) })
 
@@ -139,7 +154,7 @@ public enum KilnServer {
         return ServiceGroup(
             configuration: .init(
                 services: [
-                    .init(service: reporter), .init(service: collector), .init(service: worker), .init(service: application),
+                    .init(service: lock), .init(service: reporter), .init(service: collector), .init(service: worker), .init(service: application),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     }

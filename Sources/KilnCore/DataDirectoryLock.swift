@@ -1,0 +1,44 @@
+import Foundation
+import ServiceLifecycle
+
+/// One Kiln per data directory: an exclusive `flock` on `<data-dir>/kiln.lock`, held while the
+/// service group runs. A second `kiln serve` on the same directory would otherwise delete the
+/// first one's work trees and run its jobs again beside it.
+public final class DataDirectoryLock: Service, Sendable {
+    private let descriptor: Int32
+    /// The lock file.
+    public let path: String
+
+    /// Takes the lock, or throws `DataDirectoryLock.Busy` naming the directory.
+    public init(dataDirectory: String) throws {
+        path = dataDirectory + "/kiln.lock"
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw Busy(message: "cannot open \(path): errno \(errno)") }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            Glibc.close(descriptor)
+            throw Busy(
+                message: "another kiln serve is using \(dataDirectory) (it holds \(path)); stop it first, or give this one its own storage.data-dir")
+        }
+        // The holder's pid, for an operator who wants to know which process it is.
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(descriptor, 0)
+        _ = pid.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        self.descriptor = descriptor
+    }
+
+    /// Holds the lock until the graceful shutdown, then lets it go.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        release()
+    }
+
+    /// Lets the lock go (closing the file releases it).
+    public func release() { Glibc.close(descriptor) }
+
+    /// The data directory is in use.
+    public struct Busy: Error, CustomStringConvertible {
+        /// What happened and what to do.
+        public var message: String
+        public var description: String { message }
+    }
+}
