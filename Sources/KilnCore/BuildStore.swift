@@ -170,6 +170,11 @@ public protocol BuildStore: Sendable {
     /// Returns how many builds and jobs were recovered.
     func recoverInterrupted(at now: Date) async throws -> (builds: Int, jobs: Int)
 
+    /// Work that should have ended: jobs running longer than their timeout plus `jobGrace`
+    /// seconds, builds planning for longer than `planningLimit` seconds.
+    func overdue(at now: Date, jobGrace: TimeInterval, planningLimit: TimeInterval) async throws
+        -> (jobs: [JobID], builds: [BuildID])
+
     /// Deletes builds that ended before `date`, with their jobs, deliveries and statuses.
     /// Returns how many builds went, and the deleted jobs' ids, whose logs the caller removes.
     func removeBuilds(endedBefore date: Date) async throws -> (builds: Int, jobs: [JobID])

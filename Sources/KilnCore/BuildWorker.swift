@@ -136,10 +136,24 @@ public struct BuildWorker: Service {
             guard !Task.isCancelled else { return }
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.planLoop() }
+                group.addTask { await self.watchLoop() }
                 for _ in 0..<max(1, self.settings.maxParallelJobs) {
                     group.addTask { await self.jobLoop() }
                 }
             }
+        }
+    }
+
+    /// Every minute, ends what is overdue (and rings for the statuses it enqueued).
+    private func watchLoop() async {
+        let watchdog = Watchdog(store: store, logger: logger)
+        while !Task.isCancelled {
+            let ended = await watchdog.sweep(now: Date())
+            if ended.jobs + ended.builds > 0 {
+                bells.jobs.ring()
+                bells.statuses.ring()
+            }
+            try? await Task.sleep(for: .seconds(60))
         }
     }
 
@@ -163,7 +177,9 @@ public struct BuildWorker: Service {
     private func plan(_ build: BuildRecord) async {
         let (result, resolution) = await planner.plan(build)
         do {
-            try await store.finishPlanning(build.id, result, resolution: resolution, at: Date())
+            try await Retrying.write("recording the plan of build \(build.id)", logger: logger) {
+                try await store.finishPlanning(build.id, result, resolution: resolution, at: Date())
+            }
         } catch {
             logger.error("could not record the plan", metadata: ["build.id": "\(build.id)", "error": "\(error)"])
             return
@@ -231,7 +247,9 @@ public struct BuildWorker: Service {
         }
         do {
             let details = JobDetails.markdown(job, report, logTail: JobDetails.tail(of: settings.paths.log(job.id)))
-            let updated = try await store.finishJob(job.id, report, details: details, at: Date())
+            let updated = try await Retrying.write("recording the end of job \(job.id)", logger: logger) {
+                try await store.finishJob(job.id, report, details: details, at: Date())
+            }
             metadata["outcome"] = "\(report.outcome)"
             logger.info("job finished", metadata: metadata.merging(["build.state": "\(updated.state.rawValue)"]) { $1 })
         } catch {

@@ -86,7 +86,8 @@ public struct SQLiteStore: KilnStore {
             build.state = .planning
             build.summary = "fetching and reading the pipeline file"
             try db.execute(
-                sql: "UPDATE builds SET state = 'planning', summary = ? WHERE id = ?", arguments: [build.summary, build.id])
+                sql: "UPDATE builds SET state = 'planning', summary = ?, planning_since = ? WHERE id = ?",
+                arguments: [build.summary, Date().timeIntervalSince1970, build.id])
             return build
         }
     }
@@ -313,6 +314,21 @@ public struct SQLiteStore: KilnStore {
                 sql: "UPDATE jobs SET state = ?, summary = ? WHERE state = 'running'",
                 arguments: [machine.state.rawValue, machine.summary])
             return (builds, db.changesCount)
+        }
+    }
+
+    public func overdue(at now: Date, jobGrace: TimeInterval, planningLimit: TimeInterval) async throws
+        -> (jobs: [JobID], builds: [BuildID])
+    {
+        try await database.read { db in
+            let time = now.timeIntervalSince1970
+            let jobs = try JobID.fetchAll(
+                db, sql: "SELECT id FROM jobs WHERE state = 'running' AND started_at + timeout_seconds + ? < ? ORDER BY id",
+                arguments: [jobGrace, time])
+            let builds = try BuildID.fetchAll(
+                db, sql: "SELECT id FROM builds WHERE state = 'planning' AND planning_since + ? < ? ORDER BY id",
+                arguments: [planningLimit, time])
+            return (jobs, builds)
         }
     }
 

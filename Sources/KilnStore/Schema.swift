@@ -210,10 +210,12 @@ enum Schema {
                     CREATE INDEX status_outbox_by_build ON status_outbox(build_id, id);
                     """)
         }
-        migrator.registerMigration("v6: cancellations survive a restart") { db in
+        migrator.registerMigration("v6: cancellations survive a restart; planning start for the watchdog") { db in
             // Set when a build is cancelled while jobs still run; crash recovery ends those jobs
             // as cancelled instead of queueing them again.
             try db.execute(sql: "ALTER TABLE builds ADD COLUMN cancel_reason TEXT")
+            // When planning began, so that the watchdog can end a build whose planning hangs.
+            try db.execute(sql: "ALTER TABLE builds ADD COLUMN planning_since REAL")
         }
         return migrator
     }

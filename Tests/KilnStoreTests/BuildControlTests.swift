@@ -187,3 +187,35 @@ import Testing
         }
     }
 }
+
+/// The watchdog ends what nothing else would, with final statuses.
+@Suite struct WatchdogTests {
+    @Test func overdueJobsAndHungPlanningEndErrored() async throws {
+        try await withTemporaryDirectory("kiln-watchdog") { directory in
+            let store = try SQLiteStore(path: directory.appending("kiln.sqlite"))
+            let repository = try await store.syncRepositories([("github", "octo/hello")])[0]
+            let start = Date()
+            let delivery = { (id: String, sha: String) in
+                NewDelivery(forge: "github", deliveryID: id, repositoryID: repository, repository: "octo/hello", ref: .branch("main"), sha: sha)
+            }
+            let running = try await store.accept(delivery("1", String(repeating: "1", count: 40)), at: start).buildID
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(running, .planned(BuildControlTests.jobs), resolution: nil, at: start)
+            let job = try #require(try await store.claimRunnableJob(at: start, freeMemory: .max))
+            let planning = try await store.accept(delivery("2", String(repeating: "2", count: 40)), at: start).buildID
+            _ = try await store.claimBuildToPlan()
+            let watchdog = Watchdog(store: store, logger: .init(label: "test"))
+            // Within the job's timeout (60 s) and grace, and the planning limit: nothing happens.
+            #expect(await watchdog.sweep(now: start.addingTimeInterval(600)) == (0, 0))
+            let ended = await watchdog.sweep(now: start.addingTimeInterval(2 * 3600))
+            #expect(ended == (1, 1))
+            let details = try #require(try await store.buildDetails(running))
+            #expect(details.jobs.first { $0.id == job.job.id }?.state == .errored)
+            #expect(details.statuses.last { $0.status.context == "kiln/a" }?.status.state == .errored)
+            let hung = try #require(try await store.buildDetails(planning))
+            #expect(hung.build.state == .errored)
+            #expect(hung.statuses.last?.status.state == .errored)
+            #expect(hung.build.summary.hasPrefix("planning took longer than 60 min"))
+        }
+    }
+}

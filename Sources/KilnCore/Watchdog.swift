@@ -1,0 +1,81 @@
+import Foundation
+import Logging
+
+/// Ends work that nothing else will end, so that every pending status reaches a final state:
+/// a job still recorded as running well past its timeout (its end could not be written, or the
+/// task running it is stuck), a build planning for longer than any fetch may take. Each ends
+/// errored, with its final statuses.
+public struct Watchdog: Sendable {
+    private let store: any BuildStore
+    private let logger: Logger
+    /// Past a job's own timeout, how long before it counts as lost: Kiln stops a job at its
+    /// timeout and kills it after the grace period, so a job still running here is stuck.
+    public var jobGrace: TimeInterval = 900
+    /// Longest a build may stay planning (fetching and reading the pipeline file).
+    public var planningLimit: TimeInterval = 3600
+
+    /// Creates a watchdog over `store`.
+    public init(store: any BuildStore, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    /// Ends what is overdue at `now`; returns how many jobs and builds it ended.
+    @discardableResult
+    public func sweep(now: Date) async -> (jobs: Int, builds: Int) {
+        let overdue: (jobs: [JobID], builds: [BuildID])
+        do {
+            overdue = try await store.overdue(at: now, jobGrace: jobGrace, planningLimit: planningLimit)
+        } catch {
+            logger.error("the watchdog could not read the database: \(error)")
+            return (0, 0)
+        }
+        var ended = (jobs: 0, builds: 0)
+        for job in overdue.jobs {
+            let report = JobReport(
+                outcome: .errored("Kiln lost track of this job: it was still recorded as running \(Int(jobGrace / 60)) min past its timeout"),
+                duration: .zero)
+            do {
+                _ = try await store.finishJob(job, report, details: nil, at: now)
+                ended.jobs += 1
+                logger.error("the watchdog ended a job that was past its deadline", metadata: ["job.id": "\(job)"])
+            } catch {
+                logger.error("the watchdog could not end a job", metadata: ["job.id": "\(job)", "error": "\(error)"])
+            }
+        }
+        for build in overdue.builds {
+            do {
+                try await store.finishPlanning(
+                    build, .errored("planning took longer than \(Int(planningLimit / 60)) min; push again to retry"), resolution: nil,
+                    at: now)
+                ended.builds += 1
+                logger.error("the watchdog ended a build whose planning hung", metadata: ["build.id": "\(build)"])
+            } catch {
+                logger.error("the watchdog could not end a build", metadata: ["build.id": "\(build)", "error": "\(error)"])
+            }
+        }
+        return ended
+    }
+}
+
+/// Retries a database write that failed (busy, disk full) with backoff, so a passing failure
+/// does not leave a build planning or a job running.
+enum Retrying {
+    /// Runs `write` up to `attempts` times, waiting 0.5 s, 1 s, 2 s… between; rethrows the last error.
+    static func write<T: Sendable>(
+        _ what: String, attempts: Int = 8, logger: Logger, _ write: () async throws -> T
+    ) async throws -> T {
+        var delay = Duration.milliseconds(500)
+        for attempt in 1... {
+            do {
+                return try await write()
+            } catch {
+                guard attempt < attempts, !Task.isCancelled else { throw error }
+                logger.warning("\(what) failed; retrying in \(delay)", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(30))
+            }
+        }
+        fatalError("unreachable")
+    }
+}
