@@ -69,19 +69,34 @@ struct BuildPlanner: Sendable {
     {
         let repository = config.source
         let number = pullRequest.number
+        let trusted = !pullRequest.isFork || config.forks == .build
+        let fork = pullRequest.headRepository.map { " from \($0)" } ?? " from a fork"
+        func awaiting(_ sha: String) -> PlanningResult {
+            .awaitingApproval(reason: "awaiting approval: pull request #\(number)\(fork) runs only once a maintainer approves \(CommitID.short(sha))")
+        }
+        // Nothing of an untrusted fork is fetched before a maintainer approves its commit: a
+        // huge or slow fork cannot stall planning, and an unapproved commit costs nothing. (A
+        // forge that sends an abbreviated hash, Bitbucket Cloud, is fetched first, within the
+        // fetch limits, to learn the full one its statuses are posted on.)
+        let abbreviated = build.sha.count != 40 && build.sha.count != 64
+        if !trusted, !abbreviated, try await !store.isApproved(pullRequest: number, sha: build.sha, repository: build.repositoryID) {
+            let resolution = BuildResolution(sha: build.sha, builtSHA: build.sha, trusted: false, treeKey: nil)
+            if let reason = try await supersede(build, sha: build.sha, repository, fetched: false) {
+                return (.skipped(reason: reason, announce: false), resolution)
+            }
+            return (awaiting(build.sha), resolution)
+        }
         let baseTip = try await source.fetch(repository, ref: "refs/heads/\(pullRequest.baseBranch)")
         _ = try await source.fetchPullRequest(repository, pullRequest)
         guard let head = try await source.resolve(repository, commit: build.sha) else {
             return (.errored("head commit \(build.sha) of pull request #\(number) is not in it after fetching; it may have been force-pushed away"), nil)
         }
-        let trusted = !pullRequest.isFork || config.forks == .build
         var resolution = BuildResolution(sha: head, builtSHA: head, trusted: trusted, treeKey: nil)
         if let reason = try await supersede(build, sha: head, repository) {
             return (.skipped(reason: reason, announce: false), resolution)
         }
         if !trusted, try await !store.isApproved(pullRequest: number, sha: head, repository: build.repositoryID) {
-            let fork = pullRequest.headRepository.map { " from \($0)" } ?? " from a fork"
-            return (.awaitingApproval(reason: "awaiting approval: pull request #\(number)\(fork) runs only once a maintainer approves \(CommitID.short(head))"), resolution)
+            return (awaiting(head), resolution)
         }
         var built = head
         var comparedTo: String? = baseTip
@@ -160,15 +175,18 @@ struct BuildPlanner: Sendable {
 
     /// Cancels older unfinished builds of the same branch or pull request, unless one of them
     /// builds this commit or a descendant of it (a late delivery): then this build is the stale
-    /// one, and the reason is returned.
-    private func supersede(_ build: BuildRecord, sha: String, _ repository: RepositorySource) async throws -> String? {
+    /// one, and the reason is returned. With `fetched` false (an unapproved fork, whose commits
+    /// are not in the mirror) only the same commit counts as being built already.
+    private func supersede(_ build: BuildRecord, sha: String, _ repository: RepositorySource, fetched: Bool = true)
+        async throws -> String?
+    {
         let older = try await store.unfinishedBuilds(BuildKey(build), repository: build.repositoryID, olderThan: build.id)
         var superseded: [BuildID] = []
         for earlier in older {
             if earlier.sha == sha {
                 return "commit \(CommitID.short(sha)) is already being built (build #\(earlier.id))"
             }
-            if try await source.isDescendant(repository, earlier.sha, of: sha) {
+            if fetched, try await source.isDescendant(repository, earlier.sha, of: sha) {
                 return "a newer commit, \(CommitID.short(earlier.sha)), is already being built (build #\(earlier.id))"
             }
             superseded.append(earlier.id)

@@ -150,8 +150,9 @@ public protocol BuildStore: Sendable {
     /// delivery with the same id (`isNew` false) and changes nothing.
     func accept(_ delivery: NewDelivery, at now: Date) async throws -> (buildID: BuildID, isNew: Bool)
 
-    /// Moves the oldest queued build to planning and returns it; nil when none waits.
-    func claimBuildToPlan() async throws -> BuildRecord?
+    /// Moves the oldest queued build of a repository not in `busy` to planning and returns it;
+    /// nil when none waits.
+    func claimBuildToPlan(excluding busy: Set<RepositoryID>) async throws -> BuildRecord?
 
     /// Ends planning: records what was resolved, queues the jobs (or ends the build), and
     /// enqueues the statuses this implies.
@@ -178,6 +179,11 @@ public protocol BuildStore: Sendable {
     /// Deletes builds that ended before `date`, with their jobs, deliveries and statuses.
     /// Returns how many builds went, and the deleted jobs' ids, whose logs the caller removes.
     func removeBuilds(endedBefore date: Date) async throws -> (builds: Int, jobs: [JobID])
+}
+
+extension BuildStore {
+    /// Moves the oldest queued build to planning and returns it; nil when none waits.
+    public func claimBuildToPlan() async throws -> BuildRecord? { try await claimBuildToPlan(excluding: []) }
 }
 
 /// Decisions across builds: superseding, cancelling, approving, running again.

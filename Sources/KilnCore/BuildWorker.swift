@@ -2,6 +2,7 @@ import Foundation
 import KilnPipeline
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Where the worker keeps work trees and logs. Names are database ids, never payload text.
 public struct WorkerPaths: Sendable, Hashable {
@@ -36,6 +37,8 @@ public struct WorkerSettings: Sendable {
     public var paths: WorkerPaths
     /// How long to wait before checking an executor that was not ready again.
     public var readinessRetry: Duration
+    /// Builds planned at once (each of a different repository).
+    public var maxConcurrentPlanning: Int = 4
 
     /// Creates settings.
     public init(
@@ -159,18 +162,32 @@ public struct BuildWorker: Service {
 
     // MARK: Planning
 
+    /// Plans builds, several at once but one per repository at a time (they share its mirror),
+    /// so that a slow fetch of one repository never holds up another's.
     private func planLoop() async {
-        while !Task.isCancelled {
-            let seen = bells.planning.generation
-            do {
-                if let build = try await store.claimBuildToPlan() {
-                    await plan(build)
-                    continue
+        let busy = BusyRepositories()
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                let seen = bells.planning.generation
+                let planning = busy.set.withLock { $0 }
+                if planning.count < settings.maxConcurrentPlanning {
+                    do {
+                        if let build = try await store.claimBuildToPlan(excluding: planning) {
+                            busy.set.withLock { _ = $0.insert(build.repositoryID) }
+                            group.addTask {
+                                await self.plan(build)
+                                busy.set.withLock { _ = $0.remove(build.repositoryID) }
+                                // Its repository is free again: another of its builds may wait.
+                                self.bells.planning.ring()
+                            }
+                            continue
+                        }
+                    } catch {
+                        logger.error("could not read queued builds: \(error)")
+                    }
                 }
-            } catch {
-                logger.error("could not read queued builds: \(error)")
+                await bells.planning.wait(after: seen, upTo: .seconds(10))
             }
-            await bells.planning.wait(after: seen, upTo: .seconds(10))
         }
     }
 
@@ -297,6 +314,11 @@ public struct BuildWorker: Service {
             derivationLogDirectory: settings.paths.derivationLogs(job.id))
         return await executor.run(run, log: ProgressSink(log: log, job: job.id, board: progress), stop: stop)
     }
+}
+
+/// The repositories whose builds are being planned.
+private final class BusyRepositories: Sendable {
+    let set = Mutex<Set<RepositoryID>>([])
 }
 
 /// A job's log that also posts its progress on the board.

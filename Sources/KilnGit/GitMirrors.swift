@@ -12,10 +12,12 @@ import Synchronization
 public final class GitMirrors: SourceProvider {
     private let root: String
     private let queues = Mutex<[RepositoryID: DispatchQueue]>([:])
+    private let limits: FetchLimits
 
-    /// Mirrors under `root`, created on first use.
-    public init(root: String) {
+    /// Mirrors under `root`, created on first use; each fetch stops at `limits`.
+    public init(root: String, limits: FetchLimits = FetchLimits()) {
         self.root = root
+        self.limits = limits
         LibGit2.initialize()
     }
 
@@ -29,7 +31,7 @@ public final class GitMirrors: SourceProvider {
         let credentials = try await Self.credentials(repository)
         return try await onQueue(repository.id) { () throws(SourceError) in
             let mirror = try self.openMirror(repository.id)
-            try mirror.fetch(url: repository.cloneURL, refspecs: ["+\(ref):\(ref)"], credentials: credentials)
+            try mirror.fetch(url: repository.cloneURL, refspecs: ["+\(ref):\(ref)"], credentials: credentials, limits: self.limits)
             return try mirror.target(of: ref)
         }
     }
@@ -62,7 +64,7 @@ public final class GitMirrors: SourceProvider {
         let credentials = try await Self.credentials(repository)
         return try await onQueue(repository.id) { () throws(SourceError) in
             let mirror = try self.openMirror(repository.id)
-            try mirror.fetch(url: url, refspecs: ["+\(remote):\(local)"], credentials: credentials)
+            try mirror.fetch(url: url, refspecs: ["+\(remote):\(local)"], credentials: credentials, limits: self.limits)
             return try mirror.target(of: local)
         }
     }
@@ -189,6 +191,22 @@ public final class GitMirrors: SourceProvider {
         components.user = nil
         components.password = nil
         return components.string ?? "<clone URL>"
+    }
+}
+
+/// How much one fetch may take: a huge or slow repository (a fork's pull request, say) is
+/// stopped with a message instead of holding its mirror's queue. The time is checked as data
+/// arrives; libgit2 1.5 has no timeout for a server that sends nothing at all.
+public struct FetchLimits: Sendable, Hashable {
+    /// Longest a fetch may take.
+    public var time: Duration
+    /// Most bytes a fetch may receive.
+    public var bytes: Int
+
+    /// Limits; by default ten minutes and 4 GiB.
+    public init(time: Duration = .seconds(600), bytes: Int = 4 << 30) {
+        self.time = time
+        self.bytes = bytes
     }
 }
 

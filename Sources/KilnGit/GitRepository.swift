@@ -43,7 +43,7 @@ final class GitRepository {
 
     /// Fetches `refspecs` from `url`. Credentials are handed to libgit2 only through its
     /// callback; they never appear in the URL or in any argument list.
-    func fetch(url: String, refspecs: [String], credentials: Credentials) throws(SourceError) {
+    func fetch(url: String, refspecs: [String], credentials: Credentials, limits: FetchLimits) throws(SourceError) {
         var remote: OpaquePointer?
         var code = git_remote_create_anonymous(&remote, pointer, url)
         guard code == 0, let remote else {
@@ -52,7 +52,7 @@ final class GitRepository {
         defer { git_remote_free(remote) }
         var options = git_fetch_options()
         git_fetch_options_init(&options, UInt32(GIT_FETCH_OPTIONS_VERSION))
-        let context = CredentialContext(credentials)
+        let context = CredentialContext(credentials, limits: limits)
         let unmanaged = Unmanaged.passRetained(context)
         defer { unmanaged.release() }
         options.callbacks.payload = unmanaged.toOpaque()
@@ -61,9 +61,18 @@ final class GitRepository {
             let context = Unmanaged<CredentialContext>.fromOpaque(payload).takeUnretainedValue()
             return context.answer(out, usernameFromURL: usernameFromURL, allowedTypes: allowedTypes)
         }
+        // Called as the pack arrives: a non-zero answer stops the fetch.
+        options.callbacks.transfer_progress = { stats, payload in
+            guard let stats, let payload else { return 0 }
+            let context = Unmanaged<CredentialContext>.fromOpaque(payload).takeUnretainedValue()
+            return context.withinLimits(receivedBytes: Int(stats.pointee.received_bytes)) ? 0 : -1
+        }
         code = withCStrings(refspecs) { pointers in
             var array = git_strarray(strings: pointers, count: refspecs.count)
             return git_remote_fetch(remote, &array, &options, "kiln: fetch")
+        }
+        if let exceeded = context.exceeded {
+            throw SourceError("stopped fetching \(refspecs.joined(separator: " ")) from \(GitMirrors.redacted(url)): \(exceeded)")
         }
         guard code == 0 else {
             var message = LibGit2.lastError(code)
@@ -286,9 +295,27 @@ final class GitRepository {
 /// token fails the fetch instead of looping.
 private final class CredentialContext {
     let credentials: Credentials
+    let limits: FetchLimits
+    let deadline: ContinuousClock.Instant
     var attempts = 0
+    /// Why the fetch was stopped, once it was.
+    var exceeded: String?
 
-    init(_ credentials: Credentials) { self.credentials = credentials }
+    init(_ credentials: Credentials, limits: FetchLimits) {
+        self.credentials = credentials
+        self.limits = limits
+        self.deadline = .now + limits.time
+    }
+
+    /// Whether the fetch may go on after `receivedBytes`.
+    func withinLimits(receivedBytes: Int) -> Bool {
+        if receivedBytes > limits.bytes {
+            exceeded = "the repository sent more than \(limits.bytes >> 20) MiB, the limit of a fetch"
+        } else if ContinuousClock.now > deadline {
+            exceeded = "the fetch took longer than \(limits.time), the limit of a fetch"
+        }
+        return exceeded == nil
+    }
 
     func answer(_ out: UnsafeMutablePointer<UnsafeMutablePointer<git_credential>?>, usernameFromURL: UnsafePointer<CChar>?, allowedTypes: UInt32) -> Int32 {
         attempts += 1

@@ -78,9 +78,10 @@ public struct SQLiteStore: KilnStore {
         }
     }
 
-    public func claimBuildToPlan() async throws -> BuildRecord? {
+    public func claimBuildToPlan(excluding busy: Set<RepositoryID>) async throws -> BuildRecord? {
         try await database.write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE state = 'queued' ORDER BY id LIMIT 1")
+            let others = busy.isEmpty ? "" : " AND repository_id NOT IN (\(busy.sorted().map(String.init).joined(separator: ",")))"
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE state = 'queued'\(others) ORDER BY id LIMIT 1")
             else { return nil }
             var build = try Rows.build(row)
             build.state = .planning

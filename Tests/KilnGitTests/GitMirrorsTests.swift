@@ -41,6 +41,30 @@ import Testing
         }
     }
 
+    @Test func aFetchLargerThanItsLimitStopsWithAMessage() async throws {
+        try await withTemporaryDirectory("kiln-git") { directory in
+            let origin = try TestGitRepository(at: directory.appending("served/big.git"))
+            // Random bytes do not compress: the pack is about as large as the file.
+            let noise = (0..<(256 << 10)).map { _ in Character(UnicodeScalar(UInt8.random(in: 33...126))) }
+            try origin.write("big.txt", String(noise))
+            try origin.commit("a large file")
+            let mirrors = GitMirrors(root: directory.appending("mirrors"), limits: FetchLimits(bytes: 64 << 10))
+            let server = try await GitHTTPServer(root: directory.appending("served"), user: "u", password: "p")
+            defer { Task { await server.stop() } }
+            let source = RepositorySource(
+                id: 1, name: "o/r", cloneURL: "\(server.url)/big.git", credentials: .token(user: "u", Secret("p")))
+            do {
+                _ = try await mirrors.fetch(source, ref: "refs/heads/main")
+                Issue.record("expected the fetch to stop")
+            } catch let error as SourceError {
+                #expect(error.message.hasSuffix("the repository sent more than 0 MiB, the limit of a fetch"), "\(error.message)")
+            }
+            // Within the limit, the same fetch goes through.
+            let roomy = GitMirrors(root: directory.appending("mirrors2"), limits: FetchLimits(bytes: 4 << 20))
+            #expect(try await roomy.fetch(source, ref: "refs/heads/main").count == 40)
+        }
+    }
+
     @Test func aCommitThatIsNotInTheMirrorDoesNotResolve() async throws {
         try await fixture { origin, mirrors, _ in
             try origin.commit("only commit")
