@@ -53,10 +53,8 @@ public enum KilnRouter {
                     return try JSONBody.error(.notFound, "this job has no log for \(derivation)")
                 }
             }
-            let bytes = FileManager.default.contents(atPath: path) ?? Data()
-            return Response(
-                status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            return try LogFileResponse.response(
+                path: path, tail: request.uri.queryParameters.get("tail"), range: request.headers[.range])
         }
         router.get("/builds/:id") { _, context in
             guard let id = context.parameters.get("id", as: BuildID.self),

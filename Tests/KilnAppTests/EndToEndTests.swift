@@ -187,6 +187,19 @@ struct PipelineFeatureTests {
         #expect(log.status == 200 && log.body.contains("after-\(marker)"))
         let refused = try await HTTPTestClient.send("GET", "\(kiln.url)/api/v1/jobs/1/log?derivation=../../kiln.sqlite")
         #expect(refused.status == 400)
+        // The job's log, whole, by its last lines, and by byte range.
+        let afterID = try #require(after["id"] as? Int)
+        let whole = try await HTTPTestClient.send("GET", "\(kiln.url)/api/v1/jobs/\(afterID)/log")
+        let lines = whole.body.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(whole.status == 200 && lines.count > 3)
+        let tail = try await HTTPTestClient.send("GET", "\(kiln.url)/api/v1/jobs/\(afterID)/log?tail=2")
+        #expect(tail.status == 200 && tail.body == lines.suffix(3).joined(separator: "\n"))
+        let head = try await HTTPTestClient.send("GET", "\(kiln.url)/api/v1/jobs/\(afterID)/log", headers: [("Range", "bytes=0-9")])
+        #expect(head.status == 206 && head.body == String(whole.body.utf8.prefix(10))!)
+        let beyond = try await HTTPTestClient.send(
+            "GET", "\(kiln.url)/api/v1/jobs/\(afterID)/log", headers: [("Range", "bytes=\(whole.body.utf8.count)-")])
+        #expect(beyond.status == 416)
+        #expect(try await HTTPTestClient.send("GET", "\(kiln.url)/api/v1/jobs/\(afterID)/log?tail=0").status == 400)
 
         // Only docs change: paths-ignore skips the build silently.
         try world.repository.write("docs/readme.md", "words")
