@@ -140,7 +140,9 @@ struct ConfigReader {
             if let keyFile, !FileManager.default.isReadableFile(atPath: keyFile) {
                 report(cacheKeys["secret-key-file"], here + ["secret-key-file"], "no such file \(keyFile)")
             }
-            if let pushTo, pushTo.range(of: "^[a-z0-9+]+://", options: .regularExpression) == nil {
+            if let pushTo, let components = URLComponents(string: pushTo), components.user != nil || components.password != nil {
+                report(cacheKeys["push-to"], here + ["push-to"], "credentials do not belong in push-to (nix would get them on its command line); give them to nix in a netrc-file")
+            } else if let pushTo, pushTo.range(of: "^[a-z0-9+]+://", options: .regularExpression) == nil {
                 report(cacheKeys["push-to"], here + ["push-to"], "'\(pushTo)' is not a nix store URL such as file:///var/cache/kiln or https://cache.example.org")
             }
             let requiredText = text(cacheKeys, "required", here) ?? "false"

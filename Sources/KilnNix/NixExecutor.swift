@@ -274,9 +274,12 @@ public struct NixExecutor: Executor {
                 try? await Task.sleep(for: delay)
             }
             let log = run.log
-            let raw = { @Sendable (line: ArraySlice<UInt8>) in log.write(Array(line) + [0x0A]) }
+            // nix names the store URL in its messages: the log gets it without credentials.
+            let raw = { @Sendable (line: ArraySlice<UInt8>) in
+                log.write(Array(cache.redacting(String(decoding: line, as: UTF8.self)).utf8) + [0x0A])
+            }
             do {
-                run.log.note("signing and pushing \(paths.count) path\(paths.count == 1 ? "" : "s") to \(cache.pushTo)")
+                run.log.note("signing and pushing \(paths.count) path\(paths.count == 1 ? "" : "s") to \(cache.displayURL)")
                 let signed = try await run.process(
                     binaries.nix, ["store", "sign", "--key-file", cache.secretKeyFile, "--recursive"] + commonArguments + ["--"] + paths,
                     killGrace: settings.killGrace, confined: false, errorLine: raw)
@@ -291,11 +294,12 @@ public struct NixExecutor: Executor {
                     lastError = NixMessages.lastError(copied.errorTail)
                     continue
                 }
-                return .pushed(to: cache.pushTo, attempts: attempt)
+                return .pushed(to: cache.displayURL, attempts: attempt)
             } catch {
                 lastError = "\(error)"
             }
         }
+        lastError = cache.redacting(lastError)
         run.log.note("binary cache push failed: \(lastError)")
         return .failed(lastError, attempts: 3)
     }

@@ -7,6 +7,8 @@ final class NixLogRenderer: @unchecked Sendable {
     private let sink: any LogSink
     private let derivationLogs: String?
     private let cap: Int
+    private let maxFiles: Int
+    private var named: Set<String> = []
     private var builds: [Int: Build] = [:]
     private var progress = JobProgress()
     private var files: [String: JobLogFile] = [:]
@@ -16,11 +18,13 @@ final class NixLogRenderer: @unchecked Sendable {
         var label: String
     }
 
-    /// Renders into `sink`; per-derivation logs go to `derivationLogs` (a directory) when given.
-    init(sink: any LogSink, derivationLogs: String?, capPerDerivation: Int) {
+    /// Renders into `sink`; per-derivation logs go to `derivationLogs` (a directory) when given,
+    /// for at most `maxDerivationLogs` derivations (the rest are in the job's log only).
+    init(sink: any LogSink, derivationLogs: String?, capPerDerivation: Int, maxDerivationLogs: Int = 1000) {
         self.sink = sink
         self.derivationLogs = derivationLogs
         self.cap = capPerDerivation
+        self.maxFiles = maxDerivationLogs
         if let derivationLogs {
             try? FileManager.default.createDirectory(atPath: derivationLogs, withIntermediateDirectories: true)
         }
@@ -89,6 +93,16 @@ final class NixLogRenderer: @unchecked Sendable {
         guard let derivationLogs else { return nil }
         if let file = files[derivation] { return file }
         let name = (derivation as NSString).lastPathComponent
+        if !named.contains(name) {
+            guard named.count < maxFiles else {
+                if named.count == maxFiles {
+                    named.insert("")  // noted once
+                    sink.write(Array("more than \(maxFiles) derivations: the others are logged in this log only\n".utf8))
+                }
+                return nil
+            }
+            named.insert(name)
+        }
         guard let file = try? JobLogFile(path: "\(derivationLogs)/\(name).log", cap: cap) else { return nil }
         files[derivation] = file
         return file

@@ -59,6 +59,26 @@ public struct CacheSettings: Sendable, Hashable {
     /// When true a failed push fails the job; otherwise it is only reported.
     public var required: Bool
 
+    /// `pushTo` as logs, statuses and the API show it: without user information, and with the
+    /// query's values (which may hold secrets) elided.
+    public var displayURL: String { Self.display(pushTo) }
+
+    /// A store URL without credentials: `https://user:pw@host/x?secret-key=k` → `https://host/x?secret-key=…`.
+    public static func display(_ url: String) -> String {
+        guard var components = URLComponents(string: url) else { return "<the binary cache>" }
+        components.user = nil
+        components.password = nil
+        let names = components.queryItems?.map { $0.value == nil ? $0.name : $0.name + "=…" }
+        components.query = nil
+        guard let base = components.string else { return "<the binary cache>" }
+        return names.map { base + "?" + $0.joined(separator: "&") } ?? base
+    }
+
+    /// `text` with every occurrence of `pushTo` shown as `displayURL` (nix's messages repeat it).
+    public func redacting(_ text: String) -> String {
+        text.replacingOccurrences(of: pushTo, with: displayURL)
+    }
+
     /// Creates cache settings.
     public init(pushTo: String, secretKeyFile: String, required: Bool = false) {
         self.pushTo = pushTo

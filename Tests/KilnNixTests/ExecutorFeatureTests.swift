@@ -200,7 +200,8 @@ struct BinaryCacheTests {
     }
 
     func build(
-        pushingTo store: String, key: String, in directory: TemporaryDirectory, options: [String: String] = [:]
+        pushingTo store: String, key: String, in directory: TemporaryDirectory, options: [String: String] = [:],
+        log: MemoryLog = MemoryLog()
     ) async throws -> JobReport {
         let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
         let workspace = directory.appending("src")
@@ -213,7 +214,7 @@ struct BinaryCacheTests {
             JobRun(
                 name: "cached", target: .installables([".#cached\(marker)"]), workspace: workspace, isPlainTree: true,
                 timeout: .seconds(120), maxSilent: .seconds(60), pushToCache: true),
-            log: MemoryLog(), stop: StopSignal())
+            log: log, stop: StopSignal())
     }
 
     func verify(_ path: String, in store: String, publicKey: String) throws {
@@ -269,5 +270,26 @@ struct BinaryCacheTests {
             }
             #expect(attempts == 3)
         }
+    }
+
+    /// The cache URL's query values (and user information) appear nowhere Kiln writes.
+    @Test(.timeLimit(.minutes(2))) func theCacheURLsSecretsStayOutOfTheLogAndReport() async throws {
+        try await withTemporaryDirectory("kiln-cache-secret") { directory in
+            let (key, _) = try Self.keys(in: directory)
+            let token = "tok\(UInt64.random(in: 1_000_000_000...9_999_999_999))"
+            let log = MemoryLog()
+            let report = try await build(
+                pushingTo: "http://127.0.0.1:9/cache?compression=xz&kiln-token=\(token)", key: key, in: directory,
+                options: ["download-attempts": "1"], log: log)
+            guard case .failed(let error, _) = report.cache else {
+                Issue.record("expected a failed push, got \(String(describing: report.cache))")
+                return
+            }
+            #expect(!error.contains(token))
+            #expect(!log.text.contains(token))
+            #expect(log.text.contains("http://127.0.0.1:9/cache?compression=…&kiln-token=…"))
+        }
+        #expect(CacheSettings.display("https://user:pw@cache.example.org/x?secret-key=/k") == "https://cache.example.org/x?secret-key=…")
+        #expect(CacheSettings.display("file:///var/cache/kiln") == "file:///var/cache/kiln")
     }
 }

@@ -1,0 +1,25 @@
+import Foundation
+import KilnTesting
+import Testing
+
+@testable import KilnNix
+
+@Suite struct NixLogRendererTests {
+    static func start(_ id: Int, _ name: String) -> ArraySlice<UInt8> {
+        ArraySlice(#"@nix {"action":"start","id":\#(id),"type":105,"fields":["/nix/store/\#(String(repeating: "a", count: 32))-\#(name).drv"]}"#.utf8)
+    }
+
+    /// A job that builds thousands of derivations cannot fill the disk with log files.
+    @Test func perDerivationLogsAreCapped() async throws {
+        try await withTemporaryDirectory("kiln-render") { directory in
+            let log = MemoryLog()
+            let renderer = NixLogRenderer(sink: log, derivationLogs: directory.path, capPerDerivation: 1024, maxDerivationLogs: 2)
+            for index in 0..<5 { renderer.line(Self.start(index, "d\(index)")) }
+            renderer.finish()
+            let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            #expect(files.count == 2)
+            #expect(log.text.components(separatedBy: "more than 2 derivations").count == 2)
+            #expect(log.text.contains("building '/nix/store/\(String(repeating: "a", count: 32))-d4.drv'"))
+        }
+    }
+}
