@@ -68,7 +68,7 @@ struct ConfigReader {
     }
 
     mutating func server(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Server? {
-        let keys = mapping(node, ["listen", "public-url", "max-body-bytes", "admin-token-file"])
+        let keys = mapping(node, ["listen", "public-url", "max-body-bytes", "max-concurrent-webhooks", "admin-token-file"])
         let listenText = text(keys, "listen", path) ?? "127.0.0.1:8080"
         guard let (host, port) = Self.hostAndPort(listenText) else {
             report(keys["listen"], path + ["listen"], "'\(listenText)' is not HOST:PORT (for example 127.0.0.1:8080)")
@@ -80,8 +80,11 @@ struct ConfigReader {
             report(keys["public-url"], path + ["public-url"], "'\(publicURL)' is not an http(s) URL")
         }
         let maxBody = integer(keys, "max-body-bytes", path, in: 1024...(1 << 30)) ?? 26_214_400
+        let concurrent = integer(keys, "max-concurrent-webhooks", path, in: 1...4096) ?? 64
         let adminToken = text(keys, "admin-token-file", path).flatMap { readSecret($0, keys["admin-token-file"], path + ["admin-token-file"]) }
-        return KilnConfiguration.Server(host: host, port: port, publicURL: publicURL, maxBodyBytes: maxBody, adminToken: adminToken)
+        return KilnConfiguration.Server(
+            host: host, port: port, publicURL: publicURL, maxBodyBytes: maxBody, maxConcurrentWebhooks: concurrent,
+            adminToken: adminToken)
     }
 
     mutating func storage(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Storage? {

@@ -15,6 +15,8 @@ public struct KilnConfiguration: Sendable {
         public var publicURL: String
         /// Largest webhook body accepted (413 above).
         public var maxBodyBytes: Int
+        /// Webhook bodies read at once; more deliveries at the same time get 503 and are redelivered.
+        public var maxConcurrentWebhooks: Int
         /// The control API's bearer token (approvals, cancel, re-run); nil turns the API off.
         public var adminToken: Secret?
     }

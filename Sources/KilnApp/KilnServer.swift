@@ -139,7 +139,8 @@ public enum KilnServer {
             HTTPDependencies(
                 intake: intake, store: store, running: running, bells: bells,
                 adminToken: configuration.server.adminToken, health: health, progress: progress, databaseWritable: { await store.isWritable() }, paths: paths,
-                maxBodyBytes: configuration.server.maxBodyBytes, publicURL: configuration.server.publicURL))
+                maxBodyBytes: configuration.server.maxBodyBytes, maxConcurrentWebhooks: configuration.server.maxConcurrentWebhooks,
+                publicURL: configuration.server.publicURL))
         let application = Application(
             router: router,
             configuration: .init(address: .hostname(configuration.server.host, port: configuration.server.port), serverName: "kiln"),

@@ -1,4 +1,5 @@
 import KilnCore
+import Synchronization
 
 /// What the HTTP edge needs: intake for webhooks, the store for pages and the API,
 /// readiness for `/health`. Handlers only translate between HTTP and these.
@@ -23,6 +24,8 @@ public struct HTTPDependencies: Sendable {
     public var paths: WorkerPaths
     /// Largest webhook body accepted.
     public var maxBodyBytes: Int
+    /// Webhook deliveries read at once.
+    public var webhookSlots: Slots
     /// Base of links in pages and API answers.
     public var publicURL: String
 
@@ -30,7 +33,8 @@ public struct HTTPDependencies: Sendable {
     public init(
         intake: WebhookIntake, store: any BuildQueries & BuildControl, running: RunningJobs, bells: Doorbells,
         adminToken: Secret?, health: HealthState, progress: ProgressBoard,
-        databaseWritable: @escaping @Sendable () async -> Bool, paths: WorkerPaths, maxBodyBytes: Int, publicURL: String
+        databaseWritable: @escaping @Sendable () async -> Bool, paths: WorkerPaths, maxBodyBytes: Int,
+        maxConcurrentWebhooks: Int = 64, publicURL: String
     ) {
         self.intake = intake
         self.store = store
@@ -42,6 +46,28 @@ public struct HTTPDependencies: Sendable {
         self.databaseWritable = databaseWritable
         self.paths = paths
         self.maxBodyBytes = maxBodyBytes
+        self.webhookSlots = Slots(maxConcurrentWebhooks)
         self.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
     }
+}
+
+/// A fixed number of slots, taken without waiting: at most that many webhook bodies are read
+/// (and held in memory) at once, however many connections a hostile sender opens.
+public final class Slots: Sendable {
+    private let free: Mutex<Int>
+
+    /// `count` free slots.
+    public init(_ count: Int) { free = Mutex(count) }
+
+    /// Takes a slot; false when none is free.
+    public func take() -> Bool {
+        free.withLock { free in
+            guard free > 0 else { return false }
+            free -= 1
+            return true
+        }
+    }
+
+    /// Gives a slot back.
+    public func give() { free.withLock { $0 += 1 } }
 }

@@ -92,6 +92,12 @@ public enum KilnRouter {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
             return try JSONBody.error(.contentTooLarge, tooLarge)
         }
+        guard dependencies.webhookSlots.take() else {
+            var answer = try JSONBody.error(.serviceUnavailable, "too many webhook deliveries at once (server.max-concurrent-webhooks); redeliver it")
+            answer.headers[.retryAfter] = "1"
+            return answer
+        }
+        defer { dependencies.webhookSlots.give() }
         var request = request
         let body: ByteBuffer
         do {

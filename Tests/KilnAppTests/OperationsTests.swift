@@ -43,4 +43,37 @@ import Testing
         let buildID = try #require(accepted.json["build_id"] as? Int)
         #expect((try await kiln.build(buildID))["state"] as? String == "queued")
     }
+
+    /// A sender that opens deliveries and sends their bodies slowly holds at most the configured
+    /// number of slots; others are answered 503 at once, with Retry-After.
+    @Test(.timeLimit(.minutes(1))) func webhookBodiesAreReadAFewAtATime() async throws {
+        let world = try await World.make()
+        defer { Task { await world.close() } }
+        let config = try String(contentsOfFile: world.configPath, encoding: .utf8)
+            .replacingOccurrences(of: "  max-body-bytes:", with: "  max-concurrent-webhooks: 1\n  max-body-bytes:")
+        try config.write(toFile: world.configPath, atomically: true, encoding: .utf8)
+        let kiln = try await KilnInstance.start(config: world.configPath)
+        defer { Task { await kiln.stop() } }
+        // A delivery whose body never finishes arriving.
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(kiln.port).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        let head = "POST /webhooks/github HTTP/1.1\r\nHost: kiln\r\nContent-Length: 1000\r\nX-GitHub-Event: push\r\n\r\n{\"ref\":"
+        _ = head.withCString { send(descriptor, $0, strlen($0), 0) }
+        try await eventually("a second delivery to be refused while the first holds the slot", within: .seconds(10)) {
+            let answer = try await kiln.push(repository: World.name, sha: String(repeating: "a", count: 40), secret: World.secret)
+            return answer.status == 503 && answer.body.contains("max-concurrent-webhooks")
+        }
+        close(descriptor)
+        // Once it is gone, deliveries are read again.
+        try await eventually("the slot to be free again", within: .seconds(10)) {
+            try await kiln.push(repository: World.name, sha: String(repeating: "a", count: 40), secret: World.secret).status != 503
+        }
+    }
 }
