@@ -45,6 +45,7 @@ run: build example
 
 ## Timing figures, measured with the real components (bench/KilnBench/main.swift says what).
 bench: deps
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 	bench/run
 
 ## Fuzz the pipeline parser with libFuzzer for FUZZ_SECONDS (default 60), from the test cases.

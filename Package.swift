@@ -109,7 +109,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "kiln-bench",
-            dependencies: ["KilnApp", "KilnNix", "KilnPipeline", "KilnCore", "KilnForges", "KilnStore", "KilnTesting"],
+            dependencies: [
+                "KilnApp", "KilnNix", "KilnPipeline", "KilnCore", "KilnForges", "KilnStore", "KilnTesting",
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "bench/KilnBench"
         ),
         .testTarget(

@@ -19,7 +19,22 @@ public struct WebhookDelivery: Sendable {
 
     /// The first header with this name, compared case-insensitively; nil when absent.
     public func header(_ name: String) -> String? {
-        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+        headers.first { Self.sameASCIIName($0.name, name) }?.value
+    }
+
+    /// Header names compared ASCII case-insensitively, byte by byte (Foundation's comparison
+    /// is locale-aware and shows in intake's profile).
+    static func sameASCIIName(_ a: String, _ b: String) -> Bool {
+        var left = a.utf8.makeIterator()
+        var right = b.utf8.makeIterator()
+        while true {
+            switch (left.next(), right.next()) {
+            case (nil, nil): return true
+            case (let x?, let y?):
+                guard x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= 0x61 && (x | 0x20) <= 0x7A) else { return false }
+            default: return false
+            }
+        }
     }
 }
 

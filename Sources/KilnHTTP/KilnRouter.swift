@@ -122,10 +122,11 @@ public enum KilnRouter {
             }
             let message =
                 builds.allSatisfy(\.isNew) ? "build queued" : builds.contains(where: \.isNew) ? "builds queued" : "already received; the build exists"
-            return try JSONBody.response(
-                .accepted,
-                AcceptedJSON(
-                    build_id: listed[0].build_id, new: listed[0].new, url: listed[0].url, builds: listed, message: message))
+            let accepted = AcceptedJSON(
+                build_id: listed[0].build_id, new: listed[0].new, url: listed[0].url, builds: listed, message: message)
+            return Response(
+                status: .accepted, headers: [.contentType: "application/json; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: accepted.compactJSON)))
         case .ignored(let reason):
             return try JSONBody.response(.ok, ["ignored": reason])
         case .unknownForge(let name):

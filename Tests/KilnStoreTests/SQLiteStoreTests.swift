@@ -245,3 +245,41 @@ import Testing
         }
     }
 }
+
+/// Intake's durability: FULL synchronous commits, shared by concurrent deliveries.
+@Suite struct GroupCommitTests {
+    @Test func commitsAreFullySynchronous() async throws {
+        try await withTemporaryDirectory("kiln-sync") { directory in
+            let store = try SQLiteStore(path: directory.appending("kiln.sqlite"))
+            #expect(try await store.synchronousSetting() == 2)
+        }
+    }
+
+    /// Many deliveries at once, some of them the same delivery twice: each gets its own build,
+    /// a repeated id gets the same build once as new, and everything is there after a reopen.
+    @Test func concurrentDeliveriesAreAllRecordedOnce() async throws {
+        try await withTemporaryDirectory("kiln-group") { directory in
+            let path = directory.appending("kiln.sqlite")
+            let store = try SQLiteStore(path: path)
+            let repository = try await store.syncRepositories([("github", "octo/hello")])[0]
+            let ids = (0..<300).map { "d\($0 % 250)" }
+            let results = try await withThrowingTaskGroup(of: (String, BuildID, Bool).self) { group in
+                for id in ids {
+                    group.addTask {
+                        let delivery = NewDelivery(
+                            forge: "github", deliveryID: id, repositoryID: repository, repository: "octo/hello", ref: .branch("main"),
+                            sha: String(repeating: "1", count: 40))
+                        let accepted = try await store.accept(delivery, at: Date())
+                        return (id, accepted.buildID, accepted.isNew)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(results.filter(\.2).count == 250)
+            #expect(Set(results.map(\.1)).count == 250)
+            for (id, build, _) in results { #expect(results.filter { $0.0 == id }.allSatisfy { $0.1 == build }) }
+            let reopened = try SQLiteStore(path: path)
+            #expect(try await reopened.recentBuilds(limit: 1000).count == 250)
+        }
+    }
+}

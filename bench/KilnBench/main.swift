@@ -1,6 +1,6 @@
 // Kiln's timing figures, measured with the real components: `make bench`.
 //
-//   kiln-bench [server] [pipeline] [executor] [forges]     (default: all four)
+//   kiln-bench [server] [pipeline] [executor] [forges] [intake]     (default: all five)
 //
 // server:   a signed push to `kiln serve` over a socket → the first `kiln` pending status at a
 //           fake GitHub (median of KILN_BENCH_ROUNDS, default 20), and webhook → final status.
@@ -9,6 +9,8 @@
 //           `nix build` (same sandbox options), for 1 job and for 20 jobs, in the same run.
 // forges:   webhook intake (verify + decode + commit to SQLite) of each forge's largest fixture
 //           in ../shared/fixtures/forges that starts a build, median of 1,000 deliveries.
+// intake:   signed pushes with wrk at 32 connections against `kiln serve` and against a bare
+//           Hummingbird route that only verifies the HMAC (IntakeLoad.swift), side by side.
 import Foundation
 import KilnApp
 import KilnCore
@@ -21,7 +23,7 @@ import Logging
 import ServiceLifecycle
 
 let rounds = Int(ProcessInfo.processInfo.environment["KILN_BENCH_ROUNDS"] ?? "20") ?? 20
-let sections = CommandLine.arguments.dropFirst().isEmpty ? ["server", "pipeline", "executor", "forges"] : Array(CommandLine.arguments.dropFirst())
+let sections = CommandLine.arguments.dropFirst().isEmpty ? ["server", "pipeline", "executor", "forges", "intake"] : Array(CommandLine.arguments.dropFirst())
 let clock = ContinuousClock()
 let nixOptions = ["--extra-experimental-features", "nix-command flakes", "--option", "sandbox", "true",
                   "--option", "sandbox-fallback", "false", "--option", "substituters", ""]
@@ -300,4 +302,10 @@ if sections.contains("forges") {
         let label = "\(kind) \(chosen.fixture.split(separator: "/").last!) (\(chosen.bytes) bytes)"
         print("[forges] intake of \(label.padding(toLength: 64, withPad: " ", startingAt: 0)) \(format(times))")
     }
+}
+
+// MARK: - intake
+
+if sections.contains("intake") {
+    try await IntakeLoad.run(seconds: Int(ProcessInfo.processInfo.environment["KILN_BENCH_SECONDS"] ?? "10") ?? 10)
 }

@@ -1,0 +1,148 @@
+import Crypto
+import Foundation
+import Hummingbird
+import KilnApp
+import KilnCore
+import KilnTesting
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// `intake`: signed pushes at 32 connections for `seconds`, with wrk (Debian's `wrk`), against
+/// `kiln serve`'s webhook route (verify, decode, durable commit) and against a bare Hummingbird
+/// route that reads the body and verifies the same HMAC and nothing else, side by side.
+enum IntakeLoad {
+    struct Figures {
+        var requestsPerSecond: Double
+        var p50: String
+        var p99: String
+        var errors: String
+    }
+
+    /// Never ready: the worker plans nothing, so only intake is measured.
+    struct IdleExecutor: Executor {
+        func readiness() async -> Readiness { .notReady("benchmark: intake only") }
+        func run(_ job: JobRun, log: any LogSink, stop: StopSignal) async -> JobReport { JobReport(outcome: .succeeded, duration: .zero) }
+        func endLeftoverProcesses() async -> Int { 0 }
+    }
+
+    static let secret = "bench-secret"
+    static let body = Array("""
+        {"ref":"refs/heads/main","before":"0000000000000000000000000000000000000000","after":"\(String(repeating: "a", count: 40))","created":false,"deleted":false,"forced":false,"commits":[],"head_commit":{"id":"\(String(repeating: "a", count: 40))","message":"load"},"repository":{"id":1,"name":"hello","full_name":"bench/hello","owner":{"login":"bench"}},"pusher":{"name":"bench"},"sender":{"login":"bench"}}
+        """.utf8)
+
+    static func run(seconds: Int) async throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else {
+            print("[intake] skipped: wrk is not installed (apt-get install wrk)")
+            return
+        }
+        let directory = try TemporaryDirectory("kiln-bench-intake")
+        defer { directory.remove() }
+        let script = directory.appending("push.lua")
+        try luaScript().write(toFile: script, atomically: true, encoding: .utf8)
+
+        let bare = try await bareRoute()
+        let bareFigures = try wrk(port: bare.port, script: script, seconds: seconds)
+        await bare.stop()
+
+        try secret.write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
+        try """
+            server: {listen: "127.0.0.1:0", public-url: "http://kiln.bench", max-concurrent-webhooks: 256}
+            storage: {data-dir: data}
+            forges:
+              github: {type: github, webhook-secret-files: [secret], status-api: none}
+            repositories:
+              - {forge: github, name: bench/hello, clone-url: "file:///nowhere"}
+            """.write(toFile: directory.appending("kiln.yaml"), atomically: true, encoding: .utf8)
+        let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
+        let configuration = try KilnConfiguration.load(path: directory.appending("kiln.yaml"))
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let group = try await KilnServer.make(configuration, logger: logger, executor: IdleExecutor()) { port in
+            continuation.yield(port)
+            continuation.finish()
+        }
+        let server = Task { try await group.run() }
+        let port = await ports.first { _ in true }!
+        let kilnFigures = try wrk(port: port, script: script, seconds: seconds)
+        await group.triggerGracefulShutdown()
+        _ = try? await server.value
+
+        func line(_ label: String, _ figures: Figures) -> String {
+            String(format: "%@ %8.0f requests/s, p50 %@, p99 %@%@", label.padding(toLength: 44, withPad: " ", startingAt: 0),
+                figures.requestsPerSecond, figures.p50, figures.p99, figures.errors.isEmpty ? "" : " (\(figures.errors))")
+        }
+        print("[intake] 32 connections, \(seconds) s each, signed \(body.count)-byte GitHub pushes, each under a new delivery id")
+        print("[intake] " + line("bare Hummingbird route (read + HMAC)", bareFigures))
+        print("[intake] " + line("kiln serve /webhooks/github (durable)", kilnFigures))
+        print(String(format: "[intake] kiln / bare: %.2f", kilnFigures.requestsPerSecond / bareFigures.requestsPerSecond))
+    }
+
+    /// wrk's script: the same body and signature, a new delivery id on every request.
+    static func luaScript() -> String {
+        let signature = "sha256=" + HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Array(secret.utf8)))
+            .map { String(format: "%02x", $0) }.joined()
+        return """
+            local counter = 0
+            local thread_id = 0
+            local threads = 0
+            function setup(thread)
+              thread:set("thread_id", threads)
+              threads = threads + 1
+            end
+            wrk.method = "POST"
+            wrk.body = [==[\(String(decoding: body, as: UTF8.self))]==]
+            wrk.headers["Content-Type"] = "application/json"
+            wrk.headers["X-GitHub-Event"] = "push"
+            wrk.headers["X-Hub-Signature-256"] = "\(signature)"
+            function request()
+              counter = counter + 1
+              wrk.headers["X-GitHub-Delivery"] = "load-" .. thread_id .. "-" .. counter
+              return wrk.format(nil, "/webhooks/github")
+            end
+            """
+    }
+
+    /// Runs wrk and reads its figures.
+    static func wrk(port: Int, script: String, seconds: Int) throws -> Figures {
+        let output = try runCommand(
+            "/usr/bin/wrk", ["-t", "2", "-c", "32", "-d", "\(seconds)s", "--latency", "-s", script, "http://127.0.0.1:\(port)"])
+        func field(after prefix: String) -> String? {
+            output.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix(prefix) }
+                .map { $0.trimmingCharacters(in: .whitespaces).dropFirst(prefix.count).trimmingCharacters(in: .whitespaces) }
+        }
+        let rate = field(after: "Requests/sec:").flatMap(Double.init) ?? 0
+        let errors = output.split(separator: "\n").filter { $0.contains("Non-2xx") || $0.contains("Socket errors") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "; ")
+        return Figures(
+            requestsPerSecond: rate, p50: field(after: "50%") ?? "?", p99: field(after: "99%") ?? "?", errors: errors)
+    }
+
+    /// The bare route: read the body, check the HMAC, answer 202.
+    static func bareRoute() async throws -> (port: Int, stop: @Sendable () async -> Void) {
+        let key = SymmetricKey(data: Array(secret.utf8))
+        let router = Router()
+        router.post("/webhooks/github") { request, _ -> Response in
+            var request = request
+            let body = try await request.collectBody(upTo: 26_214_400)
+            let header = request.headers.first { $0.name.rawName.lowercased() == "x-hub-signature-256" }?.value ?? ""
+            guard header.hasPrefix("sha256="),
+                let mac = hex(header.dropFirst(7)),
+                HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Array(buffer: body), using: key)
+            else { return Response(status: .unauthorized) }
+            return Response(status: .accepted)
+        }
+        let server = try await TestHTTPServer.start(router: router)
+        return (server.port, { await server.stop() })
+    }
+
+    static func hex(_ text: Substring) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        guard digits.count == 64 else { return nil }
+        var bytes: [UInt8] = []
+        for index in stride(from: 0, to: 64, by: 2) {
+            guard let byte = UInt8(String(decoding: digits[index...index + 1], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(byte)
+        }
+        return bytes
+    }
+}
