@@ -48,13 +48,27 @@ bench: deps
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 	bench/run
 
-## Fuzz the pipeline parser with libFuzzer for FUZZ_SECONDS (default 60), from the test cases.
+## Fuzz every parser of outside input (FUZZ_TARGETS) for FUZZ_SECONDS each (default 60), seeded from
+## the pipeline cases, the shipped configurations and ../shared/fixtures/forges. Crashes land in .build-fuzz/.
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= pipeline config github gitlab bitbucket-cloud bitbucket-server gitea
+FIXTURES ?= ../shared/fixtures/forges
 fuzz: deps
 	$(SWIFT) build --product kiln-fuzz --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer -Xswiftc -DKILN_FUZZ \
 	  -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld
-	mkdir -p .build-fuzz/corpus && cp Tests/KilnPipelineTests/Cases/*/*.yml .build-fuzz/corpus/
-	.build-fuzz/debug/kiln-fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 .build-fuzz/corpus
+	@set -e; for target in $(FUZZ_TARGETS); do \
+	  corpus=.build-fuzz/corpus-$$target; mkdir -p $$corpus; \
+	  case $$target in \
+	    pipeline) cp Tests/KilnPipelineTests/Cases/*/*.yml $$corpus/ ;; \
+	    config) cp config/*.yaml $$corpus/ ;; \
+	    *) for file in $(FIXTURES)/$$target/*.json $$( [ $$target = gitea ] && echo $(FIXTURES)/forgejo/*.json ); do \
+	         case $$file in *.headers.json) ;; *) cp $$file $$corpus/ ;; esac; done ;; \
+	  esac; \
+	  echo "== fuzzing $$target for $(FUZZ_SECONDS) s"; \
+	  KILN_FUZZ_TARGET=$$target .build-fuzz/debug/kiln-fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 \
+	    -artifact_prefix=.build-fuzz/crash-$$target- $$corpus 2>&1 | grep -E "^#[0-9]+ +DONE|ERROR|SUMMARY|crash-" || true; \
+	  if ls .build-fuzz/crash-$$target-* >/dev/null 2>&1; then echo "fuzz: $$target crashed; replay with KILN_FUZZ_TARGET=$$target"; exit 1; fi; \
+	done
 
 clean:
 	rm -rf .build .build-fuzz .kiln

@@ -104,7 +104,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "kiln-fuzz",
-            dependencies: ["KilnPipeline"],
+            dependencies: ["KilnPipeline", "KilnCore", "KilnForges", "KilnApp", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(

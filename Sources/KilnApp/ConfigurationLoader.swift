@@ -17,13 +17,21 @@ extension KilnConfiguration {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigurationError(problems: ["\(path): cannot read the configuration file (does it exist?)"])
         }
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        return try parse(Array(data), file: path, directory: directory, environment: environment)
+    }
+
+    /// Validates configuration file contents `bytes` (named `file` in messages; relative paths
+    /// resolve against `directory`). Any bytes give a configuration or every problem found.
+    public static func parse(_ bytes: [UInt8], file path: String, directory: String, environment: [String: String])
+        throws(ConfigurationError) -> KilnConfiguration
+    {
         let root: YAMLNode
-        switch YAMLDocument.load(Array(data), what: "configuration file", maxBytes: 1 << 20) {
+        switch YAMLDocument.load(bytes, what: "configuration file", maxBytes: 1 << 20) {
         case .failure(let problem):
             throw ConfigurationError(problems: ["\(path):\(problem.line):\(problem.column): \(problem.message)"])
         case .success(let node): root = node
         }
-        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
         var reader = ConfigReader(file: path, directory: directory, environment: environment)
         let configuration = reader.configuration(root)
         guard reader.problems.isEmpty, let configuration else {
