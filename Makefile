@@ -11,7 +11,7 @@ PYTHON_PACKAGES := jsonschema pyyaml
 CONFIG ?= config/kiln.yaml
 EXAMPLE := .kiln/example
 
-.PHONY: all deps build test run example bench fuzz clean
+.PHONY: all deps build test run example bench fuzz chaos clean
 
 all: build
 
@@ -42,6 +42,10 @@ example: deps
 ## Serve with the default configuration; in another terminal: webhooks/send webhooks/github/push.json
 run: build example
 	.build/debug/kiln serve --config $(CONFIG)
+
+## Builds through kill -9 of kiln serve and a failing forge; CHAOS_SEED repeats a run, CHAOS_BUILDS sets pushes (8).
+chaos: deps
+	KILN_REQUIRE_NIX=1 KILN_CHAOS=1 KILN_CHAOS_SEED=$(CHAOS_SEED) KILN_CHAOS_BUILDS=$(CHAOS_BUILDS) $(SWIFT) test --filter ChaosTests
 
 ## Timing figures, measured with the real components (bench/KilnBench/main.swift says what).
 bench: deps

@@ -401,7 +401,11 @@ private struct Run {
     var home = ""
     var nixDirectories: [String] = []
     var records: ProcessRecords?
-    var environment: [String: String] { ScrubbedEnvironment.variables(home: home) }
+    var environment: [String: String] {
+        var variables = ScrubbedEnvironment.variables(home: home)
+        if let mark = records?.mark { variables[mark.name] = mark.value }
+        return variables
+    }
 
     init(job: JobRun, log: any LogSink, stop: StopSignal, started: ContinuousClock.Instant) {
         self.job = job
@@ -427,7 +431,7 @@ private struct Run {
             : [executable] + arguments
         let ended = try await SupervisedProcess(
             executable: argv[0], arguments: Array(argv.dropFirst()), environment: environment, workingDirectory: job.workspace,
-            deadline: started + job.timeout, maxSilent: maxSilent, killGrace: killGrace, records: records
+            deadline: started + job.timeout, maxSilent: maxSilent, killGrace: killGrace
         ).run(log: log, stop: stop, errorLine: errorLine)
         if let cpu = ended.cpuSeconds { cpuSeconds = (cpuSeconds ?? 0) + cpu }
         peakKilobytes = max(peakKilobytes ?? 0, ended.peakKilobytes)

@@ -15,8 +15,8 @@ public struct NixSettings: Sendable, Hashable {
     /// Where each job's private nix home (`HOME`, `XDG_*`, `TMPDIR`) is made and removed again;
     /// nil for the system's temporary directory.
     public var scratchDirectory: String?
-    /// Where the process trees of running jobs are noted down, so that the next start ends
-    /// what a killed Kiln left running; nil for no notes (`kiln run`, whose processes die with it).
+    /// Names the processes of this Kiln's jobs (their environment carries it), so that the next
+    /// start ends what a killed Kiln left running; nil for none (`kiln run`, whose processes die with it).
     public var processRecordDirectory: String?
 
     /// Creates settings.

@@ -1,72 +1,35 @@
 import Foundation
-import Synchronization
 
-/// Notes on disk of the processes Kiln's jobs are running, one file per supervised process,
-/// so that a Kiln killed without a chance to stop them (`kill -9`, a crash) ends them at its
-/// next start instead of building beside them.
-///
-/// A file names nix and every descendant seen so far (the sandboxed builders run in a session
-/// of their own and may outlive nix), each as pid and start time, so a pid the kernel has since
-/// given to another process is never signalled. Files are written without fsync: a crash of
-/// Kiln keeps what it wrote in the page cache, and a machine that lost power lost the
-/// processes too.
+/// Finds what a killed Kiln left running. Every process Kiln starts for a job carries
+/// `KILN_PROCESSES=<directory>` in its environment (inherited by nix, and set inside the
+/// evaluation jail), so the next start on the same data directory finds them in `/proc` and
+/// kills them with their descendants, before interrupted jobs are queued again. The mark is
+/// on the process from its first instruction: no process escapes it by being started in the
+/// instant Kiln died. (Builders in nix's sandbox get only their derivation's environment; they
+/// die with nix, which runs with Kiln's death as its parent-death signal.)
 struct ProcessRecords: Sendable {
-    /// The directory of the notes.
+    /// Names this Kiln's processes: the data directory's `processes` path.
     var directory: String
 
-    /// Starts a note for `pid`; the note is updated as the tree grows and removed by `close()`.
-    func open(_ pid: pid_t) -> ProcessRecord {
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let record = ProcessRecord(path: "\(directory)/\(pid).pids")
-        record.update([pid])
-        return record
-    }
+    /// The environment variable that marks a process.
+    static let variable = "KILN_PROCESSES"
 
-    /// Kills every process a previous life left running (by its note, where the pid still has
-    /// the start time written down) with its descendants, and removes the notes. Returns how
-    /// many processes were still running.
+    /// The marking variable, for a process's environment.
+    var mark: (name: String, value: String) { (Self.variable, directory) }
+
+    /// Kills every living process marked with this directory, and its descendants; returns how many.
     func endLeftovers() -> Int {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return 0 }
+        let needle = Array("\(Self.variable)=\(directory)".utf8)
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return 0 }
         var ended = 0
-        for name in names where name.hasSuffix(".pids") {
-            let path = "\(directory)/\(name)"
-            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-            for line in text.split(separator: "\n") {
-                let fields = line.split(separator: " ")
-                guard fields.count == 2, let pid = pid_t(fields[0]), let start = UInt64(fields[1]), pid > 1,
-                    ProcessTree.startTime(of: pid) == start
-                else { continue }
-                ProcessTree.killAll(pid)
-                ended += 1
-            }
-            try? FileManager.default.removeItem(atPath: path)
+        for entry in entries {
+            guard let pid = pid_t(entry), pid > 1, pid != getpid(), ProcessTree.isAlive(pid),
+                let environment = FileManager.default.contents(atPath: "/proc/\(entry)/environ"),
+                environment.split(separator: 0).contains(where: { $0.elementsEqual(needle) })
+            else { continue }
+            ProcessTree.killAll(pid)
+            ended += 1
         }
         return ended
     }
-}
-
-/// The note of one supervised process tree.
-final class ProcessRecord: Sendable {
-    private let path: String
-    private let written = Mutex<Set<String>>([])
-
-    init(path: String) { self.path = path }
-
-    /// Adds these pids (with their start times) to the note; rewrites it only when something is new.
-    func update(_ pids: [pid_t]) {
-        let entries = pids.compactMap { pid in ProcessTree.startTime(of: pid).map { "\(pid) \($0)" } }
-        let changed = written.withLock { seen -> String? in
-            let before = seen.count
-            seen.formUnion(entries)
-            return seen.count == before ? nil : seen.sorted().joined(separator: "\n") + "\n"
-        }
-        guard let changed else { return }
-        let temporary = path + ".tmp"
-        if (try? changed.write(toFile: temporary, atomically: false, encoding: .utf8)) != nil {
-            rename(temporary, path)
-        }
-    }
-
-    /// Removes the note: the processes have ended.
-    func close() { try? FileManager.default.removeItem(atPath: path) }
 }

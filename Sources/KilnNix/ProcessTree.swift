@@ -29,16 +29,6 @@ enum ProcessTree {
         return fields.first.map { $0 != "Z" && $0 != "X" } ?? false
     }
 
-    /// When `pid` started, in clock ticks since boot (field 22 of its stat); with the pid it
-    /// names one process, even after the kernel reuses the number. Nil when it is gone.
-    static func startTime(of pid: pid_t) -> UInt64? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return fields.count > 19 ? UInt64(fields[19]) : nil
-    }
-
     /// Resident memory of these processes together, in KiB.
     static func residentKilobytes(of members: [pid_t]) -> Int {
         let pageKilobytes = Int(sysconf(Int32(_SC_PAGESIZE))) / 1024

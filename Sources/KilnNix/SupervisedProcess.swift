@@ -44,8 +44,6 @@ struct SupervisedProcess {
     /// Longest time without output; nil for none (evaluation may be silent for long).
     var maxSilent: Duration?
     var killGrace: Duration
-    /// Where the process tree is noted down while it runs; nil for no notes.
-    var records: ProcessRecords? = nil
 
     private static let outputCap = 4 << 20
     private static let tailCap = 8 << 10
@@ -66,7 +64,6 @@ struct SupervisedProcess {
         // The process dies with Kiln (SIGKILL when the thread that started it ends), so it is
         // started from a thread that lives as long as Kiln: pool threads exit when idle.
         let (launcher, launchArguments) = ParentDeath.wrap(executable, arguments)
-        let records = records
         let result = try await withTaskExecutorPreference(SpawnThread.shared) {
           try await Subprocess.run(
             .path(FilePath(launcher)), arguments: Arguments(launchArguments),
@@ -76,9 +73,7 @@ struct SupervisedProcess {
         ) { execution -> [UInt8] in
           try await withTaskExecutorPreference(globalConcurrentExecutor) {
             let pid = execution.processIdentifier.value
-            let record = records?.open(pid)
-            defer { record?.close() }
-            let sampler = MemorySampler(pid, record: record)
+            let sampler = MemorySampler(pid)
             defer { watch.peakKilobytes.withLock { $0 = sampler.stop() } }
             let output = try await withThrowingTaskGroup(of: Finished.self) { group in
                 group.addTask {
@@ -183,13 +178,11 @@ struct SupervisedProcess {
         private let stopped = DispatchSemaphore(value: 0)
         private let finished = DispatchSemaphore(value: 0)
 
-        /// Samples `pid`'s tree; each sample's members also go to `record`.
-        init(_ pid: pid_t, record: ProcessRecord?) {
+        /// Samples `pid`'s tree.
+        init(_ pid: pid_t) {
             let thread = Thread { [self] in
                 repeat {
-                    let members = ProcessTree.members(of: pid)
-                    record?.update(members)
-                    let resident = ProcessTree.residentKilobytes(of: members)
+                    let resident = ProcessTree.residentKilobytes(of: ProcessTree.members(of: pid))
                     peak.withLock { $0 = max($0, resident) }
                 } while stopped.wait(timeout: .now() + .milliseconds(100)) == .timedOut
                 finished.signal()

@@ -131,3 +131,39 @@ struct World {
         directory.remove()
     }
 }
+
+/// `kiln serve` as a process of its own (the binary built beside the tests), to be killed.
+enum KilnProcess {
+    static let kiln = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("kiln").path
+
+    /// A port nothing listens on right now.
+    static func freePort() throws -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Starts `kiln serve` on `port` and waits until it answers.
+    static func serve(_ world: World, port: Int) async throws -> Process {
+        let config = try String(contentsOfFile: world.configPath, encoding: .utf8)
+            .replacingOccurrences(of: "listen: 127.0.0.1:0", with: "listen: 127.0.0.1:\(port)")
+        try config.write(toFile: world.configPath, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: kiln)
+        process.arguments = ["serve", "--config", world.configPath]
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        try await eventually("kiln to answer", within: .seconds(60)) {
+            (try? await HTTPTestClient.send("GET", "http://127.0.0.1:\(port)/health")) != nil
+        }
+        return process
+    }
+}
