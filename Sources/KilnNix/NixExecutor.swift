@@ -67,12 +67,12 @@ public struct NixExecutor: Executor {
     }
 
     public func endLeftoverProcesses() async -> Int {
-        settings.processRecordDirectory.map { ProcessRecords(directory: $0).endLeftovers() } ?? 0
+        settings.processMark.map { ProcessMark(value: $0).endLeftovers() } ?? 0
     }
 
     public func run(_ job: JobRun, log: any LogSink, stop: StopSignal) async -> JobReport {
         var run = Run(job: job, log: log, stop: stop, started: .now)
-        run.records = settings.processRecordDirectory.map(ProcessRecords.init(directory:))
+        run.mark = settings.processMark.map(ProcessMark.init(value:))
         let binaries: NixBinaries
         switch NixBinaries.resolve(settings.binary) {
         case .failure(let error): return run.report(.errored(error.message))
@@ -400,10 +400,10 @@ private struct Run {
     var jail = EvaluationJail(bubblewrap: "/usr/bin/bwrap")
     var home = ""
     var nixDirectories: [String] = []
-    var records: ProcessRecords?
+    var mark: ProcessMark?
     var environment: [String: String] {
         var variables = ScrubbedEnvironment.variables(home: home)
-        if let mark = records?.mark { variables[mark.name] = mark.value }
+        if let mark { variables[mark.variable] = mark.value }
         return variables
     }
 

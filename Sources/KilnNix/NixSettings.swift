@@ -17,13 +17,13 @@ public struct NixSettings: Sendable, Hashable {
     public var scratchDirectory: String?
     /// Names the processes of this Kiln's jobs (their environment carries it), so that the next
     /// start ends what a killed Kiln left running; nil for none (`kiln run`, whose processes die with it).
-    public var processRecordDirectory: String?
+    public var processMark: String?
 
     /// Creates settings.
     public init(
         binary: String = "nix", options: [String: String] = [:], killGrace: Duration = .seconds(10),
         cache: CacheSettings? = nil, derivationLogCap: Int = 16 << 20, scratchDirectory: String? = nil,
-        processRecordDirectory: String? = nil
+        processMark: String? = nil
     ) {
         self.binary = binary
         self.options = options
@@ -31,7 +31,7 @@ public struct NixSettings: Sendable, Hashable {
         self.cache = cache
         self.derivationLogCap = derivationLogCap
         self.scratchDirectory = scratchDirectory
-        self.processRecordDirectory = processRecordDirectory
+        self.processMark = processMark
     }
 
     /// Options no configuration may override: builds in the sandbox with no fallback; a flake's

@@ -7,19 +7,16 @@ import Foundation
 /// on the process from its first instruction: no process escapes it by being started in the
 /// instant Kiln died. (Builders in nix's sandbox get only their derivation's environment; they
 /// die with nix, which runs with Kiln's death as its parent-death signal.)
-struct ProcessRecords: Sendable {
+struct ProcessMark: Sendable {
     /// Names this Kiln's processes: the data directory's `processes` path.
-    var directory: String
+    var value: String
 
     /// The environment variable that marks a process.
-    static let variable = "KILN_PROCESSES"
+    let variable = "KILN_PROCESSES"
 
-    /// The marking variable, for a process's environment.
-    var mark: (name: String, value: String) { (Self.variable, directory) }
-
-    /// Kills every living process marked with this directory, and its descendants; returns how many.
+    /// Kills every living process marked with this value, and its descendants; returns how many.
     func endLeftovers() -> Int {
-        let needle = Array("\(Self.variable)=\(directory)".utf8)
+        let needle = Array("\(variable)=\(value)".utf8)
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return 0 }
         var ended = 0
         for entry in entries {
