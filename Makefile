@@ -70,7 +70,7 @@ fuzz: deps
 	  esac; \
 	  echo "== fuzzing $$target for $(FUZZ_SECONDS) s"; \
 	  KILN_FUZZ_TARGET=$$target .build-fuzz/debug/kiln-fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 \
-	    -artifact_prefix=.build-fuzz/crash-$$target- $$corpus 2>&1 | grep -E "^#[0-9]+ +DONE|ERROR|SUMMARY|crash-" || true; \
+	    -artifact_prefix=.build-fuzz/crash-$$target- $$corpus 2>&1 | grep -E "DONE|Done [0-9]+ runs|ERROR|SUMMARY|crash-" || true; \
 	  if ls .build-fuzz/crash-$$target-* >/dev/null 2>&1; then echo "fuzz: $$target crashed; replay with KILN_FUZZ_TARGET=$$target"; exit 1; fi; \
 	done
 
