@@ -29,6 +29,8 @@ struct AcceptedJSON: Encodable {
 
     /// A JSON string literal.
     static func quoted(_ text: String) -> String {
+        // Most strings (URLs, fixed messages) need no escaping at all.
+        if !text.utf8.contains(where: { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 }) { return "\"" + text + "\"" }
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {
