@@ -11,6 +11,9 @@ import Testing
         process.executableURL = URL(fileURLWithPath: "/bin/busybox")
         process.arguments = ["sh", "-c", "/bin/busybox sleep 300; echo \(marker)"]
         process.environment = environment
+        // Not the test's own output: a child left running would hold the runner's pipe open.
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
         try process.run()
         return process
     }
@@ -20,7 +23,7 @@ import Testing
         let mark = ProcessMark(value: "/tmp/kiln-test-\(marker)/processes")
         let left = try spawn(marker, environment: [mark.variable: mark.value])
         let other = try spawn(marker, environment: [mark.variable: mark.value + "-another-kiln"])
-        defer { other.terminate() }
+        defer { ProcessTree.killAll(other.processIdentifier) }
         try await eventually("the children to start", within: .seconds(10)) {
             ProcessTree.members(of: left.processIdentifier).count == 2 && ProcessTree.members(of: other.processIdentifier).count == 2
         }
