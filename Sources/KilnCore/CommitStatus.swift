@@ -82,4 +82,14 @@ public protocol Forge: Sendable {
     /// Posts one commit status. Safe to call concurrently.
     /// - Throws: `ForgeAPIError`; `.transient` is retried by the caller, `.rejected` is not.
     func post(_ status: CommitStatus, on commit: CommitRef) async throws(ForgeAPIError)
+
+    /// The secrets under which the forge signs the raw body with HMAC-SHA256 (GitHub,
+    /// Bitbucket, Gitea), so the edge can compute the MACs as the body streams in; empty for
+    /// a forge that signs otherwise (GitLab).
+    var rawBodySecrets: [Secret] { get }
+}
+
+extension Forge {
+    /// None by default.
+    public var rawBodySecrets: [Secret] { [] }
 }

@@ -9,12 +9,18 @@ public struct WebhookDelivery: Sendable {
     public var body: [UInt8]
     /// When it arrived; signature schemes with timestamps are checked against it.
     public var receivedAt: Date
+    /// HMAC-SHA256 of `body` under the forge's raw-body secrets, computed by the edge as the
+    /// body streamed in; nil when the edge did not (the adapter then computes them itself).
+    public var bodyMACs: [Secret: [UInt8]]?
 
     /// Creates a delivery.
-    public init(headers: [(name: String, value: String)], body: [UInt8], receivedAt: Date = Date()) {
+    public init(
+        headers: [(name: String, value: String)], body: [UInt8], receivedAt: Date = Date(), bodyMACs: [Secret: [UInt8]]? = nil
+    ) {
         self.headers = headers
         self.body = body
         self.receivedAt = receivedAt
+        self.bodyMACs = bodyMACs
     }
 
     /// The first header with this name, compared case-insensitively; nil when absent.

@@ -82,6 +82,10 @@ public struct WebhookIntake: Sendable {
         self.logger = logger
     }
 
+    /// The secrets forge `forgeName` signs raw bodies with (none for an unknown forge), for
+    /// `BodyMACs` at the edge.
+    public func rawBodySecrets(forge forgeName: String) -> [Secret] { endpoints[forgeName]?.forge.rawBodySecrets ?? [] }
+
     /// Verifies, decodes and records one delivery to forge `forgeName`.
     /// - Throws: only when the database fails; the edge answers 503 and the forge may redeliver.
     public func receive(forge forgeName: String, _ delivery: WebhookDelivery) async throws -> IntakeResult {

@@ -34,6 +34,8 @@ public struct BitbucketCloudForge: Forge {
         self.api = ForgeHTTP(client: client)
     }
 
+    public var rawBodySecrets: [Secret] { settings.webhookSecrets }
+
     public func receive(_ delivery: WebhookDelivery) throws(WebhookError) -> WebhookOutcome {
         try HMACSignature.verifyPrefixed(delivery, header: "X-Hub-Signature", secrets: settings.webhookSecrets)
         guard let event = delivery.header("X-Event-Key"), !event.isEmpty else { throw .malformed("missing X-Event-Key header") }

@@ -58,6 +58,8 @@ public struct GitHubForge: Forge {
 
     // MARK: Webhooks
 
+    public var rawBodySecrets: [Secret] { settings.webhookSecrets }
+
     public func receive(_ delivery: WebhookDelivery) throws(WebhookError) -> WebhookOutcome {
         try HMACSignature.verifyPrefixed(delivery, header: "X-Hub-Signature-256", secrets: settings.webhookSecrets)
         guard let event = delivery.header("X-GitHub-Event"), !event.isEmpty else {

@@ -32,12 +32,14 @@ public struct GiteaForge: Forge {
         self.api = ForgeHTTP(client: client)
     }
 
+    public var rawBodySecrets: [Secret] { settings.webhookSecrets }
+
     public func receive(_ delivery: WebhookDelivery) throws(WebhookError) -> WebhookOutcome {
         // Forgejo sends both its own and Gitea's headers; either is bare lowercase hex.
         let header = delivery.header("X-Forgejo-Signature") != nil ? "X-Forgejo-Signature" : "X-Gitea-Signature"
         guard let signature = delivery.header(header) else { throw .missingSignature(header: header) }
         // An empty signature means the webhook has no secret: that is a failure, not a pass.
-        guard !signature.isEmpty, HMACSignature.verify(hex: signature[...], body: delivery.body, secrets: settings.webhookSecrets)
+        guard !signature.isEmpty, HMACSignature.verify(hex: signature[...], delivery, secrets: settings.webhookSecrets)
         else { throw .badSignature(header: header) }
         guard let event = delivery.header("X-Forgejo-Event") ?? delivery.header("X-Gitea-Event"), !event.isEmpty else {
             throw .malformed("missing X-Gitea-Event header")

@@ -98,15 +98,18 @@ public enum KilnRouter {
             return answer
         }
         defer { dependencies.webhookSlots.give() }
-        var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: limit)
-        } catch is NIOTooManyBytesError {
-            return try JSONBody.error(.contentTooLarge, tooLarge)
+        // The body is read under the cap and MACed chunk by chunk as it arrives, for forges
+        // that sign the raw body: the adapter then compares, without a second pass.
+        var macs = BodyMACs(secrets: dependencies.intake.rawBodySecrets(forge: forge))
+        var body = ByteBuffer()
+        for try await chunk in request.body {
+            guard body.readableBytes + chunk.readableBytes <= limit else { return try JSONBody.error(.contentTooLarge, tooLarge) }
+            if !macs.isEmpty { chunk.withUnsafeReadableBytes { macs.update($0) } }
+            body.writeImmutableBuffer(chunk)
         }
         let headers = request.headers.map { (name: $0.name.rawName, value: $0.value) }
-        let delivery = WebhookDelivery(headers: headers, body: Array(buffer: body))
+        let delivery = WebhookDelivery(
+            headers: headers, body: Array(buffer: body), bodyMACs: macs.isEmpty ? nil : macs.finalize())
         let result: IntakeResult
         do {
             result = try await dependencies.intake.receive(forge: forge, delivery)

@@ -47,6 +47,25 @@ import Testing
         }
     }
 
+    /// The edge MACs the body as it streams in (in chunks); the adapter compares with those.
+    @Test func macsComputedWhileTheBodyStreamedAreWhatIsCompared() throws {
+        let secret = Secret(Self.documentedSecret)
+        var macs = BodyMACs(secrets: [Secret("other"), secret])
+        for chunk in [Self.documentedBody.prefix(3), Self.documentedBody.dropFirst(3).prefix(4), Self.documentedBody.dropFirst(7)] {
+            Array(chunk).withUnsafeBytes { macs.update($0) }
+        }
+        let streamed = macs.finalize()
+        #expect(streamed[secret] == Array(HMAC<SHA256>.authenticationCode(for: Self.documentedBody, using: SymmetricKey(data: secret.bytes))))
+        var delivery = ping(signature: Self.documentedSignature)
+        delivery.bodyMACs = streamed
+        #expect(try github([Self.documentedSecret]).receive(delivery) == .ignored(reason: "ping received; the webhook is set up"))
+        // MACs of another body fail the delivery even though its own body and signature agree.
+        var other = BodyMACs(secrets: [secret])
+        Array("another body".utf8).withUnsafeBytes { other.update($0) }
+        delivery.bodyMACs = other.finalize()
+        #expect(throws: WebhookError.badSignature(header: "X-Hub-Signature-256")) { try github([Self.documentedSecret]).receive(delivery) }
+    }
+
     @Test func githubMissingSignatureIsRefused() {
         #expect(throws: WebhookError.missingSignature(header: "X-Hub-Signature-256")) {
             try github([Self.documentedSecret]).receive(ping(signature: nil))
