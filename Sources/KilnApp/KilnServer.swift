@@ -121,7 +121,7 @@ public enum KilnServer {
         var nixSettings = configuration.nix.settings
         // Private nix homes live beside the work trees, and go with them at start-up.
         nixSettings.scratchDirectory = nixSettings.scratchDirectory ?? paths.workspaces
-        nixSettings.processMark = nixSettings.processMark ?? dataDirectory + "/processes"
+        nixSettings.processMark = nixSettings.processMark ?? dataDirectory
         let intake = WebhookIntake(
             endpoints: endpoints, store: store, running: running, bells: bells, logger: logger)
         let worker = BuildWorker(

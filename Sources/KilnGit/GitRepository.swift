@@ -310,9 +310,10 @@ private final class CredentialContext {
     /// Whether the fetch may go on after `receivedBytes`.
     func withinLimits(receivedBytes: Int) -> Bool {
         if receivedBytes > limits.bytes {
-            exceeded = "the repository sent more than \(limits.bytes >> 20) MiB, the limit of a fetch"
+            let size = limits.bytes >= 1 << 20 ? "\(limits.bytes >> 20) MiB" : "\(limits.bytes >> 10) KiB"
+            exceeded = "the repository sent more than \(size), the limit of a fetch"
         } else if ContinuousClock.now > deadline {
-            exceeded = "the fetch took longer than \(limits.time), the limit of a fetch"
+            exceeded = "the fetch took longer than \(HumanDuration.format(limits.time)), the limit of a fetch"
         }
         return exceeded == nil
     }

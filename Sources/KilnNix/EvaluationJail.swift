@@ -1,4 +1,5 @@
 import Foundation
+import Subprocess
 
 /// The world a nix evaluation sees: a bubblewrap mount namespace holding the nix store, the
 /// job's work tree, a private home, nix's own configuration and the system's programs, with its
@@ -67,6 +68,11 @@ enum ScrubbedEnvironment {
             "XDG_CONFIG_HOME": home + "/config", "XDG_DATA_HOME": home + "/data", "XDG_STATE_HOME": home + "/state",
             "XDG_RUNTIME_DIR": home + "/runtime", "LANG": "C.UTF-8",
         ]
+    }
+
+    /// `variables` as swift-subprocess takes them: the whole environment, nothing inherited.
+    static func subprocess(_ variables: [String: String]) -> Environment {
+        .custom(Dictionary(uniqueKeysWithValues: variables.map { (Environment.Key(stringLiteral: $0.key), $0.value) }))
     }
 
     /// Creates a private home (and its directories) under `parent`; the caller removes it.

@@ -73,7 +73,7 @@ struct NixBinaries: Sendable {
     ) async throws -> String {
         let result = try await Subprocess.run(
             .path(FilePath(executable)), arguments: Arguments(arguments),
-            environment: .custom(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), $0.value) })),
+            environment: ScrubbedEnvironment.subprocess(environment),
             workingDirectory: workingDirectory.map { FilePath($0) },
             output: .string(limit: 16 << 20), error: .string(limit: 64 << 10))
         guard case .exited(0) = result.terminationStatus else {

@@ -54,7 +54,10 @@ public struct NixExecutor: Executor {
             if case .failure(let error) = EvaluationJail.resolve() { return .notReady(error.message) }
             // What nix says of its settings is not enough (a daemon may ignore an untrusted
             // client's options): a test build must fail to read the host and reach its network.
-            if let problem = await SandboxProbe(binaries: binaries, options: optionArguments, scratch: scratchDirectory).problem() {
+            // In the system's temporary directory: a builder running unsandboxed as a nixbld user
+            // must be able to reach the canary, which a private data directory would hide.
+            let probe = SandboxProbe(binaries: binaries, options: optionArguments, scratch: NSTemporaryDirectory())
+            if let problem = await probe.problem() {
                 return .notReady(problem)
             }
             let host = HostInfo(showConfig: Array(config.utf8))

@@ -1,14 +1,14 @@
 import Foundation
 
 /// Finds what a killed Kiln left running. Every process Kiln starts for a job carries
-/// `KILN_PROCESSES=<directory>` in its environment (inherited by nix, and set inside the
+/// `KILN_PROCESSES=<data directory>` in its environment (inherited by nix, and set inside the
 /// evaluation jail), so the next start on the same data directory finds them in `/proc` and
 /// kills them with their descendants, before interrupted jobs are queued again. The mark is
 /// on the process from its first instruction: no process escapes it by being started in the
 /// instant Kiln died. (Builders in nix's sandbox get only their derivation's environment; they
 /// die with nix, which runs with Kiln's death as its parent-death signal.)
 struct ProcessMark: Sendable {
-    /// Names this Kiln's processes: the data directory's `processes` path.
+    /// Names this Kiln's processes: its data directory.
     var value: String
 
     /// The environment variable that marks a process.

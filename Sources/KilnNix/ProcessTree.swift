@@ -29,10 +29,10 @@ enum ProcessTree {
         return fields.first.map { $0 != "Z" && $0 != "X" } ?? false
     }
 
-    /// Resident memory of these processes together, in KiB.
-    static func residentKilobytes(of members: [pid_t]) -> Int {
+    /// Resident memory of `pid` and its descendants together, in KiB.
+    static func residentKilobytes(of pid: pid_t) -> Int {
         let pageKilobytes = Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
-        return members.reduce(0) { total, member in
+        return members(of: pid).reduce(0) { total, member in
             guard let statm = try? String(contentsOfFile: "/proc/\(member)/statm", encoding: .utf8) else { return total }
             let fields = statm.split(separator: " ")
             return total + (fields.count > 1 ? (Int(fields[1]) ?? 0) * pageKilobytes : 0)

@@ -29,6 +29,9 @@ struct SandboxProbe {
             try FileManager.default.createDirectory(atPath: directory + "/bin", withIntermediateDirectories: true)
             try FileManager.default.copyItem(atPath: busyboxPath, toPath: directory + "/bin/busybox")
             try Data(UUID().uuidString.utf8).write(to: URL(fileURLWithPath: directory + "/canary"))
+            // Readable by anyone, so only the sandbox (not file permissions) can keep a builder from it.
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory)
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: directory + "/canary")
             try Data(Self.expression.utf8).write(to: URL(fileURLWithPath: directory + "/probe.nix"))
             listener = try LoopbackListener()
         } catch {

@@ -65,85 +65,86 @@ struct SupervisedProcess {
         // started from a thread that lives as long as Kiln: pool threads exit when idle.
         let (launcher, launchArguments) = ParentDeath.wrap(executable, arguments)
         let result = try await withTaskExecutorPreference(SpawnThread.shared) {
-          try await Subprocess.run(
-            .path(FilePath(launcher)), arguments: Arguments(launchArguments),
-            environment: .custom(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), $0.value) })),
-            workingDirectory: FilePath(workingDirectory), platformOptions: options,
-            input: .none, output: .sequence, error: .sequence
-        ) { execution -> [UInt8] in
-          try await withTaskExecutorPreference(globalConcurrentExecutor) {
-            let pid = execution.processIdentifier.value
-            let sampler = MemorySampler(pid)
-            defer { watch.peakKilobytes.withLock { $0 = sampler.stop() } }
-            let output = try await withThrowingTaskGroup(of: Finished.self) { group in
-                group.addTask {
-                    var pending: [UInt8] = []
-                    for try await chunk in execution.standardError {
-                        watch.lastOutput.withLock { $0 = .now }
-                        pending += chunk.withUnsafeBytes { Array($0) }
-                        while let newline = pending.firstIndex(of: 0x0A) {
-                            Self.handle(pending[..<newline], errorLine, watch)
-                            pending.removeSubrange(...newline)
+            try await Subprocess.run(
+                .path(FilePath(launcher)), arguments: Arguments(launchArguments),
+                environment: ScrubbedEnvironment.subprocess(environment),
+                workingDirectory: FilePath(workingDirectory), platformOptions: options,
+                input: .none, output: .sequence, error: .sequence
+            ) { execution -> [UInt8] in
+                // The streams are read on the shared pool; only the spawn needs the thread.
+                try await withTaskExecutorPreference(globalConcurrentExecutor) {
+                    let pid = execution.processIdentifier.value
+                    let sampler = MemorySampler(pid)
+                    defer { watch.peakKilobytes.withLock { $0 = sampler.stop() } }
+                    let output = try await withThrowingTaskGroup(of: Finished.self) { group in
+                        group.addTask {
+                            var pending: [UInt8] = []
+                            for try await chunk in execution.standardError {
+                                watch.lastOutput.withLock { $0 = .now }
+                                pending += chunk.withUnsafeBytes { Array($0) }
+                                while let newline = pending.firstIndex(of: 0x0A) {
+                                    Self.handle(pending[..<newline], errorLine, watch)
+                                    pending.removeSubrange(...newline)
+                                }
+                            }
+                            if !pending.isEmpty { Self.handle(pending[...], errorLine, watch) }
+                            return .standardError
                         }
-                    }
-                    if !pending.isEmpty { Self.handle(pending[...], errorLine, watch) }
-                    return .standardError
-                }
-                group.addTask {
-                    var collected: [UInt8] = []
-                    for try await chunk in execution.standardOutput {
-                        watch.lastOutput.withLock { $0 = .now }
-                        if collected.count < Self.outputCap { collected += chunk.withUnsafeBytes { Array($0) } }
-                    }
-                    return .standardOutput(collected)
-                }
-                // Watchdog: enforces the limits until the streams end.
-                group.addTask {
-                    while !Task.isCancelled {
-                        let now = ContinuousClock.now
-                        let cause: StopCause?
-                        if let reason = stop.reason {
-                            cause = .requested(reason)
-                        } else if now >= limits.deadline {
-                            cause = .deadline
-                        } else if let maxSilent = limits.maxSilent, now - watch.lastOutput.withLock({ $0 }) >= maxSilent {
-                            cause = .silence
-                        } else {
-                            cause = nil
+                        group.addTask {
+                            var collected: [UInt8] = []
+                            for try await chunk in execution.standardOutput {
+                                watch.lastOutput.withLock { $0 = .now }
+                                if collected.count < Self.outputCap { collected += chunk.withUnsafeBytes { Array($0) } }
+                            }
+                            return .standardOutput(collected)
                         }
-                        if let cause {
-                            watch.stopCause.withLock { $0 = cause }
-                            log.note(Self.describe(cause) + "; sending SIGINT to nix")
-                            await Self.terminate(pid, grace: grace, log: log)
+                        // Watchdog: enforces the limits until the streams end.
+                        group.addTask {
+                            while !Task.isCancelled {
+                                let now = ContinuousClock.now
+                                let cause: StopCause?
+                                if let reason = stop.reason {
+                                    cause = .requested(reason)
+                                } else if now >= limits.deadline {
+                                    cause = .deadline
+                                } else if let maxSilent = limits.maxSilent, now - watch.lastOutput.withLock({ $0 }) >= maxSilent {
+                                    cause = .silence
+                                } else {
+                                    cause = nil
+                                }
+                                if let cause {
+                                    watch.stopCause.withLock { $0 = cause }
+                                    log.note(Self.describe(cause) + "; sending SIGINT to nix")
+                                    await Self.terminate(pid, grace: grace, log: log)
+                                    return .watchdog
+                                }
+                                try? await Task.sleep(for: .milliseconds(100))
+                            }
                             return .watchdog
                         }
-                        try? await Task.sleep(for: .milliseconds(100))
+                        // Both streams end when nix (and anything holding its pipes) has exited;
+                        // the watchdog is then no longer needed.
+                        var output: [UInt8] = []
+                        var streamsOpen = 2
+                        while streamsOpen > 0, let finished = try await group.next() {
+                            switch finished {
+                            case .standardOutput(let bytes):
+                                output = bytes
+                                streamsOpen -= 1
+                            case .standardError:
+                                streamsOpen -= 1
+                            case .watchdog:
+                                break
+                            }
+                        }
+                        group.cancelAll()
+                        return output
                     }
-                    return .watchdog
+                    // Not yet reaped: the zombie still holds the CPU time of nix and its builders.
+                    watch.cpuSeconds.withLock { $0 = ProcessTree.cpuSecondsOnceExited(pid) }
+                    return output
                 }
-                // Both streams end when nix (and anything holding its pipes) has exited;
-                // the watchdog is then no longer needed.
-                var output: [UInt8] = []
-                var streamsOpen = 2
-                while streamsOpen > 0, let finished = try await group.next() {
-                    switch finished {
-                    case .standardOutput(let bytes):
-                        output = bytes
-                        streamsOpen -= 1
-                    case .standardError:
-                        streamsOpen -= 1
-                    case .watchdog:
-                        break
-                    }
-                }
-                group.cancelAll()
-                return output
             }
-            // Not yet reaped: the zombie still holds the CPU time of nix and its builders.
-            watch.cpuSeconds.withLock { $0 = ProcessTree.cpuSecondsOnceExited(pid) }
-            return output
-          }
-        }
         }
         let exitCode: Int32?
         if case .exited(let code) = result.terminationStatus { exitCode = code } else { exitCode = nil }
@@ -182,7 +183,7 @@ struct SupervisedProcess {
         init(_ pid: pid_t) {
             let thread = Thread { [self] in
                 repeat {
-                    let resident = ProcessTree.residentKilobytes(of: ProcessTree.members(of: pid))
+                    let resident = ProcessTree.residentKilobytes(of: pid)
                     peak.withLock { $0 = max($0, resident) }
                 } while stopped.wait(timeout: .now() + .milliseconds(100)) == .timedOut
                 finished.signal()

@@ -308,11 +308,9 @@ public struct SQLiteStore: KilnStore {
             try db.execute(sql: "UPDATE builds SET state = 'queued' WHERE state = 'planning'")
             let builds = db.changesCount
             // Jobs of a build cancelled while they ran end cancelled; they never run again.
-            let cancelling = try Row.fetchAll(
-                db, sql: "SELECT * FROM builds WHERE cancel_reason IS NOT NULL AND state = 'running'"
-            ).map(Rows.build)
-            for build in cancelling {
-                let reason: String = try String.fetchOne(db, sql: "SELECT cancel_reason FROM builds WHERE id = ?", arguments: [build.id]) ?? "cancelled"
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM builds WHERE cancel_reason IS NOT NULL AND state = 'running'") {
+                let build = try Rows.build(row)
+                let reason: String = row["cancel_reason"]
                 let stopped = try Row.fetchAll(
                     db, sql: "SELECT * FROM jobs WHERE build_id = ? AND state = 'running' ORDER BY id", arguments: [build.id]
                 ).map(Rows.job)

@@ -57,7 +57,7 @@ import Testing
                 _ = try await mirrors.fetch(source, ref: "refs/heads/main")
                 Issue.record("expected the fetch to stop")
             } catch let error as SourceError {
-                #expect(error.message.hasSuffix("the repository sent more than 0 MiB, the limit of a fetch"), "\(error.message)")
+                #expect(error.message.hasSuffix("the repository sent more than 64 KiB, the limit of a fetch"), "\(error.message)")
             }
             // Within the limit, the same fetch goes through.
             let roomy = GitMirrors(root: directory.appending("mirrors2"), limits: FetchLimits(bytes: 4 << 20))
