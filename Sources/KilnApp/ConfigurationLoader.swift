@@ -113,12 +113,18 @@ struct ConfigReader {
     mutating func nix(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Nix? {
         let keys = mapping(
             node,
-            ["binary", "max-parallel-jobs", "default-timeout", "max-timeout", "default-max-silent", "builders", "options", "cache"])
+            [
+                "binary", "max-parallel-jobs", "default-timeout", "max-timeout", "default-max-silent", "eval-timeout",
+                "eval-max-memory", "max-parallel-evals", "builders", "options", "cache",
+            ])
         let binary = text(keys, "binary", path) ?? "nix"
         let parallel = integer(keys, "max-parallel-jobs", path, in: 1...256) ?? 2
         let defaultTimeout = duration(keys, "default-timeout", path) ?? .seconds(1800)
         let maxTimeout = duration(keys, "max-timeout", path) ?? .seconds(3600)
         let defaultSilent = duration(keys, "default-max-silent", path) ?? .seconds(600)
+        let evalTimeout = duration(keys, "eval-timeout", path) ?? .seconds(600)
+        let evalMemory = keys["eval-max-memory"].flatMap { yaml.byteSize($0) }
+        let parallelEvals = integer(keys, "max-parallel-evals", path, in: 1...64) ?? 1
         if defaultTimeout > maxTimeout {
             report(keys["default-timeout"], path + ["default-timeout"],
                 "\(KilnDuration.format(defaultTimeout)) is longer than nix.max-timeout (\(KilnDuration.format(maxTimeout)))")
@@ -165,7 +171,10 @@ struct ConfigReader {
             }
         }
         return KilnConfiguration.Nix(
-            settings: NixSettings(binary: binary, options: options, cache: cache), maxParallelJobs: parallel,
+            settings: NixSettings(
+                binary: binary, options: options, cache: cache, evalTimeout: evalTimeout,
+                evalMaxMemoryKilobytes: evalMemory.map { max(1, $0 / 1024) }, maxParallelEvaluations: parallelEvals),
+            maxParallelJobs: parallel,
             limits: JobLimits(defaultTimeout: defaultTimeout, maxTimeout: maxTimeout, defaultMaxSilent: defaultSilent))
     }
 

@@ -85,16 +85,34 @@ public struct LocalRun: Sendable {
             return 1
         }
         output.note("running \(jobs.count) job\(jobs.count == 1 ? "" : "s"): \(jobs.map(\.name).joined(separator: ", "))")
+        // One evaluation for every job of a system, as `kiln serve` does.
+        var evaluations: [String?: EvaluationReport] = [:]
+        for job in jobs where evaluations[job.system] == nil {
+            let request = EvaluationRequest(
+                jobs: jobs.filter { $0.system == job.system }.map { EvaluationRequest.Job(name: $0.name, target: $0.target) },
+                system: job.system, workspace: repository, isPlainTree: false)
+            output.progress("evaluating \(request.jobs.count) job\(request.jobs.count == 1 ? "" : "s")")
+            evaluations[job.system] = await executor.evaluate(
+                request, log: output.prefixed("evaluation", progressLabel: "evaluating"), stop: StopSignal())
+        }
         while let next = BuildProgress.runnable(jobs).first, let index = jobs.firstIndex(where: { $0.id == next.id }) {
             var machine = JobStateMachine(state: .queued, allowFailure: next.allowFailure)
             _ = machine.apply(.start)
             jobs[index].state = machine.state
             let position = "[\(jobs.filter(\.state.isFinal).count + 1)/\(jobs.count)] \(next.name)"
-            output.progress("\(position): evaluating")
-            let run = JobRun(
-                name: next.name, target: next.target, system: next.system, workspace: repository, isPlainTree: false,
-                timeout: next.timeout, maxSilent: next.maxSilent)
-            let report = await executor.run(run, log: output.prefixed(next.name, progressLabel: position), stop: StopSignal())
+            output.progress("\(position): building")
+            let log = output.prefixed(next.name, progressLabel: position)
+            let report: JobReport
+            switch evaluations[next.system]?.results[next.name] {
+            case .derivations(let derivations)?:
+                let run = JobRun(name: next.name, derivations: derivations, timeout: next.timeout, maxSilent: next.maxSilent)
+                report = await executor.run(run, log: log, stop: StopSignal())
+            case .failed(let outcome, let messages)?:
+                log.write(Array(messages.utf8))
+                report = JobReport(outcome: outcome, duration: .zero)
+            case nil:
+                report = JobReport(outcome: .errored("the evaluation left this job out"), duration: .zero)
+            }
             if case .report(let state, let description) = machine.apply(.finish(report)) {
                 jobs[index].state = machine.state
                 jobs[index].summary = description

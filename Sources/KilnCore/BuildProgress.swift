@@ -68,12 +68,13 @@ public enum BuildProgress {
     }
 
     /// The statuses to post when `job` starts: it runs, and so does the build when it is the
-    /// first of `jobs` (the build's jobs before the start) to start.
+    /// first of `jobs` (the build's jobs before the start) to start; the first start evaluates
+    /// the build's jobs.
     public static func startedStatuses(_ job: JobRecord, of jobs: [JobRecord]) -> [StatusUpdate] {
         let running = [StatusUpdate(context: job.context, state: .running, description: "building")]
         guard jobs.allSatisfy({ $0.state == .queued }) else { return running }
         let count = jobs.count == 1 ? "1 job" : "\(jobs.count) jobs"
-        return [StatusUpdate(context: StatusUpdate.buildContext, state: .running, description: "building \(count)")] + running
+        return [StatusUpdate(context: StatusUpdate.buildContext, state: .running, description: "evaluating \(count)")] + running
     }
 
     /// Jobs whose `needs` are all satisfied and that are still queued, in id order.

@@ -167,6 +167,14 @@ public protocol BuildStore: Sendable {
     /// Returns the build as it now stands.
     func finishJob(_ jobID: JobID, _ report: JobReport, details: String?, at now: Date) async throws -> BuildRecord
 
+    /// While a running build evaluates or builds: its summary, and the `kiln` status, say so.
+    /// `derivations` (by job name) records what an evaluation found for the build's jobs.
+    func noteBuildPhase(_ buildID: BuildID, _ summary: String, derivations: [String: [String]], at now: Date) async throws
+
+    /// The derivations of the jobs of the newest other build of the same tree and pipeline
+    /// file that recorded any, by job name, with that build's id; nil when none did.
+    func recordedDerivations(sameTreeAs buildID: BuildID) async throws -> (build: BuildID, derivations: [String: [String]])?
+
     /// After a restart: builds that were planning are queued again, running jobs are re-queued.
     /// Returns how many builds and jobs were recovered.
     func recoverInterrupted(at now: Date) async throws -> (builds: Int, jobs: Int)

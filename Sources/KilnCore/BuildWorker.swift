@@ -17,8 +17,8 @@ public struct WorkerPaths: Sendable, Hashable {
         self.logs = dataDirectory + "/logs"
     }
 
-    /// The work tree of a job; it exists only while the job runs.
-    public func workspace(_ job: JobID) -> String { "\(workspaces)/\(job)" }
+    /// The work tree a build's jobs are evaluated in; it exists only while they are.
+    public func evaluationWorkspace(_ build: BuildID, job: JobID) -> String { "\(workspaces)/\(build)-\(job)" }
     /// The log of a job.
     public func log(_ job: JobID) -> String { "\(logs)/\(job).log" }
     /// The directory of a job's per-derivation logs.
@@ -68,7 +68,7 @@ public struct Doorbells: Sendable {
 /// Plans accepted builds (fetch, read `.kiln.yml`, filter, queue jobs) and runs their jobs,
 /// at most `maxParallelJobs` at once.
 public struct BuildWorker: Service {
-    private let store: any BuildStore & BuildControl
+    private let store: any BuildStore & BuildControl & BuildQueries
     private let source: any SourceProvider
     private let executor: any Executor
     private let repositories: [RepositoryID: RepositoryConfig]
@@ -77,12 +77,13 @@ public struct BuildWorker: Service {
     private let health: HealthState
     private let progress: ProgressBoard
     private let running: RunningJobs
+    private let evaluations = BuildEvaluations()
     private let logger: Logger
 
     /// Creates the worker. Running jobs' progress is posted on `progress`; they are registered
     /// in `running`, so that cancelling their build stops them.
     public init(
-        store: any BuildStore & BuildControl, source: any SourceProvider, executor: any Executor,
+        store: any BuildStore & BuildControl & BuildQueries, source: any SourceProvider, executor: any Executor,
         repositories: [RepositoryID: RepositoryConfig], settings: WorkerSettings, bells: Doorbells,
         health: HealthState, progress: ProgressBoard, running: RunningJobs, logger: Logger
     ) {
@@ -217,20 +218,60 @@ public struct BuildWorker: Service {
         }
     }
 
-    /// Checks the commit out into a fresh work tree for one job. The tree is written to a
-    /// temporary directory and renamed, so a tree at `target` is always complete.
-    private func prepareWorkspace(_ job: JobRecord, _ build: BuildRecord, _ repository: RepositorySource)
-        async throws(SourceError) -> String
+    /// Checks the build's commit out into a fresh work tree at `target`. The tree is written to
+    /// a temporary directory and renamed, so a tree at `target` is always complete.
+    private func prepareWorkspace(_ target: String, _ build: BuildRecord, _ repository: RepositorySource)
+        async throws(SourceError)
     {
-        let target = settings.paths.workspace(job.id)
         try? FileManager.default.removeItem(atPath: target)
-        let temporary = "\(settings.paths.workspaces)/.checkout-\(job.id)-\(UUID().uuidString)"
+        let temporary = "\(settings.paths.workspaces)/.checkout-\(UUID().uuidString)"
         try await source.checkout(repository, sha: build.builtSHA ?? build.sha, into: temporary)
         guard rename(temporary, target) == 0 else {
             try? FileManager.default.removeItem(atPath: temporary)
             throw SourceError("could not move the work tree into place at \(target): errno \(errno)")
         }
-        return target
+    }
+
+    /// Evaluates every unfinished job of the build that builds for `claimed`'s system, in one
+    /// work tree, and records what it found. Its messages go to the log of the job that asked.
+    private func evaluate(_ claimed: ClaimedJob, _ repository: RepositorySource, log: JobLogFile, stop: StopSignal) async
+        -> EvaluationReport
+    {
+        let build = claimed.build
+        let jobs = ((try? await store.buildDetails(build.id))?.jobs ?? [claimed.job])
+            .filter { $0.system == claimed.job.system && !$0.state.isFinal }
+        var request = EvaluationRequest(
+            jobs: jobs.map { EvaluationRequest.Job(name: $0.name, target: $0.target) }, system: claimed.job.system,
+            workspace: settings.paths.evaluationWorkspace(build.id, job: claimed.job.id), isPlainTree: true)
+        if let recorded = try? await store.recordedDerivations(sameTreeAs: build.id) {
+            request.recorded = RecordedEvaluation(source: "build #\(recorded.build)", derivations: recorded.derivations)
+        }
+        let count = jobs.count == 1 ? "1 job" : "\(jobs.count) jobs"
+        await note(build, "evaluating \(count)", derivations: [:])
+        do {
+            try await prepareWorkspace(request.workspace, build, repository)
+        } catch {
+            log.note("checkout failed: \(error.message)")
+            return .all(request, stop.reason.map(JobOutcome.cancelled) ?? .errored("checkout failed: \(error.message)"), log: "checkout failed: \(error.message)")
+        }
+        defer { try? FileManager.default.removeItem(atPath: request.workspace) }
+        let report = await executor.evaluate(request, log: log, stop: stop)
+        let found = report.results.compactMapValues { result -> [String]? in
+            if case .derivations(let derivations) = result { return derivations }
+            return nil
+        }
+        await note(build, "building \(count)", derivations: found)
+        return report
+    }
+
+    /// Records a running build's phase (best effort: the build's end is recorded either way).
+    private func note(_ build: BuildRecord, _ summary: String, derivations: [String: [String]]) async {
+        do {
+            try await store.noteBuildPhase(build.id, summary, derivations: derivations, at: Date())
+            bells.statuses.ring()
+        } catch {
+            logger.warning("could not record the build's phase", metadata: ["build.id": "\(build.id)", "error": "\(error)"])
+        }
     }
 
     // MARK: Jobs
@@ -258,6 +299,7 @@ public struct BuildWorker: Service {
         bells.statuses.ring()
         let report = await execute(claimed)
         if case .cancelled(.shutdown) = report.outcome {
+            evaluations.forget(build.id)
             // Left running in the store: the next start queues it again.
             logger.notice("job interrupted by shutdown; it will run again at the next start", metadata: metadata)
             return
@@ -267,6 +309,7 @@ public struct BuildWorker: Service {
             let updated = try await Retrying.write("recording the end of job \(job.id)", logger: logger) {
                 try await store.finishJob(job.id, report, details: details, at: Date())
             }
+            if updated.state.isFinal { evaluations.forget(build.id) }
             metadata["outcome"] = "\(report.outcome)"
             logger.info("job finished", metadata: metadata.merging(["build.state": "\(updated.state.rawValue)"]) { $1 })
         } catch {
@@ -295,24 +338,31 @@ public struct BuildWorker: Service {
             running.end(job.id)
             progress.remove(job.id)
         }
-        let workspace: String
-        do {
-            workspace = try await prepareWorkspace(job, claimed.build, repository)
-        } catch {
-            log.note("checkout failed: \(error.message)")
-            return JobReport(outcome: stop.reason.map(JobOutcome.cancelled) ?? .errored("checkout failed: \(error.message)"), duration: .zero)
+        // One evaluation for the build's jobs: the first job to start runs it, the others wait.
+        let key = BuildEvaluations.Key(build: claimed.build.id, system: job.system)
+        let (evaluation, ranHere) = await withTaskCancellationHandler {
+            await evaluations.report(key) { await self.evaluate(claimed, repository, log: log, stop: stop) }
+        } onCancel: {
+            stop.request(.shutdown)
         }
-        defer { try? FileManager.default.removeItem(atPath: workspace) }
-        if let reason = stop.reason {
-            log.note("cancelled before the build started")
-            return JobReport(outcome: .cancelled(reason), duration: .zero)
+        if !ranHere { log.note("derivations from the build's evaluation: \(evaluation.summary)") }
+        switch evaluation.results[job.name] {
+        case nil:
+            return JobReport(outcome: .errored("the build's evaluation left this job out"), duration: .zero)
+        case .failed(let outcome, let messages)?:
+            log.write(Array(messages.utf8))
+            return JobReport(outcome: stop.reason.map(JobOutcome.cancelled) ?? outcome, duration: .zero)
+        case .derivations(let derivations)?:
+            if let reason = stop.reason {
+                log.note("cancelled before the build started")
+                return JobReport(outcome: .cancelled(reason), derivations: derivations, duration: .zero)
+            }
+            // Untrusted builds (fork pull requests) never push to the cache.
+            let run = JobRun(
+                name: job.name, derivations: derivations, timeout: job.timeout, maxSilent: job.maxSilent,
+                pushToCache: job.cachePush && claimed.build.trusted, derivationLogDirectory: settings.paths.derivationLogs(job.id))
+            return await executor.run(run, log: ProgressSink(log: log, job: job.id, board: progress), stop: stop)
         }
-        // Untrusted builds (fork pull requests) never push to the cache.
-        let run = JobRun(
-            name: job.name, target: job.target, system: job.system, workspace: workspace, isPlainTree: true,
-            timeout: job.timeout, maxSilent: job.maxSilent, pushToCache: job.cachePush && claimed.build.trusted,
-            derivationLogDirectory: settings.paths.derivationLogs(job.id))
-        return await executor.run(run, log: ProgressSink(log: log, job: job.id, board: progress), stop: stop)
     }
 }
 

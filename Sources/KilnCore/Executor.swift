@@ -1,20 +1,12 @@
 import KilnPipeline
 import Synchronization
 
-/// One job to run in a workspace.
+/// One job to build: derivations its build's evaluation found for it.
 public struct JobRun: Sendable, Hashable {
     /// Job name, for log lines.
     public var name: String
-    /// What to build.
-    public var target: JobTarget
-    /// The system to build for; nil for the machine's own.
-    public var system: String?
-    /// The checked-out tree to run in.
-    public var workspace: String
-    /// True when the workspace is a plain tree (a server checkout), false for a user's own git
-    /// checkout (`kiln run`). A plain tree may sit inside some other git repository; its
-    /// installables must then be read from the tree itself, not through that repository.
-    public var isPlainTree: Bool
+    /// The derivations to realise (none: the job succeeds at once).
+    public var derivations: [String]
     /// Wall-clock limit, enforced by Kiln.
     public var timeout: Duration
     /// Limit on time without output.
@@ -26,18 +18,110 @@ public struct JobRun: Sendable, Hashable {
 
     /// Creates a run.
     public init(
-        name: String, target: JobTarget, system: String? = nil, workspace: String, isPlainTree: Bool, timeout: Duration,
-        maxSilent: Duration, pushToCache: Bool = false, derivationLogDirectory: String? = nil
+        name: String, derivations: [String], timeout: Duration, maxSilent: Duration, pushToCache: Bool = false,
+        derivationLogDirectory: String? = nil
     ) {
         self.name = name
-        self.target = target
-        self.system = system
-        self.workspace = workspace
-        self.isPlainTree = isPlainTree
+        self.derivations = derivations
         self.timeout = timeout
         self.maxSilent = maxSilent
         self.pushToCache = pushToCache
         self.derivationLogDirectory = derivationLogDirectory
+    }
+}
+
+/// The jobs of one build and system to evaluate together, in one checked-out tree.
+public struct EvaluationRequest: Sendable, Hashable {
+    /// A job and what it builds.
+    public struct Job: Sendable, Hashable {
+        /// Its name (the key of its result).
+        public var name: String
+        /// What it builds.
+        public var target: JobTarget
+
+        /// Creates a job.
+        public init(name: String, target: JobTarget) {
+            self.name = name
+            self.target = target
+        }
+    }
+
+    /// The jobs.
+    public var jobs: [Job]
+    /// The system to evaluate for; nil for the machine's own.
+    public var system: String?
+    /// The checked-out tree.
+    public var workspace: String
+    /// True when the workspace is a plain tree (a server checkout), false for a user's own git
+    /// checkout (`kiln run`). A plain tree may sit inside some other git repository; its
+    /// installables must then be read from the tree itself, not through that repository.
+    public var isPlainTree: Bool
+    /// What an earlier evaluation of the same tree and pipeline found, if one did: used instead
+    /// of evaluating again when every derivation is still in the store.
+    public var recorded: RecordedEvaluation?
+
+    /// Creates a request.
+    public init(jobs: [Job], system: String? = nil, workspace: String, isPlainTree: Bool, recorded: RecordedEvaluation? = nil) {
+        self.jobs = jobs
+        self.system = system
+        self.workspace = workspace
+        self.isPlainTree = isPlainTree
+        self.recorded = recorded
+    }
+}
+
+/// Derivations an earlier evaluation recorded, by job name.
+public struct RecordedEvaluation: Sendable, Hashable {
+    /// Where they come from, for the log ("build #12").
+    public var source: String
+    /// Job name → derivations.
+    public var derivations: [String: [String]]
+
+    /// Creates a record.
+    public init(source: String, derivations: [String: [String]]) {
+        self.source = source
+        self.derivations = derivations
+    }
+}
+
+/// What one job's evaluation came to.
+public enum EvaluationResult: Sendable, Hashable {
+    /// The derivations to build.
+    case derivations([String])
+    /// It failed (or was stopped): how the job ends, and nix's own messages for its log.
+    case failed(JobOutcome, log: String)
+}
+
+/// What evaluating a build's jobs found, and what it cost.
+public struct EvaluationReport: Sendable, Hashable {
+    /// Each job's result, by name.
+    public var results: [String: EvaluationResult]
+    /// One line for the logs: how the derivations were found.
+    public var summary: String
+    /// Wall-clock time.
+    public var duration: Duration
+    /// CPU seconds of the evaluating processes.
+    public var cpuSeconds: Double?
+    /// Largest resident memory of an evaluating process.
+    public var peakMemoryKilobytes: Int?
+
+    /// Creates a report.
+    public init(
+        results: [String: EvaluationResult], summary: String, duration: Duration, cpuSeconds: Double? = nil,
+        peakMemoryKilobytes: Int? = nil
+    ) {
+        self.results = results
+        self.summary = summary
+        self.duration = duration
+        self.cpuSeconds = cpuSeconds
+        self.peakMemoryKilobytes = peakMemoryKilobytes
+    }
+
+    /// The same outcome for every job of `request`; `message` goes to each job's log.
+    public static func all(_ request: EvaluationRequest, _ outcome: JobOutcome, log message: String) -> EvaluationReport {
+        EvaluationReport(
+            results: Dictionary(request.jobs.map { ($0.name, .failed(outcome, log: message + "\n")) }, uniquingKeysWith: { a, _ in a }),
+            summary: message, duration: .zero)
     }
 }
 
@@ -73,7 +157,12 @@ public protocol Executor: Sendable {
     /// Called at start-up; Kiln builds nothing unless it returns `.ready`.
     func readiness() async -> Readiness
 
-    /// Runs one job to its end and reports how it ended; never throws.
+    /// Evaluates every job of a request together (once, not once per job), confined to its
+    /// tree; a job whose evaluation fails gets its own error, and the others their derivations.
+    /// Never throws; returns promptly after `stop` fires, having stopped what it started.
+    func evaluate(_ request: EvaluationRequest, log: any LogSink, stop: StopSignal) async -> EvaluationReport
+
+    /// Builds one job's derivations to its end and reports how it ended; never throws.
     /// Output goes to `log` as it arrives. Returns promptly after `stop` fires or the
     /// calling task is cancelled, having stopped every process the job started.
     func run(_ job: JobRun, log: any LogSink, stop: StopSignal) async -> JobReport

@@ -82,12 +82,20 @@ public struct JobReport: Sendable, Hashable {
     public var peakMemoryKilobytes: Int?
     /// Binary cache push, when the job asked for one.
     public var cache: CachePushResult?
+    /// Derivations this job's nix built itself.
+    public var built: [String]
+    /// Derivations of the job that were not in the store when it started, that another job or
+    /// build was building, and that this job waited for instead of building them again.
+    public var waitedFor: [String]
 
     /// Creates a report.
     public init(
         outcome: JobOutcome, exitCode: Int32? = nil, derivations: [String] = [], outputs: [BuiltOutput] = [],
-        duration: Duration, cpuSeconds: Double? = nil, peakMemoryKilobytes: Int? = nil, cache: CachePushResult? = nil
+        duration: Duration, cpuSeconds: Double? = nil, peakMemoryKilobytes: Int? = nil, cache: CachePushResult? = nil,
+        built: [String] = [], waitedFor: [String] = []
     ) {
+        self.built = built
+        self.waitedFor = waitedFor
         self.outcome = outcome
         self.exitCode = exitCode
         self.derivations = derivations

@@ -12,6 +12,8 @@ final class NixLogRenderer: @unchecked Sendable {
     private var builds: [Int: Build] = [:]
     private var progress = JobProgress()
     private var files: [String: JobLogFile] = [:]
+    /// The derivations this nix started building.
+    private(set) var builtDerivations: Set<String> = []
 
     private struct Build {
         var derivation: String
@@ -51,6 +53,7 @@ final class NixLogRenderer: @unchecked Sendable {
             guard let derivation = fields.first as? String else { return }
             let label = Self.label(derivation)
             builds[id] = Build(derivation: derivation, label: label)
+            builtDerivations.insert(derivation)
             progress.building = label
             sink.write(Array("building '\(derivation)'\n".utf8))
             sink.progress(progress)

@@ -18,13 +18,23 @@ public struct NixSettings: Sendable, Hashable {
     /// Names the processes of this Kiln's jobs (their environment carries it), so that the next
     /// start ends what a killed Kiln left running; nil for none (`kiln run`, whose processes die with it).
     public var processMark: String?
+    /// Longest time one build's evaluation (all its jobs for one system) may take.
+    public var evalTimeout: Duration
+    /// Largest resident memory of an evaluating nix process, in KiB; nil for no limit.
+    public var evalMaxMemoryKilobytes: Int?
+    /// Evaluations running at once, across builds.
+    public var maxParallelEvaluations: Int
 
     /// Creates settings.
     public init(
         binary: String = "nix", options: [String: String] = [:], killGrace: Duration = .seconds(10),
         cache: CacheSettings? = nil, derivationLogCap: Int = 16 << 20, scratchDirectory: String? = nil,
-        processMark: String? = nil
+        processMark: String? = nil, evalTimeout: Duration = .seconds(600), evalMaxMemoryKilobytes: Int? = nil,
+        maxParallelEvaluations: Int = 1
     ) {
+        self.evalTimeout = evalTimeout
+        self.evalMaxMemoryKilobytes = evalMaxMemoryKilobytes
+        self.maxParallelEvaluations = maxParallelEvaluations
         self.binary = binary
         self.options = options
         self.killGrace = killGrace

@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnPipeline
 import Subprocess
 import Synchronization
 
@@ -13,6 +14,8 @@ import Synchronization
 enum StopCause: Sendable, Equatable {
     case deadline
     case silence
+    /// The process tree's resident memory passed this many KiB.
+    case memory(Int)
     case requested(CancelReason)
 }
 
@@ -43,6 +46,8 @@ struct SupervisedProcess {
     var deadline: ContinuousClock.Instant
     /// Longest time without output; nil for none (evaluation may be silent for long).
     var maxSilent: Duration?
+    /// Largest resident memory of the process tree (sampled); nil for no limit.
+    var maxResidentKilobytes: Int? = nil
     var killGrace: Duration
 
     private static let outputCap = 4 << 20
@@ -59,7 +64,7 @@ struct SupervisedProcess {
         options.teardownSequence = [.send(signal: .interrupt, toProcessGroup: true, allowedDurationToNextStep: killGrace)]
         let watch = Watch()
         let grace = killGrace
-        let limits = (deadline: deadline, maxSilent: maxSilent)
+        let limits = (deadline: deadline, maxSilent: maxSilent, maxResident: maxResidentKilobytes)
 
         // The process dies with Kiln (SIGKILL when the thread that started it ends), so it is
         // started from a thread that lives as long as Kiln: pool threads exit when idle.
@@ -109,6 +114,8 @@ struct SupervisedProcess {
                                     cause = .deadline
                                 } else if let maxSilent = limits.maxSilent, now - watch.lastOutput.withLock({ $0 }) >= maxSilent {
                                     cause = .silence
+                                } else if let maxResident = limits.maxResident, sampler.peak > maxResident {
+                                    cause = .memory(maxResident)
                                 } else {
                                     cause = nil
                                 }
@@ -175,7 +182,7 @@ struct SupervisedProcess {
     /// Samples the resident memory of a process tree every 100 ms on a thread of its own, so
     /// that busy task threads cannot starve the measurement.
     private final class MemorySampler: @unchecked Sendable {
-        private let peak = Mutex(0)
+        private let largest = Mutex(0)
         private let stopped = DispatchSemaphore(value: 0)
         private let finished = DispatchSemaphore(value: 0)
 
@@ -184,7 +191,7 @@ struct SupervisedProcess {
             let thread = Thread { [self] in
                 repeat {
                     let resident = ProcessTree.residentKilobytes(of: pid)
-                    peak.withLock { $0 = max($0, resident) }
+                    largest.withLock { $0 = max($0, resident) }
                 } while stopped.wait(timeout: .now() + .milliseconds(100)) == .timedOut
                 finished.signal()
             }
@@ -195,8 +202,11 @@ struct SupervisedProcess {
         func stop() -> Int {
             stopped.signal()
             finished.wait()
-            return peak.withLock { $0 }
+            return peak
         }
+
+        /// The largest sample so far.
+        var peak: Int { largest.withLock { $0 } }
     }
 
     /// State shared by the stream readers and the watchdog.
@@ -224,6 +234,7 @@ struct SupervisedProcess {
         switch cause {
         case .deadline: return "wall-clock limit reached"
         case .silence: return "no output for too long"
+        case .memory(let kilobytes): return "resident memory passed \(ByteCount.format(kilobytes * 1024))"
         case .requested(let reason):
             switch reason {
             case .requested: return "cancelled"

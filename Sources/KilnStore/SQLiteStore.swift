@@ -247,7 +247,11 @@ public struct SQLiteStore: KilnStore {
                 try db.execute(
                     sql: "UPDATE jobs SET state = ?, summary = ?, attempt = ?, started_at = ? WHERE id = ?",
                     arguments: [job.state.rawValue, job.summary, job.attempt, now.timeIntervalSince1970, job.id])
-                try enqueue(BuildProgress.startedStatuses(job, of: jobs), for: build, at: now, db)
+                let statuses = BuildProgress.startedStatuses(job, of: jobs)
+                if let phase = statuses.first(where: { $0.context == StatusUpdate.buildContext }) {
+                    try db.execute(sql: "UPDATE builds SET summary = ? WHERE id = ?", arguments: [phase.description, build.id])
+                }
+                try enqueue(statuses, for: build, at: now, db)
                 return ClaimedJob(job: job, build: build)
             }
             return nil
@@ -566,6 +570,49 @@ public struct SQLiteStore: KilnStore {
                 sql: "INSERT INTO deliveries (forge, delivery_id, build_id, received_at) VALUES (?, ?, ?, ?)",
                 arguments: [forge, deliveryID, buildID, now.timeIntervalSince1970])
             return (buildID, true)
+        }
+    }
+
+    public func noteBuildPhase(_ buildID: BuildID, _ summary: String, derivations: [String: [String]], at now: Date)
+        async throws
+    {
+        try await database.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [buildID]) else { return }
+            let build = try Rows.build(row)
+            guard build.state == .running else { return }
+            for (name, found) in derivations.sorted(by: { $0.key < $1.key }) {
+                try db.execute(
+                    sql: "UPDATE jobs SET derivations = ? WHERE build_id = ? AND name = ? AND state IN ('queued', 'running')",
+                    arguments: [Rows.json(found), buildID, name])
+            }
+            guard build.summary != summary else { return }
+            try db.execute(sql: "UPDATE builds SET summary = ? WHERE id = ?", arguments: [summary, buildID])
+            try enqueue([StatusUpdate(context: StatusUpdate.buildContext, state: .running, description: summary)], for: build, at: now, db)
+        }
+    }
+
+    public func recordedDerivations(sameTreeAs buildID: BuildID) async throws
+        -> (build: BuildID, derivations: [String: [String]])?
+    {
+        try await database.read { db in
+            guard
+                let earlier = try BuildID.fetchOne(
+                    db,
+                    sql: """
+                        SELECT earlier.id FROM builds AS this JOIN builds AS earlier
+                          ON earlier.repository_id = this.repository_id AND earlier.tree_key = this.tree_key AND earlier.id <> this.id
+                        WHERE this.id = ? AND EXISTS (
+                          SELECT 1 FROM jobs WHERE build_id = earlier.id AND derivations IS NOT NULL AND derivations <> '[]')
+                        ORDER BY earlier.id DESC LIMIT 1
+                        """,
+                    arguments: [buildID])
+            else { return nil }
+            var derivations: [String: [String]] = [:]
+            for job in try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ?", arguments: [earlier]).map(Rows.job)
+            where !job.derivations.isEmpty {
+                derivations[job.name] = job.derivations
+            }
+            return (earlier, derivations)
         }
     }
 

@@ -78,7 +78,9 @@ struct EndToEndTests {
         // Each context went queued → running → its end in Kiln's outbox (sent, or replaced unsent by the next).
         let recorded = try #require((try await kiln.build(buildID))["statuses"] as? [[String: Any]])
         let sequence = { (context: String) in recorded.filter { $0["context"] as? String == context }.compactMap { $0["state"] as? String } }
-        #expect(sequence("kiln") == ["pending", "running", "failed"])
+        #expect(sequence("kiln") == ["pending", "running", "running", "failed"])
+        let phases = recorded.filter { $0["context"] as? String == "kiln" }.compactMap { $0["description"] as? String }
+        #expect(Array(phases.dropFirst().prefix(2)) == ["evaluating 3 jobs", "building 3 jobs"], "\(phases)")
         #expect(sequence("kiln/ok") == ["pending", "running", "succeeded"])
         #expect(sequence("kiln/quiet") == ["pending", "running", "failed"])
         #expect(world.github.attempts == postsBefore)

@@ -70,6 +70,9 @@ import Testing
         func run(_ job: JobRun, log: any LogSink, stop: StopSignal) async -> JobReport {
             JobReport(outcome: .succeeded, duration: .zero)
         }
+        func evaluate(_ request: EvaluationRequest, log: any LogSink, stop: StopSignal) async -> EvaluationReport {
+            EvaluationReport(results: [:], summary: "idle", duration: .zero)
+        }
         func endLeftoverProcesses() async -> Int { 0 }
     }
 

@@ -14,8 +14,8 @@ struct ConfinementTests {
 
     static func marker() -> String { String(UInt64.random(in: 1_000_000_000...9_999_999_999)) }
 
-    func job(_ target: JobTarget, in directory: String) -> JobRun {
-        JobRun(
+    func job(_ target: JobTarget, in directory: String) -> TestJob {
+        TestJob(
             name: "confined", target: target, workspace: directory, isPlainTree: true, timeout: .seconds(120),
             maxSilent: .seconds(60))
     }

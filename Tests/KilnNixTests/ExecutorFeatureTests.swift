@@ -23,8 +23,8 @@ struct ExecutorFeatureTests {
 
     static func marker() -> String { String(UInt64.random(in: 1_000_000_000...9_999_999_999)) }
 
-    func job(_ target: JobTarget, in directory: String, system: String? = nil, logs: String? = nil, cache: Bool = false) -> JobRun {
-        JobRun(
+    func job(_ target: JobTarget, in directory: String, system: String? = nil, logs: String? = nil, cache: Bool = false) -> TestJob {
+        TestJob(
             name: "feature", target: target, system: system, workspace: directory, isPlainTree: true, timeout: .seconds(120),
             maxSilent: .seconds(60), pushToCache: cache, derivationLogDirectory: logs)
     }
@@ -211,7 +211,7 @@ struct BinaryCacheTests {
                 options: NixTest.offlineOptions.merging(options) { $1 },
                 cache: CacheSettings(pushTo: store, secretKeyFile: key)))
         return await executor.run(
-            JobRun(
+            TestJob(
                 name: "cached", target: .installables([".#cached\(marker)"]), workspace: workspace, isPlainTree: true,
                 timeout: .seconds(120), maxSilent: .seconds(60), pushToCache: true),
             log: log, stop: StopSignal())

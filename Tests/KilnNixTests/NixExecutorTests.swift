@@ -20,7 +20,7 @@ struct NixExecutorTests {
     ) async throws -> JobReport {
         try await withTemporaryDirectory("kiln-nix") { directory in
             try TestFlake(packages: packages, evaluationErrors: evaluationErrors).write(to: directory.path)
-            let job = JobRun(
+            let job = TestJob(
                 name: "test", target: .installables(build), workspace: directory.path, isPlainTree: true, timeout: timeout,
                 maxSilent: maxSilent)
             return await executor.run(job, log: log, stop: stop)
@@ -112,7 +112,7 @@ struct NixExecutorTests {
             try outer.commit("outer repository that ignores the data directory")
             let workspace = directory.appending("data/workspaces/1")
             try TestFlake(packages: ["nested": TestFlake.succeeding("nested")]).write(to: workspace)
-            let job = JobRun(
+            let job = TestJob(
                 name: "nested", target: .installables([".#nested"]), workspace: workspace, isPlainTree: true,
                 timeout: .seconds(60), maxSilent: .seconds(60))
             let report = await executor.run(job, log: MemoryLog(), stop: StopSignal())

@@ -23,6 +23,9 @@ enum IntakeLoad {
     struct IdleExecutor: Executor {
         func readiness() async -> Readiness { .notReady("benchmark: intake only") }
         func run(_ job: JobRun, log: any LogSink, stop: StopSignal) async -> JobReport { JobReport(outcome: .succeeded, duration: .zero) }
+        func evaluate(_ request: EvaluationRequest, log: any LogSink, stop: StopSignal) async -> EvaluationReport {
+            EvaluationReport(results: [:], summary: "idle", duration: .zero)
+        }
         func endLeftoverProcesses() async -> Int { 0 }
     }
 

@@ -5,8 +5,10 @@
 // server:   a signed push to `kiln serve` over a socket → the first `kiln` pending status at a
 //           fake GitHub (median of KILN_BENCH_ROUNDS, default 20), and webhook → final status.
 // pipeline: `kiln check` (the binary) on a 200-job pipeline file, and refusing an alias bomb.
-// executor: a Kiln job against the same kind of trivial derivation built by hand with
-//           `nix build` (same sandbox options), for 1 job and for 20 jobs, in the same run.
+// executor: Kiln's executor (one evaluation of the build's jobs, then each job built, 2 at a
+//           time) against one `nix build` by hand of the same installables (same sandbox
+//           options), fresh derivations for each side: 1 trivial job, 20 trivial jobs, and 10
+//           jobs whose attributes share one expensive value, with the evaluator's peak memory.
 // forges:   webhook intake (verify + decode + commit to SQLite) of each forge's largest fixture
 //           in ../shared/fixtures/forges that starts a build, median of 1,000 deliveries.
 // intake:   signed pushes with wrk at 32 connections against `kiln serve` and against a bare
@@ -174,23 +176,42 @@ if sections.contains("executor") {
     let directory = try TemporaryDirectory("kiln-bench-executor")
     defer { directory.remove() }
     let executor = NixExecutor(settings: NixSettings(options: ["substituters": ""]))
-    func flake(_ count: Int, prefix: String) throws -> [String] {
+    /// A flake of `count` packages named `<prefix><n>`, fresh derivations each time; with
+    /// `expensive`, every package's script depends on one value that takes a while to evaluate
+    /// (as every attribute of a real flake depends on importing nixpkgs).
+    func flake(_ count: Int, prefix: String, expensive: Bool = false) throws -> [String] {
         let salt = UUID().uuidString
         let names = (0..<count).map { "\(prefix)\($0)" }
         try TestFlake(packages: Dictionary(uniqueKeysWithValues: names.map { ($0, TestFlake.succeeding("\($0)-\(salt)")) }))
             .write(to: directory.path)
+        if expensive {
+            // The same flake, each script also printing a sum over three million numbers.
+            var text = try String(contentsOfFile: directory.appending("flake.nix"), encoding: .utf8)
+            text = text.replacingOccurrences(
+                of: "bb = \"${./bin}/busybox\";",
+                with: "bb = \"${./bin}/busybox\";\n    expensive = toString (builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: x * 2) 3000000));")
+            text = text.replacingOccurrences(of: "(\"bb=\" + bb + \"; \" + script)", with: "(\"bb=\" + bb + \"; echo \" + expensive + \"; \" + script)")
+            try text.write(toFile: directory.appending("flake.nix"), atomically: true, encoding: .utf8)
+        }
         return names
     }
-    func kilnJobs(_ names: [String], parallel: Int) async -> Double {
+    /// Kiln's way: one evaluation of every job, then the jobs, `parallel` at a time.
+    /// Returns the time and the evaluator's peak memory.
+    func kilnJobs(_ names: [String], parallel: Int) async -> (milliseconds: Double, peakKilobytes: Int) {
         let start = clock.now
+        let evaluation = await executor.evaluate(
+            EvaluationRequest(
+                jobs: names.map { EvaluationRequest.Job(name: $0, target: .installables([".#\($0)"])) }, workspace: directory.path,
+                isPlainTree: true),
+            log: MemoryLog(), stop: StopSignal())
         await withTaskGroup(of: Void.self) { group in
             var next = names.makeIterator()
             func add() -> Bool {
                 guard let name = next.next() else { return false }
+                guard case .derivations(let derivations)? = evaluation.results[name] else { fatalError("job \(name): \(String(describing: evaluation.results[name]))") }
                 group.addTask {
                     let report = await executor.run(
-                        JobRun(name: name, target: .installables([".#\(name)"]), workspace: directory.path, isPlainTree: true,
-                            timeout: .seconds(600), maxSilent: .seconds(600)),
+                        JobRun(name: name, derivations: derivations, timeout: .seconds(600), maxSilent: .seconds(600)),
                         log: MemoryLog(), stop: StopSignal())
                     guard report.outcome == .succeeded else { fatalError("job \(name): \(report.outcome)") }
                 }
@@ -199,25 +220,32 @@ if sections.contains("executor") {
             for _ in 0..<parallel where add() {}
             while await group.next() != nil { _ = add() }
         }
-        return milliseconds(clock.now - start)
+        return (milliseconds(clock.now - start), evaluation.peakMemoryKilobytes ?? 0)
+    }
+    func byHand(_ names: [String]) -> Double {
+        timed("/usr/bin/nix", ["build"] + nixOptions + ["--no-link"] + names.map { "path:\(directory.path)#\($0)" })
     }
 
     var oneKiln: [Double] = []
     var oneHand: [Double] = []
     for _ in 0..<rounds {
-        let kiln = try flake(1, prefix: "k")
-        oneKiln.append(await kilnJobs(kiln, parallel: 1))
-        let hand = try flake(1, prefix: "h")
-        oneHand.append(timed("/usr/bin/nix", ["build"] + nixOptions + ["--no-link", "path:\(directory.path)#\(hand[0])"]))
+        oneKiln.append(await kilnJobs(try flake(1, prefix: "k"), parallel: 1).milliseconds)
+        oneHand.append(byHand(try flake(1, prefix: "h")))
     }
     var twentyKiln: [Double] = []
     var twentyHand: [Double] = []
     for _ in 0..<max(3, rounds / 4) {
-        let kiln = try flake(20, prefix: "k")
-        twentyKiln.append(await kilnJobs(kiln, parallel: 2))
-        let hand = try flake(20, prefix: "h")
-        twentyHand.append(
-            timed("/usr/bin/nix", ["build"] + nixOptions + ["--no-link"] + hand.map { "path:\(directory.path)#\($0)" }))
+        twentyKiln.append(await kilnJobs(try flake(20, prefix: "k"), parallel: 2).milliseconds)
+        twentyHand.append(byHand(try flake(20, prefix: "h")))
+    }
+    var sharedKiln: [Double] = []
+    var sharedHand: [Double] = []
+    var sharedPeak: [Double] = []
+    for _ in 0..<max(3, rounds / 4) {
+        let kiln = await kilnJobs(try flake(10, prefix: "k", expensive: true), parallel: 2)
+        sharedKiln.append(kiln.milliseconds)
+        sharedPeak.append(Double(kiln.peakKilobytes) / 1024)
+        sharedHand.append(byHand(try flake(10, prefix: "h", expensive: true)))
     }
     print("[executor] 1 trivial job, Kiln executor:                 \(format(oneKiln))")
     print("[executor] 1 trivial derivation, nix build by hand:      \(format(oneHand))")
@@ -225,6 +253,10 @@ if sections.contains("executor") {
     print("[executor] 20 trivial jobs, Kiln executor, 2 at a time:  \(format(twentyKiln))")
     print("[executor] 20 derivations, one nix build by hand:        \(format(twentyHand))")
     print(String(format: "[executor]   ratio (medians): %.2f", median(twentyKiln) / median(twentyHand)))
+    print("[executor] 10 jobs over one expensive value, Kiln:       \(format(sharedKiln))")
+    print("[executor] the same 10 installables, one nix build:      \(format(sharedHand))")
+    print(String(format: "[executor]   ratio (medians): %.2f", median(sharedKiln) / median(sharedHand)))
+    print(String(format: "[executor]   evaluator's peak memory: median %.0f MiB (max %.0f)", median(sharedPeak), sharedPeak.max() ?? 0))
 }
 
 // MARK: - forges
