@@ -46,7 +46,7 @@ extension NixExecutor {
             }
             let groups = evaluation.groups()
             let total = groups.reduce(0) { $0 + $1.jobs.count }
-            let system = request.system ?? hostInfo.load()?.system ?? "this machine's system"
+            let system = await system(request, binaries)
             log.note("evaluating \(NixExecutor.count(total, "job")) for \(system)")
             for group in groups {
                 if let outcome = evaluation.stopped {
@@ -86,6 +86,12 @@ extension NixExecutor {
         } onCancel: {
             stop.request(.shutdown)
         }
+    }
+
+    /// The system `request` evaluates for: its own, or this machine's.
+    func system(_ request: EvaluationRequest, _ binaries: NixBinaries) async -> String {
+        if let system = request.system { return system }
+        return await host(binaries)?.system ?? "x86_64-linux"
     }
 
     /// The recorded derivations, when every job of `request` has some and all are still in the store.
@@ -141,7 +147,7 @@ extension NixExecutor {
                 else {
                     return .failure(.failed("the flake \(reference) could not be locked (uncommitted changes?)"))
                 }
-                let system = request.system ?? hostInfo.load()?.system ?? "x86_64-linux"
+                let system = await system(request, binaries)
                 let json = try Self.json([
                     "url": url,
                     "jobs": Dictionary(uniqueKeysWithValues: jobs.map { job in
@@ -340,7 +346,7 @@ extension NixExecutor {
                     binaries.nix, ["flake", "check", "--no-build"] + commonArguments + systemArguments + [flake],
                     killGrace: settings.killGrace, maxResidentKilobytes: memory, errorLine: capture)
                 if case .failure(let failure) = derivations(checked) { return finish(.failure(failure)) }
-                let system = request.system ?? hostInfo.load()?.system ?? "x86_64-linux"
+                let system = await system(request, binaries)
                 let listed = try await session.process(
                     binaries.nix,
                     ["eval", "--json"] + commonArguments + systemArguments

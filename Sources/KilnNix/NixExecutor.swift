@@ -297,17 +297,21 @@ public struct NixExecutor: Executor {
         return .failed(lastError, attempts: 3)
     }
 
-    /// Why no builder can build for `system`, or nil when one can.
-    func systemProblem(_ system: String, _ binaries: NixBinaries) async -> String? {
-        var host = hostInfo.load()
-        if host == nil,
+    /// What nix says of this machine (read once).
+    func host(_ binaries: NixBinaries) async -> HostInfo? {
+        if let host = hostInfo.load() { return host }
+        guard
             let config = try? await NixBinaries.capture(
                 binaries.nix, ["show-config", "--json"] + commonArguments, environment: ScrubbedEnvironment.queryVariables)
-        {
-            host = HostInfo(showConfig: Array(config.utf8))
-            hostInfo.store(host!)
-        }
-        guard let host, !host.systems.contains(system) else { return nil }
+        else { return nil }
+        let host = HostInfo(showConfig: Array(config.utf8))
+        hostInfo.store(host)
+        return host
+    }
+
+    /// Why no builder can build for `system`, or nil when one can.
+    func systemProblem(_ system: String, _ binaries: NixBinaries) async -> String? {
+        guard let host = await host(binaries), !host.systems.contains(system) else { return nil }
         return "no builder for \(system): this machine builds \(host.systems.sorted().joined(separator: ", ")); add a machine for \(system) to nix.builders"
     }
 

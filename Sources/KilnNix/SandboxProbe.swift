@@ -38,7 +38,14 @@ struct SandboxProbe {
             return "could not prepare the sandbox check in \(scratch): \(error)"
         }
         defer { listener.close() }
-        let environment = ScrubbedEnvironment.queryVariables
+        // A private home: nix writes its caches there (never /homeless-shelter, whose existence
+        // makes an unsandboxed nix refuse to build).
+        let environment: [String: String]
+        do {
+            environment = ScrubbedEnvironment.variables(home: try ScrubbedEnvironment.makeHome(under: directory))
+        } catch {
+            return "could not prepare the sandbox check in \(scratch): \(error)"
+        }
         do {
             let derivation = try await NixBinaries.capture(
                 binaries.nixInstantiate,

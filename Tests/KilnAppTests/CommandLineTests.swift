@@ -78,6 +78,44 @@ import Testing
         }
     }
 
+    @Test(.enabled(if: NixTest.enabled, "nix is not installed"), .timeLimit(.minutes(2)))
+    func runEvaluatesTheCheckoutOnceAndBuildsEachJob() throws {
+        try withTemporaryDirectoryBlocking { directory in
+            let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
+            let repository = try TestGitRepository(at: directory.appending("work"))
+            try TestFlake(packages: [:]).write(to: repository.path)
+            try repository.write(
+                "flake.nix",
+                """
+                {
+                  outputs = { self }: let
+                    bb = "${./bin}/busybox";
+                    shared = builtins.trace "shared-\(marker)" "\(marker)";
+                    mk = name: script: derivation {
+                      name = name + "-" + shared;
+                      system = "x86_64-linux";
+                      builder = bb;
+                      args = [ "sh" "-c" ("bb=" + bb + "; " + script) ];
+                    };
+                  in { packages.x86_64-linux = {
+                    ok = mk "ok" "echo fine-\(marker); $bb mkdir $out";
+                    bad = mk "bad" "echo doomed-\(marker); exit 2";
+                  }; };
+                }
+                """)
+            try repository.write(".kiln.yml", "jobs:\n  ok: { build: .#ok }\n  bad: { build: .#bad }\n")
+            _ = try repository.commit("two jobs")
+            let ran = try run(["run", "--repo", repository.path])
+            #expect(ran.status == 1)
+            #expect(ran.errors.contains("✔ ok:"), "\(ran.errors)")
+            #expect(ran.errors.contains("✘ bad:"), "\(ran.errors)")
+            #expect(ran.output.contains("fine-\(marker)") && ran.output.contains("doomed-\(marker)"), "\(ran.output)")
+            // One evaluation for both jobs.
+            #expect((ran.output + ran.errors).components(separatedBy: "shared-\(marker)").count - 1 == 1, "\(ran.output)\(ran.errors)")
+            #expect(ran.output.contains("evaluation | [kiln] evaluated 2 jobs"), "\(ran.output)")
+        }
+    }
+
     @Test func gcReportsWhatItRemoved() throws {
         try withTemporaryDirectoryBlocking { directory in
             try "s".write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
