@@ -32,8 +32,13 @@ public final class DataDirectoryLock: Service, Sendable {
         release()
     }
 
-    /// Lets the lock go (closing the file releases it).
-    public func release() { Glibc.close(descriptor) }
+    /// Lets the lock go. Unlocked before the file is closed: a process forked at that moment
+    /// (to exec nix or git) holds a copy of the descriptor until its exec, and closing ours alone
+    /// would leave the lock held through that copy.
+    public func release() {
+        flock(descriptor, LOCK_UN)
+        Glibc.close(descriptor)
+    }
 
     /// The data directory is in use.
     public struct Busy: Error, CustomStringConvertible {

@@ -11,6 +11,10 @@ public enum JobDetails {
         if let cpu = report.cpuSeconds { text += String(format: "| CPU | %.2f s |\n", cpu) }
         if let memory = report.peakMemoryKilobytes { text += "| Peak memory | \(ByteCount.format(memory * 1024)) |\n" }
         if let code = report.exitCode { text += "| nix exit code | \(code) |\n" }
+        if !report.derivations.isEmpty {
+            text += "| Derivations | \(report.derivations.count): built \(report.built.count) here"
+                + (report.waitedFor.isEmpty ? "" : ", waited for \(report.waitedFor.count) another job built") + " |\n"
+        }
         if let cache = report.cache { text += "| Binary cache | \(cache.summary) |\n" }
         if !report.outputs.isEmpty {
             text += "\n**Outputs**\n\n" + report.outputs.map { "- `\($0.path)`" + ($0.narSize.map { " (\(ByteCount.format(Int($0))))" } ?? "") }

@@ -175,6 +175,10 @@ public struct JobRecord: Sendable, Hashable {
     public var exitCode: Int32?
     /// Derivations the job evaluated to.
     public var derivations: [String]
+    /// Derivations its nix built.
+    public var built: [String] = []
+    /// Derivations another job or build was building, which it waited for.
+    public var waitedFor: [String] = []
     /// Outputs built.
     public var outputs: [BuiltOutput]
     /// CPU seconds of every process the job ran.

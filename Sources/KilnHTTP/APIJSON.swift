@@ -139,6 +139,8 @@ struct JobJSON: Encodable {
     var allow_failure: Bool
     var exit_code: Int32?
     var derivations: [String]
+    var built_derivations: [String]
+    var waited_for_derivations: [String]
     var outputs: [Output]
     var attempt: Int
     var timeout_seconds: Int64
@@ -173,6 +175,8 @@ struct JobJSON: Encodable {
         allow_failure = job.allowFailure
         exit_code = job.exitCode
         derivations = job.derivations
+        built_derivations = job.built
+        waited_for_derivations = job.waitedFor
         outputs = job.outputs.map { Output(name: $0.name, path: $0.path, nar_hash: $0.narHash, nar_size_bytes: $0.narSize) }
         attempt = job.attempt
         timeout_seconds = job.timeout.components.seconds

@@ -50,7 +50,7 @@ enum Rows {
         } else {
             target = .installables(installables)  // rows written before v2
         }
-        return JobRecord(
+        var job = JobRecord(
             id: row["id"], buildID: row["build_id"], name: row["name"], target: target, system: row["system"],
             needs: try strings(row["needs"], column: "jobs.needs"),
             timeout: .seconds(row["timeout_seconds"] as Int64),
@@ -61,6 +61,9 @@ enum Rows {
             outputs: try outputs(row["outputs"]), cpuSeconds: row["cpu_seconds"], peakMemoryKilobytes: row["peak_memory_kb"],
             cacheSummary: row["cache_summary"], attempt: row["attempt"], queuedAt: date(row["queued_at"])!,
             startedAt: date(row["started_at"]), finishedAt: date(row["finished_at"]))
+        job.built = try strings(row["built"], column: "jobs.built")
+        job.waitedFor = try strings(row["waited_for"], column: "jobs.waited_for")
+        return job
     }
 
     /// Outputs as objects; rows written before v2 hold bare store paths.

@@ -271,13 +271,13 @@ public struct SQLiteStore: KilnStore {
             try db.execute(
                 sql: """
                     UPDATE jobs SET state = ?, summary = ?, exit_code = ?, derivations = ?, outputs = ?, cpu_seconds = ?,
-                                    peak_memory_kb = ?, cache_summary = ?, finished_at = ?
+                                    peak_memory_kb = ?, cache_summary = ?, built = ?, waited_for = ?, finished_at = ?
                     WHERE id = ?
                     """,
                 arguments: [
                     machine.state.rawValue, description, report.exitCode, Rows.json(report.derivations),
                     Rows.encode(report.outputs), report.cpuSeconds, report.peakMemoryKilobytes, report.cache?.summary,
-                    now.timeIntervalSince1970, jobID,
+                    Rows.json(report.built), Rows.json(report.waitedFor), now.timeIntervalSince1970, jobID,
                 ])
             try enqueue(
                 [StatusUpdate(context: job.context, state: status, description: description, details: details)],

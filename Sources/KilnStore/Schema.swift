@@ -217,6 +217,10 @@ enum Schema {
             // When planning began, so that the watchdog can end a build whose planning hangs.
             try db.execute(sql: "ALTER TABLE builds ADD COLUMN planning_since REAL")
         }
+        migrator.registerMigration("v7: which derivations a job built and which it waited for") { db in
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN built TEXT NOT NULL DEFAULT '[]'")
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN waited_for TEXT NOT NULL DEFAULT '[]'")
+        }
         return migrator
     }
 }

@@ -50,6 +50,7 @@ struct EvaluateOnceTests {
         // One evaluation for the three flake jobs: the shared value was evaluated once in all.
         #expect(build.logs.values.joined().components(separatedBy: "shared-value-\(marker)").count - 1 == 1, "\(build.logs)")
         #expect(build.logs["broken"]?.contains("broken-\(marker)") == true)
+        #expect(build.built == ["a": 1, "b": 1, "c": 1, "broken": 0])
         #expect(!(build.logs["a"]?.contains("broken-\(marker)") ?? true))
         let phases = build.statuses.filter { $0.context == "kiln" }.map(\.description)
         #expect(phases.contains("evaluating 4 jobs") && phases.contains("building 4 jobs"), "\(phases)")
@@ -78,6 +79,7 @@ struct EvaluateOnceTests {
         #expect(fourth.logs.values.joined().contains("are still in the store: not evaluating again"), "\(fourth.logs)")
         // Nothing was built again either.
         #expect(fourth.logs.values.allSatisfy { $0.contains("nothing to build") }, "\(fourth.logs)")
+        #expect(fourth.built == ["a": 0, "b": 0])
         #expect(world.forge.refusals.isEmpty, "\(world.forge.refusals)")
     }
 
@@ -86,6 +88,8 @@ struct EvaluateOnceTests {
         var jobs: [String: String]
         var summaries: [String: String]
         var logs: [String: String]
+        /// How many derivations each job built itself.
+        var built: [String: Int]
         var statuses: [(context: String, description: String)]
     }
 
@@ -110,6 +114,8 @@ struct EvaluateOnceTests {
             state: build["state"] as? String ?? "",
             jobs: Dictionary(uniqueKeysWithValues: jobs.map { ($0["name"] as! String, $0["state"] as! String) }),
             summaries: Dictionary(uniqueKeysWithValues: jobs.map { ($0["name"] as! String, $0["summary"] as? String ?? "") }),
-            logs: logs, statuses: statuses)
+            logs: logs,
+            built: Dictionary(uniqueKeysWithValues: jobs.map { ($0["name"] as! String, ($0["built_derivations"] as? [String])?.count ?? -1) }),
+            statuses: statuses)
     }
 }
