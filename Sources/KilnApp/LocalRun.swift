@@ -105,7 +105,9 @@ public struct LocalRun: Sendable {
             let report: JobReport
             switch evaluations[next.system]?.results[next.name] {
             case .derivations(let derivations)?:
-                let run = JobRun(name: next.name, derivations: derivations, timeout: next.timeout, maxSilent: next.maxSilent)
+                let run = JobRun(
+                    name: next.name, derivations: derivations, timeout: next.timeout, maxSilent: next.maxSilent,
+                    missing: evaluations[next.system]?.missing(of: next.name))
                 report = await executor.run(run, log: log, stop: StopSignal())
             case .failed(let outcome, let messages)?:
                 log.write(Array(messages.utf8))

@@ -360,7 +360,8 @@ public struct BuildWorker: Service {
             // Untrusted builds (fork pull requests) never push to the cache.
             let run = JobRun(
                 name: job.name, derivations: derivations, timeout: job.timeout, maxSilent: job.maxSilent,
-                pushToCache: job.cachePush && claimed.build.trusted, derivationLogDirectory: settings.paths.derivationLogs(job.id))
+                pushToCache: job.cachePush && claimed.build.trusted, derivationLogDirectory: settings.paths.derivationLogs(job.id),
+                missing: evaluation.missing(of: job.name))
             return await executor.run(run, log: ProgressSink(log: log, job: job.id, board: progress), stop: stop)
         }
     }

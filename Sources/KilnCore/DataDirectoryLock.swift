@@ -1,11 +1,13 @@
 import Foundation
 import ServiceLifecycle
+import Synchronization
 
 /// One Kiln per data directory: an exclusive `flock` on `<data-dir>/kiln.lock`, held while the
 /// service group runs. A second `kiln serve` on the same directory would otherwise delete the
 /// first one's work trees and run its jobs again beside it.
 public final class DataDirectoryLock: Service, Sendable {
-    private let descriptor: Int32
+    /// The open lock file; nil once released (released once: a second close could close a reused number).
+    private let descriptor: Mutex<Int32?>
     /// The lock file.
     public let path: String
 
@@ -23,7 +25,7 @@ public final class DataDirectoryLock: Service, Sendable {
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(descriptor, 0)
         _ = pid.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-        self.descriptor = descriptor
+        self.descriptor = Mutex(descriptor)
     }
 
     /// Holds the lock until the graceful shutdown, then lets it go.
@@ -36,6 +38,7 @@ public final class DataDirectoryLock: Service, Sendable {
     /// (to exec nix or git) holds a copy of the descriptor until its exec, and closing ours alone
     /// would leave the lock held through that copy.
     public func release() {
+        guard let descriptor = descriptor.withLock({ $0.take() }) else { return }
         flock(descriptor, LOCK_UN)
         Glibc.close(descriptor)
     }

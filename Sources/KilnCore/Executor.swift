@@ -15,12 +15,16 @@ public struct JobRun: Sendable, Hashable {
     public var pushToCache: Bool
     /// Where each derivation's own log goes; nil to keep only the job's log.
     public var derivationLogDirectory: String?
+    /// Those of `derivations` that were not in the store when the build was evaluated; nil when
+    /// not known. What the job does not build of them itself, another job built meanwhile.
+    public var missing: [String]?
 
     /// Creates a run.
     public init(
         name: String, derivations: [String], timeout: Duration, maxSilent: Duration, pushToCache: Bool = false,
-        derivationLogDirectory: String? = nil
+        derivationLogDirectory: String? = nil, missing: [String]? = nil
     ) {
+        self.missing = missing
         self.name = name
         self.derivations = derivations
         self.timeout = timeout
@@ -104,6 +108,15 @@ public struct EvaluationReport: Sendable, Hashable {
     public var cpuSeconds: Double?
     /// Largest resident memory of an evaluating process.
     public var peakMemoryKilobytes: Int?
+    /// The derivations found whose outputs were not all in the store when the evaluation
+    /// ended; nil when not known.
+    public var missing: Set<String>?
+
+    /// The derivations of `job` that were not in the store at evaluation, when known.
+    public func missing(of job: String) -> [String]? {
+        guard let missing, case .derivations(let derivations)? = results[job] else { return nil }
+        return derivations.filter(missing.contains)
+    }
 
     /// Creates a report.
     public init(

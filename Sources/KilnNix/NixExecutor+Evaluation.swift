@@ -20,8 +20,10 @@ extension NixExecutor {
         if let recorded = request.recorded, let derivations = await stillValid(recorded, for: request) {
             let summary = "the derivations evaluated for \(recorded.source) (same tree and pipeline) are still in the store: not evaluating again"
             log.note(summary)
-            return EvaluationReport(
+            var report = EvaluationReport(
                 results: derivations.mapValues { .derivations($0) }, summary: summary, duration: ContinuousClock.now - started)
+            report.missing = await missingFromTheStore(report)
+            return report
         }
         if !evaluationTurns.tryTake() {
             log.note("waiting for another evaluation to end (nix.max-parallel-evals: \(settings.maxParallelEvaluations))")
@@ -80,12 +82,25 @@ extension NixExecutor {
             if let peak = session.peakKilobytes { summary += ", evaluator's peak memory \(ByteCount.format(peak * 1024))" }
             if failed > 0 { summary += "; \(failed) failed" }
             log.note(summary)
-            return EvaluationReport(
+            var report = EvaluationReport(
                 results: evaluation.results, summary: summary, duration: ContinuousClock.now - started,
                 cpuSeconds: session.cpuSeconds, peakMemoryKilobytes: session.peakKilobytes)
+            report.missing = await missingFromTheStore(report)
+            return report
         } onCancel: {
             stop.request(.shutdown)
         }
+    }
+
+    /// Which derivations the report found are not in the store yet: the jobs then tell what
+    /// they built from what another job built meanwhile.
+    private func missingFromTheStore(_ report: EvaluationReport) async -> Set<String>? {
+        guard case .success(let binaries) = NixBinaries.resolve(settings.binary) else { return nil }
+        let found = report.results.values.flatMap { result -> [String] in
+            if case .derivations(let derivations) = result { return derivations }
+            return []
+        }
+        return await missing(Array(Set(found)).sorted(), binaries)
     }
 
     /// The system `request` evaluates for: its own, or this machine's.

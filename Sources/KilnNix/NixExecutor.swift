@@ -90,62 +90,55 @@ public struct NixExecutor: Executor {
                 log.note("nothing to build")
                 return run.report(.succeeded, exitCode: 0, session)
             }
-            // What is missing from the store: the rest was built before (or by a job running now).
-            let planned = await plannedOutputs(job.derivations, binaries, environment: session.environment)
-            let missing = planned.map { $0.filter { !$0.valid }.map(\.derivation) } ?? job.derivations
-            let built: ProcessEnd?
-            if missing.isEmpty {
-                log.note("all \(Self.count(job.derivations.count, "derivation")) of this job are in the store already; nothing to build")
-                built = nil
-            } else {
-                // Build, in the sandbox, with nix's own silence limit as well as Kiln's.
-                log.note("building \(Self.count(missing.count, "derivation"))")
-                let renderer = NixLogRenderer(
-                    sink: log, derivationLogs: job.derivationLogDirectory, capPerDerivation: settings.derivationLogCap)
+            // Build, in the sandbox, with nix's own silence limit as well as Kiln's. nix returns at
+            // once for derivations already built, and waits for those another nix is building.
+            log.note("building \(Self.count(job.derivations.count, "derivation"))")
+            let renderer = NixLogRenderer(
+                sink: log, derivationLogs: job.derivationLogDirectory, capPerDerivation: settings.derivationLogCap)
+            let silentSeconds = max(1, job.maxSilent.components.seconds)
+            let built: ProcessEnd
+            do {
                 defer { renderer.finish() }
-                let silentSeconds = max(1, job.maxSilent.components.seconds)
-                do {
-                    built = try await session.process(
-                        binaries.nixStore,
-                        ["--realise", "--max-silent-time", String(silentSeconds), "--log-format", "internal-json"]
-                            + optionArguments + ["--"] + job.derivations,
-                        // nix stops a silent builder itself; Kiln's own limit is a backstop for a nix that hangs.
-                        killGrace: settings.killGrace, maxSilent: job.maxSilent + .seconds(30), confined: false,
-                        errorLine: { renderer.line($0) })
-                } catch {
-                    return run.report(Self.interrupted(stop, error), session)
-                }
-                run.built = renderer.builtDerivations.sorted()
-                run.waitedFor = planned == nil ? [] : missing.filter { !renderer.builtDerivations.contains($0) }
+                built = try await session.process(
+                    binaries.nixStore,
+                    ["--realise", "--max-silent-time", String(silentSeconds), "--log-format", "internal-json"]
+                        + optionArguments + ["--"] + job.derivations,
+                    // nix stops a silent builder itself; Kiln's own limit is a backstop for a nix that hangs.
+                    killGrace: settings.killGrace, maxSilent: job.maxSilent + .seconds(30), confined: false,
+                    errorLine: { renderer.line($0) })
+            } catch {
+                return run.report(Self.interrupted(stop, error), session)
             }
-            if let built {
-                if let outcome = Self.stopped(built, timeout: job.timeout, maxSilent: job.maxSilent) {
-                    return run.report(outcome, exitCode: built.exitCode, session)
-                }
-                switch built.exitCode {
-                case 0:
-                    break
-                case let code? where code & 0xF0 == 0x60 && code & 0x01 != 0:
-                    return run.report(.timedOut(after: job.maxSilent, silent: true), exitCode: code, session)
-                case let code? where code & 0xF0 == 0x60:
-                    return run.report(.failed(exitCode: code, reason: NixMessages.lastError(built.errorTail)), exitCode: code, session)
-                case let code?:
-                    return run.report(
-                        .errored("nix-store exited with \(code): \(NixMessages.lastError(built.errorTail))"), exitCode: code, session)
-                case nil:
-                    return run.report(.errored("nix-store was killed by a signal: \(NixMessages.lastError(built.errorTail))"), session)
-                }
-                if !run.waitedFor.isEmpty {
-                    log.note("waited for \(Self.count(run.waitedFor.count, "derivation")) that another job was building: "
+            run.built = renderer.builtDerivations.sorted()
+            if let outcome = Self.stopped(built, timeout: job.timeout, maxSilent: job.maxSilent) {
+                return run.report(outcome, exitCode: built.exitCode, session)
+            }
+            switch built.exitCode {
+            case 0:
+                break
+            case let code? where code & 0xF0 == 0x60 && code & 0x01 != 0:
+                return run.report(.timedOut(after: job.maxSilent, silent: true), exitCode: code, session)
+            case let code? where code & 0xF0 == 0x60:
+                return run.report(.failed(exitCode: code, reason: NixMessages.lastError(built.errorTail)), exitCode: code, session)
+            case let code?:
+                return run.report(
+                    .errored("nix-store exited with \(code): \(NixMessages.lastError(built.errorTail))"), exitCode: code, session)
+            case nil:
+                return run.report(.errored("nix-store was killed by a signal: \(NixMessages.lastError(built.errorTail))"), session)
+            }
+            if let missing = job.missing {
+                run.waitedFor = missing.filter { !renderer.builtDerivations.contains($0) }
+                if missing.isEmpty {
+                    log.note("all \(Self.count(job.derivations.count, "derivation")) of this job were in the store already; nothing to build")
+                } else if !run.waitedFor.isEmpty {
+                    log.note("\(Self.count(run.waitedFor.count, "derivation")) missing at evaluation were built meanwhile by another job (or substituted), not here: "
                         + run.waitedFor.map(NixLogRenderer.label).joined(separator: ", "))
                 }
             }
             // What was built, as nix describes it.
-            let outputs =
-                planned?.flatMap(\.outputs)
-                ?? (built.map { NixExecutor.storePaths($0.standardOutput) } ?? []).map {
-                    BuiltOutput(name: Self.outputName($0, derivations: job.derivations), path: $0)
-                }
+            let outputs = NixExecutor.storePaths(built.standardOutput).map {
+                BuiltOutput(name: Self.outputName($0, derivations: job.derivations), path: $0)
+            }
             run.outputs = await describeOutputs(outputs, binaries, environment: session.environment)
             for output in run.outputs { log.note("built \(output.path)") }
             // The binary cache.
@@ -189,33 +182,27 @@ public struct NixExecutor: Executor {
         return .success((session, binaries))
     }
 
-    /// Each derivation's outputs and whether they are all in the store (`nix show-derivation`,
-    /// `nix-store --check-validity`); nil when nix could not say.
-    private func plannedOutputs(_ derivations: [String], _ binaries: NixBinaries, environment: [String: String]) async
-        -> [PlannedDerivation]?
-    {
+    /// Those of `derivations` whose outputs are not all in the store (`nix show-derivation`,
+    /// `nix-store --check-validity`, one process each for all of them); nil when nix could not say.
+    func missing(_ derivations: [String], _ binaries: NixBinaries) async -> Set<String>? {
+        guard !derivations.isEmpty else { return [] }
         guard
-            let shown = try? await NixBinaries.capture(
-                binaries.nix, ["show-derivation"] + commonArguments + ["--"] + derivations, environment: environment),
+            let shown = try? await NixBinaries.capture(binaries.nix, ["show-derivation"] + commonArguments + ["--"] + derivations),
             let described = (try? JSONSerialization.jsonObject(with: Data(shown.utf8))) as? [String: [String: Any]]
         else { return nil }
-        var outputs: [String: [BuiltOutput]] = [:]
+        var outputs: [String: [String]] = [:]
         for derivation in derivations {
-            guard let described = described[derivation]?["outputs"] as? [String: [String: Any]] else { return nil }
-            let paths = described.compactMap { name, output in (output["path"] as? String).map { BuiltOutput(name: name, path: $0) } }
-            guard paths.count == described.count else { return nil }
-            outputs[derivation] = paths.sorted { $0.name < $1.name }
+            guard let named = described[derivation]?["outputs"] as? [String: [String: Any]] else { return nil }
+            let paths = named.values.compactMap { $0["path"] as? String }
+            guard paths.count == named.count else { return nil }
+            outputs[derivation] = paths
         }
         guard
             let invalid = try? await NixBinaries.capture(
-                binaries.nixStore, ["--check-validity", "--print-invalid"] + outputs.values.flatMap { $0.map(\.path) },
-                environment: environment)
+                binaries.nixStore, ["--check-validity", "--print-invalid"] + outputs.values.joined())
         else { return nil }
-        let missing = Set(Self.storePaths(Array(invalid.utf8)))
-        return derivations.map { derivation in
-            let paths = outputs[derivation] ?? []
-            return PlannedDerivation(derivation: derivation, outputs: paths, valid: !paths.contains { missing.contains($0.path) })
-        }
+        let absent = Set(Self.storePaths(Array(invalid.utf8)))
+        return Set(derivations.filter { outputs[$0]?.contains(where: absent.contains) ?? true })
     }
 
     /// "1 derivation", "3 derivations".
@@ -375,13 +362,6 @@ public struct NixExecutor: Executor {
             .map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { $0.hasPrefix("/") }
     }
-}
-
-/// A derivation of a job, its outputs, and whether they are all in the store.
-private struct PlannedDerivation {
-    var derivation: String
-    var outputs: [BuiltOutput]
-    var valid: Bool
 }
 
 /// What one job's run found, for its report.

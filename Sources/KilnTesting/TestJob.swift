@@ -42,7 +42,8 @@ extension Executor {
             return await run(
                 JobRun(
                     name: spec.name, derivations: derivations, timeout: spec.timeout, maxSilent: spec.maxSilent,
-                    pushToCache: spec.pushToCache, derivationLogDirectory: spec.derivationLogDirectory),
+                    pushToCache: spec.pushToCache, derivationLogDirectory: spec.derivationLogDirectory,
+                    missing: evaluation.missing(of: spec.name)),
                 log: log, stop: stop)
         case .failed(let outcome, let messages)?:
             log.write(Array(messages.utf8))

@@ -225,7 +225,7 @@ struct EvaluationTests {
             #expect(second.built.isEmpty && second.waitedFor.isEmpty)
             #expect(second.outputs.map(\.path) == first.outputs.map(\.path))
             #expect(second.outputs.first?.narSize != nil)
-            #expect(log.text.contains("in the store already; nothing to build"))
+            #expect(log.text.contains("were in the store already; nothing to build"), "\(log.text)")
             #expect(!log.text.contains("built-\(marker)"))
         }
     }
@@ -242,7 +242,9 @@ struct EvaluationTests {
                 return
             }
             func job(_ name: String) -> JobRun {
-                JobRun(name: name, derivations: derivations, timeout: .seconds(60), maxSilent: .seconds(60))
+                JobRun(
+                    name: name, derivations: derivations, timeout: .seconds(60), maxSilent: .seconds(60),
+                    missing: evaluation.missing(of: name))
             }
             async let a = executor.run(job("one"), log: MemoryLog(), stop: StopSignal())
             async let b = executor.run(job("two"), log: MemoryLog(), stop: StopSignal())
@@ -251,6 +253,7 @@ struct EvaluationTests {
             #expect(reports.map(\.built.count).sorted() == [0, 1], "\(reports.map(\.built))")
             #expect(reports.map(\.waitedFor.count).sorted() == [0, 1], "\(reports.map(\.waitedFor))")
             #expect(Set(reports.flatMap(\.built) + reports.flatMap(\.waitedFor)) == Set(derivations))
+            #expect(evaluation.missing(of: "one") == derivations)
         }
     }
 

@@ -211,7 +211,9 @@ if sections.contains("executor") {
                 guard case .derivations(let derivations)? = evaluation.results[name] else { fatalError("job \(name): \(String(describing: evaluation.results[name]))") }
                 group.addTask {
                     let report = await executor.run(
-                        JobRun(name: name, derivations: derivations, timeout: .seconds(600), maxSilent: .seconds(600)),
+                        JobRun(
+                            name: name, derivations: derivations, timeout: .seconds(600), maxSilent: .seconds(600),
+                            missing: evaluation.missing(of: name)),
                         log: MemoryLog(), stop: StopSignal())
                     guard report.outcome == .succeeded else { fatalError("job \(name): \(report.outcome)") }
                 }
