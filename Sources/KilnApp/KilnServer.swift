@@ -124,12 +124,14 @@ public enum KilnServer {
         nixSettings.processMark = nixSettings.processMark ?? dataDirectory
         let intake = WebhookIntake(
             endpoints: endpoints, store: store, running: running, bells: bells, logger: logger)
+        var workerSettings = WorkerSettings(
+            limits: configuration.nix.limits, maxParallelJobs: configuration.nix.maxParallelJobs,
+            logCapBytes: configuration.storage.maxLogBytes, paths: paths)
+        workerSettings.evaluationTimeout = nixSettings.evalTimeout
         let worker = BuildWorker(
             store: store, source: GitMirrors(root: dataDirectory + "/mirrors"),
             executor: executor ?? NixExecutor(settings: nixSettings), repositories: repositoryConfigs,
-            settings: WorkerSettings(
-                limits: configuration.nix.limits, maxParallelJobs: configuration.nix.maxParallelJobs,
-                logCapBytes: configuration.storage.maxLogBytes, paths: paths),
+            settings: workerSettings,
             bells: bells, health: health, progress: progress, running: running, logger: logger)
         let reporter = StatusReporter(
             store: store, forges: forges,

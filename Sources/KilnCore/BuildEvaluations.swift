@@ -18,6 +18,9 @@ public final class BuildEvaluations: Sendable {
     }
 
     private let evaluations = Mutex<[Key: Task<EvaluationReport, Never>]>([:])
+    /// Builds whose end went unseen (cancelled while no job ran) leave entries; past this many,
+    /// the oldest builds' go.
+    private static let kept = 256
 
     /// No evaluations yet.
     public init() {}
@@ -31,6 +34,11 @@ public final class BuildEvaluations: Sendable {
             if let running = evaluations[key] { return (running, false) }
             let task = Task { await evaluate() }
             evaluations[key] = task
+            if evaluations.count > Self.kept {
+                for old in evaluations.keys.sorted(by: { $0.build < $1.build }).prefix(evaluations.count - Self.kept) {
+                    evaluations[old] = nil
+                }
+            }
             return (task, true)
         }
         return (await task.value, ranHere)

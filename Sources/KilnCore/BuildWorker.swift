@@ -39,6 +39,9 @@ public struct WorkerSettings: Sendable {
     public var readinessRetry: Duration
     /// Builds planned at once (each of a different repository).
     public var maxConcurrentPlanning: Int = 4
+    /// The longest a build's evaluation may take (`nix.eval-timeout`): a job waits for it before
+    /// its own timeout starts, so the watchdog gives it this much longer.
+    public var evaluationTimeout: Duration = .seconds(600)
 
     /// Creates settings.
     public init(
@@ -150,7 +153,8 @@ public struct BuildWorker: Service {
 
     /// Every minute, ends what is overdue (and rings for the statuses it enqueued).
     private func watchLoop() async {
-        let watchdog = Watchdog(store: store, logger: logger)
+        var watchdog = Watchdog(store: store, logger: logger)
+        watchdog.jobGrace += Double(settings.evaluationTimeout.components.seconds)
         while !Task.isCancelled {
             let ended = await watchdog.sweep(now: Date())
             if ended.jobs + ended.builds > 0 {

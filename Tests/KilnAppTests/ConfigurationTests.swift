@@ -44,6 +44,9 @@ import Testing
         #expect(configuration.server.maxBodyBytes == 26_214_400)
         #expect(configuration.nix.maxParallelJobs == 2)
         #expect(configuration.nix.limits == .init(defaultTimeout: .seconds(1800), maxTimeout: .seconds(3600), defaultMaxSilent: .seconds(600)))
+        #expect(configuration.nix.settings.evalTimeout == .seconds(600))
+        #expect(configuration.nix.settings.evalMaxMemoryKilobytes == nil)
+        #expect(configuration.nix.settings.maxParallelEvaluations == 1)
         #expect(configuration.forges.first?.webhookSecrets.map(\.value) == ["secret"])
         #expect(configuration.forges.first?.token?.value == "token")
         #expect(configuration.forges.first?.apiURL == "https://api.github.com")
@@ -90,7 +93,20 @@ import Testing
         ("nix:\n  options:\n    build-use-sandbox: false\n" + minimal,
             "kiln.yaml:3:24: nix.options.build-use-sandbox: nix.options may not set 'build-use-sandbox': Kiln always sets accept-flake-config = false, allow-import-from-derivation = false, restrict-eval = true, sandbox = true, sandbox-fallback = false, with the work tree as the only search path"),
         ("nix:\n  max-parallel-jobs: lots\n" + minimal, "kiln.yaml:2:22: nix.max-parallel-jobs: 'lots' must be a whole number from 1 to 256"),
+        ("nix:\n  max-parallel-evals: 0\n" + minimal, "kiln.yaml:2:23: nix.max-parallel-evals: '0' must be a whole number from 1 to 64"),
     ]
+
+    @Test func evaluationLimitsAreRead() throws {
+        let configuration = try load("nix:\n  eval-timeout: 5m\n  eval-max-memory: 2GiB\n  max-parallel-evals: 2\n" + Self.minimal).get()
+        #expect(configuration.nix.settings.evalTimeout == .seconds(300))
+        #expect(configuration.nix.settings.evalMaxMemoryKilobytes == 2 << 20)
+        #expect(configuration.nix.settings.maxParallelEvaluations == 2)
+        guard case .failure(let error) = try load("nix:\n  eval-max-memory: lots\n" + Self.minimal) else {
+            Issue.record("expected a configuration error")
+            return
+        }
+        #expect(error.problems.first?.hasPrefix("kiln.yaml:2:20: nix.eval-max-memory:") == true, "\(error.problems)")
+    }
 
     @Test(arguments: problems)
     func problemNamesItsKeyPath(yaml: String, expected: String) throws {
