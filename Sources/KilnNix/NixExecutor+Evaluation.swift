@@ -170,7 +170,7 @@ extension NixExecutor {
                     }),
                 ])
                 // The request is data in a string literal: nothing of it is read as nix code.
-                let expression = Self.flakeExpression.replacingOccurrences(of: "@REQUEST@", with: Self.nixString(json))
+                let expression = Self.flakeExpression.replacingOccurrences(of: "@REQUEST@", with: NixString.literal(json))
                 command = (binaries.nix, ["eval", "--json"] + commonArguments + systemArguments + ["--expr", expression])
             case .classic(let file):
                 let json = try Self.json([
@@ -247,21 +247,6 @@ extension NixExecutor {
         }
         parts.append(current)
         return parts
-    }
-
-    /// A nix string literal holding `text`.
-    static func nixString(_ text: String) -> String {
-        var escaped = "\""
-        for character in text {
-            switch character {
-            case "\\": escaped += "\\\\"
-            case "\"": escaped += "\\\""
-            case "$": escaped += "\\$"
-            case "\n": escaped += "\\n"
-            default: escaped.append(character)
-            }
-        }
-        return escaped + "\""
     }
 
     /// Finds each installable's attribute in the locked flake, as nix does, and answers its

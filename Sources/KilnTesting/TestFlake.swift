@@ -1,4 +1,5 @@
 import Foundation
+import KilnPipeline
 
 /// A flake whose derivations are busybox shell scripts, so that it builds without nixpkgs.
 ///
@@ -30,10 +31,10 @@ public struct TestFlake: Sendable {
             try FileManager.default.copyItem(atPath: Self.busybox, toPath: bin + "/busybox")
         }
         var attributes = packages.sorted { $0.key < $1.key }.map { name, script in
-            "      \(name) = mk \"\(name)\" \(Self.nixString(script));"
+            "      \(name) = mk \"\(name)\" \(NixString.literal(script));"
         }
         attributes += evaluationErrors.sorted { $0.key < $1.key }.map { name, message in
-            "      \(name) = throw \(Self.nixString(message));"
+            "      \(name) = throw \(NixString.literal(message));"
         }
         let flake = """
             {
@@ -54,19 +55,5 @@ public struct TestFlake: Sendable {
 
             """
         try flake.write(toFile: directory + "/flake.nix", atomically: true, encoding: .utf8)
-    }
-
-    /// A nix string literal; `${` is escaped so scripts can use shell `${var}`.
-    static func nixString(_ text: String) -> String {
-        var escaped = ""
-        for character in text {
-            switch character {
-            case "\\": escaped += "\\\\"
-            case "\"": escaped += "\\\""
-            case "$": escaped += "\\$"
-            default: escaped.append(character)
-            }
-        }
-        return "\"\(escaped)\""
     }
 }

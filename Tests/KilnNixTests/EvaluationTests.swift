@@ -279,6 +279,6 @@ struct EvaluationTests {
         #expect(NixExecutor.attributeCandidates("./sub#a.\"b.c\".d^out", system: "s") == [
             ["packages", "s", "a", "b.c", "d"], ["legacyPackages", "s", "a", "b.c", "d"], ["a", "b.c", "d"],
         ])
-        #expect(NixExecutor.nixString("a\"b\\c${d}\n") == "\"a\\\"b\\\\c\\${d}\\n\"")
+        #expect(NixString.literal("a\"b\\c${d}\n") == "\"a\\\"b\\\\c\\${d}\\n\"")
     }
 }
