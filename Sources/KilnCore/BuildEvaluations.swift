@@ -35,7 +35,8 @@ public final class BuildEvaluations: Sendable {
             let task = Task { await evaluate() }
             evaluations[key] = task
             if evaluations.count > Self.kept {
-                for old in evaluations.keys.sorted(by: { $0.build < $1.build }).prefix(evaluations.count - Self.kept) {
+                let others = evaluations.keys.filter { $0 != key }.sorted { $0.build < $1.build }
+                for old in others.prefix(evaluations.count - Self.kept) {
                     evaluations[old] = nil
                 }
             }

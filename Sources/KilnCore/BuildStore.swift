@@ -168,7 +168,8 @@ public protocol BuildStore: Sendable {
     func finishJob(_ jobID: JobID, _ report: JobReport, details: String?, at now: Date) async throws -> BuildRecord
 
     /// While a running build evaluates or builds: its summary, and the `kiln` status, say so.
-    /// `derivations` (by job name) records what an evaluation found for the build's jobs.
+    /// `derivations` (by job name) records what an evaluation found for the build's jobs; the
+    /// build's running jobs then start their clocks again.
     func noteBuildPhase(_ buildID: BuildID, _ summary: String, derivations: [String: [String]], at now: Date) async throws
 
     /// The derivations of the jobs of the newest other build of the same tree and pipeline

@@ -154,7 +154,9 @@ public struct BuildWorker: Service {
     /// Every minute, ends what is overdue (and rings for the statuses it enqueued).
     private func watchLoop() async {
         var watchdog = Watchdog(store: store, logger: logger)
-        watchdog.jobGrace += Double(settings.evaluationTimeout.components.seconds)
+        // A job's clock restarts when its build's evaluation ends; before that it may wait for
+        // the evaluations of as many builds as jobs run at once.
+        watchdog.jobGrace += Double(settings.evaluationTimeout.components.seconds * Int64(max(1, settings.maxParallelJobs)))
         while !Task.isCancelled {
             let ended = await watchdog.sweep(now: Date())
             if ended.jobs + ended.builds > 0 {
@@ -242,8 +244,14 @@ public struct BuildWorker: Service {
         -> EvaluationReport
     {
         let build = claimed.build
-        let jobs = ((try? await store.buildDetails(build.id))?.jobs ?? [claimed.job])
-            .filter { $0.system == claimed.job.system && !$0.state.isFinal }
+        let jobs: [JobRecord]
+        do {
+            jobs = (try await store.buildDetails(build.id)?.jobs ?? [claimed.job])
+                .filter { $0.system == claimed.job.system && !$0.state.isFinal }
+        } catch {
+            log.note("could not read the build's jobs; evaluating this job alone: \(error)")
+            jobs = [claimed.job]
+        }
         var request = EvaluationRequest(
             jobs: jobs.map { EvaluationRequest.Job(name: $0.name, target: $0.target) }, system: claimed.job.system,
             workspace: settings.paths.evaluationWorkspace(build.id, job: claimed.job.id), isPlainTree: true)
@@ -344,10 +352,19 @@ public struct BuildWorker: Service {
         }
         // One evaluation for the build's jobs: the first job to start runs it, the others wait.
         let key = BuildEvaluations.Key(build: claimed.build.id, system: job.system)
-        let (evaluation, ranHere) = await withTaskCancellationHandler {
+        var (evaluation, ranHere) = await withTaskCancellationHandler {
             await evaluations.report(key) { await self.evaluate(claimed, repository, log: log, stop: stop) }
         } onCancel: {
             stop.request(.shutdown)
+        }
+        if evaluation.results[job.name] == nil, stop.reason == nil {
+            // Evaluated without this job (its build's jobs could not be read then): once more, with it.
+            evaluations.forget(claimed.build.id)
+            (evaluation, ranHere) = await withTaskCancellationHandler {
+                await evaluations.report(key) { await self.evaluate(claimed, repository, log: log, stop: stop) }
+            } onCancel: {
+                stop.request(.shutdown)
+            }
         }
         if !ranHere { log.note("derivations from the build's evaluation: \(evaluation.summary)") }
         switch evaluation.results[job.name] {

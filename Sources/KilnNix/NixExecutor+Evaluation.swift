@@ -27,9 +27,21 @@ extension NixExecutor {
         }
         if !evaluationTurns.tryTake() {
             log.note("waiting for another evaluation to end (nix.max-parallel-evals: \(settings.maxParallelEvaluations))")
-            await evaluationTurns.take()
+            repeat {
+                if let reason = stop.reason { return .all(request, .cancelled(reason), log: "cancelled before evaluation") }
+                try? await Task.sleep(for: .milliseconds(100))
+            } while !evaluationTurns.tryTake()
         }
-        defer { evaluationTurns.give() }
+        var report = await evaluateHoldingATurn(request, log: log, stop: stop, started: started)
+        evaluationTurns.give()
+        report.missing = await missingFromTheStore(report)
+        return report
+    }
+
+    /// Evaluates `request`; the caller holds one of the `nix.max-parallel-evals` turns.
+    private func evaluateHoldingATurn(
+        _ request: EvaluationRequest, log: any LogSink, stop: StopSignal, started: ContinuousClock.Instant
+    ) async -> EvaluationReport {
         if let reason = stop.reason {
             return .all(request, .cancelled(reason), log: "cancelled before evaluation")
         }
@@ -48,7 +60,7 @@ extension NixExecutor {
             }
             let groups = evaluation.groups()
             let total = groups.reduce(0) { $0 + $1.jobs.count }
-            let system = await system(request, binaries)
+            let system = await system(request, binaries) ?? "this machine's system"
             log.note("evaluating \(NixExecutor.count(total, "job")) for \(system)")
             for group in groups {
                 if let outcome = evaluation.stopped {
@@ -82,11 +94,9 @@ extension NixExecutor {
             if let peak = session.peakKilobytes { summary += ", evaluator's peak memory \(ByteCount.format(peak * 1024))" }
             if failed > 0 { summary += "; \(failed) failed" }
             log.note(summary)
-            var report = EvaluationReport(
+            return EvaluationReport(
                 results: evaluation.results, summary: summary, duration: ContinuousClock.now - started,
                 cpuSeconds: session.cpuSeconds, peakMemoryKilobytes: session.peakKilobytes)
-            report.missing = await missingFromTheStore(report)
-            return report
         } onCancel: {
             stop.request(.shutdown)
         }
@@ -103,10 +113,10 @@ extension NixExecutor {
         return await missing(Array(Set(found)).sorted(), binaries)
     }
 
-    /// The system `request` evaluates for: its own, or this machine's.
-    func system(_ request: EvaluationRequest, _ binaries: NixBinaries) async -> String {
+    /// The system `request` evaluates for: its own, or this machine's; nil when nix does not say.
+    func system(_ request: EvaluationRequest, _ binaries: NixBinaries) async -> String? {
         if let system = request.system { return system }
-        return await host(binaries)?.system ?? "x86_64-linux"
+        return await host(binaries)?.system
     }
 
     /// The recorded derivations, when every job of `request` has some and all are still in the store.
@@ -151,7 +161,7 @@ extension NixExecutor {
                 let flake = request.isPlainTree ? NixExecutor.anchor(reference, in: request.workspace) : reference
                 let metadata = try await session.process(
                     binaries.nix, ["flake", "metadata", "--json"] + commonArguments + ["--", flake],
-                    killGrace: settings.killGrace, errorLine: raw)
+                    killGrace: settings.killGrace, maxResidentKilobytes: settings.evalMaxMemoryKilobytes, errorLine: raw)
                 if let outcome = Self.stopped(metadata, timeout: settings.evalTimeout, maxSilent: settings.evalTimeout) {
                     return .failure(.stopped(outcome))
                 }
@@ -162,7 +172,9 @@ extension NixExecutor {
                 else {
                     return .failure(.failed("the flake \(reference) could not be locked (uncommitted changes?)"))
                 }
-                let system = await system(request, binaries)
+                guard let system = await system(request, binaries) else {
+                    return .failure(.failed("nix did not say which system this machine builds for"))
+                }
                 let json = try Self.json([
                     "url": url,
                     "jobs": Dictionary(uniqueKeysWithValues: jobs.map { job in
@@ -188,6 +200,10 @@ extension NixExecutor {
             let ended = try await session.process(
                 command.0, command.1, killGrace: settings.killGrace, maxResidentKilobytes: settings.evalMaxMemoryKilobytes,
                 errorLine: raw)
+            if case .memory(let kilobytes) = ended.stopCause {
+                // Each job alone may fit: the one that does not then fails by itself.
+                return .failure(.failed("the evaluation of \(jobs.count) jobs together used more than \(ByteCount.format(kilobytes * 1024))"))
+            }
             if let outcome = Self.stopped(ended, timeout: settings.evalTimeout, maxSilent: settings.evalTimeout) {
                 return .failure(.stopped(outcome))
             }
@@ -280,10 +296,18 @@ extension NixExecutor {
         let
           r = builtins.fromJSON request;
           call = value: if builtins.isFunction value then value { } else value;
+          # Called once for every job: what the jobs share is evaluated once.
           root = call (import (./. + "/${r.file}"));
-          step = value: name:
-            let v = call value; in
-            if builtins.isList v then builtins.elemAt v (builtins.fromJSON name) else builtins.getAttr name v;
+          select = v: name:
+            if builtins.match "[0-9]+" name != null then
+              (if builtins.isList v then builtins.elemAt v (builtins.fromJSON name)
+               else throw "kiln: the selection path expects a list")
+            else if builtins.isAttrs v then builtins.getAttr name v
+            else throw "kiln: the selection path expects a set";
+          walk = value: path:
+            if path == [ ] then value
+            else let next = select value (builtins.head path); in
+              if builtins.tail path == [ ] then next else walk (call next) (builtins.tail path);
           isDerivation = v: builtins.isAttrs v && (v.type or null) == "derivation";
           collect = value:
             let v = call value; in
@@ -292,11 +316,11 @@ extension NixExecutor {
               let member = v.${name}; in
               if isDerivation member then [ member.drvPath ]
               else if builtins.isAttrs member && (member.recurseForDerivations or false) == true then collect member
-              else [ ]) (builtins.attrNames v)
+              else [ ]) (builtins.filter (name: builtins.match "[A-Za-z_][A-Za-z0-9_+-]*" name != null) (builtins.attrNames v))
             else if builtins.isList v then builtins.concatMap (member: if isDerivation member then [ member.drvPath ] else collect member) v
-            else [ ];
+            else throw "kiln: not a derivation, or a set or list of those";
         in
-        builtins.mapAttrs (name: path: collect (builtins.foldl' step root path)) r.jobs
+        builtins.mapAttrs (name: path: collect (walk root path)) r.jobs
         """
 
     // MARK: Alone
@@ -307,12 +331,12 @@ extension NixExecutor {
     ) async -> EvaluationResult {
         let systemArguments = request.system.map { ["--option", "system", $0] } ?? []
         let flake = request.isPlainTree ? "path:\(request.workspace)" : "."
-        let messages = Mutex<[UInt8]>([])
+        let messages = Mutex(CappedText(cap: 64 << 10))
         let shared = session.log
-        let capture = { @Sendable (line: ArraySlice<UInt8>) in messages.withLock { $0 += Array(line) + [0x0A] } }
+        let capture = { @Sendable (line: ArraySlice<UInt8>) in messages.withLock { $0.append(line) } }
         let memory = settings.evalMaxMemoryKilobytes
         func finish(_ result: Result<[String], EvaluationFailure>) -> EvaluationResult {
-            let text = String(decoding: messages.withLock { $0 }, as: UTF8.self)
+            let text = messages.withLock { $0.text }
             switch result {
             case .success(let derivations):
                 if !text.isEmpty { shared.write(Array(text.utf8)) }
@@ -346,7 +370,9 @@ extension NixExecutor {
                     binaries.nix, ["flake", "check", "--no-build"] + commonArguments + systemArguments + [flake],
                     killGrace: settings.killGrace, maxResidentKilobytes: memory, errorLine: capture)
                 if case .failure(let failure) = derivations(checked) { return finish(.failure(failure)) }
-                let system = await system(request, binaries)
+                guard let system = await system(request, binaries) else {
+                    return finish(.failure(EvaluationFailure(outcome: .errored("nix did not say which system this machine builds for"))))
+                }
                 let listed = try await session.process(
                     binaries.nix,
                     ["eval", "--json"] + commonArguments + systemArguments
@@ -377,6 +403,37 @@ extension NixExecutor {
             return .failure(EvaluationFailure(outcome: .failed(exitCode: ended.exitCode ?? -1, reason: reason)))
         }
         return .success(Self.storePaths(ended.standardOutput).filter { $0.hasSuffix(".drv") })
+    }
+}
+
+/// A job's evaluation messages, kept in memory until its log is written: the first and the
+/// last lines up to `cap` bytes, so that a repository tracing without end costs Kiln nothing.
+private struct CappedText {
+    let cap: Int
+    private var head: [UInt8] = []
+    private var tail: [UInt8] = []
+    private var dropped = 0
+
+    init(cap: Int) { self.cap = cap }
+
+    mutating func append(_ line: ArraySlice<UInt8>) {
+        if head.count < cap / 4 {
+            head += line
+            head.append(0x0A)
+            return
+        }
+        tail += line
+        tail.append(0x0A)
+        if tail.count > cap {
+            let excess = tail.count - cap * 3 / 4
+            dropped += excess
+            tail.removeFirst(excess)
+        }
+    }
+
+    var text: String {
+        let middle = dropped > 0 ? "[kiln] … \(ByteCount.format(dropped)) of evaluation messages left out …\n" : ""
+        return String(decoding: head, as: UTF8.self) + middle + String(decoding: tail, as: UTF8.self)
     }
 }
 
@@ -460,45 +517,21 @@ extension JobTarget {
     }
 }
 
-/// Turns for at most a number of tasks at once; the others wait in order.
+/// Turns for at most a number of tasks at once.
 final class Turns: Sendable {
-    private let state: Mutex<(free: Int, waiting: [CheckedContinuation<Void, Never>])>
+    private let free: Mutex<Int>
 
-    init(_ count: Int) { state = Mutex((count, [])) }
+    init(_ count: Int) { free = Mutex(count) }
 
     /// Takes a turn when one is free.
     func tryTake() -> Bool {
-        state.withLock { state in
-            guard state.free > 0 else { return false }
-            state.free -= 1
+        free.withLock { free in
+            guard free > 0 else { return false }
+            free -= 1
             return true
         }
     }
 
-    /// Takes a turn, waiting for one.
-    func take() async {
-        await withCheckedContinuation { continuation in
-            let resumeNow = state.withLock { state -> Bool in
-                if state.free > 0 {
-                    state.free -= 1
-                    return true
-                }
-                state.waiting.append(continuation)
-                return false
-            }
-            if resumeNow { continuation.resume() }
-        }
-    }
-
-    /// Gives a turn back (to the longest waiting task, if any).
-    func give() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if state.waiting.isEmpty {
-                state.free += 1
-                return nil
-            }
-            return state.waiting.removeFirst()
-        }
-        next?.resume()
-    }
+    /// Gives a turn back.
+    func give() { free.withLock { $0 += 1 } }
 }

@@ -585,6 +585,13 @@ public struct SQLiteStore: KilnStore {
                     sql: "UPDATE jobs SET derivations = ? WHERE build_id = ? AND name = ? AND state IN ('queued', 'running')",
                     arguments: [Rows.json(found), buildID, name])
             }
+            if !derivations.isEmpty {
+                // The evaluation is over: the jobs waiting for it start building now, and their
+                // timeouts count from here.
+                try db.execute(
+                    sql: "UPDATE jobs SET started_at = ? WHERE build_id = ? AND state = 'running'",
+                    arguments: [now.timeIntervalSince1970, buildID])
+            }
             guard build.summary != summary else { return }
             try db.execute(sql: "UPDATE builds SET summary = ? WHERE id = ?", arguments: [summary, buildID])
             try enqueue([StatusUpdate(context: StatusUpdate.buildContext, state: .running, description: summary)], for: build, at: now, db)

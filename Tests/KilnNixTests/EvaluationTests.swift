@@ -129,6 +129,7 @@ struct EvaluationTests {
                   set = { recurseForDerivations = true; x = mk "x"; inner = { recurseForDerivations = true; y = mk "y"; }; ignored = { z = mk "z"; }; };
                   list = [ (mk "l1") [ (mk "l2") ] ];
                   fn = { suffix ? "f" }: mk suffix;
+                  version = "1.0";
                 }
                 """.write(toFile: directory.appending("ci.nix"), atomically: true, encoding: .utf8)
             let attributes = ["one", "set", "list", "fn"]
@@ -147,6 +148,16 @@ struct EvaluationTests {
                 }
                 #expect(found.sorted() == expected.sorted(), "\(attribute)")
             }
+            // Not a derivation: nix-instantiate's own error, for that job only.
+            let mixed = await executor.evaluate(
+                request(["one", "version"].map { ($0, JobTarget.classic(file: "ci.nix", attribute: $0)) }, in: directory.path),
+                log: MemoryLog(), stop: StopSignal())
+            #expect(mixed.results["one"] == report.results["one"])
+            guard case .failed(.failed(_, let reason), _)? = mixed.results["version"] else {
+                Issue.record("version: \(String(describing: mixed.results["version"]))")
+                return
+            }
+            #expect(reason.contains("does not evaluate to a derivation"), "\(reason)")
         }
     }
 
@@ -206,6 +217,17 @@ struct EvaluationTests {
                 return
             }
             #expect(reason == "evaluation used more than 200 MiB of memory (nix.eval-max-memory)")
+            // Together past the limit: each job is tried alone, and fails by itself.
+            let both = MemoryLog()
+            let together = await small.evaluate(request(jobs, in: directory.path), log: both, stop: StopSignal())
+            #expect(both.text.contains("together used more than 200 MiB"), "\(both.text)")
+            for name in ["huge", "other"] {
+                guard case .failed(.failed(_, let reason), _)? = together.results[name] else {
+                    Issue.record("\(name): \(String(describing: together.results[name]))")
+                    continue
+                }
+                #expect(reason.hasPrefix("evaluation used more than 200 MiB"))
+            }
         }
     }
 
@@ -257,16 +279,32 @@ struct EvaluationTests {
         }
     }
 
-    @Test func turnsAreTakenInOrderAndGivenBack() async {
-        let turns = Turns(1)
-        #expect(turns.tryTake())
-        #expect(!turns.tryTake())
-        let waiting = Task { await turns.take() }
-        turns.give()
-        await waiting.value
+    @Test func turnsAreTakenAndGivenBack() {
+        let turns = Turns(2)
+        #expect(turns.tryTake() && turns.tryTake())
         #expect(!turns.tryTake())
         turns.give()
         #expect(turns.tryTake())
+        #expect(!turns.tryTake())
+    }
+
+    @Test(.timeLimit(.minutes(2))) func anEvaluationWaitsForATurnAndACancelEndsTheWait() async throws {
+        try await withTemporaryDirectory("kiln-eval-turns") { directory in
+            let marker = Self.marker()
+            try Self.sharedFlake(["a"], marker: marker, in: directory.path)
+            let single = NixExecutor(settings: NixSettings(options: NixTest.offlineOptions, maxParallelEvaluations: 1))
+            #expect(single.evaluationTurns.tryTake())  // another evaluation is running
+            let log = MemoryLog()
+            let stop = StopSignal()
+            async let waited = single.evaluate(request([("a", .installables([".#a"]))], in: directory.path), log: log, stop: stop)
+            try await eventually("the evaluation to wait for a turn", within: .seconds(10)) { log.text.contains("waiting for another evaluation") }
+            stop.request(.requested)
+            #expect(await waited.results["a"] == .failed(.cancelled(.requested), log: "cancelled before evaluation\n"))
+            #expect(!log.text.contains("shared-value"))
+            single.evaluationTurns.give()
+            let evaluated = await single.evaluate(request([("a", .installables([".#a"]))], in: directory.path), log: MemoryLog(), stop: StopSignal())
+            #expect(evaluated.results["a"] == .derivations(try Self.byHand(".#a", in: directory.path)))
+        }
     }
 
     @Test func installablesAreLookedUpAsNixLooksThemUp() {
