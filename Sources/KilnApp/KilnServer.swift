@@ -113,33 +113,30 @@ public enum KilnServer {
             endpoints[forge.name] = ForgeEndpoint(forge: forges[forge.name]!, repositories: [:])
         }
 
-        let bells = Doorbells()
+        let coordinator = BuildCoordinator(store: store, logger: logger)
         let health = HealthState()
         let progress = ProgressBoard()
         let paths = WorkerPaths(dataDirectory: dataDirectory)
-        let running = RunningJobs()
         var nixSettings = configuration.nix.settings
         // Private nix homes live beside the work trees, and go with them at start-up.
         nixSettings.scratchDirectory = nixSettings.scratchDirectory ?? paths.workspaces
         nixSettings.processMark = nixSettings.processMark ?? dataDirectory
-        let intake = WebhookIntake(
-            endpoints: endpoints, store: store, running: running, bells: bells, logger: logger)
+        let intake = WebhookIntake(endpoints: endpoints, coordinator: coordinator, logger: logger)
         var workerSettings = WorkerSettings(
             limits: configuration.nix.limits, maxParallelJobs: configuration.nix.maxParallelJobs,
             logCapBytes: configuration.storage.maxLogBytes, paths: paths)
         workerSettings.evaluationTimeout = nixSettings.evalTimeout
         let worker = BuildWorker(
-            store: store, source: GitMirrors(root: dataDirectory + "/mirrors"),
+            coordinator: coordinator, source: GitMirrors(root: dataDirectory + "/mirrors"),
             executor: executor ?? NixExecutor(settings: nixSettings), repositories: repositoryConfigs,
-            settings: workerSettings,
-            bells: bells, health: health, progress: progress, running: running, logger: logger)
+            settings: workerSettings, health: health, progress: progress, logger: logger)
         let reporter = StatusReporter(
             store: store, forges: forges,
             recordOnly: Set(configuration.forges.filter { $0.statusAPI == .none }.map(\.name)),
-            publicURL: configuration.server.publicURL, bell: bells.statuses, logger: logger)
+            publicURL: configuration.server.publicURL, bell: coordinator.bells.statuses, logger: logger)
         let router = KilnRouter.make(
             HTTPDependencies(
-                intake: intake, store: store, running: running, bells: bells,
+                intake: intake, coordinator: coordinator,
                 adminToken: configuration.server.adminToken, health: health, progress: progress, databaseWritable: { await store.isWritable() }, paths: paths,
                 maxBodyBytes: configuration.server.maxBodyBytes, maxConcurrentWebhooks: configuration.server.maxConcurrentWebhooks,
                 publicURL: configuration.server.publicURL))

@@ -23,12 +23,13 @@ public struct RepositoryConfig: Sendable {
 /// the same branch or pull request, applies fork trust, merges pull requests into their base,
 /// reads and plans the pipeline file, and reuses the result of an identical earlier build.
 struct BuildPlanner: Sendable {
-    let store: any BuildStore & BuildControl
+    let coordinator: BuildCoordinator
     let source: any SourceProvider
     let repositories: [RepositoryID: RepositoryConfig]
     let limits: JobLimits
-    let running: RunningJobs
     let logger: Logger
+
+    private var store: any KilnStore { coordinator.store }
 
     func plan(_ build: BuildRecord) async -> (PlanningResult, BuildResolution?) {
         guard let config = repositories[build.repositoryID] else {
@@ -192,8 +193,7 @@ struct BuildPlanner: Sendable {
             superseded.append(earlier.id)
         }
         guard !superseded.isEmpty else { return nil }
-        let reason = CancelReason.superseded(by: sha)
-        running.stop(try await store.cancel(superseded, reason, at: Date()), reason)
+        try await coordinator.cancel(superseded, .superseded(by: sha))
         logger.info("superseded older builds", metadata: ["build.id": "\(build.id)", "superseded": "\(superseded)"])
         return nil
     }

@@ -71,41 +71,38 @@ public struct Doorbells: Sendable {
 /// Plans accepted builds (fetch, read `.kiln.yml`, filter, queue jobs) and runs their jobs,
 /// at most `maxParallelJobs` at once.
 public struct BuildWorker: Service {
-    private let store: any BuildStore & BuildControl & BuildQueries
+    private let coordinator: BuildCoordinator
     private let source: any SourceProvider
     private let executor: any Executor
     private let repositories: [RepositoryID: RepositoryConfig]
     private let settings: WorkerSettings
-    private let bells: Doorbells
     private let health: HealthState
     private let progress: ProgressBoard
-    private let running: RunningJobs
     private let evaluations = BuildEvaluations()
     private let logger: Logger
 
-    /// Creates the worker. Running jobs' progress is posted on `progress`; they are registered
-    /// in `running`, so that cancelling their build stops them.
+    /// Creates the worker; every change it makes goes through `coordinator`. Running jobs'
+    /// progress is posted on `progress`.
     public init(
-        store: any BuildStore & BuildControl & BuildQueries, source: any SourceProvider, executor: any Executor,
-        repositories: [RepositoryID: RepositoryConfig], settings: WorkerSettings, bells: Doorbells,
-        health: HealthState, progress: ProgressBoard, running: RunningJobs, logger: Logger
+        coordinator: BuildCoordinator, source: any SourceProvider, executor: any Executor,
+        repositories: [RepositoryID: RepositoryConfig], settings: WorkerSettings, health: HealthState,
+        progress: ProgressBoard, logger: Logger
     ) {
-        self.store = store
+        self.coordinator = coordinator
         self.source = source
         self.executor = executor
         self.repositories = repositories
         self.settings = settings
-        self.bells = bells
         self.health = health
         self.progress = progress
-        self.running = running
         self.logger = logger
     }
 
+    private var store: any KilnStore { coordinator.store }
+    private var bells: Doorbells { coordinator.bells }
+
     private var planner: BuildPlanner {
-        BuildPlanner(
-            store: store, source: source, repositories: repositories, limits: settings.limits, running: running,
-            logger: logger)
+        BuildPlanner(coordinator: coordinator, source: source, repositories: repositories, limits: settings.limits, logger: logger)
     }
 
     public func run() async throws {
@@ -118,7 +115,7 @@ public struct BuildWorker: Service {
         try? FileManager.default.removeItem(atPath: settings.paths.workspaces)
         try FileManager.default.createDirectory(atPath: settings.paths.workspaces, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: settings.paths.logs, withIntermediateDirectories: true)
-        let recovered = try await store.recoverInterrupted(at: Date())
+        let recovered = try await coordinator.recoverInterrupted()
         if recovered.builds + recovered.jobs > 0 {
             logger.notice("resuming work interrupted by a restart", metadata: [
                 "builds": "\(recovered.builds)", "jobs": "\(recovered.jobs)",
@@ -153,16 +150,12 @@ public struct BuildWorker: Service {
 
     /// Every minute, ends what is overdue (and rings for the statuses it enqueued).
     private func watchLoop() async {
-        var watchdog = Watchdog(store: store, logger: logger)
+        var watchdog = Watchdog(coordinator: coordinator, logger: logger)
         // A job's clock restarts when its build's evaluation ends; before that it may wait for
         // the evaluations of as many builds as jobs run at once.
         watchdog.jobGrace += Double(settings.evaluationTimeout.components.seconds * Int64(max(1, settings.maxParallelJobs)))
         while !Task.isCancelled {
-            let ended = await watchdog.sweep(now: Date())
-            if ended.jobs + ended.builds > 0 {
-                bells.jobs.ring()
-                bells.statuses.ring()
-            }
+            await watchdog.sweep(now: Date())
             try? await Task.sleep(for: .seconds(60))
         }
     }
@@ -179,7 +172,7 @@ public struct BuildWorker: Service {
                 let planning = busy.set.withLock { $0 }
                 if planning.count < settings.maxConcurrentPlanning {
                     do {
-                        if let build = try await store.claimBuildToPlan(excluding: planning) {
+                        if let build = try await coordinator.claimBuildToPlan(excluding: planning) {
                             busy.set.withLock { _ = $0.insert(build.repositoryID) }
                             group.addTask {
                                 await self.plan(build)
@@ -201,16 +194,12 @@ public struct BuildWorker: Service {
     private func plan(_ build: BuildRecord) async {
         let (result, resolution) = await planner.plan(build)
         do {
-            try await Retrying.write("recording the plan of build \(build.id)", logger: logger) {
-                try await store.finishPlanning(build.id, result, resolution: resolution, at: Date())
-            }
+            try await coordinator.finishPlanning(build.id, result, resolution: resolution)
         } catch {
             logger.error("could not record the plan", metadata: ["build.id": "\(build.id)", "error": "\(error)"])
             return
         }
         logger.info("build planned", metadata: ["build.id": "\(build.id)", "result": "\(Self.describe(result))"])
-        bells.jobs.ring()
-        bells.statuses.ring()
     }
 
     private static func describe(_ result: PlanningResult) -> String {
@@ -259,7 +248,7 @@ public struct BuildWorker: Service {
             request.recorded = RecordedEvaluation(source: "build #\(recorded.build)", derivations: recorded.derivations)
         }
         let count = jobs.count == 1 ? "1 job" : "\(jobs.count) jobs"
-        await note(build, "evaluating \(count)", derivations: [:])
+        await coordinator.notePhase(build.id, "evaluating \(count)", derivations: [:])
         do {
             try await prepareWorkspace(request.workspace, build, repository)
         } catch {
@@ -272,18 +261,8 @@ public struct BuildWorker: Service {
             if case .derivations(let derivations) = result { return derivations }
             return nil
         }
-        await note(build, "building \(count)", derivations: found)
+        await coordinator.notePhase(build.id, "building \(count)", derivations: found)
         return report
-    }
-
-    /// Records a running build's phase (best effort: the build's end is recorded either way).
-    private func note(_ build: BuildRecord, _ summary: String, derivations: [String: [String]]) async {
-        do {
-            try await store.noteBuildPhase(build.id, summary, derivations: derivations, at: Date())
-            bells.statuses.ring()
-        } catch {
-            logger.warning("could not record the build's phase", metadata: ["build.id": "\(build.id)", "error": "\(error)"])
-        }
     }
 
     // MARK: Jobs
@@ -292,8 +271,8 @@ public struct BuildWorker: Service {
         while !Task.isCancelled {
             let seen = bells.jobs.generation
             do {
-                if let claimed = try await store.claimRunnableJob(at: Date(), freeMemory: SystemMemory.available() ?? .max) {
-                    await runJob(claimed)
+                if let (claimed, stop) = try await coordinator.claimJob(freeMemory: SystemMemory.available() ?? .max) {
+                    await runJob(claimed, stop: stop)
                     continue
                 }
             } catch {
@@ -303,13 +282,12 @@ public struct BuildWorker: Service {
         }
     }
 
-    private func runJob(_ claimed: ClaimedJob) async {
+    private func runJob(_ claimed: ClaimedJob, stop: StopSignal) async {
         let job = claimed.job
         let build = claimed.build
         var metadata: Logger.Metadata = ["build.id": "\(build.id)", "job.id": "\(job.id)", "job.name": "\(job.name)"]
         logger.info("job started", metadata: metadata)
-        bells.statuses.ring()
-        let report = await execute(claimed)
+        let report = await execute(claimed, stop: stop)
         if case .cancelled(.shutdown) = report.outcome {
             evaluations.forget(build.id)
             // Left running in the store: the next start queues it again.
@@ -318,20 +296,17 @@ public struct BuildWorker: Service {
         }
         do {
             let details = JobDetails.markdown(job, report, logTail: JobDetails.tail(of: settings.paths.log(job.id)))
-            let updated = try await Retrying.write("recording the end of job \(job.id)", logger: logger) {
-                try await store.finishJob(job.id, report, details: details, at: Date())
-            }
+            let updated = try await coordinator.finishJob(job.id, report, details: details)
             if updated.state.isFinal { evaluations.forget(build.id) }
             metadata["outcome"] = "\(report.outcome)"
             logger.info("job finished", metadata: metadata.merging(["build.state": "\(updated.state.rawValue)"]) { $1 })
         } catch {
             logger.error("could not record the job's end", metadata: metadata.merging(["error": "\(error)"]) { $1 })
         }
-        bells.jobs.ring()
-        bells.statuses.ring()
     }
 
-    private func execute(_ claimed: ClaimedJob) async -> JobReport {
+    /// Runs a claimed job, registered as running (a cancel of its build fires `stop`).
+    private func execute(_ claimed: ClaimedJob, stop: StopSignal) async -> JobReport {
         let job = claimed.job
         let log: JobLogFile
         do {
@@ -339,16 +314,14 @@ public struct BuildWorker: Service {
         } catch {
             return JobReport(outcome: .errored("cannot write the job log: \(error)"), duration: .zero)
         }
-        defer { log.close() }
+        defer {
+            log.close()
+            coordinator.forgetRunning(job.id)
+            progress.remove(job.id)
+        }
         if job.attempt > 1 { log.note("attempt \(job.attempt): the previous one was interrupted by a restart") }
         guard let repository = repositories[claimed.build.repositoryID]?.source else {
             return JobReport(outcome: .errored("repository \(claimed.build.repository) is no longer configured"), duration: .zero)
-        }
-        // Registered before the checkout, so that a cancel during it (or during the claim) stops the job.
-        let stop = running.start(job.id)
-        defer {
-            running.end(job.id)
-            progress.remove(job.id)
         }
         // One evaluation for the build's jobs: the first job to start runs it, the others wait.
         let key = BuildEvaluations.Key(build: claimed.build.id, system: job.system)

@@ -6,7 +6,7 @@ import Logging
 /// task running it is stuck), a build planning for longer than any fetch may take. Each ends
 /// errored, with its final statuses.
 public struct Watchdog: Sendable {
-    private let store: any BuildStore
+    private let coordinator: BuildCoordinator
     private let logger: Logger
     /// Past a job's own timeout, how long before it counts as lost: Kiln stops a job at its
     /// timeout and kills it after the grace period, so a job still running here is stuck.
@@ -14,9 +14,9 @@ public struct Watchdog: Sendable {
     /// Longest a build may stay planning (fetching and reading the pipeline file).
     public var planningLimit: TimeInterval = 3600
 
-    /// Creates a watchdog over `store`.
-    public init(store: any BuildStore, logger: Logger) {
-        self.store = store
+    /// Creates a watchdog that ends work through `coordinator`.
+    public init(coordinator: BuildCoordinator, logger: Logger) {
+        self.coordinator = coordinator
         self.logger = logger
     }
 
@@ -25,7 +25,7 @@ public struct Watchdog: Sendable {
     public func sweep(now: Date) async -> (jobs: Int, builds: Int) {
         let overdue: (jobs: [JobID], builds: [BuildID])
         do {
-            overdue = try await store.overdue(at: now, jobGrace: jobGrace, planningLimit: planningLimit)
+            overdue = try await coordinator.store.overdue(at: now, jobGrace: jobGrace, planningLimit: planningLimit)
         } catch {
             logger.error("the watchdog could not read the database: \(error)")
             return (0, 0)
@@ -36,7 +36,7 @@ public struct Watchdog: Sendable {
                 outcome: .errored("Kiln lost track of this job: it was still recorded as running \(Int(jobGrace / 60)) min past its timeout; run the build again"),
                 duration: .zero)
             do {
-                _ = try await store.finishJob(job, report, details: nil, at: now)
+                try await coordinator.finishJob(job, report, details: nil)
                 ended.jobs += 1
                 logger.error("the watchdog ended a job that was past its deadline", metadata: ["job.id": "\(job)"])
             } catch {
@@ -45,9 +45,8 @@ public struct Watchdog: Sendable {
         }
         for build in overdue.builds {
             do {
-                try await store.finishPlanning(
-                    build, .errored("planning took longer than \(Int(planningLimit / 60)) min; push again to retry"), resolution: nil,
-                    at: now)
+                try await coordinator.finishPlanning(
+                    build, .errored("planning took longer than \(Int(planningLimit / 60)) min; push again to retry"), resolution: nil)
                 ended.builds += 1
                 logger.error("the watchdog ended a build whose planning hung", metadata: ["build.id": "\(build)"])
             } catch {

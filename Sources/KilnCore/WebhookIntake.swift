@@ -64,21 +64,13 @@ public enum IntakeResult: Sendable, Equatable {
 /// reading `.kiln.yml` happen in the worker after the reply.
 public struct WebhookIntake: Sendable {
     private let endpoints: [String: ForgeEndpoint]
-    private let store: any BuildStore & BuildControl
-    private let running: RunningJobs
-    private let bells: Doorbells
+    private let coordinator: BuildCoordinator
     private let logger: Logger
 
-    /// Creates intake over configured forges; the planning bell rings for every new build, the
-    /// status bell when a closed pull request cancels builds, whose jobs are stopped through `running`.
-    public init(
-        endpoints: [String: ForgeEndpoint], store: any BuildStore & BuildControl, running: RunningJobs,
-        bells: Doorbells, logger: Logger
-    ) {
+    /// Creates intake over configured forges, recording builds through `coordinator`.
+    public init(endpoints: [String: ForgeEndpoint], coordinator: BuildCoordinator, logger: Logger) {
         self.endpoints = endpoints
-        self.store = store
-        self.running = running
-        self.bells = bells
+        self.coordinator = coordinator
         self.logger = logger
     }
 
@@ -113,7 +105,7 @@ public struct WebhookIntake: Sendable {
             switch event {
             case .push(let push):
                 accepted.append(
-                    try await accept(
+                    try await coordinator.accept(
                         NewDelivery(
                             forge: forgeName, deliveryID: key(push.deliveryID), repositoryID: repository.id,
                             repository: repository.name, ref: push.ref, sha: push.sha, before: push.before)))
@@ -126,50 +118,39 @@ public struct WebhookIntake: Sendable {
                     number: pull.number, headBranch: pull.headBranch, baseBranch: pull.baseBranch, isFork: pull.isFork,
                     headRepository: pull.headRepository)
                 accepted.append(
-                    try await accept(
+                    try await coordinator.accept(
                         NewDelivery(
                             forge: forgeName, deliveryID: key(pull.deliveryID), repositoryID: repository.id,
                             repository: repository.name, ref: .branch(pull.headBranch), sha: pull.headSHA, pullRequest: info)))
             case .pullRequestClosed(let closed):
-                let builds = try await store.unfinishedBuilds(
-                    .pullRequest(closed.number), repository: repository.id, olderThan: .max)
-                let reason = CancelReason.pullRequestClosed(merged: closed.merged)
-                running.stop(try await store.cancel(builds.map(\.id), reason, at: Date()), reason)
-                if !builds.isEmpty { bells.statuses.ring() }
-                let count = builds.count == 1 ? "1 build" : "\(builds.count) builds"
+                let cancelled = try await coordinator.closePullRequest(closed.number, merged: closed.merged, repository: repository.id)
+                let count = cancelled == 1 ? "1 build" : "\(cancelled) builds"
                 reasons.append("pull request #\(closed.number) \(closed.merged ? "merged" : "closed"); cancelled \(count)")
             case .rerun(let request):
                 guard
-                    let build = try await store.rerun(
-                        sha: request.sha, repository: repository.id, forge: forgeName, deliveryID: key(request.deliveryID),
-                        at: Date())
+                    let build = try await coordinator.rerun(
+                        sha: request.sha, repository: repository.id, forge: forgeName, deliveryID: key(request.deliveryID))
                 else {
                     reasons.append("commit \(CommitID.short(request.sha)) was never built here; nothing to run again")
                     continue
                 }
-                accepted.append(AcceptedBuild(buildID: build.buildID, isNew: build.isNew))
+                accepted.append(build)
             case .approve(let request):
-                guard let waiting = try await store.awaitingApproval(sha: request.sha, repository: repository.id) else {
+                guard let waiting = try await coordinator.store.awaitingApproval(sha: request.sha, repository: repository.id) else {
                     reasons.append("no build waits for approval of \(CommitID.short(request.sha))")
                     continue
                 }
-                if case .approved = try await store.approve(waiting, sha: request.sha, by: request.approver, at: Date()) {
+                if case .approved = try await coordinator.approve(waiting, sha: request.sha, by: request.approver) {
                     accepted.append(AcceptedBuild(buildID: waiting, isNew: true))
                 } else {
                     reasons.append("build #\(waiting) could not be approved")
                 }
             }
         }
-        if accepted.contains(where: \.isNew) { bells.planning.ring() }
         logger.info("delivery handled", metadata: [
             "forge": "\(forgeName)", "builds": "\(accepted.map(\.buildID))", "ignored": "\(reasons)",
         ])
         return accepted.isEmpty ? .ignored(reason: reasons.joined(separator: "; ")) : .accepted(accepted)
-    }
-
-    private func accept(_ delivery: NewDelivery) async throws -> AcceptedBuild {
-        let result = try await store.accept(delivery, at: Date())
-        return AcceptedBuild(buildID: result.buildID, isNew: result.isNew)
     }
 
     /// Why a pull request event starts nothing, or nil when it builds.
@@ -178,7 +159,7 @@ public struct WebhookIntake: Sendable {
             return "pull request #\(pull.number) comes from a fork; forks are not built for \(repository.name)"
         }
         if pull.action == .updated,
-            let head = try await store.latestHead(pullRequest: pull.number, repository: repository.id),
+            let head = try await coordinator.store.latestHead(pullRequest: pull.number, repository: repository.id),
             head.hasPrefix(pull.headSHA) || pull.headSHA.hasPrefix(head)
         {
             return "pull request #\(pull.number) was edited; its commits did not change"

@@ -21,9 +21,8 @@ enum Control {
             return try JSONBody.error(.badRequest, "send {\"build_id\": <build waiting for approval>, \"sha\": \"<its full head commit>\"}")
         }
         let approver = (object["approver"] as? String).map { String($0.prefix(100)) } ?? "the control API"
-        switch try await dependencies.store.approve(buildID, sha: sha, by: approver, at: Date()) {
+        switch try await dependencies.coordinator.approve(buildID, sha: sha, by: approver) {
         case .approved(let build):
-            dependencies.bells.planning.ring()
             return try JSONBody.response(.ok, ["message": "approved \(CommitID.short(sha)); build #\(build.id) is queued"])
         case .notFound:
             return try JSONBody.error(.notFound, "no build with this id")
@@ -45,9 +44,7 @@ enum Control {
         guard !details.build.state.isFinal else {
             return try JSONBody.error(.conflict, "build #\(id) already ended: \(details.build.state.rawValue)")
         }
-        let jobs = try await dependencies.store.cancel([id], .requested, at: Date())
-        dependencies.running.stop(jobs, .requested)
-        dependencies.bells.statuses.ring()
+        try await dependencies.coordinator.cancel([id], .requested)
         return try JSONBody.response(.ok, ["message": "build #\(id) is being cancelled"])
     }
 
@@ -60,11 +57,9 @@ enum Control {
         else { return try JSONBody.error(.notFound, "no build with this id") }
         let build = details.build
         guard
-            let again = try await dependencies.store.rerun(
-                sha: build.sha, repository: build.repositoryID, forge: build.forge, deliveryID: "kiln-rerun-\(UUID().uuidString)",
-                at: Date())
+            let again = try await dependencies.coordinator.rerun(
+                sha: build.sha, repository: build.repositoryID, forge: build.forge, deliveryID: "kiln-rerun-\(UUID().uuidString)")
         else { return try JSONBody.error(.notFound, "no build of \(build.sha) to run again") }
-        dependencies.bells.planning.ring()
         return try JSONBody.response(
             .accepted, ["message": "build #\(again.buildID) queued", "url": "\(dependencies.publicURL)/builds/\(again.buildID)"])
     }

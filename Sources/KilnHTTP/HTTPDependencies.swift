@@ -6,12 +6,10 @@ import Synchronization
 public struct HTTPDependencies: Sendable {
     /// Webhook intake.
     public var intake: WebhookIntake
-    /// Builds, jobs and statuses.
-    public var store: any BuildQueries & BuildControl
-    /// Running jobs, to stop those of a cancelled build.
-    public var running: RunningJobs
-    /// Rung when an approval or a re-run queues a build (planning), or a cancellation enqueues statuses.
-    public var bells: Doorbells
+    /// Builds, jobs and statuses, read.
+    public var store: any BuildQueries
+    /// Approvals, cancels and re-runs.
+    public var coordinator: BuildCoordinator
     /// The bearer token of the control API (approvals, cancel, re-run); nil disables it.
     public var adminToken: Secret?
     /// Whether nix was confirmed usable.
@@ -31,15 +29,14 @@ public struct HTTPDependencies: Sendable {
 
     /// Creates dependencies.
     public init(
-        intake: WebhookIntake, store: any BuildQueries & BuildControl, running: RunningJobs, bells: Doorbells,
+        intake: WebhookIntake, coordinator: BuildCoordinator,
         adminToken: Secret?, health: HealthState, progress: ProgressBoard,
         databaseWritable: @escaping @Sendable () async -> Bool, paths: WorkerPaths, maxBodyBytes: Int,
         maxConcurrentWebhooks: Int = 64, publicURL: String
     ) {
         self.intake = intake
-        self.store = store
-        self.running = running
-        self.bells = bells
+        self.store = coordinator.store
+        self.coordinator = coordinator
         self.adminToken = adminToken
         self.health = health
         self.progress = progress

@@ -76,11 +76,13 @@ struct SupervisedProcess {
                 workingDirectory: FilePath(workingDirectory), platformOptions: options,
                 input: .none, output: .sequence, error: .sequence
             ) { execution -> [UInt8] in
+                // Sampling starts here, on the spawning thread, right after the spawn: a short
+                // process may be over before a busy shared pool runs the rest.
+                let pid = execution.processIdentifier.value
+                let sampler = MemorySampler(pid)
+                defer { watch.peakKilobytes.withLock { $0 = sampler.stop() } }
                 // The streams are read on the shared pool; only the spawn needs the thread.
-                try await withTaskExecutorPreference(globalConcurrentExecutor) {
-                    let pid = execution.processIdentifier.value
-                    let sampler = MemorySampler(pid)
-                    defer { watch.peakKilobytes.withLock { $0 = sampler.stop() } }
+                return try await withTaskExecutorPreference(globalConcurrentExecutor) {
                     let output = try await withThrowingTaskGroup(of: Finished.self) { group in
                         group.addTask {
                             var pending: [UInt8] = []
@@ -186,8 +188,10 @@ struct SupervisedProcess {
         private let stopped = DispatchSemaphore(value: 0)
         private let finished = DispatchSemaphore(value: 0)
 
-        /// Samples `pid`'s tree.
+        /// Samples `pid`'s tree: once at once (a short process may end before the thread runs),
+        /// then every 100 ms.
         init(_ pid: pid_t) {
+            largest.withLock { $0 = ProcessTree.residentKilobytes(of: pid) }
             let thread = Thread { [self] in
                 repeat {
                     let resident = ProcessTree.residentKilobytes(of: pid)

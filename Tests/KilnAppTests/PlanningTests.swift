@@ -89,14 +89,14 @@ import Testing
             for (id, name) in zip(ids, ["octo/one", "octo/two"]) {
                 repositories[id] = RepositoryConfig(source: RepositorySource(id: id, name: name, cloneURL: "file:///nowhere"))
             }
-            let bells = Doorbells()
+            let coordinator = BuildCoordinator(store: store, logger: Logger(label: "test"))
+            let bells = coordinator.bells
             let worker = BuildWorker(
-                store: store, source: source, executor: IdleExecutor(), repositories: repositories,
+                coordinator: coordinator, source: source, executor: IdleExecutor(), repositories: repositories,
                 settings: WorkerSettings(
                     limits: JobLimits(defaultTimeout: .seconds(60), maxTimeout: .seconds(60), defaultMaxSilent: .seconds(60)),
                     maxParallelJobs: 1, logCapBytes: 1 << 20, paths: WorkerPaths(dataDirectory: directory.path)),
-                bells: bells, health: HealthState(), progress: ProgressBoard(), running: RunningJobs(),
-                logger: Logger(label: "test"))
+                health: HealthState(), progress: ProgressBoard(), logger: Logger(label: "test"))
             let task = Task { try await worker.run() }
             defer { task.cancel() }
             try await body(store, ids, bells)

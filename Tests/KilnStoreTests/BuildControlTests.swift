@@ -204,7 +204,7 @@ import Testing
             let job = try #require(try await store.claimRunnableJob(at: start, freeMemory: .max))
             let planning = try await store.accept(delivery("2", String(repeating: "2", count: 40)), at: start).buildID
             _ = try await store.claimBuildToPlan()
-            let watchdog = Watchdog(store: store, logger: .init(label: "test"))
+            let watchdog = Watchdog(coordinator: BuildCoordinator(store: store, logger: .init(label: "test")), logger: .init(label: "test"))
             // Within the job's timeout (60 s) and grace, and the planning limit: nothing happens.
             #expect(await watchdog.sweep(now: start.addingTimeInterval(600)) == (0, 0))
             let ended = await watchdog.sweep(now: start.addingTimeInterval(2 * 3600))

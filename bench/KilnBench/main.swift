@@ -290,7 +290,7 @@ if sections.contains("forges") {
         return WebhookIntake(
             endpoints: [adapter.kind: ForgeEndpoint(
                 forge: adapter.forge, repositories: [repository.lowercased(): RepositoryRef(id: id, name: repository)])],
-            store: store, running: RunningJobs(), bells: Doorbells(), logger: logger)
+            coordinator: BuildCoordinator(store: store, logger: logger), logger: logger)
     }
 
     func isNewBuild(_ result: IntakeResult) -> Bool {
