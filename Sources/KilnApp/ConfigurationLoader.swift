@@ -76,7 +76,8 @@ struct ConfigReader {
     }
 
     mutating func server(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Server? {
-        let keys = mapping(node, ["listen", "public-url", "max-body-bytes", "max-concurrent-webhooks", "admin-token-file"])
+        let keys = mapping(
+            node, ["listen", "public-url", "max-body-bytes", "max-concurrent-webhooks", "admin-token-file", "events-socket"])
         let listenText = text(keys, "listen", path) ?? "127.0.0.1:8080"
         guard let (host, port) = Self.hostAndPort(listenText) else {
             report(keys["listen"], path + ["listen"], "'\(listenText)' is not HOST:PORT (for example 127.0.0.1:8080)")
@@ -90,9 +91,13 @@ struct ConfigReader {
         let maxBody = integer(keys, "max-body-bytes", path, in: 1024...(1 << 30)) ?? 26_214_400
         let concurrent = integer(keys, "max-concurrent-webhooks", path, in: 1...4096) ?? 64
         let adminToken = text(keys, "admin-token-file", path).flatMap { readSecret($0, keys["admin-token-file"], path + ["admin-token-file"]) }
+        let eventsSocket = text(keys, "events-socket", path).map(resolve)
+        if let eventsSocket, eventsSocket.utf8.count > 100 {
+            report(keys["events-socket"], path + ["events-socket"], "'\(eventsSocket)' is too long for a Unix socket path (at most 100 bytes)")
+        }
         return KilnConfiguration.Server(
             host: host, port: port, publicURL: publicURL, maxBodyBytes: maxBody, maxConcurrentWebhooks: concurrent,
-            adminToken: adminToken)
+            adminToken: adminToken, eventsSocket: eventsSocket)
     }
 
     mutating func storage(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Storage? {

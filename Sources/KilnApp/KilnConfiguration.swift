@@ -19,6 +19,8 @@ public struct KilnConfiguration: Sendable {
         public var maxConcurrentWebhooks: Int
         /// The control API's bearer token (approvals, cancel, re-run); nil turns the API off.
         public var adminToken: Secret?
+        /// A Unix socket serving post-build events as Determinate Nixd does; nil for none.
+        public var eventsSocket: String? = nil
     }
 
     /// `storage`.

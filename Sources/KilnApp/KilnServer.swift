@@ -131,15 +131,16 @@ public enum KilnServer {
             executor: executor ?? NixExecutor(settings: nixSettings), repositories: repositoryConfigs,
             settings: workerSettings, health: health, progress: progress, logger: logger)
         let reporter = StatusReporter(
-            store: store, forges: forges,
+            coordinator: coordinator, forges: forges,
             recordOnly: Set(configuration.forges.filter { $0.statusAPI == .none }.map(\.name)),
-            publicURL: configuration.server.publicURL, bell: coordinator.bells.statuses, logger: logger)
-        let router = KilnRouter.make(
+            publicURL: configuration.server.publicURL, logger: logger)
+        let dependencies = 
             HTTPDependencies(
                 intake: intake, coordinator: coordinator,
                 adminToken: configuration.server.adminToken, health: health, progress: progress, databaseWritable: { await store.isWritable() }, paths: paths,
                 maxBodyBytes: configuration.server.maxBodyBytes, maxConcurrentWebhooks: configuration.server.maxConcurrentWebhooks,
-                publicURL: configuration.server.publicURL))
+                publicURL: configuration.server.publicURL)
+        let router = KilnRouter.make(dependencies)
         let application = Application(
             router: router,
             configuration: .init(address: .hostname(configuration.server.host, port: configuration.server.port), serverName: "kiln"),
@@ -151,11 +152,48 @@ public enum KilnServer {
             logger: logger)
         let collector = GarbageCollector(
             store: store, paths: paths, retention: configuration.storage.retention, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: lock), .init(service: reporter), .init(service: collector), .init(service: worker), .init(service: application),
+        ]
+        if let socket = configuration.server.eventsSocket {
+            try EventsSocketFile.prepare(socket)
+            services.append(.init(service: Application(
+                router: KilnRouter.eventsSocket(coordinator, streams: dependencies.eventStreams),
+                configuration: .init(address: .unixDomainSocket(path: socket), serverName: "kiln"),
+                onServerRunning: { _ in
+                    // Readable and writable by Kiln's user and group only.
+                    chmod(socket, 0o660)
+                    logger.info("serving post-build events", metadata: ["socket": "\(socket)"])
+                },
+                logger: logger)))
+            services.append(.init(service: EventsSocketFile(path: socket)))
+        }
+        // Last: told of a shutdown first, it ends the event streams before the servers stop.
+        services.append(.init(service: dependencies.eventStreams))
         return ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(service: lock), .init(service: reporter), .init(service: collector), .init(service: worker), .init(service: application),
-                ],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    }
+}
+
+/// The events socket's file: a stale one (from a killed Kiln) is removed before binding, and
+/// the file is removed at shutdown.
+struct EventsSocketFile: Service {
+    let path: String
+
+    /// Removes a stale socket at `path`; refuses to remove anything that is not a socket.
+    static func prepare(_ path: String) throws {
+        var status = stat()
+        guard lstat(path, &status) == 0 else { return }
+        guard status.st_mode & S_IFMT == S_IFSOCK else {
+            throw StoreError.unavailable(path: path, reason: "server.events-socket names a file that is not a socket; Kiln will not replace it")
+        }
+        unlink(path)
+    }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        unlink(path)
     }
 }

@@ -107,7 +107,7 @@ public struct LocalRun: Sendable {
             case .derivations(let derivations)?:
                 let run = JobRun(
                     name: next.name, derivations: derivations, timeout: next.timeout, maxSilent: next.maxSilent,
-                    missing: evaluations[next.system]?.missing(of: next.name))
+                    missing: evaluations[next.system]?.missing(of: next.name), knownOutputs: evaluations[next.system]?.outputs ?? [:])
                 report = await executor.run(run, log: log, stop: StopSignal())
             case .failed(let outcome, let messages)?:
                 log.write(Array(messages.utf8))

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// The one place a build's lifecycle moves: every store write, every stop of a running job and
 /// every doorbell goes through here. Intake, the planner, the worker, the watchdog, the status
@@ -13,6 +14,11 @@ public struct BuildCoordinator: Sendable {
     /// The doorbells the worker and the status reporter wait on.
     public let bells: Doorbells
     private let logger: Logger
+    /// Changes whose events are derived by comparing before and after run one at a time, so
+    /// that each transition is published once, in order.
+    private let changes = SerialLock()
+    /// When each running job last published its progress.
+    private let progressTimes = ProgressTimes()
 
     /// Creates the coordinator of `store`.
     public init(store: any KilnStore, running: RunningJobs = RunningJobs(), bells: Doorbells = Doorbells(), logger: Logger) {
@@ -27,7 +33,10 @@ public struct BuildCoordinator: Sendable {
     /// Records a delivery's build (once per delivery id); a new build wakes the planner.
     public func accept(_ delivery: NewDelivery) async throws -> AcceptedBuild {
         let result = try await store.accept(delivery, at: Date())
-        if result.isNew { bells.planning.ring() }
+        if result.isNew {
+            bells.planning.ring()
+            bells.events.ring()
+        }
         return AcceptedBuild(buildID: result.buildID, isNew: result.isNew)
     }
 
@@ -35,13 +44,16 @@ public struct BuildCoordinator: Sendable {
     public func rerun(sha: String, repository: RepositoryID, forge: String, deliveryID: String) async throws -> AcceptedBuild? {
         guard let again = try await store.rerun(sha: sha, repository: repository, forge: forge, deliveryID: deliveryID, at: Date())
         else { return nil }
-        if again.isNew { bells.planning.ring() }
+        if again.isNew {
+            if let details = try? await store.buildDetails(again.buildID) { await publish(BuildEvents.between(nil, details)) }
+            bells.planning.ring()
+        }
         return AcceptedBuild(buildID: again.buildID, isNew: again.isNew)
     }
 
     /// Approves the exact head commit `sha` of a build waiting for approval, and queues it.
     public func approve(_ build: BuildID, sha: String, by approver: String) async throws -> ApprovalResult {
-        let result = try await store.approve(build, sha: sha, by: approver, at: Date())
+        let result = try await changing([build]) { try await store.approve(build, sha: sha, by: approver, at: Date()) }
         if case .approved = result { bells.planning.ring() }
         return result
     }
@@ -53,7 +65,7 @@ public struct BuildCoordinator: Sendable {
     @discardableResult
     public func cancel(_ builds: [BuildID], _ reason: CancelReason) async throws -> [JobID] {
         guard !builds.isEmpty else { return [] }
-        let stopped = try await store.cancel(builds, reason, at: Date())
+        let stopped = try await changing(builds) { try await store.cancel(builds, reason, at: Date()) }
         running.stop(stopped, reason)
         bells.statuses.ring()
         bells.jobs.ring()
@@ -77,8 +89,10 @@ public struct BuildCoordinator: Sendable {
     /// Records a build's plan (retrying a busy database), queues its jobs or ends it, and
     /// wakes the worker and the status reporter.
     public func finishPlanning(_ build: BuildID, _ result: PlanningResult, resolution: BuildResolution?) async throws {
-        try await Retrying.write("recording the plan of build \(build)", logger: logger) {
-            try await store.finishPlanning(build, result, resolution: resolution, at: Date())
+        try await changing([build]) {
+            try await Retrying.write("recording the plan of build \(build)", logger: logger) {
+                try await store.finishPlanning(build, result, resolution: resolution, at: Date())
+            }
         }
         bells.jobs.ring()
         bells.statuses.ring()
@@ -89,7 +103,15 @@ public struct BuildCoordinator: Sendable {
     /// Starts the oldest runnable job that fits in `freeMemory` bytes, and registers it as
     /// running here; its stop signal fires when its build is cancelled.
     public func claimJob(freeMemory: Int) async throws -> (job: ClaimedJob, stop: StopSignal)? {
+        await changes.lock()
+        defer { changes.unlock() }
         guard let claimed = try await store.claimRunnableJob(at: Date(), freeMemory: freeMemory) else { return nil }
+        let job = claimed.job
+        await publish([
+            KilnEvent(
+                type: "job.started", buildID: claimed.build.id, jobID: job.id, repository: claimed.build.repository,
+                fields: ["name": job.name, "attempt": job.attempt])
+        ])
         bells.statuses.ring()
         return (claimed, running.start(claimed.job.id))
     }
@@ -108,9 +130,16 @@ public struct BuildCoordinator: Sendable {
     /// wakes the worker and the status reporter. Returns the build as it now stands.
     @discardableResult
     public func finishJob(_ job: JobID, _ report: JobReport, details: String?) async throws -> BuildRecord {
-        let build = try await Retrying.write("recording the end of job \(job)", logger: logger) {
-            try await store.finishJob(job, report, details: details, at: Date())
+        var owner: BuildRecord?
+        if let record = try await store.job(job) { owner = try await store.buildDetails(record.buildID)?.build }
+        // What nix built (and failed to build) comes before the job's end.
+        let postBuild = owner.map { BuildEvents.postBuild(report, job: job, build: $0.id, repository: $0.repository) } ?? []
+        let build = try await changing(owner.map { [$0.id] } ?? [], preceding: postBuild) {
+            try await Retrying.write("recording the end of job \(job)", logger: logger) {
+                try await store.finishJob(job, report, details: details, at: Date())
+            }
         }
+        progressTimes.times.withLock { _ = $0.removeValue(forKey: job) }
         bells.jobs.ring()
         bells.statuses.ring()
         return build
@@ -131,7 +160,86 @@ public struct BuildCoordinator: Sendable {
     }
 
     /// Records what posting a status came to (posted, retried later, or given up).
-    public func recordStatusDelivery(_ entry: Int64, _ result: StatusDeliveryResult) async throws {
-        try await store.recordStatusDelivery(entry, result, at: Date())
+    public func recordStatusDelivery(_ entry: OutboxEntry, _ result: StatusDeliveryResult) async throws {
+        try await store.recordStatusDelivery(entry.id, result, at: Date())
+        if let event = BuildEvents.status(entry, result) { await publish([event]) }
     }
+
+    /// A running job's progress, published at most once a second per job.
+    public func progress(_ progress: JobProgress, job: JobID, build: BuildID, repository: String) async {
+        let now = ContinuousClock.now
+        let due = progressTimes.times.withLock { times -> Bool in
+            if let last = times[job], now - last < .seconds(1) { return false }
+            times[job] = now
+            return true
+        }
+        guard due else { return }
+        await publish([BuildEvents.progress(progress, job: job, build: build, repository: repository)])
+    }
+
+    // MARK: Events
+
+    /// Runs `change` to builds `builds` and publishes `preceding`, then what it changed in them.
+    private func changing<T>(_ builds: [BuildID], preceding: [KilnEvent] = [], _ change: () async throws -> T) async rethrows -> T {
+        await changes.lock()
+        defer { changes.unlock() }
+        var before: [BuildID: BuildDetails] = [:]
+        for id in builds { before[id] = try? await store.buildDetails(id) }
+        let result = try await change()
+        var events = preceding
+        for id in builds {
+            guard let after = try? await store.buildDetails(id) else { continue }
+            events += BuildEvents.between(before[id], after)
+        }
+        await publish(events)
+        return result
+    }
+
+    /// Appends events to the log and wakes the streams; a failure costs the events, not the change.
+    private func publish(_ events: [KilnEvent]) async {
+        guard !events.isEmpty else { return }
+        do {
+            try await store.appendEvents(events, at: Date())
+            bells.events.ring()
+        } catch {
+            logger.warning("could not record events", metadata: ["events": "\(events.map(\.type))", "error": "\(error)"])
+        }
+    }
+}
+
+/// A lock for async code: one holder at a time, the others wait in order.
+final class SerialLock: Sendable {
+    private let state = Mutex<(held: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+
+    /// Waits until this task holds the lock.
+    func lock() async {
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state -> Bool in
+                if !state.held {
+                    state.held = true
+                    return true
+                }
+                state.waiting.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// Lets the next waiter in (or frees the lock).
+    func unlock() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiting.isEmpty {
+                state.held = false
+                return nil
+            }
+            return state.waiting.removeFirst()
+        }
+        next?.resume()
+    }
+}
+
+/// When each running job last published its progress.
+private final class ProgressTimes: Sendable {
+    let times = Mutex<[JobID: ContinuousClock.Instant]>([:])
 }

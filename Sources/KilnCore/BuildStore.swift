@@ -249,4 +249,4 @@ public protocol BuildQueries: Sendable {
 }
 
 /// Everything the server needs from its database.
-public typealias KilnStore = BuildStore & BuildControl & StatusOutbox & BuildQueries
+public typealias KilnStore = BuildStore & BuildControl & StatusOutbox & BuildQueries & EventLog

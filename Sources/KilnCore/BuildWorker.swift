@@ -63,6 +63,8 @@ public struct Doorbells: Sendable {
     public let jobs = Doorbell()
     /// Statuses were enqueued.
     public let statuses = Doorbell()
+    /// Events were appended to the event log.
+    public let events = Doorbell()
 
     /// Creates a set of quiet doorbells.
     public init() {}
@@ -355,8 +357,9 @@ public struct BuildWorker: Service {
             let run = JobRun(
                 name: job.name, derivations: derivations, timeout: job.timeout, maxSilent: job.maxSilent,
                 pushToCache: job.cachePush && claimed.build.trusted, derivationLogDirectory: settings.paths.derivationLogs(job.id),
-                missing: evaluation.missing(of: job.name))
-            return await executor.run(run, log: ProgressSink(log: log, job: job.id, board: progress), stop: stop)
+                missing: evaluation.missing(of: job.name), knownOutputs: evaluation.outputs)
+            return await executor.run(
+                run, log: ProgressSink(log: log, job: job, build: claimed.build, board: progress, coordinator: coordinator), stop: stop)
         }
     }
 }
@@ -366,12 +369,18 @@ private final class BusyRepositories: Sendable {
     let set = Mutex<Set<RepositoryID>>([])
 }
 
-/// A job's log that also posts its progress on the board.
+/// A job's log that also posts its progress on the board, and as events.
 struct ProgressSink: LogSink {
     let log: JobLogFile
-    let job: JobID
+    let job: JobRecord
+    let build: BuildRecord
     let board: ProgressBoard
+    let coordinator: BuildCoordinator
 
     func write(_ chunk: [UInt8]) { log.write(chunk) }
-    func progress(_ progress: JobProgress) { board.update(job, progress) }
+    func progress(_ progress: JobProgress) {
+        board.update(job.id, progress)
+        let (coordinator, job, build) = (coordinator, job, build)
+        Task { await coordinator.progress(progress, job: job.id, build: build.id, repository: build.repository) }
+    }
 }

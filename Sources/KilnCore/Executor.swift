@@ -18,13 +18,16 @@ public struct JobRun: Sendable, Hashable {
     /// Those of `derivations` that were not in the store when the build was evaluated; nil when
     /// not known. What the job does not build of them itself, another job built meanwhile.
     public var missing: [String]?
+    /// Output paths of derivations, as far as the evaluation learnt them.
+    public var knownOutputs: [String: [String]]
 
     /// Creates a run.
     public init(
         name: String, derivations: [String], timeout: Duration, maxSilent: Duration, pushToCache: Bool = false,
-        derivationLogDirectory: String? = nil, missing: [String]? = nil
+        derivationLogDirectory: String? = nil, missing: [String]? = nil, knownOutputs: [String: [String]] = [:]
     ) {
         self.missing = missing
+        self.knownOutputs = knownOutputs
         self.name = name
         self.derivations = derivations
         self.timeout = timeout
@@ -111,6 +114,8 @@ public struct EvaluationReport: Sendable, Hashable {
     /// The derivations found whose outputs were not all in the store when the evaluation
     /// ended; nil when not known.
     public var missing: Set<String>?
+    /// The output paths of the derivations found, when known.
+    public var outputs: [String: [String]] = [:]
 
     /// The derivations of `job` that were not in the store at evaluation, when known.
     public func missing(of job: String) -> [String]? {

@@ -2,16 +2,19 @@ import Foundation
 import Logging
 import ServiceLifecycle
 
-/// Removes builds, and their logs, that ended longer ago than the retention period; nothing else.
+/// Removes builds, and their logs, that ended longer ago than the retention period, and prunes
+/// the event log (events older than the retention, and all but the newest `eventsKept`).
 public struct GarbageCollector: Service {
-    private let store: any BuildStore
+    /// Events the log keeps at most.
+    public static let eventsKept = 100_000
+    private let store: any BuildStore & EventLog
     private let paths: WorkerPaths
     private let retention: Duration
     private let interval: Duration
     private let logger: Logger
 
     /// A collector that runs at start and then every `interval`.
-    public init(store: any BuildStore, paths: WorkerPaths, retention: Duration, interval: Duration = .seconds(86400), logger: Logger) {
+    public init(store: any BuildStore & EventLog, paths: WorkerPaths, retention: Duration, interval: Duration = .seconds(86400), logger: Logger) {
         self.store = store
         self.paths = paths
         self.retention = retention
@@ -39,6 +42,7 @@ public struct GarbageCollector: Service {
     public func collect(now: Date) async throws -> (builds: Int, jobs: Int) {
         let seconds = Double(retention.components.seconds)
         let removed = try await store.removeBuilds(endedBefore: now.addingTimeInterval(-seconds))
+        try await store.pruneEvents(olderThan: now.addingTimeInterval(-seconds), keep: Self.eventsKept)
         for job in removed.jobs {
             try? FileManager.default.removeItem(atPath: paths.log(job))
             try? FileManager.default.removeItem(atPath: paths.derivationLogs(job))

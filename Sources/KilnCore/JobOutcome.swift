@@ -87,13 +87,19 @@ public struct JobReport: Sendable, Hashable {
     /// Derivations of the job that were not in the store when it started, that another job or
     /// build was building, and that this job waited for instead of building them again.
     public var waitedFor: [String]
+    /// The outputs of each derivation in `built`.
+    public var builtOutputs: [String: [String]] = [:]
+    /// Derivations whose builder failed.
+    public var failedDerivations: [String] = []
 
     /// Creates a report.
     public init(
         outcome: JobOutcome, exitCode: Int32? = nil, derivations: [String] = [], outputs: [BuiltOutput] = [],
         duration: Duration, cpuSeconds: Double? = nil, peakMemoryKilobytes: Int? = nil, cache: CachePushResult? = nil,
-        built: [String] = [], waitedFor: [String] = []
+        built: [String] = [], waitedFor: [String] = [], builtOutputs: [String: [String]] = [:], failedDerivations: [String] = []
     ) {
+        self.builtOutputs = builtOutputs
+        self.failedDerivations = failedDerivations
         self.built = built
         self.waitedFor = waitedFor
         self.outcome = outcome

@@ -8,7 +8,7 @@ import ServiceLifecycle
 /// restarts; this service only delivers. Transient failures back off exponentially (the
 /// forge's `Retry-After` wins when longer); refusals are logged with the forge's answer and dropped.
 public struct StatusReporter: Service {
-    private let store: any StatusOutbox
+    private let coordinator: BuildCoordinator
     private let forges: [String: any Forge]
     private let recordOnly: Set<String>
     private let publicURL: String
@@ -25,14 +25,13 @@ public struct StatusReporter: Service {
     /// Creates the reporter. Forges in `recordOnly` (`status-api: none`) are never called:
     /// their statuses are marked recorded and shown on the build page.
     public init(
-        store: any StatusOutbox, forges: [String: any Forge], recordOnly: Set<String>, publicURL: String, bell: Doorbell,
-        logger: Logger
+        coordinator: BuildCoordinator, forges: [String: any Forge], recordOnly: Set<String>, publicURL: String, logger: Logger
     ) {
-        self.store = store
+        self.coordinator = coordinator
         self.forges = forges
         self.recordOnly = recordOnly
         self.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
-        self.bell = bell
+        self.bell = coordinator.bells.statuses
         self.logger = logger
     }
 
@@ -42,7 +41,7 @@ public struct StatusReporter: Service {
                 let seen = bell.generation
                 let batch: (due: [OutboxEntry], nextDue: Date?)
                 do {
-                    batch = try await store.dueStatuses(at: Date(), limit: 32)
+                    batch = try await coordinator.store.dueStatuses(at: Date(), limit: 32)
                 } catch {
                     logger.error("could not read the status outbox: \(error)")
                     await bell.wait(after: seen, upTo: .seconds(5))
@@ -94,7 +93,7 @@ public struct StatusReporter: Service {
             result = .dropped(error: "forge '\(entry.forge)' is no longer configured")
         }
         do {
-            try await store.recordStatusDelivery(entry.id, result, at: Date())
+            try await coordinator.recordStatusDelivery(entry, result)
         } catch {
             logger.error("could not record a status delivery; it will be posted again", metadata: metadata)
         }

@@ -10,6 +10,8 @@ public struct HTTPDependencies: Sendable {
     public var store: any BuildQueries
     /// Approvals, cancels and re-runs.
     public var coordinator: BuildCoordinator
+    /// The event streams' doorbell and shutdown.
+    public var eventStreams: EventStreams
     /// The bearer token of the control API (approvals, cancel, re-run); nil disables it.
     public var adminToken: Secret?
     /// Whether nix was confirmed usable.
@@ -37,6 +39,7 @@ public struct HTTPDependencies: Sendable {
         self.intake = intake
         self.store = coordinator.store
         self.coordinator = coordinator
+        self.eventStreams = EventStreams(bell: coordinator.bells.events)
         self.adminToken = adminToken
         self.health = health
         self.progress = progress

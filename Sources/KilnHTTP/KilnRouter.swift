@@ -6,6 +6,15 @@ import NIOCore
 
 /// Kiln's routes (DESIGN.md §7). Errors become HTTP statuses here and nowhere else.
 public enum KilnRouter {
+    /// The events socket's one route: `GET /events`, post-build events as Determinate Nixd serves them.
+    public static func eventsSocket(_ coordinator: BuildCoordinator, streams: EventStreams) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("/events") { _, _ in
+            EventStream.postBuild(coordinator.store, streams: streams)
+        }
+        return router
+    }
+
     /// Builds the router.
     public static func make(_ dependencies: HTTPDependencies) -> Router<BasicRequestContext> {
         let router = Router()
@@ -28,6 +37,9 @@ public enum KilnRouter {
                 BuildJSON(
                     details.build, jobs: details.jobs, statuses: details.statuses, dependencies.publicURL,
                     progress: dependencies.progress, paths: dependencies.paths))
+        }
+        router.get("/api/v1/events") { request, _ in
+            try EventStream.api(request, dependencies.coordinator.store, streams: dependencies.eventStreams)
         }
         router.get("/api/v1/jobs/:id") { _, context in
             guard let id = context.parameters.get("id", as: JobID.self), let job = try await dependencies.store.job(id) else {

@@ -22,7 +22,7 @@ extension NixExecutor {
             log.note(summary)
             var report = EvaluationReport(
                 results: derivations.mapValues { .derivations($0) }, summary: summary, duration: ContinuousClock.now - started)
-            report.missing = await missingFromTheStore(report)
+            (report.missing, report.outputs) = await missingFromTheStore(report)
             return report
         }
         if !evaluationTurns.tryTake() {
@@ -34,7 +34,7 @@ extension NixExecutor {
         }
         var report = await evaluateHoldingATurn(request, log: log, stop: stop, started: started)
         evaluationTurns.give()
-        report.missing = await missingFromTheStore(report)
+        (report.missing, report.outputs) = await missingFromTheStore(report)
         return report
     }
 
@@ -104,8 +104,8 @@ extension NixExecutor {
 
     /// Which derivations the report found are not in the store yet: the jobs then tell what
     /// they built from what another job built meanwhile.
-    private func missingFromTheStore(_ report: EvaluationReport) async -> Set<String>? {
-        guard case .success(let binaries) = NixBinaries.resolve(settings.binary) else { return nil }
+    private func missingFromTheStore(_ report: EvaluationReport) async -> (Set<String>?, [String: [String]]) {
+        guard case .success(let binaries) = NixBinaries.resolve(settings.binary) else { return (nil, [:]) }
         let found = report.results.values.flatMap { result -> [String] in
             if case .derivations(let derivations) = result { return derivations }
             return []

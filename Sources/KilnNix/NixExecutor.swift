@@ -110,6 +110,11 @@ public struct NixExecutor: Executor {
                 return run.report(Self.interrupted(stop, error), session)
             }
             run.built = renderer.builtDerivations.sorted()
+            run.failedDerivations = renderer.failedDerivations
+            run.built = run.built.filter { !run.failedDerivations.contains($0) }
+            let unknown = run.built.filter { job.knownOutputs[$0] == nil }
+            let learnt = unknown.isEmpty ? [:] : await outputsOf(unknown, binaries) ?? [:]
+            for derivation in run.built { run.builtOutputs[derivation] = job.knownOutputs[derivation] ?? learnt[derivation] ?? [] }
             if let outcome = Self.stopped(built, timeout: job.timeout, maxSilent: job.maxSilent) {
                 return run.report(outcome, exitCode: built.exitCode, session)
             }
@@ -184,8 +189,19 @@ public struct NixExecutor: Executor {
 
     /// Those of `derivations` whose outputs are not all in the store (`nix show-derivation`,
     /// `nix-store --check-validity`, one process each for all of them); nil when nix could not say.
-    func missing(_ derivations: [String], _ binaries: NixBinaries) async -> Set<String>? {
-        guard !derivations.isEmpty else { return [] }
+    func missing(_ derivations: [String], _ binaries: NixBinaries) async -> (Set<String>?, [String: [String]]) {
+        guard !derivations.isEmpty else { return ([], [:]) }
+        guard let outputs = await outputsOf(derivations, binaries) else { return (nil, [:]) }
+        guard
+            let invalid = try? await NixBinaries.capture(
+                binaries.nixStore, ["--check-validity", "--print-invalid"] + outputs.values.joined())
+        else { return (nil, outputs) }
+        let absent = Set(Self.storePaths(Array(invalid.utf8)))
+        return (Set(derivations.filter { outputs[$0]?.contains(where: absent.contains) ?? true }), outputs)
+    }
+
+    /// Each derivation's output paths, sorted (`nix show-derivation`); nil when nix could not say.
+    func outputsOf(_ derivations: [String], _ binaries: NixBinaries) async -> [String: [String]]? {
         guard
             let shown = try? await NixBinaries.capture(binaries.nix, ["show-derivation"] + commonArguments + ["--"] + derivations),
             let described = (try? JSONSerialization.jsonObject(with: Data(shown.utf8))) as? [String: [String: Any]]
@@ -195,14 +211,9 @@ public struct NixExecutor: Executor {
             guard let named = described[derivation]?["outputs"] as? [String: [String: Any]] else { return nil }
             let paths = named.values.compactMap { $0["path"] as? String }
             guard paths.count == named.count else { return nil }
-            outputs[derivation] = paths
+            outputs[derivation] = paths.sorted()
         }
-        guard
-            let invalid = try? await NixBinaries.capture(
-                binaries.nixStore, ["--check-validity", "--print-invalid"] + outputs.values.joined())
-        else { return nil }
-        let absent = Set(Self.storePaths(Array(invalid.utf8)))
-        return Set(derivations.filter { outputs[$0]?.contains(where: absent.contains) ?? true })
+        return outputs
     }
 
     /// "1 derivation", "3 derivations".
@@ -373,12 +384,14 @@ private struct JobRunState {
     var cache: CachePushResult?
     var built: [String] = []
     var waitedFor: [String] = []
+    var builtOutputs: [String: [String]] = [:]
+    var failedDerivations: [String] = []
 
     func report(_ outcome: JobOutcome, exitCode: Int32? = nil, _ session: NixSession? = nil) -> JobReport {
         JobReport(
             outcome: outcome, exitCode: exitCode, derivations: derivations, outputs: outputs,
             duration: ContinuousClock.now - started, cpuSeconds: session?.cpuSeconds, peakMemoryKilobytes: session?.peakKilobytes,
-            cache: cache, built: built, waitedFor: waitedFor)
+            cache: cache, built: built, waitedFor: waitedFor, builtOutputs: builtOutputs, failedDerivations: failedDerivations)
     }
 }
 

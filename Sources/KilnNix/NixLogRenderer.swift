@@ -14,6 +14,8 @@ final class NixLogRenderer: @unchecked Sendable {
     private var files: [String: JobLogFile] = [:]
     /// The derivations this nix started building.
     private(set) var builtDerivations: Set<String> = []
+    /// The derivations whose builder failed, as nix reported them.
+    private(set) var failedDerivations: [String] = []
 
     private struct Build {
         var derivation: String
@@ -45,6 +47,7 @@ final class NixLogRenderer: @unchecked Sendable {
         switch object["action"] as? String {
         case "msg":
             guard let message = object["msg"] as? String, (object["level"] as? Int ?? 0) <= 3 else { return }
+            if let failed = Self.failedDerivation(message), !failedDerivations.contains(failed) { failedDerivations.append(failed) }
             // Kiln keeps no GC roots on purpose (see the README); nix warns about it every time.
             if message.contains("you did not specify '--add-root'") { return }
             sink.write(Array((message + "\n").utf8))
@@ -109,6 +112,16 @@ final class NixLogRenderer: @unchecked Sendable {
         guard let file = try? JobLogFile(path: "\(derivationLogs)/\(name).log", cap: cap) else { return nil }
         files[derivation] = file
         return file
+    }
+
+    /// The derivation of nix's "builder for '/nix/store/….drv' failed" message, if it is one.
+    static func failedDerivation(_ message: String) -> String? {
+        let plain = ANSI.strip(message)
+        guard let start = plain.range(of: "builder for '")?.upperBound,
+            let end = plain[start...].range(of: ".drv'")?.lowerBound,
+            plain[end...].contains("failed")
+        else { return nil }
+        return String(plain[start..<end]) + ".drv"
     }
 
     /// `/nix/store/abc…-hello-1.0.drv` → `hello-1.0`.

@@ -221,6 +221,23 @@ enum Schema {
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN built TEXT NOT NULL DEFAULT '[]'")
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN waited_for TEXT NOT NULL DEFAULT '[]'")
         }
+        migrator.registerMigration("v8: the event log") { db in
+            // AUTOINCREMENT: an id is never used twice, even after pruning, so a client resuming
+            // from an old id can never be handed a different event under it.
+            try db.execute(
+                sql: """
+                    CREATE TABLE events (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        type TEXT NOT NULL,
+                        build_id INTEGER,
+                        job_id INTEGER,
+                        repository TEXT,
+                        data TEXT NOT NULL,
+                        created_at REAL NOT NULL
+                    );
+                    CREATE INDEX events_by_build ON events(build_id, id);
+                    """)
+        }
         return migrator
     }
 }

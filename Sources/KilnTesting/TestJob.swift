@@ -43,7 +43,7 @@ extension Executor {
                 JobRun(
                     name: spec.name, derivations: derivations, timeout: spec.timeout, maxSilent: spec.maxSilent,
                     pushToCache: spec.pushToCache, derivationLogDirectory: spec.derivationLogDirectory,
-                    missing: evaluation.missing(of: spec.name)),
+                    missing: evaluation.missing(of: spec.name), knownOutputs: evaluation.outputs),
                 log: log, stop: stop)
         case .failed(let outcome, let messages)?:
             log.write(Array(messages.utf8))

@@ -213,7 +213,7 @@ if sections.contains("executor") {
                     let report = await executor.run(
                         JobRun(
                             name: name, derivations: derivations, timeout: .seconds(600), maxSilent: .seconds(600),
-                            missing: evaluation.missing(of: name)),
+                            missing: evaluation.missing(of: name), knownOutputs: evaluation.outputs),
                         log: MemoryLog(), stop: StopSignal())
                     guard report.outcome == .succeeded else { fatalError("job \(name): \(report.outcome)") }
                 }
