@@ -10,6 +10,13 @@ import Testing
     }
 
     /// A job that builds thousands of derivations cannot fill the disk with log files.
+    @Test func aFailedBuildersDerivationIsRecognised() {
+        #expect(NixLogRenderer.failedDerivation("\u{1B}[31;1merror:\u{1B}[0m builder for '\u{1B}[35;1m/nix/store/abc-bad.drv\u{1B}[0m' failed with exit code 1")
+            == "/nix/store/abc-bad.drv")
+        #expect(NixLogRenderer.failedDerivation("builder for '/nix/store/abc-bad.drv' failed with exit code 1;") == "/nix/store/abc-bad.drv")
+        #expect(NixLogRenderer.failedDerivation("building '/nix/store/abc-ok.drv'...") == nil)
+    }
+
     @Test func perDerivationLogsAreCapped() async throws {
         try await withTemporaryDirectory("kiln-render") { directory in
             let log = MemoryLog()
