@@ -14,6 +14,8 @@ public final class EventClient: Sendable {
         public var type: String?
         /// `data:`.
         public var data: String
+        /// When it arrived.
+        public var at: ContinuousClock.Instant = .now
 
         /// The data as a JSON object.
         public var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(data.utf8))) as? [String: Any] ?? [:] }
@@ -25,13 +27,13 @@ public final class EventClient: Sendable {
     private let box = State()
     private let task = Mutex<Task<Void, Never>?>(nil)
 
-    /// Connects to `url` (`http://…` or `http+unix://<percent-encoded socket path>/…`).
-    public init(_ url: String, headers: [(String, String)] = []) {
+    /// Connects to `url` (`http://…` or `http+unix://<percent-encoded socket path>/…`) with `client`.
+    public init(_ url: String, headers: [(String, String)] = [], client: HTTPClient = .shared) {
         let started = Task { [box] in
             var request = HTTPClientRequest(url: url)
             for (name, value) in headers { request.headers.add(name: name, value: value) }
             do {
-                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(600))
+                let response = try await client.execute(request, timeout: .seconds(600))
                 var pending = ""
                 for try await chunk in response.body {
                     pending += String(buffer: chunk)

@@ -1,6 +1,6 @@
 // Kiln's timing figures, measured with the real components: `make bench`.
 //
-//   kiln-bench [server] [pipeline] [executor] [forges] [intake]     (default: all five)
+//   kiln-bench [server] [pipeline] [executor] [forges] [intake] [events]     (default: all six)
 //
 // server:   a signed push to `kiln serve` over a socket → the first `kiln` pending status at a
 //           fake GitHub (median of KILN_BENCH_ROUNDS, default 20), and webhook → final status.
@@ -11,6 +11,8 @@
 //           jobs whose attributes share one expensive value, with the evaluator's peak memory.
 // forges:   webhook intake (verify + decode + commit to SQLite) of each forge's largest fixture
 //           in ../shared/fixtures/forges that starts a build, median of 1,000 deliveries.
+// events:   100 clients on /api/v1/events while 2,000 signed pushes arrive (KILN_BENCH_EVENT_BUILDS):
+//           events delivered per second, and the delay from a push's 202 to its event at a client.
 // intake:   signed pushes with wrk at 32 connections against `kiln serve` and against a bare
 //           Hummingbird route that only verifies the HMAC (IntakeLoad.swift), side by side.
 import Foundation
@@ -25,7 +27,7 @@ import Logging
 import ServiceLifecycle
 
 let rounds = Int(ProcessInfo.processInfo.environment["KILN_BENCH_ROUNDS"] ?? "20") ?? 20
-let sections = CommandLine.arguments.dropFirst().isEmpty ? ["server", "pipeline", "executor", "forges", "intake"] : Array(CommandLine.arguments.dropFirst())
+let sections = CommandLine.arguments.dropFirst().isEmpty ? ["server", "pipeline", "executor", "forges", "intake", "events"] : Array(CommandLine.arguments.dropFirst())
 let clock = ContinuousClock()
 let nixOptions = ["--extra-experimental-features", "nix-command flakes", "--option", "sandbox", "true",
                   "--option", "sandbox-fallback", "false", "--option", "substituters", ""]
@@ -342,4 +344,10 @@ if sections.contains("forges") {
 
 if sections.contains("intake") {
     try await IntakeLoad.run(seconds: Int(ProcessInfo.processInfo.environment["KILN_BENCH_SECONDS"] ?? "10") ?? 10)
+}
+
+// MARK: - events
+
+if sections.contains("events") {
+    try await EventLoad.run(clients: 100, builds: Int(ProcessInfo.processInfo.environment["KILN_BENCH_EVENT_BUILDS"] ?? "2000") ?? 2000)
 }
