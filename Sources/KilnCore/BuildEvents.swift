@@ -4,11 +4,14 @@ import KilnPipeline
 /// The events a change to a build makes, found by comparing the build before and after it:
 /// one place derives them all, whatever made the change.
 public enum BuildEvents {
-    /// A delivery's new build.
+    /// A delivery's new build. Written for every delivery, so its JSON is written by hand, with
+    /// sorted keys like every other event's.
     public static func queued(_ build: BuildID, _ delivery: NewDelivery) -> KilnEvent {
-        var fields: [String: Any] = ["sha": delivery.sha, "ref": delivery.ref.fullName, "forge": delivery.forge]
-        if let number = delivery.pullRequest?.number { fields["pull_request"] = number }
-        return KilnEvent(type: "build.queued", buildID: build, repository: delivery.repository, fields: fields)
+        let pullRequest = delivery.pullRequest.map { ",\"pull_request\":\($0.number)" } ?? ""
+        let data =
+            "{\"build_id\":\(build),\"forge\":\(JSONText.quoted(delivery.forge))\(pullRequest),\"ref\":\(JSONText.quoted(delivery.ref.fullName)),"
+            + "\"repository\":\(JSONText.quoted(delivery.repository)),\"sha\":\(JSONText.quoted(delivery.sha))}"
+        return KilnEvent(type: "build.queued", buildID: build, jobID: nil, repository: delivery.repository, data: data)
     }
 
     /// What changed from `before` (nil: the build is new to the caller) to `after`.

@@ -20,30 +20,11 @@ struct AcceptedJSON: Encodable {
     /// for every delivery, and JSONEncoder was a twentieth of intake's time.
     var compactJSON: [UInt8] {
         func build(_ build: Build) -> String {
-            "{\"build_id\":\(build.build_id),\"new\":\(build.new),\"url\":\(Self.quoted(build.url))}"
+            "{\"build_id\":\(build.build_id),\"new\":\(build.new),\"url\":\(JSONText.quoted(build.url))}"
         }
         let text = "{\"build_id\":\(build_id),\"builds\":[\(builds.map(build).joined(separator: ","))],\"message\":"
-            + "\(Self.quoted(message)),\"new\":\(new),\"url\":\(Self.quoted(url))}\n"
+            + "\(JSONText.quoted(message)),\"new\":\(new),\"url\":\(JSONText.quoted(url))}\n"
         return Array(text.utf8)
-    }
-
-    /// A JSON string literal.
-    static func quoted(_ text: String) -> String {
-        // Most strings (URLs, fixed messages) need no escaping at all.
-        if !text.utf8.contains(where: { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 }) { return "\"" + text + "\"" }
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
 

@@ -52,6 +52,18 @@ import Testing
         #expect(object["outcome"] as? String == "succeeded" && object["build_id"] as? Int == 1 && object["job_id"] as? Int == 1)
     }
 
+    @Test func aDeliverysQueuedEventIsValidJSONWhateverItsRef() throws {
+        let delivery = NewDelivery(
+            forge: "github", deliveryID: "d", repositoryID: 1, repository: "o/r", ref: .branch("we\"ird\\\u{1}name"),
+            sha: String(repeating: "a", count: 40),
+            pullRequest: PullRequestInfo(number: 7, headBranch: "h", baseBranch: "main", isFork: false, headRepository: nil))
+        let event = BuildEvents.queued(5, delivery)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any])
+        #expect(object["ref"] as? String == "refs/heads/we\"ird\\\u{1}name")
+        #expect(object["build_id"] as? Int == 5 && object["pull_request"] as? Int == 7 && object["repository"] as? String == "o/r")
+        #expect(Array(object.keys).sorted() == ["build_id", "forge", "pull_request", "ref", "repository", "sha"])
+    }
+
     @Test func postBuildEventsAreDeterminateNixdsShape() throws {
         var report = JobReport(outcome: .succeeded, duration: .zero)
         report.built = ["/nix/store/a-x.drv"]
