@@ -235,8 +235,9 @@ enum Schema {
                         data TEXT NOT NULL,
                         created_at REAL NOT NULL
                     );
-                    CREATE INDEX events_by_build ON events(build_id, id);
                     """)
+            // No secondary index: every delivery writes an event, and streams read forward from
+            // their position by id, the primary key.
         }
         return migrator
     }
