@@ -3,6 +3,9 @@ import PackageDescription
 
 // Dependencies point one way (see ../shared/STYLE.md):
 // KilnPipeline <- KilnCore <- {KilnForges, KilnGit, KilnNix, KilnStore, KilnHTTP} <- KilnApp <- kiln
+// Every target builds with the upcoming features below, and names every module it imports.
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny"), .enableUpcomingFeature("MemberImportVisibility")]
+
 let package = Package(
     name: "kiln",
     platforms: [.macOS(.v15)],
@@ -20,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         .systemLibrary(
@@ -29,7 +34,8 @@ let package = Package(
         ),
         .target(
             name: "KilnPipeline",
-            dependencies: [.product(name: "Yams", package: "Yams")]
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
         ),
         .target(
             name: "KilnCore",
@@ -38,38 +44,48 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         .target(
             name: "KilnForges",
             dependencies: [
-                "KilnCore",
+                "KilnCore", "KilnPipeline",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: strict
         ),
-        .target(name: "KilnGit", dependencies: ["KilnCore", "CGit2"]),
+        .target(name: "KilnGit", dependencies: ["KilnCore", "CGit2"], swiftSettings: strict),
         .target(
             name: "KilnNix",
             dependencies: [
-                "KilnCore",
+                "KilnCore", "KilnPipeline",
                 .product(name: "Subprocess", package: "swift-subprocess"),
-            ]
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
         ),
         .target(
             name: "KilnStore",
-            dependencies: ["KilnCore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["KilnCore", "KilnPipeline", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict
         ),
         .target(
             name: "KilnHTTP",
             dependencies: [
-                "KilnCore",
+                "KilnCore", "KilnPipeline",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
-            ]
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
         ),
         .target(
             name: "KilnApp",
@@ -79,20 +95,27 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
         ),
         .executableTarget(
             name: "kiln",
             dependencies: [
-                "KilnApp",
+                "KilnApp", "KilnCore", "KilnNix", "KilnPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
         ),
         .target(
             name: "KilnTesting",
             dependencies: [
-                "KilnCore",
-                "KilnForges",
+                "KilnCore", "KilnForges", "KilnPipeline",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -100,12 +123,13 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         .executableTarget(
             name: "kiln-fuzz",
             dependencies: ["KilnPipeline", "KilnCore", "KilnForges", "KilnApp", .product(name: "Crypto", package: "swift-crypto")],
-            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+            swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
             name: "kiln-bench",
@@ -113,21 +137,36 @@ let package = Package(
                 "KilnApp", "KilnNix", "KilnPipeline", "KilnCore", "KilnForges", "KilnStore", "KilnTesting",
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio"),
             ],
-            path: "bench/KilnBench"
+            path: "bench/KilnBench",
+            swiftSettings: strict
         ),
         .testTarget(
-            name: "KilnPipelineTests", dependencies: ["KilnPipeline"], exclude: ["Cases", "check_schema.py"]),
-        .testTarget(name: "KilnCoreTests", dependencies: ["KilnCore"]),
-        .testTarget(name: "KilnForgesTests", dependencies: ["KilnForges", "KilnTesting"]),
-        .testTarget(name: "KilnGitTests", dependencies: ["KilnGit", "KilnTesting"]),
-        .testTarget(name: "KilnNixTests", dependencies: ["KilnNix", "KilnTesting"]),
+            name: "KilnPipelineTests", dependencies: ["KilnPipeline"], exclude: ["Cases", "check_schema.py"], swiftSettings: strict),
+        .testTarget(name: "KilnCoreTests", dependencies: ["KilnCore", "KilnPipeline"], swiftSettings: strict),
+        .testTarget(
+            name: "KilnForgesTests",
+            dependencies: [
+                "KilnForges", "KilnCore", "KilnPipeline", "KilnTesting", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+        .testTarget(name: "KilnGitTests", dependencies: ["KilnGit", "KilnCore", "KilnTesting"], swiftSettings: strict),
+        .testTarget(name: "KilnNixTests", dependencies: ["KilnNix", "KilnCore", "KilnPipeline", "KilnTesting"], swiftSettings: strict),
         .testTarget(
             name: "KilnStoreTests",
             dependencies: [
-                "KilnStore", "KilnTesting", .product(name: "Logging", package: "swift-log"),
+                "KilnStore", "KilnCore", "KilnPipeline", "KilnTesting", .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
-            ]),
-        .testTarget(name: "KilnAppTests", dependencies: ["KilnApp", "KilnTesting"]),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "KilnAppTests",
+            dependencies: [
+                "KilnApp", "KilnHTTP", "KilnCore", "KilnNix", "KilnPipeline", "KilnStore", "KilnTesting",
+                .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
     ]
 )

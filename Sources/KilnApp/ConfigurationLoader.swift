@@ -3,6 +3,7 @@ import KilnCore
 import KilnForges
 import KilnNix
 import KilnPipeline
+import Yams
 
 extension KilnConfiguration {
     /// Reads and validates the configuration file at `path`.

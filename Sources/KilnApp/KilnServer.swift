@@ -8,6 +8,7 @@ import KilnNix
 import KilnStore
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// The one place where implementations are chosen and wired into a `ServiceGroup`.
 public enum KilnServer {

@@ -1,3 +1,4 @@
+import Foundation
 /// What to do with pull requests from forks (`repositories[].forks`).
 public enum ForkPolicy: String, Sendable, Hashable, CaseIterable {
     /// Build them like any pull request.

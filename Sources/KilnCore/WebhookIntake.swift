@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import KilnPipeline
 
 /// A configured repository: its id, its name as the configuration spells it, and its policy.
 public struct RepositoryRef: Sendable, Hashable {

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import KilnCore
 import KilnPipeline
+import NIOHTTP1
 
 /// Bitbucket Cloud (bitbucket.org): `X-Hub-Signature: sha256=` webhooks and the build status API.
 public struct BitbucketCloudForge: Forge {

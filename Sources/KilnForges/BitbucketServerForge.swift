@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import KilnCore
 import KilnPipeline
+import NIOHTTP1
 
 /// Bitbucket Data Center (and Server): `X-Hub-Signature: sha256=` webhooks and the build status API.
 public struct BitbucketServerForge: Forge {

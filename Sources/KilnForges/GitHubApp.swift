@@ -4,6 +4,7 @@ import Foundation
 import KilnCore
 import Synchronization
 import _CryptoExtras
+import NIOHTTP1
 
 /// A GitHub App's credentials: a JWT signed RS256 with the App's private key is exchanged for
 /// an installation token per repository, cached until five minutes before it expires; concurrent

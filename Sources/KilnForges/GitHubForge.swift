@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import KilnCore
 import KilnPipeline
+import NIOHTTP1
 
 /// GitHub (github.com and Enterprise Server): `X-Hub-Signature-256` webhooks; commit statuses
 /// or, with a GitHub App, check runs.

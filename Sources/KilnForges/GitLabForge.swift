@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import KilnCore
 import KilnPipeline
+import NIOHTTP1
 
 /// GitLab (gitlab.com and self-managed): `X-Gitlab-Token` webhooks, optionally signed with a
 /// signing token, and the commit status API.

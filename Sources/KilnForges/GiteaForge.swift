@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import KilnCore
 import KilnPipeline
+import NIOHTTP1
 
 /// Gitea and Forgejo: their own bare-hex signature headers (never the GitHub ones they also
 /// send) and the commit status API.

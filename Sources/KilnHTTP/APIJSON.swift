@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnPipeline
 
 /// `POST /webhooks/{forge}`'s answer for an accepted delivery: every build it made (a
 /// Bitbucket push can move several refs), and the first one at the top for convenience.

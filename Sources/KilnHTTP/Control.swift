@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import KilnCore
 import NIOCore
+import NIOFoundationEssentialsCompat
 
 /// The control API: approving a fork's pull request, cancelling, running again. Every call
 /// needs `Authorization: Bearer <server.admin-token-file's token>`.

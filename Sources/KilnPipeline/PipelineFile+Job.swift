@@ -1,3 +1,4 @@
+import Foundation
 /// Decoding `jobs` and each job: targets, limits, systems, filters.
 extension PipelineFile {
     static func decodeJobs(_ node: YAMLNode, _ reader: inout YAMLReader, _ decoded: inout Decoded) -> [JobSpec]? {

@@ -1,3 +1,4 @@
+import Yams
 /// Reads `.kiln.yml` into a `PipelineSpec`, or every problem found in it.
 ///
 /// Pure: no I/O, no clock. The file is checked for size and YAML budget

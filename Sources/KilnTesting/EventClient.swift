@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import Synchronization
+import NIOHTTP1
 
 /// A server-sent events client for tests: reads a stream in the background and keeps what
 /// arrived, parsed, until `close()`.

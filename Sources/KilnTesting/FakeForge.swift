@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import Synchronization
 import _CryptoExtras
+import NIOFoundationEssentialsCompat
 
 /// A stand-in for a forge's status API on 127.0.0.1, as strict as the forge's documentation:
 /// it checks the credentials, the path, the state words and the field lengths, answers like

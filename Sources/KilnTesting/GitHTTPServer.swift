@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import NIOCore
 import Synchronization
+import NIOFoundationEssentialsCompat
 
 /// Serves git repositories over smart HTTP on 127.0.0.1 through the real `git http-backend`,
 /// behind Basic authentication, and records each request's path and whether it was authorised.

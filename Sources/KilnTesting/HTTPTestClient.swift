@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOHTTP1
 
 /// Real HTTP requests over a socket, for tests.
 public enum HTTPTestClient {

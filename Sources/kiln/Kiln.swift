@@ -5,6 +5,7 @@ import KilnCore
 import KilnNix
 import KilnPipeline
 import Logging
+import ServiceLifecycle
 
 @main
 struct Kiln: AsyncParsableCommand {

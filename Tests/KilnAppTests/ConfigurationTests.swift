@@ -4,6 +4,8 @@ import KilnTesting
 import Testing
 
 @testable import KilnApp
+import KilnPipeline
+import KilnNix
 
 @Suite struct ConfigurationTests {
     /// Writes `yaml` as kiln.yaml beside a secret and a token file, and loads it.

@@ -1,6 +1,7 @@
 import Foundation
 import KilnCore
 import Testing
+import KilnPipeline
 
 /// The events a change makes, as a table: the build and its jobs before and after → event types.
 @Suite struct BuildEventsTests {

@@ -5,6 +5,7 @@ import KilnTesting
 import Testing
 
 @testable import KilnStore
+import Logging
 
 @Suite struct BuildControlTests {
     let now = Date(timeIntervalSince1970: 1_800_000_000)
