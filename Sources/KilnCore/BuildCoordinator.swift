@@ -166,7 +166,8 @@ public struct BuildCoordinator: Sendable {
     }
 
     /// A running job's progress, published at most once a second per job.
-    public func progress(_ progress: JobProgress, job: JobID, build: BuildID, repository: String) async {
+    /// Returns at once; the event is written in the background when it is due.
+    public func progress(_ progress: JobProgress, job: JobID, build: BuildID, repository: String) {
         let now = ContinuousClock.now
         let due = progressTimes.times.withLock { times -> Bool in
             if let last = times[job], now - last < .seconds(1) { return false }
@@ -174,7 +175,8 @@ public struct BuildCoordinator: Sendable {
             return true
         }
         guard due else { return }
-        await publish([BuildEvents.progress(progress, job: job, build: build, repository: repository)])
+        let event = BuildEvents.progress(progress, job: job, build: build, repository: repository)
+        Task { await publish([event]) }
     }
 
     // MARK: Events

@@ -380,7 +380,6 @@ struct ProgressSink: LogSink {
     func write(_ chunk: [UInt8]) { log.write(chunk) }
     func progress(_ progress: JobProgress) {
         board.update(job.id, progress)
-        let (coordinator, job, build) = (coordinator, job, build)
-        Task { await coordinator.progress(progress, job: job.id, build: build.id, repository: build.repository) }
+        coordinator.progress(progress, job: job.id, build: build.id, repository: build.repository)
     }
 }

@@ -14,25 +14,8 @@ enum EventLoad {
     static func run(clients: Int, builds: Int) async throws {
         let directory = try TemporaryDirectory("kiln-bench-events")
         defer { directory.remove() }
-        try IntakeLoad.secret.write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
-        try """
-            server: {listen: "127.0.0.1:0", public-url: "http://kiln.bench", max-concurrent-webhooks: 256}
-            storage: {data-dir: data}
-            forges:
-              github: {type: github, webhook-secret-files: [secret], status-api: none}
-            repositories:
-              - {forge: github, name: bench/hello, clone-url: "file:///nowhere"}
-            """.write(toFile: directory.appending("kiln.yaml"), atomically: true, encoding: .utf8)
-        let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
-        let configuration = try KilnConfiguration.load(path: directory.appending("kiln.yaml"))
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let group = try await KilnServer.make(configuration, logger: logger, executor: IntakeLoad.IdleExecutor()) { port in
-            continuation.yield(port)
-            continuation.finish()
-        }
-        let server = Task { try await group.run() }
-        let port = await ports.first { _ in true }!
-        let url = "http://127.0.0.1:\(port)"
+        let kiln = try await Serving.start(in: directory)
+        let url = "http://127.0.0.1:\(kiln.port)"
 
         var settings = HTTPClient.Configuration()
         settings.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = clients + 16
@@ -71,8 +54,7 @@ enum EventLoad {
         }
         for stream in streams { stream.close() }
         try await client.shutdown()
-        await group.triggerGracefulShutdown()
-        _ = try? await server.value
+        await kiln.stop()
 
         let delivered = Double(clients * builds) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
         let sorted = delays.sorted()

@@ -48,27 +48,9 @@ enum IntakeLoad {
         let bareFigures = try wrk(port: bare.port, script: script, seconds: seconds)
         await bare.stop()
 
-        try secret.write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
-        try """
-            server: {listen: "127.0.0.1:0", public-url: "http://kiln.bench", max-concurrent-webhooks: 256}
-            storage: {data-dir: data}
-            forges:
-              github: {type: github, webhook-secret-files: [secret], status-api: none}
-            repositories:
-              - {forge: github, name: bench/hello, clone-url: "file:///nowhere"}
-            """.write(toFile: directory.appending("kiln.yaml"), atomically: true, encoding: .utf8)
-        let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
-        let configuration = try KilnConfiguration.load(path: directory.appending("kiln.yaml"))
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let group = try await KilnServer.make(configuration, logger: logger, executor: IdleExecutor()) { port in
-            continuation.yield(port)
-            continuation.finish()
-        }
-        let server = Task { try await group.run() }
-        let port = await ports.first { _ in true }!
-        let kilnFigures = try wrk(port: port, script: script, seconds: seconds)
-        await group.triggerGracefulShutdown()
-        _ = try? await server.value
+        let kiln = try await Serving.start(in: directory)
+        let kilnFigures = try wrk(port: kiln.port, script: script, seconds: seconds)
+        await kiln.stop()
 
         func line(_ label: String, _ figures: Figures) -> String {
             String(format: "%@ %8.0f requests/s, p50 %@, p99 %@%@", label.padding(toLength: 44, withPad: " ", startingAt: 0),
@@ -147,5 +129,39 @@ enum IntakeLoad {
             bytes.append(byte)
         }
         return bytes
+    }
+}
+
+/// `kiln serve` for intake benchmarks: one GitHub repository, statuses recorded only, and an
+/// executor that is never ready, so only intake (and what reads its records) runs.
+struct Serving {
+    let group: ServiceGroup
+    let server: Task<Void, any Error>
+    let port: Int
+
+    static func start(in directory: TemporaryDirectory) async throws -> Serving {
+        try IntakeLoad.secret.write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
+        try """
+            server: {listen: "127.0.0.1:0", public-url: "http://kiln.bench", max-concurrent-webhooks: 256}
+            storage: {data-dir: data}
+            forges:
+              github: {type: github, webhook-secret-files: [secret], status-api: none}
+            repositories:
+              - {forge: github, name: bench/hello, clone-url: "file:///nowhere"}
+            """.write(toFile: directory.appending("kiln.yaml"), atomically: true, encoding: .utf8)
+        let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
+        let configuration = try KilnConfiguration.load(path: directory.appending("kiln.yaml"))
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let group = try await KilnServer.make(configuration, logger: logger, executor: IntakeLoad.IdleExecutor()) { port in
+            continuation.yield(port)
+            continuation.finish()
+        }
+        let server = Task { try await group.run() }
+        return Serving(group: group, server: server, port: await ports.first { _ in true }!)
+    }
+
+    func stop() async {
+        await group.triggerGracefulShutdown()
+        _ = try? await server.value
     }
 }
