@@ -37,17 +37,31 @@ enum Pages {
         .queued,.planning,.running,.pending{color:#1a56b3}code{font-size:13px}
         """
 
-    private static func page(_ title: String, refresh: Bool, _ content: String) -> String {
+    /// A page; with `live` (an `/api/v1/events` query) it reloads when those events arrive, at
+    /// most once a second, and without JavaScript every 3 seconds.
+    private static func page(_ title: String, live: String?, _ content: String) -> String {
         """
         <!doctype html><html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
-        \(refresh ? "<meta http-equiv=\"refresh\" content=\"3\">" : "")<style>\(style)</style></head>
+        \(live.map(liveScript) ?? "")<style>\(style)</style></head>
         <body><p><a href="/">Kiln</a></p>\(content)</body></html>
 
         """
     }
 
+    /// Reloads the page when an event of `query` arrives (throttled to once a second). `query`
+    /// is Kiln's own (ids and type names), never a request's text: it stands in a script.
+    static func liveScript(_ query: String) -> String {
+        let types = ["build.queued", "build.planned", "build.started", "build.finished", "job.started", "job.progress",
+                     "job.finished", "status.posted", "status.failed"]
+        return """
+            <noscript><meta http-equiv="refresh" content="3"></noscript><script>
+            (function(){var s=new EventSource("/api/v1/events?\(query)"),t=null;function r(){if(!t){t=setTimeout(function(){location.reload()},1000)}}
+            \(types.map { "s.addEventListener(\"\($0)\",r);" }.joined())})();</script>
+            """
+    }
+
     static func notFound(_ message: String) -> String {
-        page("Not found", refresh: false, "<h1>Not found</h1><p>\(escape(message))</p>")
+        page("Not found", live: nil, "<h1>Not found</h1><p>\(escape(message))</p>")
     }
 
     static func index(_ builds: [BuildRecord]) -> String {
@@ -61,7 +75,7 @@ enum Pages {
         let table = builds.isEmpty
             ? "<p>No builds yet. Point a forge's webhook at <code>/webhooks/&lt;forge&gt;</code> and push.</p>"
             : "<table><tr><th>Build</th><th>Repository</th><th>Ref</th><th>Commit</th><th>State</th><th>Summary</th></tr>\(rows)</table>"
-        return page("Kiln builds", refresh: builds.contains { !$0.state.isFinal }, "<h1>Builds</h1>\(table)")
+        return page("Kiln builds", live: "types=build.queued,build.planned,build.started,build.finished", "<h1>Builds</h1>\(table)")
     }
 
     /// What the page shows of one job.
@@ -128,6 +142,6 @@ enum Pages {
             content += "<pre>\(ANSIHTML.render(view.log.text))</pre>"
         }
         let active = !build.state.isFinal
-        return page("Build #\(build.id) · \(build.repository)", refresh: active, content)
+        return page("Build #\(build.id) · \(build.repository)", live: active ? "build=\(build.id)" : nil, content)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import KilnHTTP
+import KilnCore
 
 @Suite struct AcceptedJSONTests {
     /// The hand-written answer is the same JSON as JSONEncoder's, whatever the strings hold.
@@ -13,5 +14,27 @@ import Testing
         let handWritten = try JSONSerialization.jsonObject(with: Data(accepted.compactJSON)) as? NSDictionary
         let encoded = try JSONSerialization.jsonObject(with: JSONEncoder().encode(accepted)) as? NSDictionary
         #expect(handWritten != nil && handWritten == encoded)
+    }
+}
+
+@Suite struct LivePageTests {
+    static func details(_ state: BuildState) -> BuildDetails {
+        let now = Date()
+        return BuildDetails(
+            build: BuildRecord(
+                id: 7, repositoryID: 1, forge: "github", repository: "o/r", sha: String(repeating: "a", count: 40),
+                ref: "refs/heads/main", state: state, summary: state.rawValue, createdAt: now),
+            jobs: [], statuses: [])
+    }
+
+    @Test func aRunningBuildsPageFollowsItsEventsAndAFinishedOneDoesNot() {
+        let running = Pages.build(Self.details(.running), jobs: [])
+        #expect(running.contains("new EventSource(\"/api/v1/events?build=7\")"))
+        #expect(running.contains("<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>"))
+        #expect(!running.replacingOccurrences(of: "<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>", with: "")
+            .contains("http-equiv"))
+        let finished = Pages.build(Self.details(.succeeded), jobs: [])
+        #expect(!finished.contains("EventSource") && !finished.contains("http-equiv"))
+        #expect(Pages.index([]).contains("new EventSource(\"/api/v1/events?types=build.queued,build.planned,build.started,build.finished\")"))
     }
 }
