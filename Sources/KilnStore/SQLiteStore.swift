@@ -103,11 +103,10 @@ public struct SQLiteStore: KilnStore {
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE state = 'queued'\(others) ORDER BY id LIMIT 1")
             else { return nil }
             var build = try Rows.build(row)
-            build.state = .planning
-            build.summary = "fetching and reading the pipeline file"
-            try db.execute(
-                sql: "UPDATE builds SET state = 'planning', summary = ?, planning_since = ? WHERE id = ?",
-                arguments: [build.summary, Date().timeIntervalSince1970, build.id])
+            var machine = BuildStateMachine(state: build.state, summary: build.summary)
+            try apply(machine.claim(), to: build, at: Date(), db)
+            build.state = machine.state
+            build.summary = machine.summary
             return build
         }
     }
@@ -129,12 +128,43 @@ public struct SQLiteStore: KilnStore {
                 build.builtSHA = resolution.builtSHA
                 build.trusted = resolution.trusted
             }
-            let time = now.timeIntervalSince1970
-            let kiln = StatusUpdate.buildContext
-            switch result {
-            case .planned(let jobs):
-                let statuses = BuildProgress.plannedStatuses(jobs)
-                for (job, status) in zip(jobs, statuses.dropFirst()) {
+            var earlier: (build: BuildRecord, jobs: [JobRecord])?
+            if case .reused(let earlierID) = result,
+                let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [earlierID])
+            {
+                let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [earlierID])
+                    .map(Rows.job)
+                earlier = (try Rows.build(row), jobs)
+            }
+            var machine = BuildStateMachine(state: build.state, summary: build.summary)
+            try apply(machine.finishPlanning(result, earlier: earlier), to: build, at: now, db)
+        }
+    }
+
+    /// Carries out a build's state machine's actions in the open transaction `db`.
+    private func apply(_ actions: [BuildStateMachine.Action], to build: BuildRecord, at now: Date, _ db: Database) throws {
+        let time = now.timeIntervalSince1970
+        for action in actions {
+            switch action {
+            case .persist(let state, let summary, let diagnostics):
+                switch state {
+                case .planning:
+                    try db.execute(
+                        sql: "UPDATE builds SET state = ?, summary = ?, planning_since = ? WHERE id = ?",
+                        arguments: [state.rawValue, summary, time, build.id])
+                case .running:
+                    try db.execute(
+                        sql: "UPDATE builds SET state = ?, summary = ?, started_at = ? WHERE id = ?",
+                        arguments: [state.rawValue, summary, time, build.id])
+                case .queued, .awaitingApproval:
+                    try db.execute(
+                        sql: "UPDATE builds SET state = ?, summary = ? WHERE id = ?", arguments: [state.rawValue, summary, build.id])
+                case .succeeded, .failed, .errored, .cancelled, .skipped:
+                    try end(build, state, summary: summary, at: time, db, diagnostics: diagnostics)
+                }
+            case .queueJobs(let jobs):
+                for queued in jobs {
+                    let job = queued.job
                     try db.execute(
                         sql: """
                             INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds,
@@ -143,88 +173,30 @@ public struct SQLiteStore: KilnStore {
                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
                             """,
                         arguments: [
-                            buildID, job.name, Rows.json(job.installables), Rows.encode(job.target), job.system,
+                            build.id, job.name, Rows.json(job.installables), Rows.encode(job.target), job.system,
                             Rows.json(job.needs), job.timeout.components.seconds, job.maxSilent.components.seconds,
-                            job.allowFailure, job.cachePush, job.minMemory, status.description, time,
+                            job.allowFailure, job.cachePush, job.minMemory, queued.summary, time,
                         ])
                 }
-                try db.execute(
-                    sql: "UPDATE builds SET state = 'running', summary = ?, started_at = ? WHERE id = ?",
-                    arguments: [statuses[0].description, time, buildID])
-                try enqueue(statuses, for: build, at: now, db)
-            case .reused(let earlierID):
-                try reuse(earlierID, for: build, at: now, db)
-            case .skipped(let reason, let announce):
-                try end(build, .skipped, summary: reason, at: time, db)
-                if announce {
-                    try enqueue([StatusUpdate(context: kiln, state: .skipped, description: reason)], for: build, at: now, db)
+            case .reuseJobs(let earlierID, let summaries):
+                for (jobID, summary) in summaries.sorted(by: { $0.key < $1.key }) {
+                    try db.execute(
+                        sql: """
+                            INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
+                                              allow_failure, cache_push, min_memory, state, summary, exit_code, derivations, outputs,
+                                              cpu_seconds, peak_memory_kb, cache_summary, attempt, queued_at, started_at, finished_at)
+                            SELECT ?, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
+                                   allow_failure, cache_push, min_memory, state, ?, exit_code, derivations, outputs,
+                                   cpu_seconds, peak_memory_kb, cache_summary, 0, ?, NULL, ?
+                            FROM jobs WHERE id = ?
+                            """,
+                        arguments: [build.id, summary, time, time, jobID])
                 }
-            case .awaitingApproval(let reason):
                 try db.execute(
-                    sql: "UPDATE builds SET state = 'awaiting_approval', summary = ? WHERE id = ?", arguments: [reason, buildID])
-                try enqueue([StatusUpdate(context: kiln, state: .pending, description: reason)], for: build, at: now, db)
-            case .invalid(let summary, let diagnostics):
-                try end(build, .failed, summary: summary, at: time, db, diagnostics: diagnostics)
-                try enqueue([StatusUpdate(context: kiln, state: .failed, description: summary)], for: build, at: now, db)
-            case .errored(let message):
-                try end(build, .errored, summary: message, at: time, db)
-                try enqueue([StatusUpdate(context: kiln, state: .errored, description: message)], for: build, at: now, db)
+                    sql: "UPDATE builds SET reused_from = ?, started_at = ? WHERE id = ?", arguments: [earlierID, time, build.id])
+            case .enqueue(let statuses):
+                try enqueue(statuses, for: build, at: now, db)
             }
-        }
-    }
-
-    /// Copies the jobs and outcome of an earlier build of the same tree and pipeline file, and
-    /// posts their final statuses on this build's commit.
-    private func reuse(_ earlierID: BuildID, for build: BuildRecord, at now: Date, _ db: Database) throws {
-        guard let earlierRow = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [earlierID]) else {
-            return
-        }
-        let earlier = try Rows.build(earlierRow)
-        let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [earlierID])
-            .map(Rows.job)
-        let time = now.timeIntervalSince1970
-        var statuses: [StatusUpdate] = []
-        for job in jobs {
-            let summary = "reused from build #\(earlierID): \(job.summary)"
-            try db.execute(
-                sql: """
-                    INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
-                                      allow_failure, cache_push, min_memory, state, summary, exit_code, derivations, outputs,
-                                      cpu_seconds, peak_memory_kb, cache_summary, attempt, queued_at, started_at, finished_at)
-                    SELECT ?, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
-                           allow_failure, cache_push, min_memory, state, ?, exit_code, derivations, outputs,
-                           cpu_seconds, peak_memory_kb, cache_summary, 0, ?, NULL, ?
-                    FROM jobs WHERE id = ?
-                    """,
-                arguments: [build.id, summary, time, time, job.id])
-            statuses.append(StatusUpdate(context: job.context, state: Self.statusState(job.state), description: summary))
-        }
-        let summary = "same tree and pipeline as build #\(earlierID): \(earlier.summary)"
-        try db.execute(
-            sql: "UPDATE builds SET state = ?, summary = ?, reused_from = ?, started_at = ?, finished_at = ? WHERE id = ?",
-            arguments: [earlier.state.rawValue, summary, earlierID, time, time, build.id])
-        statuses.append(
-            StatusUpdate(context: StatusUpdate.buildContext, state: Self.statusState(earlier.state), description: summary))
-        try enqueue(statuses, for: build, at: now, db)
-    }
-
-    /// The status that reports a final job or build state.
-    static func statusState(_ state: JobState) -> StatusState {
-        switch state {
-        case .succeeded: return .succeeded
-        case .failed, .timedOut: return .failed
-        case .errored: return .errored
-        case .cancelled, .skipped, .queued, .running: return .cancelled
-        }
-    }
-
-    static func statusState(_ state: BuildState) -> StatusState {
-        switch state {
-        case .succeeded: return .succeeded
-        case .failed: return .failed
-        case .errored: return .errored
-        case .skipped: return .skipped
-        default: return .cancelled
         }
     }
 

@@ -1,0 +1,127 @@
+import Foundation
+import KilnPipeline
+
+/// The life of one build, as a value: feed it an input, carry out the actions it returns, in order.
+///
+/// ```
+/// queued ──claim──▶ planning ──planned──▶ running ──(its last job ends: BuildProgress)──▶ succeeded | failed | …
+///                      ├──awaiting approval──▶ awaiting_approval ──approve──▶ queued
+///                      ├──reused──▶ the earlier build's end
+///                      └──skipped | invalid | errored──▶ skipped | failed | errored
+/// ```
+/// The store carries out the actions in one transaction; it decides nothing itself.
+public struct BuildStateMachine: Sendable, Hashable {
+    /// What the owner must do.
+    public enum Action: Sendable, Hashable {
+        /// Record the build's new state and summary (`diagnostics` for an invalid pipeline file);
+        /// a final state records its end time too, `running` its start.
+        case persist(BuildState, summary: String, diagnostics: [String])
+        /// Queue these jobs, each with the summary its pending status gives.
+        case queueJobs([QueuedJob])
+        /// Copy the jobs of build `from`, each with its summary, and record the reuse.
+        case reuseJobs(from: BuildID, summaries: [JobID: String])
+        /// Enqueue these statuses, in order.
+        case enqueue([StatusUpdate])
+    }
+
+    /// A job to queue and the summary it starts with.
+    public struct QueuedJob: Sendable, Hashable {
+        /// The job.
+        public var job: PlannedJob
+        /// Its summary (its pending status's description).
+        public var summary: String
+    }
+
+    /// Current state.
+    public private(set) var state: BuildState
+    /// Summary of the current state (the `kiln` status's description).
+    public private(set) var summary: String
+
+    /// A machine in `state`.
+    public init(state: BuildState, summary: String) {
+        self.state = state
+        self.summary = summary
+    }
+
+    /// A worker takes the queued build to fetch and plan it.
+    public mutating func claim() -> [Action] {
+        precondition(state == .queued, "only a queued build is claimed for planning, not a \(state.rawValue) one")
+        return move(.planning, "fetching and reading the pipeline file", status: nil)
+    }
+
+    /// Planning ended with `result`. A build that is no longer planning (it was cancelled
+    /// meanwhile, or the watchdog ended it) stays as it is.
+    public mutating func finishPlanning(_ result: PlanningResult, earlier: (build: BuildRecord, jobs: [JobRecord])? = nil)
+        -> [Action]
+    {
+        guard state == .planning else { return [] }
+        let kiln = StatusUpdate.buildContext
+        switch result {
+        case .planned(let jobs):
+            let statuses = BuildProgress.plannedStatuses(jobs)
+            state = .running
+            summary = statuses[0].description
+            return [
+                .queueJobs(zip(jobs, statuses.dropFirst()).map { QueuedJob(job: $0, summary: $1.description) }),
+                .persist(.running, summary: summary, diagnostics: []), .enqueue(statuses),
+            ]
+        case .reused(let earlierID):
+            guard let earlier, earlier.build.id == earlierID, earlier.build.state.isFinal else {
+                return finishPlanning(.errored("build #\(earlierID), whose results were to be reused, is gone"))
+            }
+            var summaries: [JobID: String] = [:]
+            var statuses: [StatusUpdate] = []
+            for job in earlier.jobs {
+                let text = "reused from build #\(earlierID): \(job.summary)"
+                summaries[job.id] = text
+                statuses.append(StatusUpdate(context: job.context, state: Self.statusState(job.state), description: text))
+            }
+            state = earlier.build.state
+            summary = "same tree and pipeline as build #\(earlierID): \(earlier.build.summary)"
+            statuses.append(StatusUpdate(context: kiln, state: Self.statusState(state), description: summary))
+            return [.reuseJobs(from: earlierID, summaries: summaries), .persist(state, summary: summary, diagnostics: []), .enqueue(statuses)]
+        case .skipped(let reason, let announce):
+            return move(.skipped, reason, status: announce ? .skipped : nil)
+        case .awaitingApproval(let reason):
+            return move(.awaitingApproval, reason, status: .pending)
+        case .invalid(let text, let diagnostics):
+            state = .failed
+            summary = text
+            return [
+                .persist(.failed, summary: text, diagnostics: diagnostics),
+                .enqueue([StatusUpdate(context: kiln, state: .failed, description: text)]),
+            ]
+        case .errored(let message):
+            return move(.errored, message, status: .errored)
+        }
+    }
+
+    private mutating func move(_ next: BuildState, _ text: String, status: StatusState?) -> [Action] {
+        state = next
+        summary = text
+        var actions: [Action] = [.persist(next, summary: text, diagnostics: [])]
+        if let status { actions.append(.enqueue([StatusUpdate(context: StatusUpdate.buildContext, state: status, description: text)])) }
+        return actions
+    }
+
+    /// The status that reports a final job state.
+    public static func statusState(_ state: JobState) -> StatusState {
+        switch state {
+        case .succeeded: return .succeeded
+        case .failed, .timedOut: return .failed
+        case .errored: return .errored
+        case .cancelled, .skipped, .queued, .running: return .cancelled
+        }
+    }
+
+    /// The status that reports a final build state.
+    public static func statusState(_ state: BuildState) -> StatusState {
+        switch state {
+        case .succeeded: return .succeeded
+        case .failed: return .failed
+        case .errored: return .errored
+        case .skipped: return .skipped
+        case .cancelled, .queued, .planning, .running, .awaitingApproval: return .cancelled
+        }
+    }
+}
