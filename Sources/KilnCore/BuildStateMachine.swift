@@ -22,6 +22,11 @@ public struct BuildStateMachine: Sendable, Hashable {
         case reuseJobs(from: BuildID, summaries: [JobID: String])
         /// Enqueue these statuses, in order.
         case enqueue([StatusUpdate])
+        /// End these queued jobs cancelled, with this summary.
+        case cancelJobs([JobID], summary: String)
+        /// Stop these running jobs; the build ends when they have (and, should Kiln die first,
+        /// recovery ends them with `summary` instead of running them again).
+        case stopJobs([JobID], summary: String)
     }
 
     /// A job to queue and the summary it starts with.
@@ -94,6 +99,32 @@ public struct BuildStateMachine: Sendable, Hashable {
         case .errored(let message):
             return move(.errored, message, status: .errored)
         }
+    }
+
+    /// Cancel the build, whose jobs are `jobs`. Queued jobs end at once; running ones are
+    /// stopped, and the build ends with the last of them. An ended build stays as it is.
+    public mutating func cancel(_ reason: CancelReason, jobs: [JobRecord]) -> [Action] {
+        guard !state.isFinal else { return [] }
+        var job = JobStateMachine(state: .queued)
+        guard case .report(let status, let description) = job.apply(.cancel(reason)) else {
+            preconditionFailure("a queued job always ends when cancelled")
+        }
+        let queued = jobs.filter { $0.state == .queued }
+        let running = jobs.filter { $0.state == .running }
+        var actions: [Action] = []
+        if !queued.isEmpty { actions.append(.cancelJobs(queued.map(\.id), summary: description)) }
+        var statuses = queued.map { StatusUpdate(context: $0.context, state: status, description: description) }
+        if running.isEmpty {
+            // Nothing left to wait for: the build ends here.
+            state = .cancelled
+            summary = description
+            actions.append(.persist(.cancelled, summary: description, diagnostics: []))
+            statuses.append(StatusUpdate(context: StatusUpdate.buildContext, state: status, description: description))
+        } else {
+            actions.append(.stopJobs(running.map(\.id), summary: description))
+        }
+        if !statuses.isEmpty { actions.append(.enqueue(statuses)) }
+        return actions
     }
 
     private mutating func move(_ next: BuildState, _ text: String, status: StatusState?) -> [Action] {

@@ -196,6 +196,15 @@ public struct SQLiteStore: KilnStore {
                     sql: "UPDATE builds SET reused_from = ?, started_at = ? WHERE id = ?", arguments: [earlierID, time, build.id])
             case .enqueue(let statuses):
                 try enqueue(statuses, for: build, at: now, db)
+            case .cancelJobs(let jobs, let summary):
+                for job in jobs {
+                    try db.execute(
+                        sql: "UPDATE jobs SET state = 'cancelled', summary = ?, finished_at = ? WHERE id = ?",
+                        arguments: [summary, time, job])
+                }
+            case .stopJobs(_, let summary):
+                // The owner stops them; should Kiln die first, recovery ends them with this summary.
+                try db.execute(sql: "UPDATE builds SET cancel_reason = ? WHERE id = ?", arguments: [summary, build.id])
             }
         }
     }
@@ -444,28 +453,12 @@ public struct SQLiteStore: KilnStore {
                     continue
                 }
                 let build = try Rows.build(row)
-                guard !build.state.isFinal else { continue }
-                var machine = JobStateMachine(state: .queued)
-                guard case .report(let status, let description) = machine.apply(.cancel(reason)) else { continue }
                 let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [buildID])
                     .map(Rows.job)
-                running += jobs.filter { $0.state == .running }.map(\.id)
-                var statuses: [StatusUpdate] = []
-                for job in jobs where job.state == .queued {
-                    try db.execute(
-                        sql: "UPDATE jobs SET state = 'cancelled', summary = ?, finished_at = ? WHERE id = ?",
-                        arguments: [description, now.timeIntervalSince1970, job.id])
-                    statuses.append(StatusUpdate(context: job.context, state: status, description: description))
-                }
-                if jobs.allSatisfy({ $0.state != .running }) {
-                    // Nothing left to wait for: the build ends here.
-                    try end(build, .cancelled, summary: description, at: now.timeIntervalSince1970, db)
-                    statuses.append(StatusUpdate(context: StatusUpdate.buildContext, state: status, description: description))
-                } else {
-                    // Its running jobs are being stopped; should Kiln die first, recovery ends them.
-                    try db.execute(sql: "UPDATE builds SET cancel_reason = ? WHERE id = ?", arguments: [description, buildID])
-                }
-                try enqueue(statuses, for: build, at: now, db)
+                var machine = BuildStateMachine(state: build.state, summary: build.summary)
+                let actions = machine.cancel(reason, jobs: jobs)
+                try apply(actions, to: build, at: now, db)
+                for case .stopJobs(let jobs, _) in actions { running += jobs }
             }
             return running
         }

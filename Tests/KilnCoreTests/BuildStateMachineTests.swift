@@ -73,3 +73,31 @@ import Testing
         #expect(BuildStateMachine.statusState(BuildState.errored) == .errored)
     }
 }
+
+extension BuildStateMachineTests {
+    static func job(_ id: JobID, _ state: JobState) -> JobRecord {
+        JobRecord(
+            id: id, buildID: 1, name: "j\(id)", target: .installables([".#j\(id)"]), needs: [], timeout: .seconds(60),
+            maxSilent: .seconds(60), state: state, summary: state.rawValue, queuedAt: now)
+    }
+
+    @Test func cancellingEndsQueuedJobsAndStopsRunningOnes() {
+        var machine = BuildStateMachine(state: .running, summary: "building 3 jobs")
+        let actions = machine.cancel(.requested, jobs: [Self.job(1, .queued), Self.job(2, .running), Self.job(3, .succeeded)])
+        #expect(actions == [
+            .cancelJobs([1], summary: "cancelled"), .stopJobs([2], summary: "cancelled"),
+            .enqueue([StatusUpdate(context: "kiln/j1", state: .cancelled, description: "cancelled")]),
+        ])
+        #expect(machine.state == .running, "the build ends with its last running job")
+    }
+
+    @Test func cancellingABuildWithNothingRunningEndsIt() {
+        var machine = BuildStateMachine(state: .awaitingApproval, summary: "waiting")
+        let actions = machine.cancel(.pullRequestClosed(merged: false), jobs: [])
+        #expect(machine.state == .cancelled)
+        #expect(actions.first == .persist(.cancelled, summary: machine.summary, diagnostics: []))
+        #expect(machine.summary.contains("closed"))
+        var ended = BuildStateMachine(state: .succeeded, summary: "done")
+        #expect(ended.cancel(.requested, jobs: []).isEmpty)
+    }
+}
