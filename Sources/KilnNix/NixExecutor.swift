@@ -253,48 +253,6 @@ public struct NixExecutor: Executor {
         String((path as NSString).lastPathComponent.dropFirst(33))
     }
 
-    /// Signs the outputs' closure and copies it to the cache, retrying with backoff.
-    private func pushToCache(_ paths: [String], _ session: inout NixSession, _ binaries: NixBinaries) async -> CachePushResult {
-        guard let cache = settings.cache else { return .notPushed("this server has no nix.cache") }
-        guard !paths.isEmpty else { return .notPushed("nothing was built") }
-        var lastError = ""
-        for attempt in 1...3 {
-            if attempt > 1 {
-                let delay = Duration.seconds(1 << (attempt - 2))
-                session.log.note("retrying the binary cache push in \(HumanDuration.format(delay))")
-                try? await Task.sleep(for: delay)
-            }
-            let log = session.log
-            // nix names the store URL in its messages: the log gets it without credentials.
-            let raw = { @Sendable (line: ArraySlice<UInt8>) in
-                log.write(Array(cache.redacting(String(decoding: line, as: UTF8.self)).utf8) + [0x0A])
-            }
-            do {
-                session.log.note("signing and pushing \(paths.count) path\(paths.count == 1 ? "" : "s") to \(cache.displayURL)")
-                let signed = try await session.process(
-                    binaries.nix, ["store", "sign", "--key-file", cache.secretKeyFile, "--recursive"] + commonArguments + ["--"] + paths,
-                    killGrace: settings.killGrace, confined: false, errorLine: raw)
-                guard signed.exitCode == 0, signed.stopCause == nil else {
-                    lastError = "signing failed: " + NixMessages.lastError(signed.errorTail)
-                    continue
-                }
-                let copied = try await session.process(
-                    binaries.nix, ["copy", "--to", cache.pushTo] + commonArguments + ["--"] + paths,
-                    killGrace: settings.killGrace, confined: false, errorLine: raw)
-                guard copied.exitCode == 0, copied.stopCause == nil else {
-                    lastError = NixMessages.lastError(copied.errorTail)
-                    continue
-                }
-                return .pushed(to: cache.displayURL, attempts: attempt)
-            } catch {
-                lastError = "\(error)"
-            }
-        }
-        lastError = cache.redacting(lastError)
-        session.log.note("binary cache push failed: \(lastError)")
-        return .failed(lastError, attempts: 3)
-    }
-
     /// What nix says of this machine (read once).
     func host(_ binaries: NixBinaries) async -> HostInfo? {
         if let host = hostInfo.load() { return host }
@@ -392,55 +350,5 @@ private struct JobRunState {
             outcome: outcome, exitCode: exitCode, derivations: derivations, outputs: outputs,
             duration: ContinuousClock.now - started, cpuSeconds: session?.cpuSeconds, peakMemoryKilobytes: session?.peakKilobytes,
             cache: cache, built: built, waitedFor: waitedFor, builtOutputs: builtOutputs, failedDerivations: failedDerivations)
-    }
-}
-
-/// The nix processes of one job or one evaluation: where they run, under which limits, and
-/// what they cost together.
-struct NixSession {
-    let log: any LogSink
-    let stop: StopSignal
-    let deadline: ContinuousClock.Instant
-    let workingDirectory: String
-    /// The jail evaluations run in, and the private home every nix process gets.
-    let jail: EvaluationJail
-    let home: String
-    let nixDirectories: [String]
-    let mark: ProcessMark?
-    var cpuSeconds: Double?
-    var peakKilobytes: Int?
-
-    var environment: [String: String] {
-        var variables = ScrubbedEnvironment.variables(home: home)
-        if let mark { variables[mark.variable] = mark.value }
-        return variables
-    }
-
-    /// Removes the private home.
-    func close() { try? FileManager.default.removeItem(atPath: home) }
-
-    /// Runs one nix process before the session's deadline (and within `maxSilent`, for builds;
-    /// `maxResidentKilobytes`, for evaluations) and adds up what it cost.
-    /// `confined` processes evaluate, so they run in the evaluation jail; the others (building,
-    /// signing, copying) run nix's own sandbox or no repository code at all. All of them get the
-    /// scrubbed environment. `errorLine` gets each line of standard error.
-    mutating func process(
-        _ executable: String, _ arguments: [String], killGrace: Duration, maxSilent: Duration? = nil,
-        maxResidentKilobytes: Int? = nil, confined: Bool = true, errorLine: @escaping @Sendable (ArraySlice<UInt8>) -> Void
-    ) async throws -> ProcessEnd {
-        let argv =
-            confined
-            ? jail.command(
-                executable, arguments, workspace: workingDirectory, home: home, nixDirectories: nixDirectories,
-                environment: environment)
-            : [executable] + arguments
-        let ended = try await SupervisedProcess(
-            executable: argv[0], arguments: Array(argv.dropFirst()), environment: environment,
-            workingDirectory: workingDirectory, deadline: deadline, maxSilent: maxSilent,
-            maxResidentKilobytes: maxResidentKilobytes, killGrace: killGrace
-        ).run(log: log, stop: stop, errorLine: errorLine)
-        if let cpu = ended.cpuSeconds { cpuSeconds = (cpuSeconds ?? 0) + cpu }
-        peakKilobytes = max(peakKilobytes ?? 0, ended.peakKilobytes)
-        return ended
     }
 }

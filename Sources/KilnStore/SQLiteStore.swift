@@ -9,7 +9,7 @@ import KilnPipeline
 /// are skipped, when a build ends, which statuses to post) are `KilnCore`'s pure
 /// functions; this type reads the rows they need and writes what they return.
 public struct SQLiteStore: KilnStore {
-    private let database: DatabasePool
+    let database: DatabasePool
     private let intake: GroupCommit
 
     /// Opens (creating if needed) and migrates the database at `path`.
@@ -141,74 +141,6 @@ public struct SQLiteStore: KilnStore {
         }
     }
 
-    /// Carries out a build's state machine's actions in the open transaction `db`.
-    private func apply(_ actions: [BuildStateMachine.Action], to build: BuildRecord, at now: Date, _ db: Database) throws {
-        let time = now.timeIntervalSince1970
-        for action in actions {
-            switch action {
-            case .persist(let state, let summary, let diagnostics):
-                switch state {
-                case .planning:
-                    try db.execute(
-                        sql: "UPDATE builds SET state = ?, summary = ?, planning_since = ? WHERE id = ?",
-                        arguments: [state.rawValue, summary, time, build.id])
-                case .running:
-                    try db.execute(
-                        sql: "UPDATE builds SET state = ?, summary = ?, started_at = ? WHERE id = ?",
-                        arguments: [state.rawValue, summary, time, build.id])
-                case .queued, .awaitingApproval:
-                    try db.execute(
-                        sql: "UPDATE builds SET state = ?, summary = ? WHERE id = ?", arguments: [state.rawValue, summary, build.id])
-                case .succeeded, .failed, .errored, .cancelled, .skipped:
-                    try end(build, state, summary: summary, at: time, db, diagnostics: diagnostics)
-                }
-            case .queueJobs(let jobs):
-                for queued in jobs {
-                    let job = queued.job
-                    try db.execute(
-                        sql: """
-                            INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds,
-                                              max_silent_seconds, allow_failure, cache_push, min_memory, state, summary,
-                                              queued_at)
-                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
-                            """,
-                        arguments: [
-                            build.id, job.name, Rows.json(job.installables), Rows.encode(job.target), job.system,
-                            Rows.json(job.needs), job.timeout.components.seconds, job.maxSilent.components.seconds,
-                            job.allowFailure, job.cachePush, job.minMemory, queued.summary, time,
-                        ])
-                }
-            case .reuseJobs(let earlierID, let summaries):
-                for (jobID, summary) in summaries.sorted(by: { $0.key < $1.key }) {
-                    try db.execute(
-                        sql: """
-                            INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
-                                              allow_failure, cache_push, min_memory, state, summary, exit_code, derivations, outputs,
-                                              cpu_seconds, peak_memory_kb, cache_summary, attempt, queued_at, started_at, finished_at)
-                            SELECT ?, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
-                                   allow_failure, cache_push, min_memory, state, ?, exit_code, derivations, outputs,
-                                   cpu_seconds, peak_memory_kb, cache_summary, 0, ?, NULL, ?
-                            FROM jobs WHERE id = ?
-                            """,
-                        arguments: [build.id, summary, time, time, jobID])
-                }
-                try db.execute(
-                    sql: "UPDATE builds SET reused_from = ?, started_at = ? WHERE id = ?", arguments: [earlierID, time, build.id])
-            case .enqueue(let statuses):
-                try enqueue(statuses, for: build, at: now, db)
-            case .cancelJobs(let jobs, let summary):
-                for job in jobs {
-                    try db.execute(
-                        sql: "UPDATE jobs SET state = 'cancelled', summary = ?, finished_at = ? WHERE id = ?",
-                        arguments: [summary, time, job])
-                }
-            case .stopJobs(_, let summary):
-                // The owner stops them; should Kiln die first, recovery ends them with this summary.
-                try db.execute(sql: "UPDATE builds SET cancel_reason = ? WHERE id = ?", arguments: [summary, build.id])
-            }
-        }
-    }
-
     public func claimRunnableJob(at now: Date, freeMemory: Int) async throws -> ClaimedJob? {
         try await database.write { db in
             let buildRows = try Row.fetchAll(
@@ -335,48 +267,6 @@ public struct SQLiteStore: KilnStore {
         }
     }
 
-    public func dueStatuses(at now: Date, limit: Int) async throws -> (due: [OutboxEntry], nextDue: Date?) {
-        try await database.read { db in
-            let time = now.timeIntervalSince1970
-            let due = try Row.fetchAll(
-                db,
-                sql: "SELECT * FROM status_outbox WHERE delivery = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-                arguments: [time, limit]
-            ).map(Rows.outbox)
-            let next = try Double.fetchOne(
-                db, sql: "SELECT MIN(next_attempt_at) FROM status_outbox WHERE delivery = 'pending' AND next_attempt_at > ?",
-                arguments: [time])
-            return (due, Rows.date(next))
-        }
-    }
-
-    public func recordStatusDelivery(_ entryID: Int64, _ result: StatusDeliveryResult, at now: Date) async throws {
-        try await database.write { db in
-            let time = now.timeIntervalSince1970
-            switch result {
-            case .delivered, .recorded:
-                try db.execute(
-                    sql: """
-                        UPDATE status_outbox SET delivery = ?, attempts = attempts + ?, delivered_at = ?, last_error = NULL
-                        WHERE id = ?
-                        """,
-                    arguments: [result == .delivered ? "delivered" : "recorded", result == .delivered ? 1 : 0, time, entryID])
-            case .retry(let at, let error):
-                // A newer status may have superseded this one while it was being posted: then it stays superseded.
-                try db.execute(
-                    sql: """
-                        UPDATE status_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?
-                        WHERE id = ? AND delivery = 'pending'
-                        """,
-                    arguments: [at.timeIntervalSince1970, error, entryID])
-            case .dropped(let error):
-                try db.execute(
-                    sql: "UPDATE status_outbox SET delivery = 'dropped', attempts = attempts + 1, last_error = ? WHERE id = ?",
-                    arguments: [error, entryID])
-            }
-        }
-    }
-
     public func buildDetails(_ id: BuildID) async throws -> BuildDetails? {
         try await database.read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [id]) else {
@@ -422,126 +312,6 @@ public struct SQLiteStore: KilnStore {
     }
 
     // MARK: Control
-
-    public func unfinishedBuilds(_ key: BuildKey, repository: RepositoryID, olderThan build: BuildID) async throws
-        -> [BuildRecord]
-    {
-        try await database.read { db in
-            let unfinished = "state IN ('queued', 'planning', 'running', 'awaiting_approval')"
-            switch key {
-            case .ref(let ref):
-                return try Row.fetchAll(
-                    db,
-                    sql: "SELECT * FROM builds WHERE repository_id = ? AND ref = ? AND pr_number IS NULL AND id < ? AND \(unfinished) ORDER BY id",
-                    arguments: [repository, ref, build]
-                ).map(Rows.build)
-            case .pullRequest(let number):
-                return try Row.fetchAll(
-                    db,
-                    sql: "SELECT * FROM builds WHERE repository_id = ? AND pr_number = ? AND id < ? AND \(unfinished) ORDER BY id",
-                    arguments: [repository, number, build]
-                ).map(Rows.build)
-            }
-        }
-    }
-
-    public func cancel(_ builds: [BuildID], _ reason: CancelReason, at now: Date) async throws -> [JobID] {
-        try await database.write { db in
-            var running: [JobID] = []
-            for buildID in builds {
-                guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [buildID]) else {
-                    continue
-                }
-                let build = try Rows.build(row)
-                let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [buildID])
-                    .map(Rows.job)
-                var machine = BuildStateMachine(state: build.state, summary: build.summary)
-                let actions = machine.cancel(reason, jobs: jobs)
-                try apply(actions, to: build, at: now, db)
-                for case .stopJobs(let jobs, _) in actions { running += jobs }
-            }
-            return running
-        }
-    }
-
-    public func latestHead(pullRequest number: Int, repository: RepositoryID) async throws -> String? {
-        try await database.read { db in
-            try String.fetchOne(
-                db, sql: "SELECT sha FROM builds WHERE repository_id = ? AND pr_number = ? ORDER BY id DESC LIMIT 1",
-                arguments: [repository, number])
-        }
-    }
-
-    public func isApproved(pullRequest number: Int, sha: String, repository: RepositoryID) async throws -> Bool {
-        try await database.read { db in
-            try Bool.fetchOne(
-                db, sql: "SELECT 1 FROM approvals WHERE repository_id = ? AND pr_number = ? AND sha = ?",
-                arguments: [repository, number, sha]) ?? false
-        }
-    }
-
-    public func awaitingApproval(sha: String, repository: RepositoryID) async throws -> BuildID? {
-        try await database.read { db in
-            try BuildID.fetchOne(
-                db,
-                sql: "SELECT id FROM builds WHERE repository_id = ? AND sha = ? AND state = 'awaiting_approval' ORDER BY id DESC LIMIT 1",
-                arguments: [repository, sha])
-        }
-    }
-
-    public func approve(_ buildID: BuildID, sha: String, by approver: String, at now: Date) async throws -> ApprovalResult {
-        try await database.write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [buildID]) else {
-                return .notFound
-            }
-            var build = try Rows.build(row)
-            guard build.state == .awaitingApproval, let pullRequest = build.pullRequest else { return .notAwaiting(build.state) }
-            guard build.sha == sha else { return .differentCommit(current: build.sha) }
-            try db.execute(
-                sql: """
-                    INSERT INTO approvals (repository_id, pr_number, sha, approved_by, approved_at) VALUES (?, ?, ?, ?, ?)
-                    ON CONFLICT (repository_id, pr_number, sha) DO NOTHING
-                    """,
-                arguments: [build.repositoryID, pullRequest.number, sha, approver, now.timeIntervalSince1970])
-            build.state = .queued
-            build.summary = "approved by \(approver); queued"
-            try db.execute(
-                sql: "UPDATE builds SET state = 'queued', summary = ? WHERE id = ?", arguments: [build.summary, buildID])
-            return .approved(build)
-        }
-    }
-
-    public func rerun(sha: String, repository: RepositoryID, forge: String, deliveryID: String, at now: Date) async throws
-        -> (buildID: BuildID, isNew: Bool)?
-    {
-        try await database.write { db in
-            if let existing = try BuildID.fetchOne(
-                db, sql: "SELECT build_id FROM deliveries WHERE forge = ? AND delivery_id = ?", arguments: [forge, deliveryID])
-            {
-                return (existing, false)
-            }
-            guard
-                let row = try Row.fetchOne(
-                    db, sql: "SELECT * FROM builds WHERE repository_id = ? AND sha = ? ORDER BY id DESC LIMIT 1",
-                    arguments: [repository, sha])
-            else { return nil }
-            let original = try Rows.build(row)
-            try db.execute(
-                sql: """
-                    INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at,
-                                        pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, rerun_of)
-                    SELECT repository_id, forge, repository, sha, ref, before_sha, 'queued', ?, ?,
-                           pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, id
-                    FROM builds WHERE id = ?
-                    """,
-                arguments: ["queued again: a re-run of build #\(original.id)", now.timeIntervalSince1970, original.id])
-            let buildID = db.lastInsertedRowID
-            try db.execute(
-                sql: "INSERT INTO deliveries (forge, delivery_id, build_id, received_at) VALUES (?, ?, ?, ?)",
-                arguments: [forge, deliveryID, buildID, now.timeIntervalSince1970])
-            return (buildID, true)
-        }
-    }
 
     public func noteBuildPhase(_ buildID: BuildID, _ summary: String, derivations: [String: [String]], at now: Date)
         async throws
@@ -593,111 +363,14 @@ public struct SQLiteStore: KilnStore {
         }
     }
 
-    public func reusableBuild(treeKey: String, repository: RepositoryID, excluding build: BuildID, trustedOnly: Bool)
-        async throws -> BuildID?
-    {
-        try await database.read { db in
-            try BuildID.fetchOne(
-                db,
-                sql: """
-                    SELECT id FROM builds WHERE repository_id = ? AND tree_key = ? AND id <> ?
-                      AND state IN ('succeeded', 'failed') AND (trusted = 1 OR ? = 0) ORDER BY id DESC LIMIT 1
-                    """,
-                arguments: [repository, treeKey, build, trustedOnly])
-        }
-    }
-
     // MARK: Helpers inside a transaction
 
-    private func end(
+    func end(
         _ build: BuildRecord, _ state: BuildState, summary: String, at time: Double, _ db: Database,
         diagnostics: [String] = []
     ) throws {
         try db.execute(
             sql: "UPDATE builds SET state = ?, summary = ?, diagnostics = ?, finished_at = ? WHERE id = ?",
             arguments: [state.rawValue, summary, Rows.json(diagnostics), time, build.id])
-    }
-
-    /// Adds statuses to the outbox. An older status for the same commit and context that
-    /// has not been sent yet is superseded: only the newest is worth posting, and this keeps
-    /// at most one pending entry per context, so posts for a context never overtake.
-    private func enqueue(_ statuses: [StatusUpdate], for build: BuildRecord, at now: Date, _ db: Database) throws {
-        let time = now.timeIntervalSince1970
-        for status in statuses {
-            try db.execute(
-                sql: """
-                    UPDATE status_outbox SET delivery = 'superseded'
-                    WHERE delivery = 'pending' AND forge = ? AND repository = ? AND sha = ? AND context = ?
-                    """,
-                arguments: [build.forge, build.repository, build.sha, status.context])
-            try db.execute(
-                sql: """
-                    INSERT INTO status_outbox (build_id, forge, repository, sha, branch, context, state, description, details,
-                                               delivery, next_attempt_at, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
-                    """,
-                arguments: [
-                    build.id, build.forge, build.repository, build.sha, build.statusBranch, status.context,
-                    status.state.rawValue, status.description, status.details, time, time,
-                ])
-        }
-    }
-}
-
-extension SQLiteStore {
-    public func appendEvents(_ events: [KilnEvent], at now: Date) async throws {
-        guard !events.isEmpty else { return }
-        try await database.write { db in
-            for event in events {
-                try db.execute(
-                    sql: "INSERT INTO events (type, build_id, job_id, repository, data, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    arguments: [event.type, event.buildID, event.jobID, event.repository, event.data, now.timeIntervalSince1970])
-            }
-        }
-    }
-
-    public func events(after id: Int64, filter: KilnCore.EventFilter, limit: Int) async throws -> [StoredEvent] {
-        var conditions = ["id > ?"]
-        var arguments: [(any DatabaseValueConvertible)?] = [id]
-        if let repository = filter.repository {
-            conditions.append("repository = ?")
-            arguments.append(repository)
-        }
-        if let build = filter.build {
-            conditions.append("build_id = ?")
-            arguments.append(build)
-        }
-        if let types = filter.types {
-            conditions.append("type IN (\(types.map { _ in "?" }.joined(separator: ", ")))")
-            arguments += types.sorted().map { $0 }
-        }
-        let sql = "SELECT * FROM events WHERE \(conditions.joined(separator: " AND ")) ORDER BY id LIMIT \(max(1, limit))"
-        let statementArguments = StatementArguments(arguments)
-        return try await database.read { db in
-            try Row.fetchAll(db, sql: sql, arguments: statementArguments).map { row in
-                StoredEvent(
-                    id: row["id"],
-                    event: KilnEvent(
-                        type: row["type"], buildID: row["build_id"], jobID: row["job_id"], repository: row["repository"],
-                        data: row["data"]))
-            }
-        }
-    }
-
-    public func eventRange() async throws -> ClosedRange<Int64>? {
-        try await database.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT MIN(id) AS low, MAX(id) AS high FROM events"),
-                let low = row["low"] as Int64?, let high = row["high"] as Int64?
-            else { return nil }
-            return low...high
-        }
-    }
-
-    public func pruneEvents(olderThan date: Date, keep: Int) async throws {
-        try await database.write { db in
-            try db.execute(sql: "DELETE FROM events WHERE created_at < ?", arguments: [date.timeIntervalSince1970])
-            try db.execute(
-                sql: "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", arguments: [max(0, keep)])
-        }
     }
 }

@@ -1,0 +1,83 @@
+import Foundation
+import KilnCore
+import KilnForges
+import KilnNix
+import KilnPipeline
+import Yams
+
+/// The `nix` section: limits, options Kiln allows, remote builders, the binary cache.
+extension ConfigReader {
+    mutating func nix(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Nix? {
+        let keys = mapping(
+            node,
+            [
+                "binary", "max-parallel-jobs", "default-timeout", "max-timeout", "default-max-silent", "eval-timeout",
+                "eval-max-memory", "max-parallel-evals", "builders", "options", "cache",
+            ])
+        let binary = text(keys, "binary", path) ?? "nix"
+        let parallel = integer(keys, "max-parallel-jobs", path, in: 1...256) ?? 2
+        let defaultTimeout = duration(keys, "default-timeout", path) ?? .seconds(1800)
+        let maxTimeout = duration(keys, "max-timeout", path) ?? .seconds(3600)
+        let defaultSilent = duration(keys, "default-max-silent", path) ?? .seconds(600)
+        let evalTimeout = duration(keys, "eval-timeout", path) ?? .seconds(600)
+        let evalMemory = keys["eval-max-memory"].flatMap { yaml.byteSize($0) }
+        let parallelEvals = integer(keys, "max-parallel-evals", path, in: 1...64) ?? 1
+        if defaultTimeout > maxTimeout {
+            report(keys["default-timeout"], path + ["default-timeout"],
+                "\(KilnDuration.format(defaultTimeout)) is longer than nix.max-timeout (\(KilnDuration.format(maxTimeout)))")
+        }
+        var options: [String: String] = [:]
+        if let node = keys["options"] {
+            for (name, value) in yaml.mapping(node, allowed: nil) ?? [] {
+                if NixSettings.refusedOptions.contains(name) {
+                    yaml.report(
+                        value,
+                        "nix.options may not set '\(name)': Kiln always sets \(NixSettings.enforcedOptions.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }.joined(separator: ", ")), with the work tree as the only search path",
+                        code: .invalidValue)
+                } else if case .scalar(let scalar) = value.node {
+                    options[name] = scalar.string
+                } else {
+                    yaml.report(value, "'\(value.pathString)' must be a single value", code: .wrongType)
+                }
+            }
+        }
+        if let node = keys["builders"], let builders = yaml.stringList(node, allowSingle: false), !builders.isEmpty {
+            options["builders"] = builders.map(\.0).joined(separator: ";")
+            options["builders-use-substitutes"] = "true"
+        }
+        var cache: CacheSettings?
+        if let node = keys["cache"], !node.isNull {
+            let cacheKeys = mapping(node, ["push-to", "secret-key-file", "required"])
+            let here = path + ["cache"]
+            let pushTo = text(cacheKeys, "push-to", here, required: true)
+            let keyFile = text(cacheKeys, "secret-key-file", here, required: true).map(resolve)
+            if let keyFile, !FileManager.default.isReadableFile(atPath: keyFile) {
+                report(cacheKeys["secret-key-file"], here + ["secret-key-file"], "no such file \(keyFile)")
+            }
+            if let pushTo, let components = URLComponents(string: pushTo), components.user != nil || components.password != nil {
+                report(cacheKeys["push-to"], here + ["push-to"], "credentials do not belong in push-to (nix would get them on its command line); give them to nix in a netrc-file")
+            } else if let pushTo, pushTo.range(of: "^[a-z0-9+]+://", options: .regularExpression) == nil {
+                report(cacheKeys["push-to"], here + ["push-to"], "'\(pushTo)' is not a nix store URL such as file:///var/cache/kiln or https://cache.example.org")
+            }
+            let requiredText = text(cacheKeys, "required", here) ?? "false"
+            if !["true", "false"].contains(requiredText) {
+                report(cacheKeys["required"], here + ["required"], "'\(requiredText)' must be true or false")
+            }
+            if let pushTo, let keyFile {
+                cache = CacheSettings(pushTo: pushTo, secretKeyFile: keyFile, required: requiredText == "true")
+            }
+        }
+        return KilnConfiguration.Nix(
+            settings: NixSettings(
+                binary: binary, options: options, cache: cache, evalTimeout: evalTimeout,
+                evalMaxMemoryKilobytes: evalMemory.map { max(1, $0 / 1024) }, maxParallelEvaluations: parallelEvals),
+            maxParallelJobs: parallel,
+            limits: JobLimits(defaultTimeout: defaultTimeout, maxTimeout: maxTimeout, defaultMaxSilent: defaultSilent))
+    }
+
+    /// Keys that only some forge types take.
+    static let typeKeys: [String: [KilnConfiguration.ForgeType]] = [
+        "git-url": [.bitbucketCloud], "signing-token-files": [.gitlab], "token-kind": [.gitlab], "app-id": [.github],
+        "app-private-key-file": [.github],
+    ]
+}

@@ -1,0 +1,63 @@
+import Foundation
+import GRDB
+import KilnCore
+import KilnPipeline
+
+/// The event log: appended by the coordinator, read by every event stream.
+extension SQLiteStore {
+    public func appendEvents(_ events: [KilnEvent], at now: Date) async throws {
+        guard !events.isEmpty else { return }
+        try await database.write { db in
+            for event in events {
+                try db.execute(
+                    sql: "INSERT INTO events (type, build_id, job_id, repository, data, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    arguments: [event.type, event.buildID, event.jobID, event.repository, event.data, now.timeIntervalSince1970])
+            }
+        }
+    }
+
+    public func events(after id: Int64, filter: KilnCore.EventFilter, limit: Int) async throws -> [StoredEvent] {
+        var conditions = ["id > ?"]
+        var arguments: [(any DatabaseValueConvertible)?] = [id]
+        if let repository = filter.repository {
+            conditions.append("repository = ?")
+            arguments.append(repository)
+        }
+        if let build = filter.build {
+            conditions.append("build_id = ?")
+            arguments.append(build)
+        }
+        if let types = filter.types {
+            conditions.append("type IN (\(types.map { _ in "?" }.joined(separator: ", ")))")
+            arguments += types.sorted().map { $0 }
+        }
+        let sql = "SELECT * FROM events WHERE \(conditions.joined(separator: " AND ")) ORDER BY id LIMIT \(max(1, limit))"
+        let statementArguments = StatementArguments(arguments)
+        return try await database.read { db in
+            try Row.fetchAll(db, sql: sql, arguments: statementArguments).map { row in
+                StoredEvent(
+                    id: row["id"],
+                    event: KilnEvent(
+                        type: row["type"], buildID: row["build_id"], jobID: row["job_id"], repository: row["repository"],
+                        data: row["data"]))
+            }
+        }
+    }
+
+    public func eventRange() async throws -> ClosedRange<Int64>? {
+        try await database.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT MIN(id) AS low, MAX(id) AS high FROM events"),
+                let low = row["low"] as Int64?, let high = row["high"] as Int64?
+            else { return nil }
+            return low...high
+        }
+    }
+
+    public func pruneEvents(olderThan date: Date, keep: Int) async throws {
+        try await database.write { db in
+            try db.execute(sql: "DELETE FROM events WHERE created_at < ?", arguments: [date.timeIntervalSince1970])
+            try db.execute(
+                sql: "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", arguments: [max(0, keep)])
+        }
+    }
+}
