@@ -59,7 +59,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .target(name: "KilnGit", dependencies: ["KilnCore", "CGit2"], swiftSettings: strict),
+        .target(name: "KilnGit", dependencies: ["KilnCore", "KilnPipeline", "CGit2"], swiftSettings: strict),
         .target(
             name: "KilnNix",
             dependencies: [
@@ -152,7 +152,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict),
-        .testTarget(name: "KilnGitTests", dependencies: ["KilnGit", "KilnCore", "KilnTesting"], swiftSettings: strict),
+        .testTarget(name: "KilnGitTests", dependencies: ["KilnGit", "KilnCore", "KilnPipeline", "KilnTesting"], swiftSettings: strict),
         .testTarget(name: "KilnNixTests", dependencies: ["KilnNix", "KilnCore", "KilnPipeline", "KilnTesting"], swiftSettings: strict),
         .testTarget(
             name: "KilnStoreTests",

@@ -68,7 +68,7 @@ public struct StoredEvent: Sendable, Hashable {
 }
 
 /// Which events a client wants.
-public struct EventFilter: Sendable, Hashable {
+public struct EventQuery: Sendable, Hashable {
     /// Only this repository's.
     public var repository: String?
     /// Only this build's.
@@ -90,7 +90,7 @@ public protocol EventLog: Sendable {
     func appendEvents(_ events: [KilnEvent], at now: Date) async throws
 
     /// Events after `id` that pass `filter`, oldest first, at most `limit`.
-    func events(after id: Int64, filter: EventFilter, limit: Int) async throws -> [StoredEvent]
+    func events(after id: Int64, filter: EventQuery, limit: Int) async throws -> [StoredEvent]
 
     /// The oldest and newest ids the log holds; nil when it is empty.
     func eventRange() async throws -> ClosedRange<Int64>?

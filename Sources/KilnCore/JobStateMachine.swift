@@ -124,14 +124,3 @@ public struct JobStateMachine: Sendable, Hashable {
     }
 }
 
-/// Durations for people: `850 ms`, `41 s`, `2m 05s`, `1h 02m`.
-public enum HumanDuration {
-    /// Formats a duration compactly.
-    public static func format(_ duration: Duration) -> String {
-        let (seconds, attoseconds) = duration.components
-        if seconds < 1 { return "\(attoseconds / 1_000_000_000_000_000) ms" }
-        if seconds < 60 { return "\(seconds) s" }
-        if seconds < 3600 { return String(format: "%dm %02ds", seconds / 60, seconds % 60) }
-        return String(format: "%dh %02dm", seconds / 3600, (seconds % 3600) / 60)
-    }
-}

@@ -210,26 +210,3 @@ public enum WebhookError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Commit ids are hex strings of 40 (SHA-1) or 64 (SHA-256) characters.
-public enum CommitID {
-    /// Whether `text` is a lowercase hex commit id prefix of at least 7 characters (Bitbucket
-    /// Cloud sends 12), or a full id.
-    public static func isPrefix(_ text: String) -> Bool {
-        (7...64).contains(text.utf8.count)
-            && text.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
-    }
-
-    /// Whether `text` is a full, lowercase commit id.
-    public static func isValid(_ text: String) -> Bool {
-        (text.utf8.count == 40 || text.utf8.count == 64)
-            && text.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
-    }
-
-    /// Whether `text` is all zeros, which forges use for "no commit" (ref created or deleted).
-    public static func isZero(_ text: String) -> Bool {
-        !text.isEmpty && text.utf8.allSatisfy { $0 == UInt8(ascii: "0") }
-    }
-
-    /// The first 7 characters, for messages.
-    public static func short(_ sha: String) -> String { String(sha.prefix(7)) }
-}

@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnPipeline
 
 /// Decoding errors in a sentence.
 enum JSONErrors {

@@ -1,6 +1,7 @@
 import CGit2
 import Foundation
 import KilnCore
+import KilnPipeline
 
 /// libgit2's global state, initialised once per process.
 enum LibGit2 {

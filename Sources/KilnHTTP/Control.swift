@@ -3,6 +3,7 @@ import Hummingbird
 import KilnCore
 import NIOCore
 import NIOFoundationEssentialsCompat
+import KilnPipeline
 
 /// The control API: approving a fork's pull request, cancelling, running again. Every call
 /// needs `Authorization: Bearer <server.admin-token-file's token>`.

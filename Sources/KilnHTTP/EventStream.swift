@@ -24,7 +24,7 @@ enum EventStream {
     static func api(_ request: Request, _ log: any EventLog, streams: EventStreams) throws -> Response {
         let bell = streams.bell
         let query = request.uri.queryParameters
-        var filter = EventFilter(repository: query.get("repository"))
+        var filter = EventQuery(repository: query.get("repository"))
         if let build = query.get("build") {
             guard let id = BuildID(build) else { return try JSONBody.error(.badRequest, "'build' must be a build id") }
             filter.build = id
@@ -54,7 +54,7 @@ enum EventStream {
     static func postBuild(_ log: any EventLog, streams: EventStreams) -> Response {
         response { writer in
             try await stream(
-                log, streams: streams, filter: EventFilter(types: KilnEvent.postBuildTypes), from: nil, writer: &writer,
+                log, streams: streams, filter: EventQuery(types: KilnEvent.postBuildTypes), from: nil, writer: &writer,
                 withIDs: false)
         }
     }
@@ -70,7 +70,7 @@ enum EventStream {
     }
 
     private static func stream(
-        _ log: any EventLog, streams: EventStreams, filter: EventFilter, from resume: Int64?,
+        _ log: any EventLog, streams: EventStreams, filter: EventQuery, from resume: Int64?,
         writer: inout any ResponseBodyWriter, withIDs: Bool
     ) async throws {
         let bell = streams.bell

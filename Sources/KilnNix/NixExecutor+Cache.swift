@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnPipeline
 
 /// Pushing a job's outputs to the binary cache.
 extension NixExecutor {

@@ -1,46 +1,5 @@
 import Foundation
 
-/// A git ref as pushed: a branch or a tag.
-public enum GitRef: Sendable, Hashable, CustomStringConvertible {
-    /// `refs/heads/<name>`.
-    case branch(String)
-    /// `refs/tags/<name>`.
-    case tag(String)
-
-    /// Parses a full ref name; nil for anything that is not a branch or tag.
-    public init?(fullName: String) {
-        if fullName.hasPrefix("refs/heads/"), fullName.count > 11 {
-            self = .branch(String(fullName.dropFirst(11)))
-        } else if fullName.hasPrefix("refs/tags/"), fullName.count > 10 {
-            self = .tag(String(fullName.dropFirst(10)))
-        } else {
-            return nil
-        }
-    }
-
-    /// The full ref name, `refs/heads/main`.
-    public var fullName: String {
-        switch self {
-        case .branch(let name): return "refs/heads/\(name)"
-        case .tag(let name): return "refs/tags/\(name)"
-        }
-    }
-
-    /// The short name, `main`.
-    public var shortName: String {
-        switch self {
-        case .branch(let name), .tag(let name): return name
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case .branch(let name): return "branch '\(name)'"
-        case .tag(let name): return "tag '\(name)'"
-        }
-    }
-}
-
 /// What happened at the forge, as far as the pipeline's filters are concerned.
 public struct PipelineEvent: Sendable, Hashable {
     /// The kind of event.

@@ -98,35 +98,3 @@ public enum YAMLDocument {
     }
 }
 
-/// Byte counts for messages (`2.1 MiB`, `256 KiB`, `812 bytes`) and in files (`512MiB`, `4G`).
-public enum ByteCount {
-    /// Parses `4GiB`, `4G`, `4GB` (all 4 × 1024³), `512MiB`, `64KiB` or plain bytes; nil otherwise.
-    public static func parse(_ text: String) -> Int? {
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
-        let digits = trimmed.prefix { $0.isASCII && $0.isNumber }
-        guard !digits.isEmpty, let number = Int(digits), number > 0 else { return nil }
-        let unit = trimmed.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).uppercased()
-        let shifts: [String: Int] = [
-            "": 0, "B": 0, "K": 10, "KB": 10, "KIB": 10, "M": 20, "MB": 20, "MIB": 20, "G": 30, "GB": 30, "GIB": 30,
-            "T": 40, "TB": 40, "TIB": 40,
-        ]
-        guard let shift = shifts[unit] else { return nil }
-        let (value, overflow) = number.multipliedReportingOverflow(by: 1 << shift)
-        return overflow ? nil : value
-    }
-
-    /// Formats a byte count with a binary unit.
-    public static func format(_ count: Int) -> String {
-        if count < 1024 { return "\(count) bytes" }
-        let units = ["KiB", "MiB", "GiB"]
-        var value = Double(count) / 1024
-        var unit = 0
-        while value >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        let rounded = (value * 10).rounded() / 10
-        let text = rounded == rounded.rounded() ? String(Int(rounded)) : String(rounded)
-        return "\(text) \(units[unit])"
-    }
-}

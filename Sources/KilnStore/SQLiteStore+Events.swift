@@ -16,7 +16,7 @@ extension SQLiteStore {
         }
     }
 
-    public func events(after id: Int64, filter: KilnCore.EventFilter, limit: Int) async throws -> [StoredEvent] {
+    public func events(after id: Int64, filter: EventQuery, limit: Int) async throws -> [StoredEvent] {
         var conditions = ["id > ?"]
         var arguments: [(any DatabaseValueConvertible)?] = [id]
         if let repository = filter.repository {

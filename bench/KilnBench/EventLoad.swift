@@ -7,6 +7,7 @@ import KilnTesting
 import Logging
 import ServiceLifecycle
 import Synchronization
+import KilnPipeline
 
 /// Events delivered to many connected `/api/v1/events` clients during a burst of builds, and
 /// the delay from a build's commit (its 202) to its event at a client.
