@@ -91,7 +91,6 @@ let package = Package(
             name: "KilnApp",
             dependencies: [
                 "KilnPipeline", "KilnCore", "KilnForges", "KilnGit", "KilnNix", "KilnStore", "KilnHTTP",
-                .product(name: "Yams", package: "Yams"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

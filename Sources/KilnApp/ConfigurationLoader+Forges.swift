@@ -3,7 +3,6 @@ import KilnCore
 import KilnForges
 import KilnNix
 import KilnPipeline
-import Yams
 
 /// The `forges` section: each forge's type, URLs, secrets and status API.
 extension ConfigReader {
@@ -101,7 +100,7 @@ extension ConfigReader {
     /// Whether a list key is missing, or an empty list.
     static func isAbsentOrEmpty(_ node: YAMLNode?) -> Bool {
         guard let node else { return true }
-        if case .sequence(let items) = node.node { return items.isEmpty }
+        if let count = node.sequenceCount { return count == 0 }
         return false
     }
 

@@ -3,7 +3,6 @@ import KilnCore
 import KilnForges
 import KilnNix
 import KilnPipeline
-import Yams
 
 /// The `nix` section: limits, options Kiln allows, remote builders, the binary cache.
 extension ConfigReader {
@@ -34,8 +33,8 @@ extension ConfigReader {
                         value,
                         "nix.options may not set '\(name)': Kiln always sets \(NixSettings.enforcedOptions.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }.joined(separator: ", ")), with the work tree as the only search path",
                         code: .invalidValue)
-                } else if case .scalar(let scalar) = value.node {
-                    options[name] = scalar.string
+                } else if let text = value.scalarText {
+                    options[name] = text
                 } else {
                     yaml.report(value, "'\(value.pathString)' must be a single value", code: .wrongType)
                 }

@@ -3,7 +3,6 @@ import KilnCore
 import KilnForges
 import KilnNix
 import KilnPipeline
-import Yams
 
 /// The `repositories` section: which forge, name, clone URL and policies.
 extension ConfigReader {

@@ -3,7 +3,6 @@ import KilnCore
 import KilnForges
 import KilnNix
 import KilnPipeline
-import Yams
 
 extension KilnConfiguration {
     /// Reads and validates the configuration file at `path`.
@@ -168,11 +167,11 @@ struct ConfigReader {
             if required { ownProblems.append("\(file): \((path + [key]).joined(separator: ".")): is required") }
             return nil
         }
-        guard case .scalar(let scalar) = node.node else {
-            yaml.report(node, "'\(node.pathString)' must be a single value, not \(YAMLReader.kind(of: node.node))", code: .wrongType)
+        guard let text = node.scalarText else {
+            yaml.report(node, "'\(node.pathString)' must be a single value, not \(node.kind)", code: .wrongType)
             return nil
         }
-        return scalar.string
+        return text
     }
 
     mutating func integer(_ keys: [String: YAMLNode], _ key: String, _ path: [String], in range: ClosedRange<Int>) -> Int? {

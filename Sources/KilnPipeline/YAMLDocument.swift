@@ -3,8 +3,8 @@ import Yams
 
 /// A node of a YAML document together with where it is: its key path and position.
 public struct YAMLNode {
-    /// The composed node.
-    public let node: Node
+    /// The composed node; Yams' type stays inside KilnPipeline.
+    let node: Node
     /// Keys (and `[index]` for list items) from the root to this node.
     public let path: [String]
     /// 1-based line.
@@ -23,8 +23,21 @@ public struct YAMLNode {
         return false
     }
 
+    /// The text of a scalar; nil for a mapping or a sequence.
+    public var scalarText: String? {
+        if case .scalar(let scalar) = node { return scalar.string }
+        return nil
+    }
+    /// How many items a sequence holds; nil for anything else.
+    public var sequenceCount: Int? {
+        if case .sequence(let items) = node { return items.count }
+        return nil
+    }
+    /// What the node is, for messages: `a mapping`, `a list`, `a string`…
+    public var kind: String { YAMLReader.kind(of: node) }
+
     /// Wraps a node at `path`.
-    public init(node: Node, path: [String]) {
+    init(node: Node, path: [String]) {
         self.node = node
         self.path = path
     }

@@ -157,7 +157,7 @@ public struct YAMLReader {
     }
 
     /// How a node is called in messages.
-    public static func kind(of node: Node) -> String {
+    static func kind(of node: Node) -> String {
         switch node {
         case .mapping: return "a mapping"
         case .sequence: return "a list"
