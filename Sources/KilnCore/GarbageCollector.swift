@@ -43,10 +43,8 @@ public struct GarbageCollector: Service {
         let seconds = Double(retention.components.seconds)
         let removed = try await store.removeBuilds(endedBefore: now.addingTimeInterval(-seconds))
         try await store.pruneEvents(olderThan: now.addingTimeInterval(-seconds), keep: Self.eventsKept)
-        for job in removed.jobs {
-            try? FileManager.default.removeItem(atPath: paths.log(job))
-            try? FileManager.default.removeItem(atPath: paths.derivationLogs(job))
-        }
+        let logs = JobLogs(paths)
+        for job in removed.jobs { logs.remove(job) }
         return (removed.builds, removed.jobs.count)
     }
 }

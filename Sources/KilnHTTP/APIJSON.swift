@@ -53,7 +53,7 @@ struct BuildJSON: Encodable {
 
     init(
         _ build: BuildRecord, jobs: [JobRecord]?, statuses: [OutboxEntry]?, _ publicURL: String,
-        progress: ProgressBoard? = nil, paths: WorkerPaths? = nil
+        progress: ProgressBoard? = nil, logs: JobLogs? = nil
     ) {
         id = build.id
         url = "\(publicURL)/builds/\(build.id)"
@@ -75,7 +75,7 @@ struct BuildJSON: Encodable {
         self.jobs = jobs?.map { job in
             JobJSON(
                 job, publicURL, progress: progress?.progress(job.id),
-                derivationLogs: paths.map { DerivationLogs.list($0.derivationLogs(job.id)) } ?? [])
+                derivationLogs: logs?.derivations(job.id) ?? [])
         }
         self.statuses = statuses?.map(StatusJSON.init)
     }
@@ -198,20 +198,5 @@ struct StatusJSON: Encodable {
         attempts = entry.attempts
         last_error = entry.lastError
         created_at = entry.createdAt
-    }
-}
-
-/// Per-derivation logs on disk. Names are checked against nix's store path form before any
-/// file is opened, so a request cannot reach outside the job's log directory.
-enum DerivationLogs {
-    /// Derivation names (`<hash>-<name>.drv`) with a log in `directory`.
-    static func list(_ directory: String) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
-            .filter { $0.hasSuffix(".drv.log") }.map { String($0.dropLast(4)) }.sorted()
-    }
-
-    /// Whether `name` is a derivation's file name: 32 base-32 characters, '-', a name, '.drv'.
-    static func isValidName(_ name: String) -> Bool {
-        name.range(of: "^[0-9a-z]{32}-[A-Za-z0-9+._?=-]+\\.drv$", options: .regularExpression) != nil
     }
 }

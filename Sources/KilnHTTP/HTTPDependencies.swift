@@ -21,7 +21,7 @@ public struct HTTPDependencies: Sendable {
     /// Whether the database accepts writes.
     public var databaseWritable: @Sendable () async -> Bool
     /// Where job logs are.
-    public var paths: WorkerPaths
+    public var logs: JobLogs
     /// Largest webhook body accepted.
     public var maxBodyBytes: Int
     /// Webhook deliveries read at once.
@@ -44,7 +44,7 @@ public struct HTTPDependencies: Sendable {
         self.health = health
         self.progress = progress
         self.databaseWritable = databaseWritable
-        self.paths = paths
+        self.logs = JobLogs(paths)
         self.maxBodyBytes = maxBodyBytes
         self.webhookSlots = Slots(maxConcurrentWebhooks)
         self.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL

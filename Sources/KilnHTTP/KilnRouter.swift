@@ -36,7 +36,7 @@ public enum KilnRouter {
                 .ok,
                 BuildJSON(
                     details.build, jobs: details.jobs, statuses: details.statuses, dependencies.publicURL,
-                    progress: dependencies.progress, paths: dependencies.paths))
+                    progress: dependencies.progress, logs: dependencies.logs))
         }
         router.get("/api/v1/events") { request, _ in
             try EventStream.api(request, dependencies.coordinator.store, streams: dependencies.eventStreams)
@@ -49,19 +49,19 @@ public enum KilnRouter {
                 .ok,
                 JobJSON(
                     job, dependencies.publicURL, progress: dependencies.progress.progress(id),
-                    derivationLogs: DerivationLogs.list(dependencies.paths.derivationLogs(id))))
+                    derivationLogs: dependencies.logs.derivations(id)))
         }
         router.get("/api/v1/jobs/:id/log") { request, context in
             guard let id = context.parameters.get("id", as: JobID.self), try await dependencies.store.job(id) != nil else {
                 return try JSONBody.error(.notFound, "no job with this id")
             }
-            var path = dependencies.paths.log(id)
+            var path = dependencies.logs.log(id)
             if let derivation = request.uri.queryParameters.get("derivation") {
-                guard DerivationLogs.isValidName(derivation) else {
+                switch dependencies.logs.derivationLog(id, derivation) {
+                case .success(let found): path = found
+                case .failure(.invalidName):
                     return try JSONBody.error(.badRequest, "'derivation' must be a derivation file name such as <hash>-hello.drv")
-                }
-                path = dependencies.paths.derivationLogs(id) + "/" + derivation + ".log"
-                guard FileManager.default.fileExists(atPath: path) else {
+                case .failure(.notFound):
                     return try JSONBody.error(.notFound, "this job has no log for \(derivation)")
                 }
             }
@@ -74,9 +74,9 @@ public enum KilnRouter {
             else { return Pages.html(.notFound, Pages.notFound("No build with this id.")) }
             let jobs = details.jobs.map { job in
                 Pages.JobView(
-                    job: job, log: LogExcerpt.read(dependencies.paths.log(job.id)),
+                    job: job, log: LogExcerpt.read(dependencies.logs.log(job.id)),
                     progress: dependencies.progress.progress(job.id),
-                    derivations: DerivationLogs.list(dependencies.paths.derivationLogs(job.id)))
+                    derivations: dependencies.logs.derivations(job.id))
             }
             return Pages.html(.ok, Pages.build(details, jobs: jobs))
         }
