@@ -19,12 +19,12 @@ final class GroupCommit: Sendable {
         var writing = false
     }
 
-    private let database: DatabasePool
+    private let database: any DatabaseWriter
     private let state = Mutex(State())
     /// Most deliveries in one transaction.
     static let maxBatch = 512
 
-    init(database: DatabasePool) { self.database = database }
+    init(database: any DatabaseWriter) { self.database = database }
 
     /// Records `delivery` (idempotent on its id) and returns once it is on disk.
     func accept(_ delivery: NewDelivery, at now: Date) async throws -> (buildID: BuildID, isNew: Bool) {

@@ -9,24 +9,39 @@ import KilnPipeline
 /// are skipped, when a build ends, which statuses to post) are `KilnCore`'s pure
 /// functions; this type reads the rows they need and writes what they return.
 public struct SQLiteStore: KilnStore {
-    let database: DatabasePool
+    let database: any DatabaseWriter
     private let intake: GroupCommit
 
     /// Opens (creating if needed) and migrates the database at `path`.
     public init(path: String) throws {
-        var configuration = Configuration()
-        configuration.foreignKeysEnabled = true
-        configuration.busyMode = .timeout(10)
         do {
-            database = try DatabasePool(path: path, configuration: configuration)
+            let pool = try DatabasePool(path: path, configuration: Self.configuration)
             // A 202 survives power loss: every commit reaches the disk before it returns. (GRDB
             // sets the writer to NORMAL when it turns WAL on, which may lose the last commits.)
-            try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-            try Schema.migrator.migrate(database)
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            try self.init(pool)
         } catch {
             throw StoreError.unavailable(path: path, reason: "\(error)")
         }
+    }
+
+    /// A store over `database` (migrated here): a file's pool, or an in-memory queue for tests.
+    public init(_ database: any DatabaseWriter) throws {
+        try Schema.migrator.migrate(database)
+        self.database = database
         intake = GroupCommit(database: database)
+    }
+
+    /// A store in memory, gone with the process (tests).
+    public static func inMemory() throws -> SQLiteStore {
+        try SQLiteStore(DatabaseQueue(configuration: configuration))
+    }
+
+    static var configuration: Configuration {
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        configuration.busyMode = .timeout(10)
+        return configuration
     }
 
     /// The `synchronous` setting of the writing connection (2 is FULL).

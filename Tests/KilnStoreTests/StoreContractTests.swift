@@ -1,0 +1,101 @@
+import Foundation
+import KilnCore
+import KilnPipeline
+import KilnTesting
+import Testing
+
+@testable import KilnStore
+
+/// What every store backend must do, run against each: a file (a pool, WAL, synchronous FULL)
+/// and memory (a queue).
+@Suite struct StoreContractTests {
+    enum Backend: String, CaseIterable, Sendable {
+        case file, memory
+    }
+
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func withStore(_ backend: Backend, _ body: (SQLiteStore, RepositoryID) async throws -> Void) async throws {
+        try await withTemporaryDirectory("kiln-contract") { directory in
+            let store = backend == .file ? try SQLiteStore(path: directory.appending("kiln.sqlite")) : try SQLiteStore.inMemory()
+            try await body(store, try await store.syncRepositories([("github", "octo/hello")])[0])
+        }
+    }
+
+    func delivery(_ id: String, _ repository: RepositoryID, sha: String = String(repeating: "1", count: 40)) -> NewDelivery {
+        NewDelivery(forge: "github", deliveryID: id, repositoryID: repository, repository: "octo/hello", ref: .branch("main"), sha: sha)
+    }
+
+    static let jobs = [
+        PlannedJob(name: "a", target: .installables([".#a"]), needs: [], timeout: .seconds(60), maxSilent: .seconds(60)),
+        PlannedJob(name: "b", target: .installables([".#b"]), needs: ["a"], timeout: .seconds(60), maxSilent: .seconds(60)),
+    ]
+
+    @Test(arguments: Backend.allCases)
+    func aBuildsLifeFromDeliveryToItsEnd(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            // Intake is idempotent on the delivery id, and announces the build in the same commit.
+            let first = try await store.accept(delivery("d1", repository), at: now)
+            let again = try await store.accept(delivery("d1", repository), at: now)
+            #expect(first.isNew && !again.isNew && first.buildID == again.buildID)
+            #expect(try await store.events(after: 0, filter: EventQuery(), limit: 10).map(\.event.type) == ["build.queued"])
+
+            let claimed = try #require(try await store.claimBuildToPlan())
+            let none = try await store.claimBuildToPlan()
+            #expect(claimed.state == .planning && none == nil)
+            try await store.finishPlanning(claimed.id, .planned(Self.jobs), resolution: nil, at: now)
+            // `b` needs `a`: only `a` may start.
+            let job = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            let blocked = try await store.claimRunnableJob(at: now, freeMemory: .max)
+            #expect(job.job.name == "a" && blocked == nil)
+            let afterA = try await store.finishJob(job.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), details: nil, at: now)
+            #expect(afterA.state == .running)
+            let second = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            let ended = try await store.finishJob(
+                second.job.id, JobReport(outcome: .failed(exitCode: 100, reason: "boom"), duration: .seconds(1)), details: nil, at: now)
+            #expect(ended.state == .failed)
+
+            let details = try #require(try await store.buildDetails(claimed.id))
+            #expect(details.jobs.map(\.state) == [.succeeded, .failed])
+            let kiln = details.statuses.filter { $0.status.context == "kiln" }.map(\.status.state)
+            #expect(kiln.first == .pending && kiln.last == .failed)
+            // Delivered statuses leave the outbox's due list.
+            let due = try await store.dueStatuses(at: now.addingTimeInterval(1), limit: 100).due
+            #expect(!due.isEmpty)
+            for entry in due { try await store.recordStatusDelivery(entry.id, .delivered, at: now) }
+            #expect(try await store.dueStatuses(at: now.addingTimeInterval(1), limit: 100).due.isEmpty)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func cancellingEndsWaitingWorkAndNamesRunningJobs(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            let build = try await store.accept(delivery("d1", repository), at: now).buildID
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(build, .planned([Self.jobs[0], PlannedJob(
+                name: "c", target: .installables([".#c"]), needs: [], timeout: .seconds(60), maxSilent: .seconds(60))]),
+                resolution: nil, at: now)
+            let running = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            #expect(try await store.cancel([build], .requested, at: now) == [running.job.id])
+            let details = try #require(try await store.buildDetails(build))
+            #expect(details.build.state == .running, "the build ends with its running job")
+            #expect(details.jobs.map(\.state).sorted { $0.rawValue < $1.rawValue } == [.cancelled, .running])
+            let ended = try await store.finishJob(running.job.id, JobReport(outcome: .cancelled(.requested), duration: .zero), details: nil, at: now)
+            #expect(ended.state == .cancelled)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func theEventLogResumesWithoutGapsAndPrunes(backend: Backend) async throws {
+        try await withStore(backend) { store, _ in
+            let events = (0..<5).map { KilnEvent(type: "job.progress", buildID: 1, repository: "octo/hello", fields: ["done": $0]) }
+            try await store.appendEvents(events, at: now)
+            let all = try await store.events(after: 0, filter: EventQuery(), limit: 100)
+            #expect(all.count == 5 && zip(all, all.dropFirst()).allSatisfy { $0.id < $1.id })
+            #expect(try await store.events(after: all[1].id, filter: EventQuery(), limit: 100).map(\.id) == all.dropFirst(2).map(\.id))
+            #expect(try await store.events(after: 0, filter: EventQuery(types: ["build.queued"]), limit: 100).isEmpty)
+            try await store.pruneEvents(olderThan: now.addingTimeInterval(-1), keep: 2)
+            #expect(try await store.eventRange() == all[3].id...all[4].id)
+        }
+    }
+}
