@@ -171,10 +171,11 @@ public enum KilnServer {
         }
         // Last: told of a shutdown first, it ends the event streams before the servers stop.
         services.append(.init(service: dependencies.eventStreams))
-        return ServiceGroup(
-            configuration: .init(
-                services: services,
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Past this, what has not stopped is cancelled: an event stream whose client stopped
+        // reading would otherwise hold the shutdown.
+        group.maximumGracefulShutdownDuration = .seconds(60)
+        return ServiceGroup(configuration: group)
     }
 }
 

@@ -131,7 +131,10 @@ public struct BuildCoordinator: Sendable {
     @discardableResult
     public func finishJob(_ job: JobID, _ report: JobReport, details: String?) async throws -> BuildRecord {
         var owner: BuildRecord?
-        if let record = try await store.job(job) { owner = try await store.buildDetails(record.buildID)?.build }
+        // A job already ended (the watchdog ended it) keeps that end: nothing of this report is told.
+        if let record = try await store.job(job), !record.state.isFinal {
+            owner = try await store.buildDetails(record.buildID)?.build
+        }
         // What nix built (and failed to build) comes before the job's end.
         let postBuild = owner.map { BuildEvents.postBuild(report, job: job, build: $0.id, repository: $0.repository) } ?? []
         let build = try await changing(owner.map { [$0.id] } ?? [], preceding: postBuild) {

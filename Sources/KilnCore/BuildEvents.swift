@@ -28,7 +28,10 @@ public enum BuildEvents {
             case .queued:
                 event("build.queued", ["sha": build.sha, "ref": build.ref, "forge": build.forge])
             case .planning:
-                break
+                // Claimed for planning before the change could be read: it was queued.
+                if was == nil || was == .awaitingApproval {
+                    event("build.queued", ["sha": build.sha, "ref": build.ref, "forge": build.forge])
+                }
             case .running:
                 event("build.planned", ["summary": build.summary, "jobs": after.jobs.count])
                 event("build.started", ["sha": build.builtSHA ?? build.sha])

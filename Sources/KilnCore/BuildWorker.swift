@@ -310,17 +310,17 @@ public struct BuildWorker: Service {
     /// Runs a claimed job, registered as running (a cancel of its build fires `stop`).
     private func execute(_ claimed: ClaimedJob, stop: StopSignal) async -> JobReport {
         let job = claimed.job
+        defer {
+            coordinator.forgetRunning(job.id)
+            progress.remove(job.id)
+        }
         let log: JobLogFile
         do {
             log = try JobLogFile(path: settings.paths.log(job.id), cap: settings.logCapBytes)
         } catch {
             return JobReport(outcome: .errored("cannot write the job log: \(error)"), duration: .zero)
         }
-        defer {
-            log.close()
-            coordinator.forgetRunning(job.id)
-            progress.remove(job.id)
-        }
+        defer { log.close() }
         if job.attempt > 1 { log.note("attempt \(job.attempt): the previous one was interrupted by a restart") }
         guard let repository = repositories[claimed.build.repositoryID]?.source else {
             return JobReport(outcome: .errored("repository \(claimed.build.repository) is no longer configured"), duration: .zero)

@@ -12,11 +12,12 @@ import Synchronization
 ///
 /// Each stream reads the log itself, from its own position, when the events doorbell rings: a
 /// slow client holds no buffer of anyone else's and slows no one. One that falls more than
-/// `maxBehind` events behind the log's head is ended with `event: overflow`; one resuming from
-/// an id the log no longer holds is told with `event: reset`.
+/// `maxBehind` events (as many as the log keeps) behind its head while it reads full batches is
+/// ended with `event: overflow`; one resuming from an id the log no longer holds (or never held)
+/// is told with `event: reset`.
 enum EventStream {
     /// How far a client may fall behind before its stream ends.
-    static let maxBehind: Int64 = 10_000
+    static let maxBehind: Int64 = 100_000
     /// A comment line at least this often, so that proxies keep the connection.
     static let keepAlive: Duration = .seconds(15)
 
@@ -78,8 +79,11 @@ enum EventStream {
         var cursor: Int64
         if let resume {
             cursor = resume
-            if let range, resume < range.lowerBound - 1 {
-                try await writer.write(text("event: reset\ndata: {\"oldest\":\(range.lowerBound)}\n\n"))
+            // What followed `resume` is gone (pruned), or the log never held it (a restored database).
+            let gone = range.map { resume < $0.lowerBound - 1 || resume > $0.upperBound } ?? (resume > 0)
+            if gone {
+                try await writer.write(text("event: reset\ndata: {\"oldest\":\(range?.lowerBound ?? 0)}\n\n"))
+                if let range, resume > range.upperBound { cursor = range.upperBound }
             }
         } else {
             cursor = range?.upperBound ?? 0
@@ -90,11 +94,12 @@ enum EventStream {
         while !Task.isCancelled, !streams.closing {
             let seen = bell.generation
             let head = try await log.eventRange()?.upperBound ?? cursor
-            if head - cursor > maxBehind {
+            let events = try await log.events(after: cursor, filter: filter, limit: 500)
+            // Behind by a full batch, and by more than the log keeps: this client does not keep up.
+            if events.count == 500, head - cursor > maxBehind {
                 try await writer.write(text("event: overflow\ndata: {\"behind\":\(head - cursor)}\n\n"))
                 return
             }
-            let events = try await log.events(after: cursor, filter: filter, limit: 500)
             if !events.isEmpty {
                 var chunk = ""
                 for stored in events {
@@ -113,7 +118,7 @@ enum EventStream {
                 try await writer.write(text(":\n\n"))
                 lastWrite = .now
             }
-            await bell.wait(after: seen, upTo: keepAlive)
+            await bell.wait(after: seen, upTo: max(.milliseconds(100), keepAlive - (ContinuousClock.now - lastWrite)))
         }
     }
 

@@ -69,6 +69,8 @@ public enum KilnRouter {
                 path: path, tail: request.uri.queryParameters.get("tail"), range: request.headers[.range])
         }
         router.get("/builds/:id") { _, context in
+            // The log's head before the build is read: the page then misses no change after it.
+            let head = try await dependencies.coordinator.store.eventRange()?.upperBound ?? 0
             guard let id = context.parameters.get("id", as: BuildID.self),
                 let details = try await dependencies.store.buildDetails(id)
             else { return Pages.html(.notFound, Pages.notFound("No build with this id.")) }
@@ -78,7 +80,7 @@ public enum KilnRouter {
                     progress: dependencies.progress.progress(job.id),
                     derivations: dependencies.logs.derivations(job.id))
             }
-            return Pages.html(.ok, Pages.build(details, jobs: jobs))
+            return Pages.html(.ok, Pages.build(details, jobs: jobs, eventsFrom: head))
         }
         router.post("/api/v1/approvals") { request, context in
             try await Control.approve(request, context, dependencies)
@@ -90,7 +92,9 @@ public enum KilnRouter {
             try await Control.rerun(request, context, dependencies)
         }
         router.get("/") { _, _ in
-            Pages.html(.ok, Pages.index(try await dependencies.store.recentBuilds(limit: 100)))
+            // The log's head before the builds are read: the page then misses no change after them.
+            let head = try await dependencies.coordinator.store.eventRange()?.upperBound ?? 0
+            return Pages.html(.ok, Pages.index(try await dependencies.store.recentBuilds(limit: 100), eventsFrom: head))
         }
         return router
     }

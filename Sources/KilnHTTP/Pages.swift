@@ -38,11 +38,11 @@ enum Pages {
         """
 
     /// A page; with `live` (an `/api/v1/events` query) it reloads when those events arrive, at
-    /// most once a second, and without JavaScript every 3 seconds.
-    private static func page(_ title: String, live: String?, _ content: String) -> String {
+    /// most once a second; with `refresh` too, without JavaScript every 3 seconds.
+    private static func page(_ title: String, live: String?, refresh: Bool = false, _ content: String) -> String {
         """
         <!doctype html><html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
-        \(live.map(liveScript) ?? "")<style>\(style)</style></head>
+        \(refresh ? "<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>" : "")\(live.map(liveScript) ?? "")<style>\(style)</style></head>
         <body><p><a href="/">Kiln</a></p>\(content)</body></html>
 
         """
@@ -54,7 +54,7 @@ enum Pages {
         let types = ["build.queued", "build.planned", "build.started", "build.finished", "job.started", "job.progress",
                      "job.finished", "status.posted", "status.failed"]
         return """
-            <noscript><meta http-equiv="refresh" content="3"></noscript><script>
+            <script>
             (function(){var s=new EventSource("/api/v1/events?\(query)"),t=null;function r(){if(!t){t=setTimeout(function(){location.reload()},1000)}}
             \(types.map { "s.addEventListener(\"\($0)\",r);" }.joined())})();</script>
             """
@@ -64,7 +64,9 @@ enum Pages {
         page("Not found", live: nil, "<h1>Not found</h1><p>\(escape(message))</p>")
     }
 
-    static func index(_ builds: [BuildRecord]) -> String {
+    /// The build list; `eventsFrom` is the event log's head when it was read, so that the page
+    /// hears of every change after what it shows.
+    static func index(_ builds: [BuildRecord], eventsFrom: Int64 = 0) -> String {
         let rows = builds.map { build in
             """
             <tr><td><a href="/builds/\(build.id)">#\(build.id)</a></td><td>\(escape(build.repository))</td>
@@ -75,7 +77,9 @@ enum Pages {
         let table = builds.isEmpty
             ? "<p>No builds yet. Point a forge's webhook at <code>/webhooks/&lt;forge&gt;</code> and push.</p>"
             : "<table><tr><th>Build</th><th>Repository</th><th>Ref</th><th>Commit</th><th>State</th><th>Summary</th></tr>\(rows)</table>"
-        return page("Kiln builds", live: "types=build.queued,build.planned,build.started,build.finished", "<h1>Builds</h1>\(table)")
+        return page(
+            "Kiln builds", live: "types=build.queued,build.planned,build.started,build.finished&last-event-id=\(eventsFrom)",
+            refresh: builds.contains { !$0.state.isFinal }, "<h1>Builds</h1>\(table)")
     }
 
     /// What the page shows of one job.
@@ -86,7 +90,8 @@ enum Pages {
         var derivations: [String]
     }
 
-    static func build(_ details: BuildDetails, jobs: [JobView]) -> String {
+    /// A build's page; `eventsFrom` as for `index`.
+    static func build(_ details: BuildDetails, jobs: [JobView], eventsFrom: Int64 = 0) -> String {
         let build = details.build
         var content = """
             <h1>Build #\(build.id) <span class="\(build.state.rawValue)">\(build.state.rawValue)</span></h1>
@@ -142,6 +147,8 @@ enum Pages {
             content += "<pre>\(ANSIHTML.render(view.log.text))</pre>"
         }
         let active = !build.state.isFinal
-        return page("Build #\(build.id) · \(build.repository)", live: active ? "build=\(build.id)" : nil, content)
+        return page(
+            "Build #\(build.id) · \(build.repository)", live: active ? "build=\(build.id)&last-event-id=\(eventsFrom)" : nil,
+            refresh: active, content)
     }
 }

@@ -28,13 +28,15 @@ import KilnCore
     }
 
     @Test func aRunningBuildsPageFollowsItsEventsAndAFinishedOneDoesNot() {
-        let running = Pages.build(Self.details(.running), jobs: [])
-        #expect(running.contains("new EventSource(\"/api/v1/events?build=7\")"))
+        let running = Pages.build(Self.details(.running), jobs: [], eventsFrom: 41)
+        #expect(running.contains("new EventSource(\"/api/v1/events?build=7&last-event-id=41\")"))
         #expect(running.contains("<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>"))
         #expect(!running.replacingOccurrences(of: "<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>", with: "")
             .contains("http-equiv"))
         let finished = Pages.build(Self.details(.succeeded), jobs: [])
         #expect(!finished.contains("EventSource") && !finished.contains("http-equiv"))
-        #expect(Pages.index([]).contains("new EventSource(\"/api/v1/events?types=build.queued,build.planned,build.started,build.finished\")"))
+        let index = Pages.index([], eventsFrom: 9)
+        #expect(index.contains("new EventSource(\"/api/v1/events?types=build.queued,build.planned,build.started,build.finished&last-event-id=9\")"))
+        #expect(!index.contains("http-equiv"), "nothing runs: nothing to refresh without JavaScript")
     }
 }

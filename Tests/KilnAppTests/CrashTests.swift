@@ -30,7 +30,9 @@ struct CrashTests {
             second.terminate()
             second.waitUntilExit()
         }
-        try await eventually("the build to finish after the restart", within: .seconds(60)) { world.github.states("kiln").count == 2 }
+        try await eventually("the build to finish after the restart", within: .seconds(60)) {
+            world.github.states("kiln").count == 2 && world.github.states("kiln/slow").count == 2
+        }
         #expect(world.github.states("kiln") == ["pending", "success"])
         #expect(world.github.states("kiln/slow") == ["pending", "success"])
     }
