@@ -138,11 +138,11 @@ public struct BuildCoordinator: Sendable {
         // What nix built (and failed to build) comes before the job's end.
         let postBuild = owner.map { BuildEvents.postBuild(report, job: job, build: $0.id, repository: $0.repository) } ?? []
         let build = try await changing(owner.map { [$0.id] } ?? [], preceding: postBuild) {
-            try await Retrying.write("recording the end of job \(job)", logger: logger) {
+            progressTimes.times.withLock { _ = $0.removeValue(forKey: job) }
+            return try await Retrying.write("recording the end of job \(job)", logger: logger) {
                 try await store.finishJob(job, report, details: details, at: Date())
             }
         }
-        progressTimes.times.withLock { _ = $0.removeValue(forKey: job) }
         bells.jobs.ring()
         bells.statuses.ring()
         return build
@@ -165,7 +165,10 @@ public struct BuildCoordinator: Sendable {
     /// Records what posting a status came to (posted, retried later, or given up).
     public func recordStatusDelivery(_ entry: OutboxEntry, _ result: StatusDeliveryResult) async throws {
         try await store.recordStatusDelivery(entry.id, result, at: Date())
-        if let event = BuildEvents.status(entry, result) { await publish([event]) }
+        guard let event = BuildEvents.status(entry, result) else { return }
+        await changes.lock()
+        defer { changes.unlock() }
+        await publish([event])
     }
 
     /// A running job's progress, published at most once a second per job.
@@ -179,7 +182,13 @@ public struct BuildCoordinator: Sendable {
         }
         guard due else { return }
         let event = BuildEvents.progress(progress, job: job, build: build, repository: repository)
-        Task { await publish([event]) }
+        Task {
+            await changes.lock()
+            defer { changes.unlock() }
+            // Not after the job's end: its finish forgets the job under the same lock.
+            guard progressTimes.times.withLock({ $0[job] != nil }) else { return }
+            await publish([event])
+        }
     }
 
     // MARK: Events
