@@ -156,7 +156,9 @@ public struct BuildCoordinator: Sendable {
     /// After a restart: builds that were planning are queued again, interrupted jobs too (those
     /// of cancelled builds end cancelled).
     public func recoverInterrupted() async throws -> (builds: Int, jobs: Int) {
-        let recovered = try await store.recoverInterrupted(at: Date())
+        // Whatever was under way when Kiln stopped is among the newest builds.
+        let underWay = try await store.recentBuilds(limit: 1000).filter { $0.state == .planning || $0.state == .running }.map(\.id)
+        let recovered = try await changing(underWay) { try await store.recoverInterrupted(at: Date()) }
         bells.planning.ring()
         bells.statuses.ring()
         return recovered

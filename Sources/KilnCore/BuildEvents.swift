@@ -52,7 +52,8 @@ public enum BuildEvents {
         let earlier = Dictionary((before?.jobs ?? []).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         for job in after.jobs {
             let old = earlier[job.id]
-            if old == nil {
+            if old == nil || (old?.state == .running && job.state == .queued) {
+                // New, or queued again after a restart interrupted it.
                 event("job.queued", ["name": job.name], job: job.id)
             }
             if job.state == .running, old?.state != .running {

@@ -38,6 +38,9 @@ import KilnPipeline
         ("a cancel ends queued jobs and the build", details(.running, [job(1, .queued), job(2, .queued)]),
          details(.cancelled, [job(1, .cancelled), job(2, .cancelled)]), ["job.finished", "job.finished", "build.finished"]),
         ("nothing changed", details(.running, [job(1, .running)]), details(.running, [job(1, .running)]), []),
+        ("a restart queues an interrupted job again", details(.running, [job(1, .running)]), details(.running, [job(1, .queued)]),
+         ["job.queued"]),
+        ("a restart queues a build that was planning again", details(.planning), details(.queued), ["build.queued"]),
     ]
 
     @Test(arguments: cases)
