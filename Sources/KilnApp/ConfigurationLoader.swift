@@ -77,7 +77,10 @@ struct ConfigReader {
 
     mutating func server(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Server? {
         let keys = mapping(
-            node, ["listen", "public-url", "max-body-bytes", "max-concurrent-webhooks", "admin-token-file", "events-socket"])
+            node, [
+                "listen", "public-url", "max-body-bytes", "max-concurrent-webhooks", "max-event-streams", "admin-token-file",
+                "events-socket",
+            ])
         let listenText = text(keys, "listen", path) ?? "127.0.0.1:8080"
         guard let (host, port) = Self.hostAndPort(listenText) else {
             report(keys["listen"], path + ["listen"], "'\(listenText)' is not HOST:PORT (for example 127.0.0.1:8080)")
@@ -97,7 +100,8 @@ struct ConfigReader {
         }
         return KilnConfiguration.Server(
             host: host, port: port, publicURL: publicURL, maxBodyBytes: maxBody, maxConcurrentWebhooks: concurrent,
-            adminToken: adminToken, eventsSocket: eventsSocket)
+            adminToken: adminToken, eventsSocket: eventsSocket,
+            maxEventStreams: integer(keys, "max-event-streams", path, in: 1...100_000) ?? 1000)
     }
 
     mutating func storage(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Storage? {

@@ -21,6 +21,8 @@ public struct KilnConfiguration: Sendable {
         public var adminToken: Secret?
         /// A Unix socket serving post-build events as Determinate Nixd does; nil for none.
         public var eventsSocket: String? = nil
+        /// Event streams open at once, at most; more get 503.
+        public var maxEventStreams: Int = 1000
     }
 
     /// `storage`.

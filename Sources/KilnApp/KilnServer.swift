@@ -140,6 +140,7 @@ public enum KilnServer {
                 intake: intake, coordinator: coordinator,
                 adminToken: configuration.server.adminToken, health: health, progress: progress, databaseWritable: { await store.isWritable() }, paths: paths,
                 maxBodyBytes: configuration.server.maxBodyBytes, maxConcurrentWebhooks: configuration.server.maxConcurrentWebhooks,
+                maxEventStreams: configuration.server.maxEventStreams,
                 publicURL: configuration.server.publicURL)
         let router = KilnRouter.make(dependencies)
         let application = Application(

@@ -46,26 +46,34 @@ enum EventStream {
             cursor = id
         }
         let (chosen, start) = (filter, cursor)
-        return response { writer in
+        return try response(streams) { writer in
             try await stream(log, streams: streams, filter: chosen, from: start, writer: &writer, withIDs: true)
         }
     }
 
     /// Determinate Nixd's stream: post-build events only, as bare `data:` lines, from now on.
-    static func postBuild(_ log: any EventLog, streams: EventStreams) -> Response {
-        response { writer in
+    static func postBuild(_ log: any EventLog, streams: EventStreams) throws -> Response {
+        try response(streams) { writer in
             try await stream(
                 log, streams: streams, filter: EventQuery(types: KilnEvent.postBuildTypes), from: nil, writer: &writer,
                 withIDs: false)
         }
     }
 
-    private static func response(_ body: @escaping @Sendable (inout any ResponseBodyWriter) async throws -> Void) -> Response {
+    private static func response(
+        _ streams: EventStreams, _ body: @escaping @Sendable (inout any ResponseBodyWriter) async throws -> Void
+    ) throws -> Response {
+        guard streams.hasRoom else {
+            var refused = try JSONBody.error(
+                .serviceUnavailable, "\(streams.limit) event streams are open (server.max-event-streams); try again shortly")
+            refused.headers[.retryAfter] = "5"
+            return refused
+        }
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            try await body(&writer)
+            try await streams.counted { try await body(&writer) }
             try await writer.finish(nil)
         })
     }
@@ -142,13 +150,30 @@ enum EventStream {
 public final class EventStreams: Service, Sendable {
     /// Rung when events are appended.
     public let bell: Doorbell
+    /// Streams open at once, at most (`server.max-event-streams`); more get 503.
+    public let limit: Int
     private let closed = Mutex(false)
+    private let open = Mutex(0)
 
-    /// Streams woken by `bell`.
-    public init(bell: Doorbell) { self.bell = bell }
+    /// Streams woken by `bell`, at most `limit` at once.
+    public init(bell: Doorbell, limit: Int = 1000) {
+        self.bell = bell
+        self.limit = limit
+    }
 
     /// Whether the streams must end.
     var closing: Bool { closed.withLock { $0 } }
+
+    /// Whether another stream may open. (Counted while streams run, so that a stream whose
+    /// response never started takes nothing away; a burst may pass the limit by a few.)
+    var hasRoom: Bool { open.withLock { $0 < limit } }
+
+    /// Runs one stream, counted.
+    func counted(_ body: () async throws -> Void) async rethrows {
+        open.withLock { $0 += 1 }
+        defer { open.withLock { $0 -= 1 } }
+        try await body()
+    }
 
     public func run() async throws {
         try? await gracefulShutdown()

@@ -34,12 +34,12 @@ public struct HTTPDependencies: Sendable {
         intake: WebhookIntake, coordinator: BuildCoordinator,
         adminToken: Secret?, health: HealthState, progress: ProgressBoard,
         databaseWritable: @escaping @Sendable () async -> Bool, paths: WorkerPaths, maxBodyBytes: Int,
-        maxConcurrentWebhooks: Int = 64, publicURL: String
+        maxConcurrentWebhooks: Int = 64, maxEventStreams: Int = 1000, publicURL: String
     ) {
         self.intake = intake
         self.store = coordinator.store
         self.coordinator = coordinator
-        self.eventStreams = EventStreams(bell: coordinator.bells.events)
+        self.eventStreams = EventStreams(bell: coordinator.bells.events, limit: maxEventStreams)
         self.adminToken = adminToken
         self.health = health
         self.progress = progress

@@ -10,7 +10,7 @@ public enum KilnRouter {
     public static func eventsSocket(_ coordinator: BuildCoordinator, streams: EventStreams) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/events") { _, _ in
-            EventStream.postBuild(coordinator.store, streams: streams)
+            try EventStream.postBuild(coordinator.store, streams: streams)
         }
         return router
     }

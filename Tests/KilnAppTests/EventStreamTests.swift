@@ -99,3 +99,27 @@ struct EventStreamTests {
         #expect(!FileManager.default.fileExists(atPath: socket), "the socket file is removed at shutdown")
     }
 }
+
+@Suite struct EventStreamLimitTests {
+    @Test(.timeLimit(.minutes(2))) func streamsBeyondTheLimitAreRefusedUntilOneCloses() async throws {
+        let world = try await World.make()
+        defer { Task { await world.close() } }
+        let config = try String(contentsOfFile: world.configPath, encoding: .utf8)
+            .replacingOccurrences(of: "server:\n", with: "server:\n  max-event-streams: 1\n")
+        try config.write(toFile: world.configPath, atomically: true, encoding: .utf8)
+        let kiln = try await KilnInstance.start(config: world.configPath)
+        defer { Task { await kiln.stop() } }
+        let first = EventClient("\(kiln.url)/api/v1/events")
+        try await eventually("the first stream to open", within: .seconds(10)) { first.comments > 0 }
+        let refused = try await HTTPTestClient.send("GET", "\(kiln.url)/api/v1/events")
+        #expect(refused.status == 503 && refused.body.contains("server.max-event-streams"), "\(refused.status) \(refused.body)")
+        first.close()
+        // The server sees the hang-up at its next write: a keep-alive, at most 15 s later.
+        try await eventually("a new stream to open once the first has closed", within: .seconds(45)) {
+            let next = EventClient("\(kiln.url)/api/v1/events")
+            defer { next.close() }
+            try await eventually("an answer", within: .seconds(5)) { next.comments > 0 || next.ended }
+            return next.comments > 0
+        }
+    }
+}
