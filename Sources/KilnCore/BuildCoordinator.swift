@@ -130,14 +130,14 @@ public struct BuildCoordinator: Sendable {
     /// wakes the worker and the status reporter. Returns the build as it now stands.
     @discardableResult
     public func finishJob(_ job: JobID, _ report: JobReport, details: String?) async throws -> BuildRecord {
-        var owner: BuildRecord?
-        // A job already ended (the watchdog ended it) keeps that end: nothing of this report is told.
-        if let record = try await store.job(job), !record.state.isFinal {
-            owner = try await store.buildDetails(record.buildID)?.build
+        let owner = try await store.job(job)?.buildID
+        // What nix built (and failed to build) comes before the job's end; read under the change
+        // lock, so that a job the watchdog has ended meanwhile keeps that end and tells nothing.
+        let postBuild = { (before: BuildDetails) -> [KilnEvent] in
+            guard before.jobs.contains(where: { $0.id == job && !$0.state.isFinal }) else { return [] }
+            return BuildEvents.postBuild(report, job: job, build: before.build.id, repository: before.build.repository)
         }
-        // What nix built (and failed to build) comes before the job's end.
-        let postBuild = owner.map { BuildEvents.postBuild(report, job: job, build: $0.id, repository: $0.repository) } ?? []
-        let build = try await changing(owner.map { [$0.id] } ?? [], preceding: postBuild) {
+        let build = try await changing(owner.map { [$0] } ?? [], preceding: postBuild) {
             progressTimes.times.withLock { _ = $0.removeValue(forKey: job) }
             return try await Retrying.write("recording the end of job \(job)", logger: logger) {
                 try await store.finishJob(job, report, details: details, at: Date())
@@ -195,14 +195,17 @@ public struct BuildCoordinator: Sendable {
 
     // MARK: Events
 
-    /// Runs `change` to builds `builds` and publishes `preceding`, then what it changed in them.
-    private func changing<T>(_ builds: [BuildID], preceding: [KilnEvent] = [], _ change: () async throws -> T) async rethrows -> T {
+    /// Runs `change` to builds `builds` and publishes what `preceding` makes of each build as it
+    /// was before, then what the change changed in them.
+    private func changing<T>(
+        _ builds: [BuildID], preceding: (BuildDetails) -> [KilnEvent] = { _ in [] }, _ change: () async throws -> T
+    ) async rethrows -> T {
         await changes.lock()
         defer { changes.unlock() }
         var before: [BuildID: BuildDetails] = [:]
         for id in builds { before[id] = try? await store.buildDetails(id) }
         let result = try await change()
-        var events = preceding
+        var events = builds.compactMap { before[$0] }.flatMap(preceding)
         for id in builds {
             guard let after = try? await store.buildDetails(id) else { continue }
             events += BuildEvents.between(before[id], after)

@@ -173,7 +173,7 @@ extension NixExecutor {
                     return .failure(.failed("the flake \(reference) could not be locked (uncommitted changes?)"))
                 }
                 guard let system = await system(request, binaries) else {
-                    return .failure(.failed("nix did not say which system this machine builds for"))
+                    return .failure(.failed("nix did not say which system this machine builds for (`nix show-config --json` has no `system`); check that nix runs, or give the job a `system`"))
                 }
                 let json = try Self.json([
                     "url": url,
@@ -281,7 +281,7 @@ extension NixExecutor {
                     killGrace: settings.killGrace, maxResidentKilobytes: memory, errorLine: capture)
                 if case .failure(let failure) = derivations(checked) { return finish(.failure(failure)) }
                 guard let system = await system(request, binaries) else {
-                    return finish(.failure(EvaluationFailure(outcome: .errored("nix did not say which system this machine builds for"))))
+                    return finish(.failure(EvaluationFailure(outcome: .errored("nix did not say which system this machine builds for (`nix show-config --json` has no `system`); check that nix runs, or give the job a `system`"))))
                 }
                 let listed = try await session.process(
                     binaries.nix,
