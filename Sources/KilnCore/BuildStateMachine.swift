@@ -27,6 +27,22 @@ public struct BuildStateMachine: Sendable, Hashable {
         /// Stop these running jobs; the build ends when they have (and, should Kiln die first,
         /// recovery ends them with `summary` instead of running them again).
         case stopJobs([JobID], summary: String)
+        /// Record the running build's new summary (its state stays).
+        case summarize(String)
+        /// Record what planning resolved about the build's commits; later actions see it.
+        case resolve(BuildResolution)
+        /// Record the approval of a pull request's head commit.
+        case recordApproval(pullRequest: Int, sha: String, approver: String)
+        /// Start this queued job: running, one attempt more, its clock from now.
+        case startJob(JobID, summary: String)
+        /// End this job in `state`; with `report`, record what the executor reported.
+        case endJob(JobID, JobState, summary: String, report: JobReport?)
+        /// Queue these interrupted jobs again.
+        case requeueJobs([JobID], summary: String)
+        /// Record the derivations an evaluation found for these jobs.
+        case recordDerivations([JobID: [String]])
+        /// These running jobs' clocks (and so their timeouts) start again from now.
+        case restartClocks([JobID])
     }
 
     /// A job to queue and the summary it starts with.
@@ -38,15 +54,23 @@ public struct BuildStateMachine: Sendable, Hashable {
     }
 
     /// Current state.
-    public private(set) var state: BuildState
+    public internal(set) var state: BuildState
     /// Summary of the current state (the `kiln` status's description).
-    public private(set) var summary: String
+    public internal(set) var summary: String
 
     /// A machine in `state`.
     public init(state: BuildState, summary: String) {
         self.state = state
         self.summary = summary
     }
+
+    /// A machine where `build` stands.
+    public init(_ build: BuildRecord) {
+        self.init(state: build.state, summary: build.summary)
+    }
+
+    /// The summary of a build just accepted.
+    public static let acceptedSummary = "queued: fetching and reading the pipeline file"
 
     /// A worker takes the queued build to fetch and plan it.
     public mutating func claim() -> [Action] {

@@ -143,42 +143,55 @@ public enum ApprovalResult: Sendable, Hashable {
     case differentCommit(current: String)
 }
 
-/// The life of builds and jobs. Each method is one transaction and safe to call
-/// concurrently; errors mean the database failed, outcomes are return values.
-public protocol BuildStore: Sendable {
+/// A build and its jobs, as one transaction read them.
+public struct BuildSnapshot: Sendable, Hashable {
+    /// The build.
+    public var build: BuildRecord
+    /// Its jobs in id order.
+    public var jobs: [JobRecord]
+
+    /// Creates a snapshot.
+    public init(build: BuildRecord, jobs: [JobRecord]) {
+        self.build = build
+        self.jobs = jobs
+    }
+}
+
+/// The life of builds and jobs, as intents: each method is one transaction that reads what a
+/// decision needs, asks `decide` (the state machines, in `KilnCore`), and carries out the
+/// actions it returns. The store decides nothing itself: no status text, no state mapping.
+/// Safe to call concurrently; errors mean the database failed, outcomes are return values.
+/// The lifecycle operations built on these are in `BuildStore+Lifecycle.swift`.
+public protocol BuildStore: BuildQueries {
     /// Records the delivery and its queued build, or returns the build of an earlier
     /// delivery with the same id (`isNew` false) and changes nothing.
     func accept(_ delivery: NewDelivery, at now: Date) async throws -> (buildID: BuildID, isNew: Bool)
 
-    /// Moves the oldest queued build of a repository not in `busy` to planning and returns it;
-    /// nil when none waits.
-    func claimBuildToPlan(excluding busy: Set<RepositoryID>) async throws -> BuildRecord?
+    /// Takes the oldest queued build of a repository not in `busy`, carries out `decide`'s actions
+    /// on it and returns it as it then stands; nil when none waits.
+    func claimBuild(
+        excluding busy: Set<RepositoryID>, at now: Date, _ decide: @Sendable (BuildRecord) -> [BuildStateMachine.Action]
+    ) async throws -> BuildRecord?
 
-    /// Ends planning: records what was resolved, queues the jobs (or ends the build), and
-    /// enqueues the statuses this implies.
-    func finishPlanning(_ buildID: BuildID, _ result: PlanningResult, resolution: BuildResolution?, at now: Date) async throws
+    /// Offers each running build with queued jobs, oldest first, to `decide` until it starts one
+    /// (a `startJob` action); carries out its actions and returns that job. Nil when none starts.
+    func claimJob(at now: Date, _ decide: @Sendable (BuildSnapshot) -> [BuildStateMachine.Action]) async throws
+        -> ClaimedJob?
 
-    /// Starts the oldest queued job whose needs are satisfied and whose `min-memory` fits in
-    /// `freeMemory` bytes; nil when none can start.
-    func claimRunnableJob(at now: Date, freeMemory: Int) async throws -> ClaimedJob?
+    /// Reads build `id` (and `earlier`, when given and present), carries out the actions `decide`
+    /// returns, and returns the build as it then stands with `decide`'s decision; nil when there
+    /// is no such build.
+    func change<Decision: Sendable>(
+        _ id: BuildID, reading earlier: BuildID?, at now: Date,
+        _ decide: @Sendable (BuildSnapshot, BuildSnapshot?) -> (actions: [BuildStateMachine.Action], decision: Decision)
+    ) async throws -> (build: BuildRecord, decision: Decision)?
 
-    /// Records a job's end (with a markdown account for forges that show one), skips what
-    /// can no longer run, concludes the build if it is over, and enqueues the statuses.
-    /// Returns the build as it now stands.
-    func finishJob(_ jobID: JobID, _ report: JobReport, details: String?, at now: Date) async throws -> BuildRecord
-
-    /// While a running build evaluates or builds: its summary, and the `kiln` status, say so.
-    /// `derivations` (by job name) records what an evaluation found for the build's jobs; the
-    /// build's running jobs then start their clocks again.
-    func noteBuildPhase(_ buildID: BuildID, _ summary: String, derivations: [String: [String]], at now: Date) async throws
+    /// Builds that were planning or running, oldest first: what a restart interrupted.
+    func underWay() async throws -> [BuildID]
 
     /// The derivations of the jobs of the newest other build of the same tree and pipeline
     /// file that recorded any, by job name, with that build's id; nil when none did.
     func recordedDerivations(sameTreeAs buildID: BuildID) async throws -> (build: BuildID, derivations: [String: [String]])?
-
-    /// After a restart: builds that were planning are queued again, running jobs are re-queued.
-    /// Returns how many builds and jobs were recovered.
-    func recoverInterrupted(at now: Date) async throws -> (builds: Int, jobs: Int)
 
     /// Work that should have ended: jobs running longer than their timeout plus `jobGrace`
     /// seconds, builds planning for longer than `planningLimit` seconds.
@@ -190,19 +203,10 @@ public protocol BuildStore: Sendable {
     func removeBuilds(endedBefore date: Date) async throws -> (builds: Int, jobs: [JobID])
 }
 
-extension BuildStore {
-    /// Moves the oldest queued build to planning and returns it; nil when none waits.
-    public func claimBuildToPlan() async throws -> BuildRecord? { try await claimBuildToPlan(excluding: []) }
-}
-
 /// Decisions across builds: superseding, cancelling, approving, running again.
 public protocol BuildControl: Sendable {
     /// Unfinished builds of `key` in the repository, older than `build`.
     func unfinishedBuilds(_ key: BuildKey, repository: RepositoryID, olderThan build: BuildID) async throws -> [BuildRecord]
-
-    /// Cancels unfinished builds: queued jobs and waiting builds end cancelled with their
-    /// statuses posted. Returns the running jobs, which the caller stops.
-    func cancel(_ builds: [BuildID], _ reason: CancelReason, at now: Date) async throws -> [JobID]
 
     /// The head commit of the newest build of a pull request, if any.
     func latestHead(pullRequest number: Int, repository: RepositoryID) async throws -> String?
@@ -213,13 +217,13 @@ public protocol BuildControl: Sendable {
     /// The build waiting for approval of commit `sha`, if one does.
     func awaitingApproval(sha: String, repository: RepositoryID) async throws -> BuildID?
 
-    /// Approves the exact head commit a waiting build waits for, and queues the build again.
-    func approve(_ build: BuildID, sha: String, by approver: String, at now: Date) async throws -> ApprovalResult
-
-    /// A new build of the newest build of commit `sha`, as a re-run; nil when Kiln never built it.
-    /// Idempotent on the delivery id like `accept`.
-    func rerun(sha: String, repository: RepositoryID, forge: String, deliveryID: String, at now: Date) async throws
-        -> (buildID: BuildID, isNew: Bool)?
+    /// A new queued build of the newest build of commit `sha`, as a re-run, with the summary
+    /// `summary` gives for the original; nil when Kiln never built it. Idempotent on the
+    /// delivery id like `accept`.
+    func rerun(
+        sha: String, repository: RepositoryID, forge: String, deliveryID: String, at now: Date,
+        summary: @Sendable (BuildID) -> String
+    ) async throws -> (buildID: BuildID, isNew: Bool)?
 
     /// A finished (succeeded or failed) build with this tree key whose results can be reused.
     func reusableBuild(treeKey: String, repository: RepositoryID, excluding build: BuildID, trustedOnly: Bool) async throws

@@ -109,13 +109,16 @@ public struct BuildRecord: Sendable, Hashable {
     public var builtSHA: String?
     /// The build this one runs again (a re-run never reuses an earlier build's result).
     public var rerunOf: BuildID?
+    /// Set when the build was cancelled while jobs of it ran: the summary those jobs end with,
+    /// should Kiln stop before they do.
+    public var cancelReason: String?
 
     /// Creates a record.
     public init(
         id: BuildID, repositoryID: RepositoryID, forge: String, repository: String, sha: String, ref: String,
         state: BuildState, summary: String, diagnostics: [String] = [], createdAt: Date, startedAt: Date? = nil,
         finishedAt: Date? = nil, beforeSHA: String? = nil, pullRequest: PullRequestInfo? = nil, trusted: Bool = true,
-        builtSHA: String? = nil, rerunOf: BuildID? = nil
+        builtSHA: String? = nil, rerunOf: BuildID? = nil, cancelReason: String? = nil
     ) {
         self.id = id
         self.repositoryID = repositoryID
@@ -134,6 +137,7 @@ public struct BuildRecord: Sendable, Hashable {
         self.trusted = trusted
         self.builtSHA = builtSHA
         self.rerunOf = rerunOf
+        self.cancelReason = cancelReason
     }
 
     /// The branch statuses are reported against (Bitbucket's `refname`, GitLab's `ref`).

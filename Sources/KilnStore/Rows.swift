@@ -32,7 +32,7 @@ enum Rows {
             summary: row["summary"], diagnostics: try strings(row["diagnostics"], column: "builds.diagnostics"),
             createdAt: date(row["created_at"])!, startedAt: date(row["started_at"]), finishedAt: date(row["finished_at"]),
             beforeSHA: row["before_sha"], pullRequest: pullRequest(row), trusted: row["trusted"], builtSHA: row["built_sha"],
-            rerunOf: row["rerun_of"])
+            rerunOf: row["rerun_of"], cancelReason: row["cancel_reason"])
     }
 
     static func pullRequest(_ row: Row) -> PullRequestInfo? {
@@ -95,4 +95,16 @@ enum Rows {
             attempts: row["attempts"], nextAttemptAt: date(row["next_attempt_at"])!, lastError: row["last_error"],
             createdAt: date(row["created_at"])!)
     }
+}
+
+/// States as SQL literals, from their raw values (constants, never input): queries name the
+/// Swift cases, not strings of their own.
+extension RawRepresentable where RawValue == String {
+    /// `'raw'`.
+    var sql: String { "'\(rawValue)'" }
+}
+
+extension Sequence where Element: RawRepresentable, Element.RawValue == String {
+    /// `'a', 'b'`, for `IN (…)`.
+    var sql: String { map(\.sql).joined(separator: ", ") }
 }

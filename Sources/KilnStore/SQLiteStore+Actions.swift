@@ -6,6 +6,7 @@ import KilnPipeline
 extension SQLiteStore {
     /// Carries out a build's state machine's actions in the open transaction `db`.
     func apply(_ actions: [BuildStateMachine.Action], to build: BuildRecord, at now: Date, _ db: Database) throws {
+        var build = build
         let time = now.timeIntervalSince1970
         for action in actions {
             switch action {
@@ -33,12 +34,12 @@ extension SQLiteStore {
                             INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds,
                                               max_silent_seconds, allow_failure, cache_push, min_memory, state, summary,
                                               queued_at)
-                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
+                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                             """,
                         arguments: [
                             build.id, job.name, Rows.json(job.installables), Rows.encode(job.target), job.system,
                             Rows.json(job.needs), job.timeout.components.seconds, job.maxSilent.components.seconds,
-                            job.allowFailure, job.cachePush, job.minMemory, queued.summary, time,
+                            job.allowFailure, job.cachePush, job.minMemory, JobState.queued.rawValue, queued.summary, time,
                         ])
                 }
             case .reuseJobs(let earlierID, let summaries):
@@ -62,12 +63,62 @@ extension SQLiteStore {
             case .cancelJobs(let jobs, let summary):
                 for job in jobs {
                     try db.execute(
-                        sql: "UPDATE jobs SET state = 'cancelled', summary = ?, finished_at = ? WHERE id = ?",
-                        arguments: [summary, time, job])
+                        sql: "UPDATE jobs SET state = ?, summary = ?, finished_at = ? WHERE id = ?",
+                        arguments: [JobState.cancelled.rawValue, summary, time, job])
                 }
             case .stopJobs(_, let summary):
                 // The owner stops them; should Kiln die first, recovery ends them with this summary.
                 try db.execute(sql: "UPDATE builds SET cancel_reason = ? WHERE id = ?", arguments: [summary, build.id])
+            case .summarize(let summary):
+                try db.execute(sql: "UPDATE builds SET summary = ? WHERE id = ?", arguments: [summary, build.id])
+            case .resolve(let resolution):
+                try db.execute(
+                    sql: "UPDATE builds SET sha = ?, built_sha = ?, trusted = ?, tree_key = ? WHERE id = ?",
+                    arguments: [resolution.sha, resolution.builtSHA, resolution.trusted, resolution.treeKey, build.id])
+                // Statuses enqueued after this report on the resolved commit.
+                build.sha = resolution.sha
+                build.builtSHA = resolution.builtSHA
+                build.trusted = resolution.trusted
+            case .recordApproval(let number, let sha, let approver):
+                try db.execute(
+                    sql: """
+                        INSERT INTO approvals (repository_id, pr_number, sha, approved_by, approved_at) VALUES (?, ?, ?, ?, ?)
+                        ON CONFLICT (repository_id, pr_number, sha) DO NOTHING
+                        """,
+                    arguments: [build.repositoryID, number, sha, approver, time])
+            case .startJob(let job, let summary):
+                try db.execute(
+                    sql: "UPDATE jobs SET state = ?, summary = ?, attempt = attempt + 1, started_at = ? WHERE id = ?",
+                    arguments: [JobState.running.rawValue, summary, time, job])
+            case .endJob(let job, let state, let summary, nil):
+                try db.execute(
+                    sql: "UPDATE jobs SET state = ?, summary = ?, finished_at = ? WHERE id = ?",
+                    arguments: [state.rawValue, summary, time, job])
+            case .endJob(let job, let state, let summary, let report?):
+                try db.execute(
+                    sql: """
+                        UPDATE jobs SET state = ?, summary = ?, exit_code = ?, derivations = ?, outputs = ?, cpu_seconds = ?,
+                                        peak_memory_kb = ?, cache_summary = ?, built = ?, waited_for = ?, finished_at = ?
+                        WHERE id = ?
+                        """,
+                    arguments: [
+                        state.rawValue, summary, report.exitCode, Rows.json(report.derivations), Rows.encode(report.outputs),
+                        report.cpuSeconds, report.peakMemoryKilobytes, report.cache?.summary, Rows.json(report.built),
+                        Rows.json(report.waitedFor), time, job,
+                    ])
+            case .requeueJobs(let jobs, let summary):
+                for job in jobs {
+                    try db.execute(
+                        sql: "UPDATE jobs SET state = ?, summary = ? WHERE id = ?", arguments: [JobState.queued.rawValue, summary, job])
+                }
+            case .recordDerivations(let found):
+                for (job, derivations) in found.sorted(by: { $0.key < $1.key }) {
+                    try db.execute(sql: "UPDATE jobs SET derivations = ? WHERE id = ?", arguments: [Rows.json(derivations), job])
+                }
+            case .restartClocks(let jobs):
+                for job in jobs {
+                    try db.execute(sql: "UPDATE jobs SET started_at = ? WHERE id = ?", arguments: [time, job])
+                }
             }
         }
     }

@@ -92,12 +92,12 @@ public struct SQLiteStore: KilnStore {
             sql: """
                 INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at,
                                     pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository)
-                VALUES (?, ?, ?, ?, ?, ?, 'queued', 'queued: fetching and reading the pipeline file', ?, ?, ?, ?, ?, ?)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
         ).execute(
             arguments: [
                 delivery.repositoryID, delivery.forge, delivery.repository, delivery.sha, delivery.ref.fullName,
-                delivery.before, now.timeIntervalSince1970, delivery.pullRequest?.number,
+                delivery.before, BuildState.queued.rawValue, BuildStateMachine.acceptedSummary, now.timeIntervalSince1970, delivery.pullRequest?.number,
                 delivery.pullRequest?.headBranch, delivery.pullRequest?.baseBranch, delivery.pullRequest?.isFork ?? false,
                 delivery.pullRequest?.headRepository,
             ])
@@ -112,159 +112,74 @@ public struct SQLiteStore: KilnStore {
         return (buildID, true)
     }
 
-    public func claimBuildToPlan(excluding busy: Set<RepositoryID>) async throws -> BuildRecord? {
+    public func claimBuild(
+        excluding busy: Set<RepositoryID>, at now: Date, _ decide: @Sendable (BuildRecord) -> [BuildStateMachine.Action]
+    ) async throws -> BuildRecord? {
         try await database.write { db in
             let others = busy.isEmpty ? "" : " AND repository_id NOT IN (\(busy.sorted().map(String.init).joined(separator: ",")))"
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE state = 'queued'\(others) ORDER BY id LIMIT 1")
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT * FROM builds WHERE state = ?\(others) ORDER BY id LIMIT 1", arguments: [BuildState.queued.rawValue])
             else { return nil }
-            var build = try Rows.build(row)
-            var machine = BuildStateMachine(state: build.state, summary: build.summary)
-            try apply(machine.claim(), to: build, at: Date(), db)
-            build.state = machine.state
-            build.summary = machine.summary
-            return build
+            let build = try Rows.build(row)
+            try apply(decide(build), to: build, at: now, db)
+            return try Self.snapshot(build.id, db)?.build
         }
     }
 
-    public func finishPlanning(_ buildID: BuildID, _ result: PlanningResult, resolution: BuildResolution?, at now: Date)
-        async throws
+    public func claimJob(at now: Date, _ decide: @Sendable (BuildSnapshot) -> [BuildStateMachine.Action]) async throws
+        -> ClaimedJob?
     {
         try await database.write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [buildID]) else {
-                return
-            }
-            var build = try Rows.build(row)
-            guard build.state == .planning else { return }
-            if let resolution {
-                try db.execute(
-                    sql: "UPDATE builds SET sha = ?, built_sha = ?, trusted = ?, tree_key = ? WHERE id = ?",
-                    arguments: [resolution.sha, resolution.builtSHA, resolution.trusted, resolution.treeKey, buildID])
-                build.sha = resolution.sha
-                build.builtSHA = resolution.builtSHA
-                build.trusted = resolution.trusted
-            }
-            var earlier: (build: BuildRecord, jobs: [JobRecord])?
-            if case .reused(let earlierID) = result,
-                let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [earlierID])
-            {
-                let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [earlierID])
-                    .map(Rows.job)
-                earlier = (try Rows.build(row), jobs)
-            }
-            var machine = BuildStateMachine(state: build.state, summary: build.summary)
-            try apply(machine.finishPlanning(result, earlier: earlier), to: build, at: now, db)
-        }
-    }
-
-    public func claimRunnableJob(at now: Date, freeMemory: Int) async throws -> ClaimedJob? {
-        try await database.write { db in
-            let buildRows = try Row.fetchAll(
+            let candidates = try BuildID.fetchAll(
                 db,
-                sql: """
-                    SELECT * FROM builds WHERE state = 'running'
-                      AND id IN (SELECT build_id FROM jobs WHERE state = 'queued') ORDER BY id
-                    """)
-            for buildRow in buildRows {
-                let build = try Rows.build(buildRow)
-                let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [build.id])
-                    .map(Rows.job)
-                guard var job = BuildProgress.runnable(jobs).first(where: { ($0.minMemory ?? 0) <= freeMemory }) else {
-                    continue
+                sql: "SELECT id FROM builds WHERE state = ? AND id IN (SELECT build_id FROM jobs WHERE state = ?) ORDER BY id",
+                arguments: [BuildState.running.rawValue, JobState.queued.rawValue])
+            for id in candidates {
+                guard let snapshot = try Self.snapshot(id, db) else { continue }
+                let actions = decide(snapshot)
+                guard let started = actions.lazy.compactMap({ action -> JobID? in
+                    if case .startJob(let job, _) = action { return job }
+                    return nil
+                }).first
+                else { continue }
+                try apply(actions, to: snapshot.build, at: now, db)
+                guard let after = try Self.snapshot(id, db), let job = after.jobs.first(where: { $0.id == started }) else {
+                    throw StoreError.corrupt("job \(started) vanished while it started")
                 }
-                var machine = JobStateMachine(state: job.state, summary: job.summary)
-                guard machine.apply(.start) == .run else { continue }
-                job.state = machine.state
-                job.summary = machine.summary
-                job.attempt += 1
-                job.startedAt = now
-                try db.execute(
-                    sql: "UPDATE jobs SET state = ?, summary = ?, attempt = ?, started_at = ? WHERE id = ?",
-                    arguments: [job.state.rawValue, job.summary, job.attempt, now.timeIntervalSince1970, job.id])
-                let statuses = BuildProgress.startedStatuses(job, of: jobs)
-                if let phase = statuses.first(where: { $0.context == StatusUpdate.buildContext }) {
-                    try db.execute(sql: "UPDATE builds SET summary = ? WHERE id = ?", arguments: [phase.description, build.id])
-                }
-                try enqueue(statuses, for: build, at: now, db)
-                return ClaimedJob(job: job, build: build)
+                return ClaimedJob(job: job, build: after.build)
             }
             return nil
         }
     }
 
-    public func finishJob(_ jobID: JobID, _ report: JobReport, details: String?, at now: Date) async throws -> BuildRecord {
+    public func change<Decision: Sendable>(
+        _ id: BuildID, reading earlier: BuildID?, at now: Date,
+        _ decide: @Sendable (BuildSnapshot, BuildSnapshot?) -> (actions: [BuildStateMachine.Action], decision: Decision)
+    ) async throws -> (build: BuildRecord, decision: Decision)? {
         try await database.write { db in
-            guard let jobRow = try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [jobID]) else {
-                throw StoreError.corrupt("job \(jobID) does not exist")
-            }
-            let job = try Rows.job(jobRow)
-            let build = try Rows.build(
-                try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [job.buildID])!)
-            var machine = JobStateMachine(state: job.state, summary: job.summary, allowFailure: job.allowFailure)
-            guard case .report(let status, let description) = machine.apply(.finish(report)) else { return build }
-            try db.execute(
-                sql: """
-                    UPDATE jobs SET state = ?, summary = ?, exit_code = ?, derivations = ?, outputs = ?, cpu_seconds = ?,
-                                    peak_memory_kb = ?, cache_summary = ?, built = ?, waited_for = ?, finished_at = ?
-                    WHERE id = ?
-                    """,
-                arguments: [
-                    machine.state.rawValue, description, report.exitCode, Rows.json(report.derivations),
-                    Rows.encode(report.outputs), report.cpuSeconds, report.peakMemoryKilobytes, report.cache?.summary,
-                    Rows.json(report.built), Rows.json(report.waitedFor), now.timeIntervalSince1970, jobID,
-                ])
-            try enqueue(
-                [StatusUpdate(context: job.context, state: status, description: description, details: details)],
-                for: build, at: now, db)
-            return try apply(progressAfterJobEnded: build, at: now, db)
+            guard let snapshot = try Self.snapshot(id, db) else { return nil }
+            let (actions, decision) = decide(snapshot, try earlier.flatMap { try Self.snapshot($0, db) })
+            guard !actions.isEmpty else { return (snapshot.build, decision) }
+            try apply(actions, to: snapshot.build, at: now, db)
+            guard let after = try Self.snapshot(id, db) else { throw StoreError.corrupt("build \(id) vanished while it changed") }
+            return (after.build, decision)
         }
     }
 
-    /// Skips what can no longer run and concludes the build if every job has ended.
-    private func apply(progressAfterJobEnded build: BuildRecord, at now: Date, _ db: Database) throws -> BuildRecord {
-        let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [build.id])
-            .map(Rows.job)
-        let update = BuildProgress.afterJobEnded(build, jobs: jobs, now: now)
-        let time = now.timeIntervalSince1970
-        for change in update.jobChanges {
-            try db.execute(
-                sql: "UPDATE jobs SET state = ?, summary = ?, finished_at = ? WHERE id = ?",
-                arguments: [change.state.rawValue, change.summary, time, change.jobID])
+    public func underWay() async throws -> [BuildID] {
+        try await database.read { db in
+            try BuildID.fetchAll(
+                db, sql: "SELECT id FROM builds WHERE state IN (?, ?) ORDER BY id",
+                arguments: [BuildState.planning.rawValue, BuildState.running.rawValue])
         }
-        try enqueue(update.statuses, for: build, at: now, db)
-        guard let change = update.build else { return build }
-        try end(build, change.state, summary: change.summary, at: time, db)
-        var ended = build
-        ended.state = change.state
-        ended.summary = change.summary
-        ended.finishedAt = now
-        return ended
     }
 
-    public func recoverInterrupted(at now: Date) async throws -> (builds: Int, jobs: Int) {
-        try await database.write { db in
-            try db.execute(sql: "UPDATE builds SET state = 'queued' WHERE state = 'planning'")
-            let builds = db.changesCount
-            // Jobs of a build cancelled while they ran end cancelled; they never run again.
-            for row in try Row.fetchAll(db, sql: "SELECT * FROM builds WHERE cancel_reason IS NOT NULL AND state = 'running'") {
-                let build = try Rows.build(row)
-                let reason: String = row["cancel_reason"]
-                let stopped = try Row.fetchAll(
-                    db, sql: "SELECT * FROM jobs WHERE build_id = ? AND state = 'running' ORDER BY id", arguments: [build.id]
-                ).map(Rows.job)
-                try db.execute(
-                    sql: "UPDATE jobs SET state = 'cancelled', summary = ?, finished_at = ? WHERE build_id = ? AND state = 'running'",
-                    arguments: [reason, now.timeIntervalSince1970, build.id])
-                try enqueue(
-                    stopped.map { StatusUpdate(context: $0.context, state: .cancelled, description: reason) }, for: build, at: now, db)
-                _ = try apply(progressAfterJobEnded: build, at: now, db)
-            }
-            var machine = JobStateMachine(state: .running)
-            _ = machine.apply(.requeue)
-            try db.execute(
-                sql: "UPDATE jobs SET state = ?, summary = ? WHERE state = 'running'",
-                arguments: [machine.state.rawValue, machine.summary])
-            return (builds, db.changesCount)
-        }
+    /// A build with its jobs, read in the open transaction `db`; nil when there is no such build.
+    static func snapshot(_ id: BuildID, _ db: Database) throws -> BuildSnapshot? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [id]) else { return nil }
+        let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [id]).map(Rows.job)
+        return BuildSnapshot(build: try Rows.build(row), jobs: jobs)
     }
 
     public func overdue(at now: Date, jobGrace: TimeInterval, planningLimit: TimeInterval) async throws
@@ -273,10 +188,10 @@ public struct SQLiteStore: KilnStore {
         try await database.read { db in
             let time = now.timeIntervalSince1970
             let jobs = try JobID.fetchAll(
-                db, sql: "SELECT id FROM jobs WHERE state = 'running' AND started_at + timeout_seconds + ? < ? ORDER BY id",
+                db, sql: "SELECT id FROM jobs WHERE state = \(JobState.running.sql) AND started_at + timeout_seconds + ? < ? ORDER BY id",
                 arguments: [jobGrace, time])
             let builds = try BuildID.fetchAll(
-                db, sql: "SELECT id FROM builds WHERE state = 'planning' AND planning_since + ? < ? ORDER BY id",
+                db, sql: "SELECT id FROM builds WHERE state = \(BuildState.planning.sql) AND planning_since + ? < ? ORDER BY id",
                 arguments: [planningLimit, time])
             return (jobs, builds)
         }
@@ -327,31 +242,6 @@ public struct SQLiteStore: KilnStore {
     }
 
     // MARK: Control
-
-    public func noteBuildPhase(_ buildID: BuildID, _ summary: String, derivations: [String: [String]], at now: Date)
-        async throws
-    {
-        try await database.write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [buildID]) else { return }
-            let build = try Rows.build(row)
-            guard build.state == .running else { return }
-            for (name, found) in derivations.sorted(by: { $0.key < $1.key }) {
-                try db.execute(
-                    sql: "UPDATE jobs SET derivations = ? WHERE build_id = ? AND name = ? AND state IN ('queued', 'running')",
-                    arguments: [Rows.json(found), buildID, name])
-            }
-            if !derivations.isEmpty {
-                // The evaluation is over: the jobs waiting for it start building now, and their
-                // timeouts count from here.
-                try db.execute(
-                    sql: "UPDATE jobs SET started_at = ? WHERE build_id = ? AND state = 'running'",
-                    arguments: [now.timeIntervalSince1970, buildID])
-            }
-            guard build.summary != summary else { return }
-            try db.execute(sql: "UPDATE builds SET summary = ? WHERE id = ?", arguments: [summary, buildID])
-            try enqueue([StatusUpdate(context: StatusUpdate.buildContext, state: .running, description: summary)], for: build, at: now, db)
-        }
-    }
 
     public func recordedDerivations(sameTreeAs buildID: BuildID) async throws
         -> (build: BuildID, derivations: [String: [String]])?
