@@ -6,19 +6,25 @@ import Testing
 
 @testable import KilnStore
 
-/// What every store backend must do, run against each: a file (a pool, WAL, synchronous FULL)
-/// and memory (a queue).
+/// What every store backend must do, run against each: a file (a pool, WAL, synchronous FULL),
+/// SQLite in memory (a queue), and the hand-written fake the coordinator tests use.
 @Suite struct StoreContractTests {
     enum Backend: String, CaseIterable, Sendable {
-        case file, memory
+        case file, memory, fake
     }
 
     let now = Date(timeIntervalSince1970: 1_800_000_000)
 
-    func withStore(_ backend: Backend, _ body: (SQLiteStore, RepositoryID) async throws -> Void) async throws {
+    func withStore(_ backend: Backend, _ body: (any KilnStore, RepositoryID) async throws -> Void) async throws {
         try await withTemporaryDirectory("kiln-contract") { directory in
-            let store = backend == .file ? try SQLiteStore(path: directory.appending("kiln.sqlite")) : try SQLiteStore.inMemory()
-            try await body(store, try await store.syncRepositories([("github", "octo/hello")])[0])
+            switch backend {
+            case .file, .memory:
+                let store = backend == .file ? try SQLiteStore(path: directory.appending("kiln.sqlite")) : try SQLiteStore.inMemory()
+                try await body(store, try await store.syncRepositories([("github", "octo/hello")])[0])
+            case .fake:
+                let store = InMemoryStore()
+                try await body(store, store.repository(forge: "github", name: "octo/hello"))
+            }
         }
     }
 

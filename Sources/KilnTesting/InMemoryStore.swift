@@ -1,0 +1,311 @@
+import Foundation
+import KilnCore
+import KilnPipeline
+import Synchronization
+
+/// A hand-written `KilnStore` in memory, for coordinator tests that need no database: the
+/// store contract suite holds it to what SQLite does. Each method is atomic under one lock.
+public final class InMemoryStore: KilnStore {
+    struct State {
+        var repositories: [String] = []
+        var builds: [BuildID: BuildRecord] = [:]
+        var jobs: [JobID: JobRecord] = [:]
+        var outbox: [OutboxEntry] = []
+        var events: [StoredEvent] = []
+        var eventTimes: [Int64: Date] = [:]
+        var deliveries: [String: BuildID] = [:]
+        var approvals: Set<String> = []
+        var treeKeys: [BuildID: String] = [:]
+        var planningSince: [BuildID: Date] = [:]
+        var reusedFrom: [BuildID: BuildID] = [:]
+        var nextID: Int64 = 1
+        var nextEventID: Int64 = 1
+
+        mutating func newID() -> Int64 {
+            defer { nextID += 1 }
+            return nextID
+        }
+
+        func snapshot(_ id: BuildID) -> BuildSnapshot? {
+            guard let build = builds[id] else { return nil }
+            return BuildSnapshot(build: build, jobs: jobs.values.filter { $0.buildID == id }.sorted { $0.id < $1.id })
+        }
+    }
+
+    private let state = Mutex(State())
+
+    /// An empty store.
+    public init() {}
+
+    /// The id of a repository, added on first use (as `SQLiteStore.syncRepositories` does).
+    public func repository(forge: String, name: String) -> RepositoryID {
+        state.withLock { state in
+            let key = "\(forge)\n\(name)"
+            if let index = state.repositories.firstIndex(of: key) { return RepositoryID(index + 1) }
+            state.repositories.append(key)
+            return RepositoryID(state.repositories.count)
+        }
+    }
+
+    // MARK: BuildStore
+
+    public func accept(_ delivery: NewDelivery, at now: Date) async throws -> (buildID: BuildID, isNew: Bool) {
+        state.withLock { state in
+            let key = "\(delivery.forge)\n\(delivery.deliveryID)"
+            if let existing = state.deliveries[key] { return (existing, false) }
+            let id = state.newID()
+            state.builds[id] = BuildRecord(
+                id: id, repositoryID: delivery.repositoryID, forge: delivery.forge, repository: delivery.repository, sha: delivery.sha,
+                ref: delivery.ref.fullName, state: .queued, summary: BuildStateMachine.acceptedSummary, createdAt: now,
+                beforeSHA: delivery.before, pullRequest: delivery.pullRequest)
+            state.deliveries[key] = id
+            Self.append([BuildEvents.queued(id, delivery)], at: now, &state)
+            return (id, true)
+        }
+    }
+
+    public func claimBuild(
+        excluding busy: Set<RepositoryID>, at now: Date, _ decide: @Sendable (BuildRecord) -> [BuildStateMachine.Action]
+    ) async throws -> BuildRecord? {
+        state.withLock { state in
+            guard let build = state.builds.values.filter({ $0.state == .queued && !busy.contains($0.repositoryID) })
+                .min(by: { $0.id < $1.id })
+            else { return nil }
+            Self.apply(decide(build), to: build, at: now, &state)
+            return state.builds[build.id]
+        }
+    }
+
+    public func claimJob(at now: Date, _ decide: @Sendable (BuildSnapshot) -> [BuildStateMachine.Action]) async throws
+        -> ClaimedJob?
+    {
+        state.withLock { state in
+            let candidates = Set(state.jobs.values.filter { $0.state == .queued }.map(\.buildID))
+                .filter { state.builds[$0]?.state == .running }.sorted()
+            for id in candidates {
+                guard let snapshot = state.snapshot(id) else { continue }
+                let actions = decide(snapshot)
+                guard let started = actions.lazy.compactMap({ action -> JobID? in
+                    if case .startJob(let job, _) = action { return job }
+                    return nil
+                }).first
+                else { continue }
+                Self.apply(actions, to: snapshot.build, at: now, &state)
+                return ClaimedJob(job: state.jobs[started]!, build: state.builds[id]!)
+            }
+            return nil
+        }
+    }
+
+    public func change<Decision: Sendable>(
+        _ id: BuildID, reading earlier: BuildID?, at now: Date,
+        _ decide: @Sendable (BuildSnapshot, BuildSnapshot?) -> (actions: [BuildStateMachine.Action], decision: Decision)
+    ) async throws -> (build: BuildRecord, decision: Decision)? {
+        state.withLock { state in
+            guard let snapshot = state.snapshot(id) else { return nil }
+            let (actions, decision) = decide(snapshot, earlier.flatMap { state.snapshot($0) })
+            Self.apply(actions, to: snapshot.build, at: now, &state)
+            return (state.builds[id]!, decision)
+        }
+    }
+
+    public func underWay() async throws -> [BuildID] {
+        state.withLock { $0.builds.values.filter { $0.state == .planning || $0.state == .running }.map(\.id).sorted() }
+    }
+
+    public func recordedDerivations(sameTreeAs buildID: BuildID) async throws
+        -> (build: BuildID, derivations: [String: [String]])?
+    {
+        state.withLock { state in
+            guard let this = state.builds[buildID], let key = state.treeKeys[buildID] else { return nil }
+            let earlier = state.builds.values.filter { other in
+                other.id != buildID && other.repositoryID == this.repositoryID && state.treeKeys[other.id] == key
+                    && state.jobs.values.contains { $0.buildID == other.id && !$0.derivations.isEmpty }
+            }.max { $0.id < $1.id }
+            guard let earlier else { return nil }
+            var derivations: [String: [String]] = [:]
+            for job in state.jobs.values where job.buildID == earlier.id && !job.derivations.isEmpty {
+                derivations[job.name] = job.derivations
+            }
+            return (earlier.id, derivations)
+        }
+    }
+
+    public func overdue(at now: Date, jobGrace: TimeInterval, planningLimit: TimeInterval) async throws
+        -> (jobs: [JobID], builds: [BuildID])
+    {
+        state.withLock { state in
+            let jobs = state.jobs.values.filter { job in
+                guard job.state == .running, let started = job.startedAt else { return false }
+                return started.addingTimeInterval(Double(job.timeout.components.seconds) + jobGrace) < now
+            }.map(\.id).sorted()
+            let builds = state.builds.values.filter { build in
+                guard build.state == .planning, let since = state.planningSince[build.id] else { return false }
+                return since.addingTimeInterval(planningLimit) < now
+            }.map(\.id).sorted()
+            return (jobs, builds)
+        }
+    }
+
+    public func removeBuilds(endedBefore date: Date) async throws -> (builds: Int, jobs: [JobID]) {
+        state.withLock { state in
+            let old = Set(state.builds.values.filter { ($0.finishedAt ?? .distantFuture) < date }.map(\.id))
+            let jobs = state.jobs.values.filter { old.contains($0.buildID) }.map(\.id).sorted()
+            for job in jobs { state.jobs[job] = nil }
+            state.outbox.removeAll { old.contains($0.buildID) }
+            state.deliveries = state.deliveries.filter { !old.contains($0.value) }
+            for id in old { state.builds[id] = nil }
+            for (id, build) in state.builds where build.rerunOf.map(old.contains) == true { state.builds[id]?.rerunOf = nil }
+            state.reusedFrom = state.reusedFrom.filter { !old.contains($0.value) && !old.contains($0.key) }
+            return (old.count, jobs)
+        }
+    }
+
+    // MARK: BuildQueries
+
+    public func buildDetails(_ id: BuildID) async throws -> BuildDetails? {
+        state.withLock { state in
+            state.snapshot(id).map { snapshot in
+                BuildDetails(build: snapshot.build, jobs: snapshot.jobs, statuses: state.outbox.filter { $0.buildID == id })
+            }
+        }
+    }
+
+    public func job(_ id: JobID) async throws -> JobRecord? { state.withLock { $0.jobs[id] } }
+
+    public func recentBuilds(limit: Int) async throws -> [BuildRecord] {
+        state.withLock { Array($0.builds.values.sorted { $0.id > $1.id }.prefix(limit)) }
+    }
+
+    // MARK: BuildControl
+
+    public func unfinishedBuilds(_ key: BuildKey, repository: RepositoryID, olderThan build: BuildID) async throws -> [BuildRecord] {
+        state.withLock { state in
+            state.builds.values.filter { other in
+                guard other.repositoryID == repository, other.id < build, !other.state.isFinal else { return false }
+                switch key {
+                case .ref(let ref): return other.ref == ref && other.pullRequest == nil
+                case .pullRequest(let number): return other.pullRequest?.number == number
+                }
+            }.sorted { $0.id < $1.id }
+        }
+    }
+
+    public func latestHead(pullRequest number: Int, repository: RepositoryID) async throws -> String? {
+        state.withLock { state in
+            state.builds.values.filter { $0.repositoryID == repository && $0.pullRequest?.number == number }.max { $0.id < $1.id }?.sha
+        }
+    }
+
+    public func isApproved(pullRequest number: Int, sha: String, repository: RepositoryID) async throws -> Bool {
+        state.withLock { $0.approvals.contains("\(repository)\n\(number)\n\(sha)") }
+    }
+
+    public func awaitingApproval(sha: String, repository: RepositoryID) async throws -> BuildID? {
+        state.withLock { state in
+            state.builds.values.filter { $0.repositoryID == repository && $0.sha == sha && $0.state == .awaitingApproval }
+                .map(\.id).max()
+        }
+    }
+
+    public func rerun(
+        sha: String, repository: RepositoryID, forge: String, deliveryID: String, at now: Date,
+        summary: @Sendable (BuildID) -> String
+    ) async throws -> (buildID: BuildID, isNew: Bool)? {
+        state.withLock { state in
+            let key = "\(forge)\n\(deliveryID)"
+            if let existing = state.deliveries[key] { return (existing, false) }
+            guard let original = state.builds.values.filter({ $0.repositoryID == repository && $0.sha == sha }).max(by: { $0.id < $1.id })
+            else { return nil }
+            let id = state.newID()
+            state.builds[id] = BuildRecord(
+                id: id, repositoryID: original.repositoryID, forge: original.forge, repository: original.repository, sha: original.sha,
+                ref: original.ref, state: .queued, summary: summary(original.id), createdAt: now, beforeSHA: original.beforeSHA,
+                pullRequest: original.pullRequest, rerunOf: original.id)
+            state.deliveries[key] = id
+            return (id, true)
+        }
+    }
+
+    public func reusableBuild(treeKey: String, repository: RepositoryID, excluding build: BuildID, trustedOnly: Bool) async throws
+        -> BuildID?
+    {
+        state.withLock { state in
+            state.builds.values.filter { other in
+                other.repositoryID == repository && state.treeKeys[other.id] == treeKey && other.id != build
+                    && (other.state == .succeeded || other.state == .failed) && (other.trusted || !trustedOnly)
+            }.map(\.id).max()
+        }
+    }
+
+    // MARK: StatusOutbox
+
+    public func dueStatuses(at now: Date, limit: Int) async throws -> (due: [OutboxEntry], nextDue: Date?) {
+        state.withLock { state in
+            let pending = state.outbox.filter { $0.delivery == .pending }
+            let due = Array(pending.filter { $0.nextAttemptAt <= now }.prefix(limit))
+            return (due, pending.filter { $0.nextAttemptAt > now }.map(\.nextAttemptAt).min())
+        }
+    }
+
+    public func recordStatusDelivery(_ entryID: Int64, _ result: StatusDeliveryResult, at now: Date) async throws {
+        state.withLock { state in
+            guard let index = state.outbox.firstIndex(where: { $0.id == entryID }) else { return }
+            switch result {
+            case .delivered, .recorded:
+                state.outbox[index].delivery = result == .delivered ? .delivered : .recorded
+                state.outbox[index].attempts += result == .delivered ? 1 : 0
+                state.outbox[index].lastError = nil
+            case .retry(let at, let error):
+                guard state.outbox[index].delivery == .pending else { return }
+                state.outbox[index].attempts += 1
+                state.outbox[index].nextAttemptAt = at
+                state.outbox[index].lastError = error
+            case .dropped(let error):
+                state.outbox[index].delivery = .dropped
+                state.outbox[index].attempts += 1
+                state.outbox[index].lastError = error
+            }
+        }
+    }
+
+    // MARK: EventLog
+
+    public func appendEvents(_ events: [KilnEvent], at now: Date) async throws {
+        state.withLock { Self.append(events, at: now, &$0) }
+    }
+
+    public func events(after id: Int64, filter: EventQuery, limit: Int) async throws -> [StoredEvent] {
+        state.withLock { state in
+            Array(
+                state.events.filter { stored in
+                    stored.id > id && filter.repository.map { $0 == stored.event.repository } != false
+                        && filter.build.map { $0 == stored.event.buildID } != false
+                        && filter.types.map { $0.contains(stored.event.type) } != false
+                }.prefix(max(1, limit)))
+        }
+    }
+
+    public func eventRange() async throws -> ClosedRange<Int64>? {
+        state.withLock { state in
+            guard let first = state.events.first, let last = state.events.last else { return nil }
+            return first.id...last.id
+        }
+    }
+
+    public func pruneEvents(olderThan date: Date, keep: Int) async throws {
+        state.withLock { state in
+            state.events.removeAll { state.eventTimes[$0.id]! < date }
+            if state.events.count > keep { state.events.removeFirst(state.events.count - max(0, keep)) }
+        }
+    }
+
+    private static func append(_ events: [KilnEvent], at now: Date, _ state: inout State) {
+        for event in events {
+            let id = state.nextEventID
+            state.nextEventID += 1
+            state.events.append(StoredEvent(id: id, event: event))
+            state.eventTimes[id] = now
+        }
+    }
+}
