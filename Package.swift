@@ -143,7 +143,10 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnPipelineTests", dependencies: ["KilnPipeline"], exclude: ["Cases", "check_schema.py"], swiftSettings: strict),
-        .testTarget(name: "KilnCoreTests", dependencies: ["KilnCore", "KilnPipeline"], swiftSettings: strict),
+        .testTarget(
+            name: "KilnCoreTests",
+            dependencies: ["KilnCore", "KilnPipeline", "KilnTesting", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .testTarget(
             name: "KilnForgesTests",
             dependencies: [

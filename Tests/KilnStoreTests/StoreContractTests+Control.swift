@@ -1,0 +1,136 @@
+import Foundation
+import KilnCore
+import KilnPipeline
+import KilnTesting
+import Testing
+
+/// The store contract, continued: decisions across builds, restarts, the watchdog's reads,
+/// retention and the outbox, for every backend.
+extension StoreContractTests {
+    /// A build planned with `jobs`, its tree key `tree`.
+    func planned(
+        _ store: any KilnStore, _ repository: RepositoryID, _ id: String, sha: String = String(repeating: "1", count: 40),
+        tree: String? = nil, jobs: [PlannedJob] = jobs
+    ) async throws -> BuildID {
+        let build = try await store.accept(delivery(id, repository, sha: sha), at: now).buildID
+        _ = try #require(try await store.claimBuildToPlan())
+        let resolution = BuildResolution(sha: sha, builtSHA: sha, trusted: true, treeKey: tree)
+        try await store.finishPlanning(build, .planned(jobs), resolution: resolution, at: now)
+        return build
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aReusedBuildCopiesTheEarlierJobsAndEnd(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            let first = try await planned(store, repository, "d1", tree: "t1", jobs: [Self.jobs[0]])
+            let job = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            _ = try await store.finishJob(job.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), details: nil, at: now)
+            #expect(try await store.reusableBuild(treeKey: "t1", repository: repository, excluding: .max, trustedOnly: true) == first)
+            #expect(try await store.reusableBuild(treeKey: "t2", repository: repository, excluding: .max, trustedOnly: true) == nil)
+
+            let second = try await store.accept(delivery("d2", repository), at: now).buildID
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(second, .reused(first), resolution: nil, at: now)
+            let details = try #require(try await store.buildDetails(second))
+            #expect(details.build.state == .succeeded)
+            #expect(details.jobs.map(\.name) == ["a"] && details.jobs[0].id != job.job.id)
+            #expect(details.jobs[0].summary.hasPrefix("reused from build #\(first)"))
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func approvalRecordsTheCommitAndQueuesTheBuild(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            let sha = String(repeating: "2", count: 40)
+            var fork = delivery("d1", repository, sha: sha)
+            fork.pullRequest = PullRequestInfo(number: 4, headBranch: "f", baseBranch: "main", isFork: true)
+            let build = try await store.accept(fork, at: now).buildID
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(build, .awaitingApproval(reason: "waits"), resolution: nil, at: now)
+            #expect(try await store.awaitingApproval(sha: sha, repository: repository) == build)
+            #expect(try await store.latestHead(pullRequest: 4, repository: repository) == sha)
+            let wrong = try await store.approve(build, sha: String(repeating: "3", count: 40), by: "admin", at: now)
+            #expect(wrong == .differentCommit(current: sha))
+            guard case .approved(let approved) = try await store.approve(build, sha: sha, by: "admin", at: now) else {
+                Issue.record("not approved")
+                return
+            }
+            #expect(approved.state == .queued)
+            #expect(try await store.isApproved(pullRequest: 4, sha: sha, repository: repository))
+            #expect(try await store.buildDetails(build)?.build.state == .queued)
+            #expect(try await store.approve(.max, sha: sha, by: "admin", at: now) == .notFound)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aRerunIsANewBuildOncePerDelivery(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            let sha = String(repeating: "4", count: 40)
+            let original = try await store.accept(delivery("d1", repository, sha: sha), at: now).buildID
+            let again = try #require(try await store.rerun(sha: sha, repository: repository, forge: "github", deliveryID: "r1", at: now))
+            let twice = try #require(try await store.rerun(sha: sha, repository: repository, forge: "github", deliveryID: "r1", at: now))
+            #expect(again.isNew && !twice.isNew && again.buildID == twice.buildID && again.buildID != original)
+            let rerun = try #require(try await store.buildDetails(again.buildID)).build
+            #expect(rerun.rerunOf == original && rerun.state == .queued)
+            #expect(try await store.rerun(sha: String(repeating: "5", count: 40), repository: repository, forge: "github",
+                deliveryID: "r2", at: now) == nil)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func recoveryQueuesInterruptedWorkAndTheWatchdogFindsOverdueWork(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            let running = try await planned(store, repository, "d1")
+            let job = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            _ = try await store.accept(delivery("d2", repository), at: now)
+            let planning = try #require(try await store.claimBuildToPlan())
+            let later = now.addingTimeInterval(3600)
+            let overdue = try await store.overdue(at: later, jobGrace: 60, planningLimit: 600)
+            #expect(overdue.jobs == [job.job.id] && overdue.builds == [planning.id])
+            #expect(try await store.overdue(at: now, jobGrace: 60, planningLimit: 600).jobs.isEmpty)
+
+            #expect(try await store.underWay() == [running, planning.id])
+            let recovered = try await store.recoverInterrupted(at: now)
+            #expect(recovered.builds == 1 && recovered.jobs == 1)
+            #expect(try await store.job(job.job.id)?.state == .queued)
+            #expect(try await store.buildDetails(planning.id)?.build.state == .queued)
+            // Started again, the job counts its attempts.
+            #expect(try await store.claimRunnableJob(at: now, freeMemory: .max)?.job.attempt == 2)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func retentionRemovesEndedBuildsAndKeepsTheirReruns(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            let sha = String(repeating: "6", count: 40)
+            let old = try await planned(store, repository, "d1", sha: sha, jobs: [Self.jobs[0]])
+            let job = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            _ = try await store.finishJob(job.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), details: nil, at: now)
+            let rerun = try #require(try await store.rerun(sha: sha, repository: repository, forge: "github", deliveryID: "r", at: now))
+            let removed = try await store.removeBuilds(endedBefore: now.addingTimeInterval(1))
+            #expect(removed.builds == 1 && removed.jobs == [job.job.id])
+            #expect(try await store.buildDetails(old) == nil)
+            #expect(try await store.buildDetails(rerun.buildID)?.build.rerunOf == nil)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aNewerStatusSupersedesAPendingOneAndRetriesWait(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            let build = try await planned(store, repository, "d1", jobs: [Self.jobs[0]])
+            _ = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            let statuses = try #require(try await store.buildDetails(build)).statuses
+            // Each context has one pending entry: the newest.
+            let pending = statuses.filter { $0.delivery == .pending }
+            #expect(Set(pending.map(\.status.context)).count == pending.count)
+            #expect(pending.first { $0.status.context == "kiln/a" }?.status.state == .running)
+            let entry = try #require(pending.first)
+            try await store.recordStatusDelivery(entry.id, .retry(at: now.addingTimeInterval(30), error: "503"), at: now)
+            let (due, next) = try await store.dueStatuses(at: now, limit: 100)
+            #expect(!due.contains { $0.id == entry.id } && next == now.addingTimeInterval(30))
+            try await store.recordStatusDelivery(entry.id, .dropped(error: "422"), at: now)
+            let dropped = try #require(try await store.buildDetails(build)).statuses.first { $0.id == entry.id }
+            #expect(dropped?.delivery == .dropped && dropped?.lastError == "422" && dropped?.attempts == 2)
+        }
+    }
+}
