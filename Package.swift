@@ -148,6 +148,16 @@ let package = Package(
             dependencies: ["KilnCore", "KilnPipeline", "KilnTesting", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(
+            name: "KilnHTTPTests",
+            dependencies: [
+                "KilnHTTP", "KilnCore", "KilnForges", "KilnPipeline", "KilnTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
             name: "KilnForgesTests",
             dependencies: [
                 "KilnForges", "KilnCore", "KilnPipeline", "KilnTesting", .product(name: "Crypto", package: "swift-crypto"),

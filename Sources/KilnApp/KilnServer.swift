@@ -142,7 +142,7 @@ public enum KilnServer {
                 maxBodyBytes: configuration.server.maxBodyBytes, maxConcurrentWebhooks: configuration.server.maxConcurrentWebhooks,
                 maxEventStreams: configuration.server.maxEventStreams,
                 publicURL: configuration.server.publicURL)
-        let router = KilnRouter.make(dependencies)
+        let router = buildRouter(dependencies)
         let application = Application(
             router: router,
             configuration: .init(address: .hostname(configuration.server.host, port: configuration.server.port), serverName: "kiln"),
@@ -160,7 +160,7 @@ public enum KilnServer {
         if let socket = configuration.server.eventsSocket {
             try EventsSocketFile.prepare(socket)
             services.append(.init(service: Application(
-                router: KilnRouter.eventsSocket(coordinator, streams: dependencies.eventStreams),
+                router: buildEventsSocketRouter(coordinator.store, streams: dependencies.eventStreams),
                 configuration: .init(address: .unixDomainSocket(path: socket), serverName: "kiln"),
                 onServerRunning: { _ in
                     // Readable and writable by Kiln's user and group only.

@@ -7,13 +7,27 @@ import KilnPipeline
 
 /// The control API: approving a fork's pull request, cancelling, running again. Every call
 /// needs `Authorization: Bearer <server.admin-token-file's token>`.
-enum Control {
+struct ControlController: Sendable {
+    /// Where approvals, cancels and re-runs go.
+    let coordinator: BuildCoordinator
+    /// The bearer token; nil turns the control API off.
+    let adminToken: Secret?
+    /// Base of links.
+    let publicURL: String
+
+    /// Its routes.
+    var endpoints: RouteCollection<BasicRequestContext> {
+        let routes = RouteCollection(context: BasicRequestContext.self)
+        routes.post("/api/v1/approvals") { request, _ in try await approve(request) }
+        routes.post("/api/v1/builds/:id/cancel") { request, context in try await cancel(request, context) }
+        routes.post("/api/v1/builds/:id/rerun") { request, context in try await rerun(request, context) }
+        return routes
+    }
+
     /// `POST /api/v1/approvals` with `{"build_id": N, "sha": "<head commit>"}`: approves exactly
     /// that commit of the waiting pull request build and queues it.
-    static func approve(_ request: Request, _ context: BasicRequestContext, _ dependencies: HTTPDependencies)
-        async throws -> Response
-    {
-        if let refusal = try authorize(request, dependencies) { return refusal }
+    private func approve(_ request: Request) async throws -> Response {
+        if let refusal = try authorize(request) { return refusal }
         var request = request
         let body = try await request.collectBody(upTo: 64 << 10)
         guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any],
@@ -23,7 +37,7 @@ enum Control {
             return try JSONBody.error(.badRequest, "send {\"build_id\": <build waiting for approval>, \"sha\": \"<its full head commit>\"}")
         }
         let approver = (object["approver"] as? String).map { String($0.prefix(100)) } ?? "the control API"
-        switch try await dependencies.coordinator.approve(buildID, sha: sha, by: approver) {
+        switch try await coordinator.approve(buildID, sha: sha, by: approver) {
         case .approved(let build):
             return try JSONBody.response(.ok, ["message": "approved \(CommitID.short(sha)); build #\(build.id) is queued"])
         case .notFound:
@@ -37,38 +51,34 @@ enum Control {
     }
 
     /// `POST /api/v1/builds/{id}/cancel`.
-    static func cancel(_ request: Request, _ context: BasicRequestContext, _ dependencies: HTTPDependencies)
-        async throws -> Response
-    {
-        if let refusal = try authorize(request, dependencies) { return refusal }
-        guard let id = context.parameters.get("id", as: BuildID.self), let details = try await dependencies.store.buildDetails(id)
+    private func cancel(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        if let refusal = try authorize(request) { return refusal }
+        guard let id = context.parameters.get("id", as: BuildID.self), let details = try await coordinator.store.buildDetails(id)
         else { return try JSONBody.error(.notFound, "no build with this id") }
         guard !details.build.state.isFinal else {
             return try JSONBody.error(.conflict, "build #\(id) already ended: \(details.build.state.rawValue)")
         }
-        try await dependencies.coordinator.cancel([id], .requested)
+        try await coordinator.cancel([id], .requested)
         return try JSONBody.response(.ok, ["message": "build #\(id) is being cancelled"])
     }
 
     /// `POST /api/v1/builds/{id}/rerun`: a new build of the same commit.
-    static func rerun(_ request: Request, _ context: BasicRequestContext, _ dependencies: HTTPDependencies)
-        async throws -> Response
-    {
-        if let refusal = try authorize(request, dependencies) { return refusal }
-        guard let id = context.parameters.get("id", as: BuildID.self), let details = try await dependencies.store.buildDetails(id)
+    private func rerun(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        if let refusal = try authorize(request) { return refusal }
+        guard let id = context.parameters.get("id", as: BuildID.self), let details = try await coordinator.store.buildDetails(id)
         else { return try JSONBody.error(.notFound, "no build with this id") }
         let build = details.build
         guard
-            let again = try await dependencies.coordinator.rerun(
+            let again = try await coordinator.rerun(
                 sha: build.sha, repository: build.repositoryID, forge: build.forge, deliveryID: "kiln-rerun-\(UUID().uuidString)")
         else { return try JSONBody.error(.notFound, "no build of \(build.sha) to run again") }
         return try JSONBody.response(
-            .accepted, ["message": "build #\(again.buildID) queued", "url": "\(dependencies.publicURL)/builds/\(again.buildID)"])
+            .accepted, ["message": "build #\(again.buildID) queued", "url": "\(publicURL)/builds/\(again.buildID)"])
     }
 
     /// A refusal when the request does not carry the admin token; nil when it does.
-    private static func authorize(_ request: Request, _ dependencies: HTTPDependencies) throws -> Response? {
-        guard let token = dependencies.adminToken else {
+    private func authorize(_ request: Request) throws -> Response? {
+        guard let token = adminToken else {
             return try JSONBody.error(.forbidden, "the control API is off: set server.admin-token-file")
         }
         let header = request.headers[.authorization] ?? ""

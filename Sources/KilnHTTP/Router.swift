@@ -1,0 +1,76 @@
+import Foundation
+import Hummingbird
+import KilnCore
+import NIOCore
+
+/// Kiln's routes (DESIGN.md §7): each controller brings its own endpoints and only the parts it
+/// uses. Errors become HTTP statuses in the controllers and nowhere else.
+public func buildRouter(_ dependencies: HTTPDependencies) -> Router<BasicRequestContext> {
+    let router = Router()
+    let store = dependencies.store
+    router.addRoutes(
+        WebhookController(
+            intake: dependencies.intake, slots: dependencies.webhookSlots, maxBodyBytes: dependencies.maxBodyBytes,
+            publicURL: dependencies.publicURL
+        ).endpoints)
+    router.addRoutes(HealthController(health: dependencies.health, databaseWritable: dependencies.databaseWritable).endpoints)
+    router.addRoutes(
+        BuildsController(store: store, progress: dependencies.progress, logs: dependencies.logs, publicURL: dependencies.publicURL)
+            .endpoints)
+    router.addRoutes(
+        JobsController(store: store, progress: dependencies.progress, logs: dependencies.logs, publicURL: dependencies.publicURL)
+            .endpoints)
+    router.addRoutes(EventsController(log: dependencies.coordinator.store, streams: dependencies.eventStreams).endpoints)
+    router.addRoutes(
+        ControlController(
+            coordinator: dependencies.coordinator, adminToken: dependencies.adminToken, publicURL: dependencies.publicURL
+        ).endpoints)
+    router.addRoutes(
+        PagesController(store: store, events: dependencies.coordinator.store, progress: dependencies.progress, logs: dependencies.logs)
+            .endpoints)
+    return router
+}
+
+/// The events socket's one route: `GET /events`, post-build events as Determinate Nixd serves them.
+public func buildEventsSocketRouter(_ log: any EventLog, streams: EventStreams) -> Router<BasicRequestContext> {
+    let router = Router()
+    router.get("/events") { _, _ in try EventStream.postBuild(log, streams: streams) }
+    return router
+}
+
+/// `GET /api/v1/events`: the event stream (server-sent events).
+struct EventsController: Sendable {
+    /// The durable event log.
+    let log: any EventLog
+    /// Open streams: their doorbell, limit and shutdown.
+    let streams: EventStreams
+
+    /// Its routes.
+    var endpoints: RouteCollection<BasicRequestContext> {
+        let routes = RouteCollection(context: BasicRequestContext.self)
+        routes.get("/api/v1/events") { request, _ in try EventStream.api(request, log, streams: streams) }
+        return routes
+    }
+}
+
+/// JSON answers.
+enum JSONBody {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }()
+
+    static func response(_ status: HTTPResponse.Status, _ value: some Encodable) throws -> Response {
+        var data = try encoder.encode(value)
+        data.append(0x0A)
+        return Response(
+            status: status, headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ message: String) throws -> Response {
+        try response(status, ["error": message])
+    }
+}

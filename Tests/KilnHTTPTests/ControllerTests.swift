@@ -1,0 +1,200 @@
+import Foundation
+import Hummingbird
+import HTTPTypes
+import HummingbirdTesting
+import KilnCore
+import KilnForges
+import KilnPipeline
+import KilnTesting
+import Logging
+import NIOCore
+import Testing
+
+@testable import KilnHTTP
+
+/// The HTTP controllers through Hummingbird's router test client, over the in-memory store:
+/// each answer's status and words, without a server, nix or a database.
+@Suite struct ControllerTests {
+    static let secret = "webhook-secret"
+    static let token = "admin-token-0123456789"
+
+    struct Fixture {
+        let store = InMemoryStore()
+        let coordinator: BuildCoordinator
+        let repository: RepositoryID
+        let health = HealthState()
+
+        init() {
+            coordinator = BuildCoordinator(store: store, logger: Logger(label: "test"))
+            repository = store.repository(forge: "github", name: "octo/hello")
+        }
+
+        func dependencies(
+            directory: TemporaryDirectory, adminToken: String? = ControllerTests.token, maxConcurrentWebhooks: Int = 4,
+            maxBodyBytes: Int = 1 << 20
+        ) -> HTTPDependencies {
+            let forge = GitHubForge(
+                settings: .init(apiURL: "http://127.0.0.1:9", webhookSecrets: [Secret(ControllerTests.secret)], token: nil))
+            let intake = WebhookIntake(
+                endpoints: ["github": ForgeEndpoint(forge: forge, repositories: ["octo/hello": RepositoryRef(id: repository, name: "octo/hello")])],
+                coordinator: coordinator, logger: Logger(label: "test"))
+            return HTTPDependencies(
+                intake: intake, coordinator: coordinator, adminToken: adminToken.map(Secret.init), health: health,
+                progress: ProgressBoard(), databaseWritable: { true }, paths: WorkerPaths(dataDirectory: directory.path),
+                maxBodyBytes: maxBodyBytes, maxConcurrentWebhooks: maxConcurrentWebhooks, publicURL: "https://kiln.example/")
+        }
+
+        /// Runs `body` with a router test client over these dependencies.
+        func test(
+            adminToken: String? = ControllerTests.token, maxConcurrentWebhooks: Int = 4, maxBodyBytes: Int = 1 << 20,
+            _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Void
+        ) async throws {
+            try await withTemporaryDirectory("kiln-http") { directory in
+                let router = buildRouter(
+                    dependencies(
+                        directory: directory, adminToken: adminToken, maxConcurrentWebhooks: maxConcurrentWebhooks,
+                        maxBodyBytes: maxBodyBytes))
+                try await Application(router: router).test(.router, body)
+            }
+        }
+    }
+
+    static func text(_ response: TestResponse) -> String { String(buffer: response.body) }
+
+    static func push(_ sha: String = String(repeating: "1", count: 40), delivery: String = "d1") -> (HTTPFields, ByteBuffer) {
+        let (event, body) = ForgePayloads.push(.github, repository: "octo/hello", branch: "main", sha: sha, before: nil)
+        var headers = HTTPFields()
+        for (name, value) in ForgePayloads.headers(.github, event: event, body: body, secret: secret, delivery: delivery) {
+            headers[HTTPField.Name(name)!] = value
+        }
+        return (headers, ByteBuffer(bytes: body))
+    }
+
+    // MARK: Webhooks
+
+    @Test func aSignedPushIsAcceptedOnceAndItsRedeliveryNamesTheSameBuild() async throws {
+        let fixture = Fixture()
+        try await fixture.test { client in
+            let (headers, body) = Self.push()
+            let first = try await client.execute(uri: "/webhooks/github", method: .post, headers: headers, body: body)
+            #expect(first.status == .accepted && Self.text(first).contains("\"url\":\"https://kiln.example/builds/"))
+            let again = try await client.execute(uri: "/webhooks/github", method: .post, headers: headers, body: body)
+            #expect(again.status == .accepted && Self.text(again).contains("already received"))
+        }
+        #expect(try await fixture.store.recentBuilds(limit: 10).count == 1)
+    }
+
+    @Test func webhookRefusalsSayWhy() async throws {
+        let fixture = Fixture()
+        try await fixture.test(maxBodyBytes: 4096) { client in
+            var (headers, body) = Self.push()
+            let unknown = try await client.execute(uri: "/webhooks/gitlab", method: .post, headers: headers, body: body)
+            #expect(unknown.status == .notFound && Self.text(unknown).contains("no forge named 'gitlab'"))
+            headers[HTTPField.Name("X-Hub-Signature-256")!] = "sha256=" + String(repeating: "0", count: 64)
+            let forged = try await client.execute(uri: "/webhooks/github", method: .post, headers: headers, body: body)
+            #expect(forged.status == .unauthorized)
+            body = ByteBuffer(repeating: UInt8(ascii: " "), count: 5000)
+            let large = try await client.execute(uri: "/webhooks/github", method: .post, headers: headers, body: body)
+            #expect(large.status == .contentTooLarge && Self.text(large).contains("server.max-body-bytes (4096 bytes)"))
+        }
+        #expect(try await fixture.store.recentBuilds(limit: 10).isEmpty, "nothing refused leaves a build")
+    }
+
+    @Test func noFreeSlotMeansComeBackLater() async throws {
+        try await Fixture().test(maxConcurrentWebhooks: 0) { client in
+            let (headers, body) = Self.push()
+            let busy = try await client.execute(uri: "/webhooks/github", method: .post, headers: headers, body: body)
+            #expect(busy.status == .serviceUnavailable && busy.headers[.retryAfter] == "1")
+        }
+    }
+
+    // MARK: Health, builds, jobs, events, pages
+
+    @Test func healthSaysWhatIsNotReady() async throws {
+        let fixture = Fixture()
+        fixture.health.update(.notReady("nix is not installed: install nix-bin"))
+        try await fixture.test { client in
+            let down = try await client.execute(uri: "/health", method: .get)
+            #expect(down.status == .serviceUnavailable && Self.text(down).contains("nix is not installed"))
+            fixture.health.update(.ready("nix 2.8.0, sandbox on"))
+            let up = try await client.execute(uri: "/health", method: .get)
+            #expect(up.status == .ok && Self.text(up).contains("\"status\" : \"ready\""))
+        }
+    }
+
+    @Test func buildsJobsAndPagesAnswerForWhatExistsAnd404Otherwise() async throws {
+        let fixture = Fixture()
+        let build = try await fixture.coordinator.accept(
+            NewDelivery(
+                forge: "github", deliveryID: "d1", repositoryID: fixture.repository, repository: "octo/hello", ref: .branch("main"),
+                sha: String(repeating: "1", count: 40))
+        ).buildID
+        try await fixture.test { client in
+            let list = try await client.execute(uri: "/api/v1/builds", method: .get)
+            #expect(list.status == .ok && Self.text(list).contains("\"id\" : \(build)"))
+            #expect(try await client.execute(uri: "/api/v1/builds/\(build)", method: .get).status == .ok)
+            #expect(try await client.execute(uri: "/api/v1/builds/999", method: .get).status == .notFound)
+            #expect(try await client.execute(uri: "/api/v1/builds/x", method: .get).status == .notFound)
+            #expect(try await client.execute(uri: "/api/v1/jobs/999", method: .get).status == .notFound)
+            #expect(try await client.execute(uri: "/api/v1/jobs/999/log", method: .get).status == .notFound)
+            let page = try await client.execute(uri: "/builds/\(build)", method: .get)
+            #expect(page.status == .ok && Self.text(page).contains("octo/hello"))
+            #expect(try await client.execute(uri: "/builds/999", method: .get).status == .notFound)
+            #expect(try await client.execute(uri: "/", method: .get).status == .ok)
+            let types = try await client.execute(uri: "/api/v1/events?types=build.exploded", method: .get)
+            #expect(types.status == .badRequest && Self.text(types).contains("build.exploded"))
+        }
+    }
+
+    // MARK: Control
+
+    @Test func theControlAPIWantsItsTokenAndSaysWhatItDid() async throws {
+        let fixture = Fixture()
+        let build = try await fixture.coordinator.accept(
+            NewDelivery(
+                forge: "github", deliveryID: "d1", repositoryID: fixture.repository, repository: "octo/hello", ref: .branch("main"),
+                sha: String(repeating: "1", count: 40))
+        ).buildID
+        try await fixture.test { client in
+            let none = try await client.execute(uri: "/api/v1/builds/\(build)/cancel", method: .post)
+            #expect(none.status == .unauthorized)
+            let wrong = try await client.execute(
+                uri: "/api/v1/builds/\(build)/cancel", method: .post, headers: [.authorization: "Bearer x"])
+            #expect(wrong.status == .unauthorized)
+            let bearer: HTTPFields = [.authorization: "Bearer \(Self.token)"]
+            let cancel = try await client.execute(uri: "/api/v1/builds/\(build)/cancel", method: .post, headers: bearer)
+            #expect(cancel.status == .ok)
+            let twice = try await client.execute(uri: "/api/v1/builds/\(build)/cancel", method: .post, headers: bearer)
+            #expect(twice.status == .conflict && Self.text(twice).contains("already ended: cancelled"))
+            let rerun = try await client.execute(uri: "/api/v1/builds/\(build)/rerun", method: .post, headers: bearer)
+            #expect(rerun.status == .accepted && Self.text(rerun).contains("https://kiln.example/builds/"))
+            let bad = try await client.execute(
+                uri: "/api/v1/approvals", method: .post, headers: bearer, body: ByteBuffer(string: "{\"build_id\": 1}"))
+            #expect(bad.status == .badRequest)
+            let notWaiting = try await client.execute(
+                uri: "/api/v1/approvals", method: .post, headers: bearer,
+                body: ByteBuffer(string: "{\"build_id\": \(build), \"sha\": \"\(String(repeating: "1", count: 40))\"}"))
+            #expect(notWaiting.status == .conflict && Self.text(notWaiting).contains("not waiting for approval"))
+        }
+        #expect(try await fixture.store.buildDetails(build)?.build.state == .cancelled)
+    }
+
+    @Test func withoutATokenTheControlAPIIsOff() async throws {
+        try await Fixture().test(adminToken: nil) { client in
+            let off = try await client.execute(uri: "/api/v1/builds/1/rerun", method: .post, headers: [.authorization: "Bearer x"])
+            #expect(off.status == .forbidden && Self.text(off).contains("server.admin-token-file"))
+        }
+    }
+
+    /// A controller is built from the parts it uses only: no bag of everything.
+    @Test func aControllerNeedsOnlyItsOwnParts() async throws {
+        let health = HealthState()
+        health.update(.ready("ok"))
+        let router = Router()
+        router.addRoutes(HealthController(health: health, databaseWritable: { false }).endpoints)
+        try await Application(router: router).test(.router) { client in
+            let answer = try await client.execute(uri: "/health", method: .get)
+            #expect(answer.status == .serviceUnavailable && Self.text(answer).contains("not writable"))
+        }
+    }
+}
