@@ -176,7 +176,7 @@ let package = Package(
         .testTarget(
             name: "KilnAppTests",
             dependencies: [
-                "KilnApp", "KilnHTTP", "KilnCore", "KilnNix", "KilnPipeline", "KilnStore", "KilnTesting",
+                "KilnApp", "KilnHTTP", "KilnCore", "KilnForges", "KilnNix", "KilnPipeline", "KilnStore", "KilnTesting",
                 .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),

@@ -62,12 +62,12 @@ extension ConfigReader {
         if !["private-token", "bearer"].contains(kind) {
             report(keys["token-kind"], here + ["token-kind"], "'\(kind)' is not one of: private-token, bearer")
         }
-        var app: KilnConfiguration.GitHubAppCredentials?
+        var app: (id: String, key: Secret)?
         if let appID = text(keys, "app-id", here) {
             if let keyPath = text(keys, "app-private-key-file", here, required: true),
                 let privateKey = readSecret(keyPath, keys["app-private-key-file"], here + ["app-private-key-file"])
             {
-                app = KilnConfiguration.GitHubAppCredentials(appID: appID, privateKey: privateKey)
+                app = (appID, privateKey)
             }
         } else if keys["app-private-key-file"] != nil {
             report(keys["app-private-key-file"], here + ["app-id"], "is required with app-private-key-file: the App's id or client id")
@@ -78,9 +78,32 @@ extension ConfigReader {
         if keys["token-file"] == nil, keys["app-id"] == nil, statusAPI != .none {
             report(value, here + ["token-file"], "is required to post statuses; set it, or set status-api: none")
         }
-        return KilnConfiguration.Forge(
-            name: here.last ?? "", type: type, apiURL: apiURL, gitURL: gitURL, webhookSecrets: secrets,
-            signingTokens: signingTokens, token: token, bearerToken: kind == "bearer", app: app, statusAPI: statusAPI)
+        let settings: KilnConfiguration.ForgeSettings
+        switch type {
+        case .github:
+            var credentials: GitHubForge.Credentials = token.map { .token($0) } ?? .none
+            if let app {
+                do {
+                    credentials = .app(try GitHubApp(appID: app.id, privateKeyPEM: app.key.value, apiURL: apiURL))
+                } catch {
+                    report(keys["app-private-key-file"], here + ["app-private-key-file"], "is not an RSA private key in PEM form")
+                    return nil
+                }
+            }
+            settings = .github(
+                GitHubForge.Settings(apiURL: apiURL, webhookSecrets: secrets, credentials: credentials, checkRuns: statusAPI == .checks))
+        case .gitlab:
+            settings = .gitlab(
+                GitLabForge.Settings(
+                    url: apiURL, webhookSecrets: secrets, signingTokens: signingTokens, token: token, bearerToken: kind == "bearer"))
+        case .bitbucketCloud:
+            settings = .bitbucketCloud(BitbucketCloudForge.Settings(apiURL: apiURL, webhookSecrets: secrets, token: token), gitURL: gitURL)
+        case .bitbucketServer:
+            settings = .bitbucketServer(BitbucketServerForge.Settings(url: apiURL, webhookSecrets: secrets, token: token))
+        case .gitea:
+            settings = .gitea(GiteaForge.Settings(url: apiURL, webhookSecrets: secrets, token: token))
+        }
+        return KilnConfiguration.Forge(name: here.last ?? "", statusAPI: statusAPI, settings: settings)
     }
 
     /// An http(s) URL without a trailing slash; `default` when the key is absent.

@@ -1,4 +1,5 @@
 import KilnCore
+import KilnForges
 import KilnNix
 import KilnPipeline
 
@@ -87,47 +88,90 @@ public struct KilnConfiguration: Sendable {
             }
         }
 
-        /// How pull request heads are fetched from this kind of forge.
-        func pullRequestFetch(gitURL: String) -> PullRequestFetch {
-            switch self {
+    }
+
+    /// One entry of `forges`: its name, where its statuses go, and its adapter's own settings.
+    public struct Forge: Sendable {
+        /// The key under `forges`; the webhook URL is `/webhooks/<name>`.
+        public var name: String
+        /// Where statuses go.
+        public var statusAPI: StatusAPI
+        /// The adapter's settings, one case per kind of forge.
+        public var settings: ForgeSettings
+
+        /// Kind of forge.
+        public var type: ForgeType { settings.type }
+
+        /// How pull request heads are fetched from this forge.
+        var pullRequestFetch: PullRequestFetch {
+            switch settings {
             case .github, .gitea: return .ref("refs/pull/%d/head")
             case .gitlab: return .ref("refs/merge-requests/%d/head")
             case .bitbucketServer: return .ref("refs/pull-requests/%d/from")
-            case .bitbucketCloud: return .forkBranch(base: gitURL)
+            case .bitbucketCloud(_, let gitURL): return .forkBranch(base: gitURL)
             }
         }
     }
 
-    /// A GitHub App's credentials.
-    public struct GitHubAppCredentials: Sendable, Hashable {
-        /// The App's id (or client id), the JWT's issuer.
-        public var appID: String
-        /// The App's private key, PEM.
-        public var privateKey: Secret
-    }
+    /// Each kind of forge's settings, exactly as its adapter takes them: no union of every
+    /// forge's keys.
+    public enum ForgeSettings: Sendable {
+        /// GitHub: a token or a GitHub App, and whether statuses are check runs.
+        case github(GitHubForge.Settings)
+        /// GitLab: secret tokens or signing tokens, and how the token is sent.
+        case gitlab(GitLabForge.Settings)
+        /// Bitbucket Cloud, and where forks are cloned from (`<git-url>/<owner>/<name>.git`).
+        case bitbucketCloud(BitbucketCloudForge.Settings, gitURL: String)
+        /// Bitbucket Data Center.
+        case bitbucketServer(BitbucketServerForge.Settings)
+        /// Gitea and Forgejo.
+        case gitea(GiteaForge.Settings)
 
-    /// One entry of `forges`.
-    public struct Forge: Sendable, Hashable {
-        /// The key under `forges`; the webhook URL is `/webhooks/<name>`.
-        public var name: String
         /// Kind of forge.
-        public var type: ForgeType
-        /// The API URL (GitHub, Bitbucket Cloud) or the instance URL (GitLab, Bitbucket Data Center, Gitea).
-        public var apiURL: String
-        /// Where forks are cloned from (Bitbucket Cloud): `<git-url>/<owner>/<name>.git`.
-        public var gitURL: String
-        /// Webhook secrets (several during rotation); GitLab's secret tokens.
-        public var webhookSecrets: [Secret]
-        /// GitLab signing tokens (`whsec_…`).
-        public var signingTokens: [Secret]
-        /// API token (also used to fetch https clone URLs).
-        public var token: Secret?
-        /// GitLab: send the token as `Authorization: Bearer` instead of `PRIVATE-TOKEN`.
-        public var bearerToken: Bool
-        /// A GitHub App, instead of a token.
-        public var app: GitHubAppCredentials?
-        /// Where statuses go.
-        public var statusAPI: StatusAPI
+        public var type: ForgeType {
+            switch self {
+            case .github: return .github
+            case .gitlab: return .gitlab
+            case .bitbucketCloud: return .bitbucketCloud
+            case .bitbucketServer: return .bitbucketServer
+            case .gitea: return .gitea
+            }
+        }
+
+        /// The API URL (GitHub, Bitbucket Cloud) or the instance URL (the others).
+        public var apiURL: String {
+            switch self {
+            case .github(let settings): return settings.apiURL
+            case .gitlab(let settings): return settings.url
+            case .bitbucketCloud(let settings, _): return settings.apiURL
+            case .bitbucketServer(let settings): return settings.url
+            case .gitea(let settings): return settings.url
+            }
+        }
+
+        /// The webhook secrets (GitLab: its secret tokens).
+        public var webhookSecrets: [Secret] {
+            switch self {
+            case .github(let settings): return settings.webhookSecrets
+            case .gitlab(let settings): return settings.webhookSecrets
+            case .bitbucketCloud(let settings, _): return settings.webhookSecrets
+            case .bitbucketServer(let settings): return settings.webhookSecrets
+            case .gitea(let settings): return settings.webhookSecrets
+            }
+        }
+
+        /// The fixed API token, also git's password over https; nil for a GitHub App or none.
+        public var token: Secret? {
+            switch self {
+            case .github(let settings):
+                if case .token(let token) = settings.credentials { return token }
+                return nil
+            case .gitlab(let settings): return settings.token
+            case .bitbucketCloud(let settings, _): return settings.token
+            case .bitbucketServer(let settings): return settings.token
+            case .gitea(let settings): return settings.token
+            }
+        }
     }
 
     /// One entry of `repositories`.

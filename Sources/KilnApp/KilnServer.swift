@@ -13,39 +13,17 @@ import UnixSignals
 /// The one place where implementations are chosen and wired into a `ServiceGroup`.
 public enum KilnServer {
     /// The adapter of a configured forge, and how git authenticates to its repositories.
-    static func makeForge(_ forge: KilnConfiguration.Forge) throws -> (any Forge, GitCredentials) {
+    static func makeForge(_ forge: KilnConfiguration.Forge) -> (any Forge, GitCredentials) {
         let user = forge.type.cloneUser
-        let credentials = forge.token.map { GitCredentials.token(user: user, $0) } ?? .none
-        switch forge.type {
-        case .github:
-            if let app = forge.app {
-                let github = try GitHubApp(appID: app.appID, privateKeyPEM: app.privateKey.value, apiURL: forge.apiURL)
-                let adapter = GitHubForge(
-                    settings: .init(
-                        apiURL: forge.apiURL, webhookSecrets: forge.webhookSecrets, credentials: .app(github),
-                        checkRuns: forge.statusAPI == .checks))
-                return (adapter, .source(user: user, github))
-            }
-            return (GitHubForge(settings: .init(apiURL: forge.apiURL, webhookSecrets: forge.webhookSecrets, token: forge.token)), credentials)
-        case .gitlab:
-            return (
-                GitLabForge(
-                    settings: .init(
-                        url: forge.apiURL, webhookSecrets: forge.webhookSecrets, signingTokens: forge.signingTokens,
-                        token: forge.token, bearerToken: forge.bearerToken)), credentials
-            )
-        case .bitbucketCloud:
-            return (
-                BitbucketCloudForge(settings: .init(apiURL: forge.apiURL, webhookSecrets: forge.webhookSecrets, token: forge.token)),
-                credentials
-            )
-        case .bitbucketServer:
-            return (
-                BitbucketServerForge(settings: .init(url: forge.apiURL, webhookSecrets: forge.webhookSecrets, token: forge.token)),
-                credentials
-            )
-        case .gitea:
-            return (GiteaForge(settings: .init(url: forge.apiURL, webhookSecrets: forge.webhookSecrets, token: forge.token)), credentials)
+        let credentials = forge.settings.token.map { GitCredentials.token(user: user, $0) } ?? .none
+        switch forge.settings {
+        case .github(let settings):
+            if case .app(let app) = settings.credentials { return (GitHubForge(settings: settings), .source(user: user, app)) }
+            return (GitHubForge(settings: settings), credentials)
+        case .gitlab(let settings): return (GitLabForge(settings: settings), credentials)
+        case .bitbucketCloud(let settings, _): return (BitbucketCloudForge(settings: settings), credentials)
+        case .bitbucketServer(let settings): return (BitbucketServerForge(settings: settings), credentials)
+        case .gitea(let settings): return (GiteaForge(settings: settings), credentials)
         }
     }
 
@@ -95,20 +73,22 @@ public enum KilnServer {
         var forges: [String: any Forge] = [:]
         var gitCredentials: [String: GitCredentials] = [:]
         for forge in configuration.forges {
-            let (adapter, credentials) = try makeForge(forge)
+            let (adapter, credentials) = makeForge(forge)
             forges[forge.name] = adapter
             gitCredentials[forge.name] = credentials
         }
         var endpoints: [String: ForgeEndpoint] = [:]
-        var repositoryConfigs: [RepositoryID: RepositoryConfig] = [:]
-        for (repository, id) in zip(configuration.repositories, ids) {
-            guard let forge = configuration.forges.first(where: { $0.name == repository.forge }) else { continue }
-            endpoints[repository.forge, default: ForgeEndpoint(forge: forges[repository.forge]!, repositories: [:])]
-                .repositories[repository.name.lowercased()] = RepositoryRef(id: id, name: repository.name, forks: repository.forks)
-            let source = RepositorySource(
-                id: id, name: repository.name, cloneURL: repository.cloneURL,
-                credentials: gitCredentials[forge.name] ?? .none, pullRequestFetch: forge.type.pullRequestFetch(gitURL: forge.gitURL))
-            repositoryConfigs[id] = RepositoryConfig(source: source, forks: repository.forks, pullRequests: repository.pullRequests)
+        var repositoryConfigs: [RepositoryID: KilnCore.Repository] = [:]
+        for (configured, id) in zip(configuration.repositories, ids) {
+            guard let forge = configuration.forges.first(where: { $0.name == configured.forge }) else { continue }
+            // One value per repository, for intake, the planner and the worker alike.
+            let repository = KilnCore.Repository(
+                id: id, name: configured.name, cloneURL: configured.cloneURL, credentials: gitCredentials[forge.name] ?? .none,
+                pullRequestFetch: forge.pullRequestFetch, forks: configured.forks,
+                pullRequests: configured.pullRequests)
+            endpoints[configured.forge, default: ForgeEndpoint(forge: forges[configured.forge]!, repositories: [:])]
+                .repositories[configured.name.lowercased()] = repository
+            repositoryConfigs[id] = repository
         }
         for forge in configuration.forges where endpoints[forge.name] == nil {
             endpoints[forge.name] = ForgeEndpoint(forge: forges[forge.name]!, repositories: [:])

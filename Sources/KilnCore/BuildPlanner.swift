@@ -2,30 +2,13 @@ import Foundation
 import KilnPipeline
 import Logging
 
-/// A configured repository as the worker needs it.
-public struct RepositoryConfig: Sendable {
-    /// Where to fetch from.
-    public var source: RepositorySource
-    /// What to do with pull requests from forks.
-    public var forks: ForkPolicy
-    /// What a pull request build builds.
-    public var pullRequests: PullRequestMode
-
-    /// Creates a configuration.
-    public init(source: RepositorySource, forks: ForkPolicy = .requireApproval, pullRequests: PullRequestMode = .merge) {
-        self.source = source
-        self.forks = forks
-        self.pullRequests = pullRequests
-    }
-}
-
 /// Decides what a build builds: fetches and resolves its commits, supersedes older builds of
 /// the same branch or pull request, applies fork trust, merges pull requests into their base,
 /// reads and plans the pipeline file, and reuses the result of an identical earlier build.
 struct BuildPlanner: Sendable {
     let coordinator: BuildCoordinator
     let source: any SourceProvider
-    let repositories: [RepositoryID: RepositoryConfig]
+    let repositories: [RepositoryID: Repository]
     let limits: JobLimits
     let logger: Logger
 
@@ -47,8 +30,7 @@ struct BuildPlanner: Sendable {
         }
     }
 
-    private func planPush(_ build: BuildRecord, _ config: RepositoryConfig) async throws -> (PlanningResult, BuildResolution?) {
-        let repository = config.source
+    private func planPush(_ build: BuildRecord, _ repository: Repository) async throws -> (PlanningResult, BuildResolution?) {
         guard let ref = GitRef(fullName: build.ref) else {
             return (.errored("cannot build ref \(build.ref): only branches and tags are built"), nil)
         }
@@ -65,12 +47,11 @@ struct BuildPlanner: Sendable {
         return try await plan(build, event: event, pipelineAt: sha, tree: facts.tree, &resolution, repository)
     }
 
-    private func planPullRequest(_ build: BuildRecord, _ pullRequest: PullRequestInfo, _ config: RepositoryConfig)
+    private func planPullRequest(_ build: BuildRecord, _ pullRequest: PullRequestInfo, _ repository: Repository)
         async throws -> (PlanningResult, BuildResolution?)
     {
-        let repository = config.source
         let number = pullRequest.number
-        let trusted = !pullRequest.isFork || config.forks == .build
+        let trusted = !pullRequest.isFork || repository.forks == .build
         let fork = pullRequest.headRepository.map { " from \($0)" } ?? " from a fork"
         func awaiting(_ sha: String) -> PlanningResult {
             .awaitingApproval(reason: "awaiting approval: pull request #\(number)\(fork) runs only once a maintainer approves \(CommitID.short(sha))")
@@ -101,7 +82,7 @@ struct BuildPlanner: Sendable {
         }
         var built = head
         var comparedTo: String? = baseTip
-        switch config.pullRequests {
+        switch repository.pullRequests {
         case .merge:
             switch try await source.merge(repository, base: baseTip, head: head) {
             case .merged(let merge):
@@ -126,7 +107,7 @@ struct BuildPlanner: Sendable {
 
     private func plan(
         _ build: BuildRecord, event: PipelineEvent, pipelineAt commit: String, tree: String,
-        _ resolution: inout BuildResolution, _ repository: RepositorySource
+        _ resolution: inout BuildResolution, _ repository: Repository
     ) async throws -> (PlanningResult, BuildResolution?) {
         let file = try await source.readFile(repository, sha: commit, path: PipelineFile.name, maxBytes: PipelineFile.maxBytes)
         let bytes: [UInt8]
@@ -178,7 +159,7 @@ struct BuildPlanner: Sendable {
     /// builds this commit or a descendant of it (a late delivery): then this build is the stale
     /// one, and the reason is returned. With `fetched` false (an unapproved fork, whose commits
     /// are not in the mirror) only the same commit counts as being built already.
-    private func supersede(_ build: BuildRecord, sha: String, _ repository: RepositorySource, fetched: Bool = true)
+    private func supersede(_ build: BuildRecord, sha: String, _ repository: Repository, fetched: Bool = true)
         async throws -> String?
     {
         let older = try await store.unfinishedBuilds(BuildKey(build), repository: build.repositoryID, olderThan: build.id)

@@ -76,7 +76,7 @@ public struct BuildWorker: Service {
     private let coordinator: BuildCoordinator
     private let source: any SourceProvider
     private let executor: any Executor
-    private let repositories: [RepositoryID: RepositoryConfig]
+    private let repositories: [RepositoryID: Repository]
     private let settings: WorkerSettings
     private let health: HealthState
     private let progress: ProgressBoard
@@ -87,7 +87,7 @@ public struct BuildWorker: Service {
     /// progress is posted on `progress`.
     public init(
         coordinator: BuildCoordinator, source: any SourceProvider, executor: any Executor,
-        repositories: [RepositoryID: RepositoryConfig], settings: WorkerSettings, health: HealthState,
+        repositories: [RepositoryID: Repository], settings: WorkerSettings, health: HealthState,
         progress: ProgressBoard, logger: Logger
     ) {
         self.coordinator = coordinator
@@ -217,7 +217,7 @@ public struct BuildWorker: Service {
 
     /// Checks the build's commit out into a fresh work tree at `target`. The tree is written to
     /// a temporary directory and renamed, so a tree at `target` is always complete.
-    private func prepareWorkspace(_ target: String, _ build: BuildRecord, _ repository: RepositorySource)
+    private func prepareWorkspace(_ target: String, _ build: BuildRecord, _ repository: Repository)
         async throws(SourceError)
     {
         try? FileManager.default.removeItem(atPath: target)
@@ -231,7 +231,7 @@ public struct BuildWorker: Service {
 
     /// Evaluates every unfinished job of the build that builds for `claimed`'s system, in one
     /// work tree, and records what it found. Its messages go to the log of the job that asked.
-    private func evaluate(_ claimed: ClaimedJob, _ repository: RepositorySource, log: JobLogFile, stop: StopSignal) async
+    private func evaluate(_ claimed: ClaimedJob, _ repository: Repository, log: JobLogFile, stop: StopSignal) async
         -> EvaluationReport
     {
         let build = claimed.build
@@ -322,7 +322,7 @@ public struct BuildWorker: Service {
         }
         defer { log.close() }
         if job.attempt > 1 { log.note("attempt \(job.attempt): the previous one was interrupted by a restart") }
-        guard let repository = repositories[claimed.build.repositoryID]?.source else {
+        guard let repository = repositories[claimed.build.repositoryID] else {
             return JobReport(outcome: .errored("repository \(claimed.build.repository) is no longer configured"), duration: .zero)
         }
         // One evaluation for the build's jobs: the first job to start runs it, the others wait.

@@ -14,11 +14,12 @@ public enum GitCredentials: Sendable {
     case source(user: String, any AccessTokenSource)
 }
 
-/// A repository as the worker fetches it: from Kiln's configuration, never from a payload.
-public struct RepositorySource: Sendable {
+/// A configured repository, built once from Kiln's configuration (never from a payload): what
+/// intake matches deliveries against, what the planner applies, what the worker fetches.
+public struct Repository: Sendable {
     /// Database id; names its mirror directory.
     public var id: RepositoryID
-    /// `owner/name`.
+    /// `owner/name` as the configuration spells it; statuses are posted under this name, never the payload's.
     public var name: String
     /// Where to fetch from: `https://`, `ssh://` or `file://`.
     public var cloneURL: String
@@ -26,17 +27,24 @@ public struct RepositorySource: Sendable {
     public var credentials: GitCredentials
     /// How pull request heads are fetched.
     public var pullRequestFetch: PullRequestFetch
+    /// What to do with pull requests from forks.
+    public var forks: ForkPolicy
+    /// What a pull request build builds.
+    public var pullRequests: PullRequestMode
 
-    /// Creates a source.
+    /// Creates a repository.
     public init(
         id: RepositoryID, name: String, cloneURL: String, credentials: GitCredentials = .none,
-        pullRequestFetch: PullRequestFetch = .ref("refs/pull/%d/head")
+        pullRequestFetch: PullRequestFetch = .ref("refs/pull/%d/head"), forks: ForkPolicy = .requireApproval,
+        pullRequests: PullRequestMode = .merge
     ) {
         self.id = id
         self.name = name
         self.cloneURL = cloneURL
         self.credentials = credentials
         self.pullRequestFetch = pullRequestFetch
+        self.forks = forks
+        self.pullRequests = pullRequests
     }
 }
 
@@ -55,34 +63,34 @@ public struct SourceError: Error, Sendable, Hashable, CustomStringConvertible {
 /// Calls for different repositories may run concurrently; calls for one repository are serialised.
 public protocol SourceProvider: Sendable {
     /// Fetches a branch or tag into the repository's mirror; returns the commit it points at.
-    func fetch(_ repository: RepositorySource, ref: String) async throws(SourceError) -> String
+    func fetch(_ repository: Repository, ref: String) async throws(SourceError) -> String
 
     /// Fetches pull request `pullRequest`'s head into the mirror; returns the commit it points at.
-    func fetchPullRequest(_ repository: RepositorySource, _ pullRequest: PullRequestInfo) async throws(SourceError) -> String
+    func fetchPullRequest(_ repository: Repository, _ pullRequest: PullRequestInfo) async throws(SourceError) -> String
 
     /// The full id of the commit `prefix` names in the mirror; nil when the mirror has no such commit.
-    func resolve(_ repository: RepositorySource, commit prefix: String) async throws(SourceError) -> String?
+    func resolve(_ repository: Repository, commit prefix: String) async throws(SourceError) -> String?
 
     /// The file at `path` in commit `sha`. Files larger than `maxBytes` are not read.
-    func readFile(_ repository: RepositorySource, sha: String, path: String, maxBytes: Int) async throws(SourceError)
+    func readFile(_ repository: Repository, sha: String, path: String, maxBytes: Int) async throws(SourceError)
         -> FileAtCommit
 
     /// The commit's message and tree, and the files changed since `before` (nil when `before`
     /// is nil, not in the mirror, or the change is too large to list).
-    func commitFacts(_ repository: RepositorySource, sha: String, comparedTo before: String?) async throws(SourceError)
+    func commitFacts(_ repository: Repository, sha: String, comparedTo before: String?) async throws(SourceError)
         -> CommitFacts
 
     /// Merges `head` into `base` in the mirror, as a merge commit no ref points at.
-    func merge(_ repository: RepositorySource, base: String, head: String) async throws(SourceError) -> MergeResult
+    func merge(_ repository: Repository, base: String, head: String) async throws(SourceError) -> MergeResult
 
     /// Whether `commit` is `ancestor` or has it in its history; false when either is unknown.
-    func isDescendant(_ repository: RepositorySource, _ commit: String, of ancestor: String) async throws(SourceError) -> Bool
+    func isDescendant(_ repository: Repository, _ commit: String, of ancestor: String) async throws(SourceError) -> Bool
 
     /// The best common ancestor of two commits; nil when they share none.
-    func mergeBase(_ repository: RepositorySource, _ a: String, _ b: String) async throws(SourceError) -> String?
+    func mergeBase(_ repository: Repository, _ a: String, _ b: String) async throws(SourceError) -> String?
 
     /// Writes the tree of `sha` into `directory`, which must not exist yet.
-    func checkout(_ repository: RepositorySource, sha: String, into directory: String) async throws(SourceError)
+    func checkout(_ repository: Repository, sha: String, into directory: String) async throws(SourceError)
 }
 
 /// What merging a pull request into its base came to.

@@ -2,32 +2,15 @@ import Foundation
 import Logging
 import KilnPipeline
 
-/// A configured repository: its id, its name as the configuration spells it, and its policy.
-public struct RepositoryRef: Sendable, Hashable {
-    /// Database id.
-    public var id: RepositoryID
-    /// `owner/name` from the configuration; statuses are posted under this name, never the payload's.
-    public var name: String
-    /// What to do with pull requests from forks.
-    public var forks: ForkPolicy
-
-    /// Creates a reference.
-    public init(id: RepositoryID, name: String, forks: ForkPolicy = .requireApproval) {
-        self.id = id
-        self.name = name
-        self.forks = forks
-    }
-}
-
 /// A configured forge as intake sees it: the adapter and the repositories it may build.
 public struct ForgeEndpoint: Sendable {
     /// The adapter.
     public var forge: any Forge
     /// Configured repositories by lowercased `owner/name`.
-    public var repositories: [String: RepositoryRef]
+    public var repositories: [String: Repository]
 
     /// Creates an endpoint.
-    public init(forge: any Forge, repositories: [String: RepositoryRef]) {
+    public init(forge: any Forge, repositories: [String: Repository]) {
         self.forge = forge
         self.repositories = repositories
     }
@@ -155,7 +138,7 @@ public struct WebhookIntake: Sendable {
     }
 
     /// Why a pull request event starts nothing, or nil when it builds.
-    private func reasonToIgnore(_ pull: PullRequestEvent, _ repository: RepositoryRef) async throws -> String? {
+    private func reasonToIgnore(_ pull: PullRequestEvent, _ repository: Repository) async throws -> String? {
         if pull.isFork, repository.forks == .ignore {
             return "pull request #\(pull.number) comes from a fork; forks are not built for \(repository.name)"
         }

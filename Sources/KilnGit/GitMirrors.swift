@@ -24,7 +24,7 @@ public final class GitMirrors: SourceProvider {
     /// The mirror directory of a repository.
     public func mirrorPath(_ id: RepositoryID) -> String { "\(root)/\(id).git" }
 
-    public func fetch(_ repository: RepositorySource, ref: String) async throws(SourceError) -> String {
+    public func fetch(_ repository: Repository, ref: String) async throws(SourceError) -> String {
         guard Self.isBranchOrTag(ref) else {
             throw SourceError("refusing to fetch '\(ref)': only refs/heads/* and refs/tags/* are fetched")
         }
@@ -36,7 +36,7 @@ public final class GitMirrors: SourceProvider {
         }
     }
 
-    public func fetchPullRequest(_ repository: RepositorySource, _ pullRequest: PullRequestInfo) async throws(SourceError)
+    public func fetchPullRequest(_ repository: Repository, _ pullRequest: PullRequestInfo) async throws(SourceError)
         -> String
     {
         let local = "refs/kiln/pull/\(pullRequest.number)"
@@ -69,19 +69,19 @@ public final class GitMirrors: SourceProvider {
         }
     }
 
-    public func resolve(_ repository: RepositorySource, commit prefix: String) async throws(SourceError) -> String? {
+    public func resolve(_ repository: Repository, commit prefix: String) async throws(SourceError) -> String? {
         try await onQueue(repository.id) { () throws(SourceError) in
             try self.openMirror(repository.id).resolve(prefix)
         }
     }
 
-    public func merge(_ repository: RepositorySource, base: String, head: String) async throws(SourceError) -> MergeResult {
+    public func merge(_ repository: Repository, base: String, head: String) async throws(SourceError) -> MergeResult {
         try await onQueue(repository.id) { () throws(SourceError) in
             try self.openMirror(repository.id).merge(base: base, head: head)
         }
     }
 
-    public func isDescendant(_ repository: RepositorySource, _ commit: String, of ancestor: String) async throws(SourceError)
+    public func isDescendant(_ repository: Repository, _ commit: String, of ancestor: String) async throws(SourceError)
         -> Bool
     {
         try await onQueue(repository.id) { () throws(SourceError) in
@@ -89,14 +89,14 @@ public final class GitMirrors: SourceProvider {
         }
     }
 
-    public func mergeBase(_ repository: RepositorySource, _ a: String, _ b: String) async throws(SourceError) -> String? {
+    public func mergeBase(_ repository: Repository, _ a: String, _ b: String) async throws(SourceError) -> String? {
         try await onQueue(repository.id) { () throws(SourceError) in
             try self.openMirror(repository.id).mergeBase(a, b)
         }
     }
 
     /// The credentials for one fetch; a token source is asked now, since git's callback cannot wait.
-    private static func credentials(_ repository: RepositorySource) async throws(SourceError) -> Credentials {
+    private static func credentials(_ repository: Repository) async throws(SourceError) -> Credentials {
         switch repository.credentials {
         case .none:
             return Credentials(user: "git", token: nil)
@@ -117,7 +117,7 @@ public final class GitMirrors: SourceProvider {
             && !name.split(separator: "/").contains { $0 == "." || $0 == ".." }
     }
 
-    public func readFile(_ repository: RepositorySource, sha: String, path: String, maxBytes: Int) async throws(SourceError)
+    public func readFile(_ repository: Repository, sha: String, path: String, maxBytes: Int) async throws(SourceError)
         -> FileAtCommit
     {
         try await onQueue(repository.id) { () throws(SourceError) in
@@ -125,7 +125,7 @@ public final class GitMirrors: SourceProvider {
         }
     }
 
-    public func commitFacts(_ repository: RepositorySource, sha: String, comparedTo before: String?) async throws(SourceError)
+    public func commitFacts(_ repository: Repository, sha: String, comparedTo before: String?) async throws(SourceError)
         -> CommitFacts
     {
         try await onQueue(repository.id) { () throws(SourceError) in
@@ -142,7 +142,7 @@ public final class GitMirrors: SourceProvider {
     /// Above this many changed files the list counts as unknown (every `paths` filter passes).
     static let changedFilesLimit = 10_000
 
-    public func checkout(_ repository: RepositorySource, sha: String, into directory: String) async throws(SourceError) {
+    public func checkout(_ repository: Repository, sha: String, into directory: String) async throws(SourceError) {
         try await onQueue(repository.id) { () throws(SourceError) in
             try self.openMirror(repository.id).checkout(sha: sha, into: directory)
         }

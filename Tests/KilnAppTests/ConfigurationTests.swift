@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnForges
 import KilnTesting
 import Testing
 
@@ -49,9 +50,9 @@ import KilnNix
         #expect(configuration.nix.settings.evalTimeout == .seconds(600))
         #expect(configuration.nix.settings.evalMaxMemoryKilobytes == nil)
         #expect(configuration.nix.settings.maxParallelEvaluations == 1)
-        #expect(configuration.forges.first?.webhookSecrets.map(\.value) == ["secret"])
-        #expect(configuration.forges.first?.token?.value == "token")
-        #expect(configuration.forges.first?.apiURL == "https://api.github.com")
+        #expect(configuration.forges.first?.settings.webhookSecrets.map(\.value) == ["secret"])
+        #expect(configuration.forges.first?.settings.token?.value == "token")
+        #expect(configuration.forges.first?.settings.apiURL == "https://api.github.com")
         #expect(configuration.repositories.first?.forks == .requireApproval)
         #expect(configuration.storage.dataDirectory.hasSuffix("/.kiln"))
     }
@@ -75,6 +76,8 @@ import KilnNix
             "kiln.yaml:3:5: forges.github.api-url: is required for gitea forges: the instance's URL"),
         (minimal.replacingOccurrences(of: "    token-file: token\n", with: "    token-file: token\n    app-id: \"123\"\n    app-private-key-file: missing.pem\n"),
             "kiln.yaml:7:27: forges.github.app-private-key-file: no such file missing.pem"),
+        (minimal.replacingOccurrences(of: "    token-file: token\n", with: "    token-file: token\n    app-id: \"123\"\n    app-private-key-file: token\n"),
+            "kiln.yaml:7:27: forges.github.app-private-key-file: is not an RSA private key in PEM form"),
         (minimal + "\n    pull-requests: rebase\n", "kiln.yaml:10:20: repositories[0].pull-requests: 'rebase' is not one of: merge, head"),
         (minimal.replacingOccurrences(of: "https://github.com/octo/hello.git", with: "https://me:pw@github.com/octo/hello.git"),
             "kiln.yaml:9:16: repositories[0].clone-url: credentials do not belong in clone-url; put the token in the forge's token-file"),
@@ -173,12 +176,18 @@ import KilnNix
             """
         let configuration = try load(yaml).get()
         #expect(configuration.server.adminToken?.value == "token")
-        #expect(configuration.forges.map(\.apiURL) == [
+        #expect(configuration.forges.map(\.settings.apiURL) == [
             "https://api.github.com", "https://gitlab.com", "https://api.bitbucket.org", "https://bitbucket.example.org",
             "https://codeberg.org",
         ])
-        #expect(configuration.forges.first { $0.name == "lab" }?.bearerToken == true)
-        #expect(configuration.forges.first { $0.name == "cloud" }?.gitURL == "https://bitbucket.org")
+        guard case .gitlab(let lab)? = configuration.forges.first(where: { $0.name == "lab" })?.settings,
+            case .bitbucketCloud(_, let gitURL)? = configuration.forges.first(where: { $0.name == "cloud" })?.settings
+        else {
+            Issue.record("each forge's settings are its own kind's")
+            return
+        }
+        #expect(lab.bearerToken)
+        #expect(gitURL == "https://bitbucket.org")
         #expect(configuration.repositories.map(\.pullRequests) == [.head, .merge])
         #expect(configuration.repositories.map(\.forks) == [.build, .requireApproval])
     }

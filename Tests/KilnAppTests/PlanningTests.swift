@@ -26,7 +26,7 @@ import Testing
             }?.resume()
         }
 
-        private func record(_ call: String, _ repository: RepositorySource) async {
+        private func record(_ call: String, _ repository: Repository) async {
             calls.withLock { $0.append("\(call) \(repository.id)") }
             guard repository.id == holdRepository, !released.withLock({ $0 }) else { return }
             await withCheckedContinuation { continuation in
@@ -39,29 +39,29 @@ import Testing
             }
         }
 
-        func fetch(_ repository: RepositorySource, ref: String) async throws(SourceError) -> String {
+        func fetch(_ repository: Repository, ref: String) async throws(SourceError) -> String {
             await record("fetch", repository)
             return PlanningTests.sha(repository.id)
         }
-        func fetchPullRequest(_ repository: RepositorySource, _ pullRequest: PullRequestInfo) async throws(SourceError) -> String {
+        func fetchPullRequest(_ repository: Repository, _ pullRequest: PullRequestInfo) async throws(SourceError) -> String {
             await record("fetch-pull-request", repository)
             return PlanningTests.sha(repository.id)
         }
-        func resolve(_ repository: RepositorySource, commit prefix: String) async throws(SourceError) -> String? { prefix }
-        func readFile(_ repository: RepositorySource, sha: String, path: String, maxBytes: Int) async throws(SourceError)
+        func resolve(_ repository: Repository, commit prefix: String) async throws(SourceError) -> String? { prefix }
+        func readFile(_ repository: Repository, sha: String, path: String, maxBytes: Int) async throws(SourceError)
             -> FileAtCommit
         { .contents(Array("jobs: {}\n".utf8)) }
-        func commitFacts(_ repository: RepositorySource, sha: String, comparedTo before: String?) async throws(SourceError)
+        func commitFacts(_ repository: Repository, sha: String, comparedTo before: String?) async throws(SourceError)
             -> CommitFacts
         { CommitFacts(message: "change", tree: String(repeating: "t", count: 40), changedFiles: nil) }
-        func merge(_ repository: RepositorySource, base: String, head: String) async throws(SourceError) -> MergeResult {
+        func merge(_ repository: Repository, base: String, head: String) async throws(SourceError) -> MergeResult {
             .merged(head)
         }
-        func isDescendant(_ repository: RepositorySource, _ commit: String, of ancestor: String) async throws(SourceError) -> Bool {
+        func isDescendant(_ repository: Repository, _ commit: String, of ancestor: String) async throws(SourceError) -> Bool {
             false
         }
-        func mergeBase(_ repository: RepositorySource, _ a: String, _ b: String) async throws(SourceError) -> String? { a }
-        func checkout(_ repository: RepositorySource, sha: String, into directory: String) async throws(SourceError) {}
+        func mergeBase(_ repository: Repository, _ a: String, _ b: String) async throws(SourceError) -> String? { a }
+        func checkout(_ repository: Repository, sha: String, into directory: String) async throws(SourceError) {}
     }
 
     /// An executor that is ready and builds nothing.
@@ -85,9 +85,9 @@ import Testing
         try await withTemporaryDirectory("kiln-planning") { directory in
             let store = try SQLiteStore(path: directory.appending("kiln.sqlite"))
             let ids = try await store.syncRepositories([("github", "octo/one"), ("github", "octo/two")])
-            var repositories: [RepositoryID: RepositoryConfig] = [:]
+            var repositories: [RepositoryID: Repository] = [:]
             for (id, name) in zip(ids, ["octo/one", "octo/two"]) {
-                repositories[id] = RepositoryConfig(source: RepositorySource(id: id, name: name, cloneURL: "file:///nowhere"))
+                repositories[id] = Repository(id: id, name: name, cloneURL: "file:///nowhere")
             }
             let coordinator = BuildCoordinator(store: store, logger: Logger(label: "test"))
             let bells = coordinator.bells

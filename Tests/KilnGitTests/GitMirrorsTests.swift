@@ -21,7 +21,7 @@ import Testing
             let first = try origin.commit("first")
             try origin.write(".kiln.yml", "jobs: {second: {build: .#x}}\n")
             let second = try origin.commit("second")
-            let source = RepositorySource(id: 7, name: "o/r", cloneURL: "file://\(origin.path)")
+            let source = Repository(id: 7, name: "o/r", cloneURL: "file://\(origin.path)")
 
             #expect(try await mirrors.fetch(source, ref: "refs/heads/main") == second)
             #expect(FileManager.default.fileExists(atPath: directory.appending("mirrors/7.git/HEAD")))
@@ -51,7 +51,7 @@ import Testing
             let mirrors = GitMirrors(root: directory.appending("mirrors"), limits: FetchLimits(bytes: 64 << 10))
             let server = try await GitHTTPServer(root: directory.appending("served"), user: "u", password: "p")
             defer { Task { await server.stop() } }
-            let source = RepositorySource(
+            let source = Repository(
                 id: 1, name: "o/r", cloneURL: "\(server.url)/big.git", credentials: .token(user: "u", Secret("p")))
             do {
                 _ = try await mirrors.fetch(source, ref: "refs/heads/main")
@@ -68,7 +68,7 @@ import Testing
     @Test func aCommitThatIsNotInTheMirrorDoesNotResolve() async throws {
         try await fixture { origin, mirrors, _ in
             try origin.commit("only commit")
-            let source = RepositorySource(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
+            let source = Repository(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
             _ = try await mirrors.fetch(source, ref: "refs/heads/main")
             #expect(try await mirrors.resolve(source, commit: String(repeating: "e", count: 40)) == nil)
             #expect(try await mirrors.resolve(source, commit: "eeeeeeeeeeee") == nil)
@@ -77,7 +77,7 @@ import Testing
 
     @Test func anUnreachableRepositoryIsAnErrorNamingIt() async throws {
         try await fixture { _, mirrors, directory in
-            let source = RepositorySource(id: 1, name: "o/r", cloneURL: "file://\(directory.appending("nowhere"))")
+            let source = Repository(id: 1, name: "o/r", cloneURL: "file://\(directory.appending("nowhere"))")
             do {
                 _ = try await mirrors.fetch(source, ref: "refs/heads/main")
                 Issue.record("expected an error")
@@ -90,7 +90,7 @@ import Testing
     @Test(arguments: ["refs/pull/1/head", "refs/heads/../x", "HEAD", "refs/heads/a b", "--upload-pack=x"])
     func onlyBranchesAndTagsAreFetched(ref: String) async throws {
         try await fixture { origin, mirrors, _ in
-            let source = RepositorySource(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
+            let source = Repository(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
             await #expect(throws: SourceError.self) {
                 _ = try await mirrors.fetch(source, ref: ref)
             }
@@ -106,14 +106,14 @@ import Testing
             let server = try await GitHTTPServer(root: directory.appending("served"), user: "x-access-token", password: "s3cret-token")
             defer { Task { await server.stop() } }
             let mirrors = GitMirrors(root: directory.appending("mirrors"))
-            let good = RepositorySource(
+            let good = Repository(
                 id: 1, name: "o/hello", cloneURL: "\(server.url)/hello.git",
                 credentials: .token(user: "x-access-token", Secret("s3cret-token")))
             #expect(try await mirrors.fetch(good, ref: "refs/heads/main") == sha)
             #expect(server.requests.contains { $0.authorized })
             #expect(server.requests.allSatisfy { !$0.uri.contains("s3cret") })
 
-            let wrong = RepositorySource(
+            let wrong = Repository(
                 id: 2, name: "o/hello", cloneURL: "\(server.url)/hello.git", credentials: .token(user: "x-access-token", Secret("wrong")))
             do {
                 _ = try await mirrors.fetch(wrong, ref: "refs/heads/main")
@@ -136,7 +136,7 @@ import Testing
             try origin.git(["rm", "--quiet", "gone.txt"])
             try origin.write("docs/added.md", "hi")
             let after = try origin.commit("second\n\nwith a body [skip ci]")
-            let source = RepositorySource(id: 3, name: "o/r", cloneURL: "file://\(origin.path)")
+            let source = Repository(id: 3, name: "o/r", cloneURL: "file://\(origin.path)")
             _ = try await mirrors.fetch(source, ref: "refs/heads/main")
 
             let facts = try await mirrors.commitFacts(source, sha: after, comparedTo: before)
@@ -156,7 +156,7 @@ import Testing
             try origin.write("a.txt", "feature")
             let head = try origin.commit("feature work")
             try origin.git(["update-ref", "refs/pull/7/head", head])
-            let source = RepositorySource(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
+            let source = Repository(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
             let pull = PullRequestInfo(number: 7, headBranch: "feature", baseBranch: "main", isFork: true)
             #expect(try await mirrors.fetchPullRequest(source, pull) == head)
             #expect(try await mirrors.resolve(source, commit: String(head.prefix(12))) == head)
@@ -172,7 +172,7 @@ import Testing
             try fork.branch("idea")
             try fork.write("idea.txt", "!")
             let head = try fork.commit("an idea")
-            let source = RepositorySource(
+            let source = Repository(
                 id: 1, name: "o/r", cloneURL: "file://\(origin.path)",
                 pullRequestFetch: .forkBranch(base: "file://\(directory.appending("forks"))"))
             let pull = PullRequestInfo(number: 3, headBranch: "idea", baseBranch: "main", isFork: true, headRepository: "alice/hello")
@@ -197,7 +197,7 @@ import Testing
             try origin.write("a.txt", "main a\n")
             let base = try origin.commit("main changes a")
             try origin.git(["update-ref", "refs/pull/1/head", head])
-            let source = RepositorySource(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
+            let source = Repository(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
             _ = try await mirrors.fetch(source, ref: "refs/heads/main")
             _ = try await mirrors.fetchPullRequest(source, PullRequestInfo(number: 1, headBranch: "feature", baseBranch: "main", isFork: false))
             guard case .merged(let merge) = try await mirrors.merge(source, base: base, head: head) else {
@@ -226,7 +226,7 @@ import Testing
             try origin.write("a.txt", "main\n")
             let base = try origin.commit("main")
             try origin.git(["update-ref", "refs/pull/2/head", head])
-            let source = RepositorySource(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
+            let source = Repository(id: 1, name: "o/r", cloneURL: "file://\(origin.path)")
             _ = try await mirrors.fetch(source, ref: "refs/heads/main")
             _ = try await mirrors.fetchPullRequest(source, PullRequestInfo(number: 2, headBranch: "feature", baseBranch: "main", isFork: false))
             #expect(try await mirrors.merge(source, base: base, head: head) == .conflict(["a.txt"]))

@@ -36,7 +36,7 @@ import Testing
             let forge = GitHubForge(
                 settings: .init(apiURL: "http://127.0.0.1:9", webhookSecrets: [Secret(ControllerTests.secret)], token: nil))
             let intake = WebhookIntake(
-                endpoints: ["github": ForgeEndpoint(forge: forge, repositories: ["octo/hello": RepositoryRef(id: repository, name: "octo/hello")])],
+                endpoints: ["github": ForgeEndpoint(forge: forge, repositories: ["octo/hello": Repository(id: repository, name: "octo/hello", cloneURL: "file:///nowhere")])],
                 coordinator: coordinator, logger: Logger(label: "test"))
             return HTTPDependencies(
                 intake: intake, coordinator: coordinator, adminToken: adminToken.map(Secret.init), health: health,

@@ -291,7 +291,7 @@ if sections.contains("forges") {
         let id = try await store.syncRepositories([(adapter.kind, repository)])[0]
         return WebhookIntake(
             endpoints: [adapter.kind: ForgeEndpoint(
-                forge: adapter.forge, repositories: [repository.lowercased(): RepositoryRef(id: id, name: repository)])],
+                forge: adapter.forge, repositories: [repository.lowercased(): KilnCore.Repository(id: id, name: repository, cloneURL: "file:///nowhere")])],
             coordinator: BuildCoordinator(store: store, logger: logger), logger: logger)
     }
 
