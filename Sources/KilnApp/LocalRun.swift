@@ -2,11 +2,14 @@ import Foundation
 import KilnCore
 import KilnNix
 import KilnPipeline
+import KilnStore
+import Logging
 import Synchronization
 
 /// `kiln run`: plans a local checkout's pipeline and runs it with the real executor,
 /// streaming each job's output to the terminal. It uses the server's code for every
-/// decision: `PipelineFile`, `BuildPlan`, `JobStateMachine`, `BuildProgress`, `NixExecutor`.
+/// decision: `PipelineFile`, `BuildPlan`, the `BuildCoordinator` (over a database in memory)
+/// and `NixExecutor`; what it prints of jobs and the build comes from the coordinator's events.
 public struct LocalRun: Sendable {
     /// The checkout to build.
     public var repository: String
@@ -65,75 +68,101 @@ public struct LocalRun: Sendable {
             }
             planned = Self.closure(of: job, in: planned)
         }
-        return await execute(planned, output: output)
+        return await execute(planned, ref: ref, output: output)
     }
 
-    private func execute(_ planned: [PlannedJob], output: Terminal) async -> Int32 {
-        let now = Date()
-        var jobs = planned.enumerated().map { index, job in
-            JobRecord(
-                id: JobID(index + 1), buildID: 0, name: job.name, target: job.target, system: job.system, needs: job.needs,
-                timeout: job.timeout, maxSilent: job.maxSilent, allowFailure: job.allowFailure, state: .queued,
-                summary: "queued", queuedAt: now)
-        }
-        var build = BuildRecord(
-            id: 0, repositoryID: 0, forge: "local", repository: repository, sha: "", ref: "", state: .running,
-            summary: "", createdAt: now, startedAt: now)
+    private func execute(_ planned: [PlannedJob], ref: GitRef, output: Terminal) async -> Int32 {
         let executor = NixExecutor(settings: nix)
         if case .notReady(let reason) = await executor.readiness() {
             output.error("cannot build: \(reason)")
             return 1
         }
-        output.note("running \(jobs.count) job\(jobs.count == 1 ? "" : "s"): \(jobs.map(\.name).joined(separator: ", "))")
-        // One evaluation for every job of a system, as `kiln serve` does.
+        do {
+            // The server's lifecycle, over a database in memory: the coordinator decides, and
+            // the terminal shows its events.
+            let store = try SQLiteStore.inMemory()
+            let coordinator = BuildCoordinator(store: store, logger: Logger(label: "kiln.run"))
+            let repositoryID = try await store.syncRepositories([("local", repository)])[0]
+            let build = try await coordinator.accept(
+                NewDelivery(
+                    forge: "local", deliveryID: "kiln-run", repositoryID: repositoryID, repository: repository, ref: ref,
+                    sha: Self.head(repository) ?? String(repeating: "0", count: 40))
+            ).buildID
+            _ = try await coordinator.claimBuildToPlan(excluding: [])
+            try await coordinator.finishPlanning(build, .planned(planned), resolution: nil)
+            let events = EventPrinter(log: store, build: build, output: output)
+            try await events.show()
+            let jobs = try await store.buildDetails(build)?.jobs ?? []
+            output.note("running \(jobs.count) job\(jobs.count == 1 ? "" : "s"): \(jobs.map(\.name).joined(separator: ", "))")
+            let evaluations = await evaluate(jobs, build: build, executor: executor, coordinator: coordinator, output: output)
+            var started = 0
+            while let (claimed, stop) = try await coordinator.claimJob(freeMemory: .max) {
+                started += 1
+                let job = claimed.job
+                let position = "[\(started)/\(jobs.count)] \(job.name)"
+                output.progress("\(position): building")
+                let report = await run(job, evaluations[job.system], executor: executor, log: output.prefixed(job.name, progressLabel: position), stop: stop)
+                try await coordinator.finishJob(job.id, report, details: nil)
+                coordinator.forgetRunning(job.id)
+                try await events.show()
+            }
+            return try await store.buildDetails(build)?.build.state == .succeeded ? 0 : 1
+        } catch {
+            output.error("kiln run failed: \(error)")
+            return 1
+        }
+    }
+
+    /// One evaluation for every job of a system, as `kiln serve` does; the build's phase says so.
+    private func evaluate(
+        _ jobs: [JobRecord], build: BuildID, executor: NixExecutor, coordinator: BuildCoordinator, output: Terminal
+    ) async -> [String?: EvaluationReport] {
         var evaluations: [String?: EvaluationReport] = [:]
+        var found: [String: [String]] = [:]
         for job in jobs where evaluations[job.system] == nil {
             let request = EvaluationRequest(
                 jobs: jobs.filter { $0.system == job.system }.map { EvaluationRequest.Job(name: $0.name, target: $0.target) },
                 system: job.system, workspace: repository, isPlainTree: false)
-            output.progress("evaluating \(request.jobs.count) job\(request.jobs.count == 1 ? "" : "s")")
-            evaluations[job.system] = await executor.evaluate(
-                request, log: output.prefixed("evaluation", progressLabel: "evaluating"), stop: StopSignal())
+            let count = request.jobs.count == 1 ? "1 job" : "\(request.jobs.count) jobs"
+            output.progress("evaluating \(count)")
+            await coordinator.notePhase(build, "evaluating \(count)", derivations: [:])
+            let report = await executor.evaluate(request, log: output.prefixed("evaluation", progressLabel: "evaluating"), stop: StopSignal())
+            evaluations[job.system] = report
+            for case (let name, .derivations(let derivations)) in report.results { found[name] = derivations }
         }
-        while let next = BuildProgress.runnable(jobs).first, let index = jobs.firstIndex(where: { $0.id == next.id }) {
-            var machine = JobStateMachine(state: .queued, allowFailure: next.allowFailure)
-            _ = machine.apply(.start)
-            jobs[index].state = machine.state
-            let position = "[\(jobs.filter(\.state.isFinal).count + 1)/\(jobs.count)] \(next.name)"
-            output.progress("\(position): building")
-            let log = output.prefixed(next.name, progressLabel: position)
-            let report: JobReport
-            switch evaluations[next.system]?.results[next.name] {
-            case .derivations(let derivations)?:
-                let run = JobRun(
-                    name: next.name, derivations: derivations, timeout: next.timeout, maxSilent: next.maxSilent,
-                    missing: evaluations[next.system]?.missing(of: next.name), knownOutputs: evaluations[next.system]?.outputs ?? [:])
-                report = await executor.run(run, log: log, stop: StopSignal())
-            case .failed(let outcome, let messages)?:
-                log.write(Array(messages.utf8))
-                report = JobReport(outcome: outcome, duration: .zero)
-            case nil:
-                report = JobReport(outcome: .errored("the evaluation left this job out"), duration: .zero)
-            }
-            if case .report(let state, let description) = machine.apply(.finish(report)) {
-                jobs[index].state = machine.state
-                jobs[index].summary = description
-                output.result(next.name, state, description)
-            }
-            let update = BuildProgress.afterJobEnded(build, jobs: jobs, now: Date())
-            for change in update.jobChanges {
-                guard let changed = jobs.firstIndex(where: { $0.id == change.jobID }) else { continue }
-                jobs[changed].state = change.state
-                jobs[changed].summary = change.summary
-                output.result(jobs[changed].name, .cancelled, change.summary)
-            }
-            if let change = update.build {
-                build.state = change.state
-                build.summary = change.summary
-            }
+        await coordinator.notePhase(build, "building \(jobs.count == 1 ? "1 job" : "\(jobs.count) jobs")", derivations: found)
+        return evaluations
+    }
+
+    /// Builds a job's evaluated derivations, or reports why it has none.
+    private func run(_ job: JobRecord, _ evaluation: EvaluationReport?, executor: NixExecutor, log: any LogSink, stop: StopSignal) async
+        -> JobReport
+    {
+        switch evaluation?.results[job.name] {
+        case .derivations(let derivations)?:
+            let run = JobRun(
+                name: job.name, derivations: derivations, timeout: job.timeout, maxSilent: job.maxSilent,
+                missing: evaluation?.missing(of: job.name), knownOutputs: evaluation?.outputs ?? [:])
+            return await executor.run(run, log: log, stop: stop)
+        case .failed(let outcome, let messages)?:
+            log.write(Array(messages.utf8))
+            return JobReport(outcome: outcome, duration: .zero)
+        case nil:
+            return JobReport(outcome: .errored("the evaluation left this job out"), duration: .zero)
         }
-        output.note("\(build.state.rawValue): \(build.summary)")
-        return build.state == .succeeded ? 0 : 1
+    }
+
+    /// The commit checked out in `repository` (`.git/HEAD`, through a loose ref); nil when unknown.
+    static func head(_ repository: String) -> String? {
+        guard var line = try? String(contentsOfFile: repository + "/.git/HEAD", encoding: .utf8) else { return nil }
+        line = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        if line.hasPrefix("ref: ") {
+            guard let target = try? String(contentsOfFile: repository + "/.git/" + line.dropFirst(5), encoding: .utf8) else {
+                return nil
+            }
+            line = target.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return CommitID.isValid(line) ? line : nil
     }
 
     /// `name` and every job it needs, transitively, in plan order.

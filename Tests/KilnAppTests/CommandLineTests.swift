@@ -109,6 +109,8 @@ import Testing
             #expect(ran.status == 1)
             #expect(ran.errors.contains("✔ ok:"), "\(ran.errors)")
             #expect(ran.errors.contains("✘ bad:"), "\(ran.errors)")
+            // The build's end, as the coordinator's `build.finished` event says it.
+            #expect(ran.errors.contains("kiln: failed: bad: failed after"), "\(ran.errors)")
             #expect(ran.output.contains("fine-\(marker)") && ran.output.contains("doomed-\(marker)"), "\(ran.output)")
             // One evaluation for both jobs.
             #expect((ran.output + ran.errors).components(separatedBy: "shared-\(marker)").count - 1 == 1, "\(ran.output)\(ran.errors)")
