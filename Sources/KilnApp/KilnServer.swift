@@ -31,7 +31,8 @@ public enum KilnServer {
     public static func collectGarbage(_ configuration: KilnConfiguration, logger: Logger) async throws -> (builds: Int, jobs: Int) {
         let store = try SQLiteStore(path: configuration.storage.dataDirectory + "/kiln.sqlite")
         let collector = GarbageCollector(
-            store: store, paths: WorkerPaths(dataDirectory: configuration.storage.dataDirectory),
+            coordinator: BuildCoordinator(store: store, logger: logger),
+            paths: WorkerPaths(dataDirectory: configuration.storage.dataDirectory),
             retention: configuration.storage.retention, logger: logger)
         return try await collector.collect(now: Date())
     }
@@ -133,7 +134,7 @@ public enum KilnServer {
             },
             logger: logger)
         let collector = GarbageCollector(
-            store: store, paths: paths, retention: configuration.storage.retention, logger: logger)
+            coordinator: coordinator, paths: paths, retention: configuration.storage.retention, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: lock), .init(service: reporter), .init(service: collector), .init(service: worker), .init(service: application),
         ]

@@ -193,6 +193,14 @@ public struct BuildCoordinator: Sendable {
         }
     }
 
+    /// Removes builds that ended before `date` (the caller removes the returned jobs' logs), and
+    /// events older than `date` beyond the newest `eventsKept`.
+    public func removeOld(endedBefore date: Date, eventsKept: Int) async throws -> (builds: Int, jobs: [JobID]) {
+        let removed = try await store.removeBuilds(endedBefore: date)
+        try await store.pruneEvents(olderThan: date, keep: eventsKept)
+        return removed
+    }
+
     // MARK: Events
 
     /// Runs `change` to builds `builds` and publishes what `preceding` makes of each build as it

@@ -7,15 +7,17 @@ import ServiceLifecycle
 public struct GarbageCollector: Service {
     /// Events the log keeps at most.
     public static let eventsKept = 100_000
-    private let store: any BuildStore & EventLog
+    private let coordinator: BuildCoordinator
     private let paths: WorkerPaths
     private let retention: Duration
     private let interval: Duration
     private let logger: Logger
 
     /// A collector that runs at start and then every `interval`.
-    public init(store: any BuildStore & EventLog, paths: WorkerPaths, retention: Duration, interval: Duration = .seconds(86400), logger: Logger) {
-        self.store = store
+    public init(
+        coordinator: BuildCoordinator, paths: WorkerPaths, retention: Duration, interval: Duration = .seconds(86400), logger: Logger
+    ) {
+        self.coordinator = coordinator
         self.paths = paths
         self.retention = retention
         self.interval = interval
@@ -41,8 +43,7 @@ public struct GarbageCollector: Service {
     /// Removes what ended before `now` minus the retention; returns how many builds and jobs went.
     public func collect(now: Date) async throws -> (builds: Int, jobs: Int) {
         let seconds = Double(retention.components.seconds)
-        let removed = try await store.removeBuilds(endedBefore: now.addingTimeInterval(-seconds))
-        try await store.pruneEvents(olderThan: now.addingTimeInterval(-seconds), keep: Self.eventsKept)
+        let removed = try await coordinator.removeOld(endedBefore: now.addingTimeInterval(-seconds), eventsKept: Self.eventsKept)
         let logs = JobLogs(paths)
         for job in removed.jobs { logs.remove(job) }
         return (removed.builds, removed.jobs.count)

@@ -216,7 +216,9 @@ import Testing
                 }
                 ids.append(build)
             }
-            let collector = GarbageCollector(store: store, paths: paths, retention: .seconds(30 * 86400), logger: .init(label: "test"))
+            let collector = GarbageCollector(
+                coordinator: BuildCoordinator(store: store, logger: .init(label: "test")), paths: paths,
+                retention: .seconds(30 * 86400), logger: .init(label: "test"))
             let removed = try await collector.collect(now: now)
             #expect(removed.builds == 1 && removed.jobs == 1)
             #expect(try await store.buildDetails(ids[0]) == nil)
