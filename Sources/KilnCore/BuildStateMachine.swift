@@ -45,6 +45,12 @@ public struct BuildStateMachine: Sendable, Hashable {
         case restartClocks([JobID])
     }
 
+    /// The job `actions` start, if they start one.
+    public static func startedJob(_ actions: [Action]) -> JobID? {
+        for case .startJob(let job, _) in actions { return job }
+        return nil
+    }
+
     /// A job to queue and the summary it starts with.
     public struct QueuedJob: Sendable, Hashable {
         /// The job.

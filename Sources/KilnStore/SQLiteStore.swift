@@ -138,11 +138,7 @@ public struct SQLiteStore: KilnStore {
             for id in candidates {
                 guard let snapshot = try Self.snapshot(id, db) else { continue }
                 let actions = decide(snapshot)
-                guard let started = actions.lazy.compactMap({ action -> JobID? in
-                    if case .startJob(let job, _) = action { return job }
-                    return nil
-                }).first
-                else { continue }
+                guard let started = BuildStateMachine.startedJob(actions) else { continue }
                 try apply(actions, to: snapshot.build, at: now, db)
                 guard let after = try Self.snapshot(id, db), let job = after.jobs.first(where: { $0.id == started }) else {
                     throw StoreError.corrupt("job \(started) vanished while it started")

@@ -85,11 +85,7 @@ public final class InMemoryStore: KilnStore {
             for id in candidates {
                 guard let snapshot = state.snapshot(id) else { continue }
                 let actions = decide(snapshot)
-                guard let started = actions.lazy.compactMap({ action -> JobID? in
-                    if case .startJob(let job, _) = action { return job }
-                    return nil
-                }).first
-                else { continue }
+                guard let started = BuildStateMachine.startedJob(actions) else { continue }
                 Self.apply(actions, to: snapshot.build, at: now, &state)
                 return ClaimedJob(job: state.jobs[started]!, build: state.builds[id]!)
             }

@@ -44,6 +44,15 @@ import Testing
                 maxBodyBytes: maxBodyBytes, maxConcurrentWebhooks: maxConcurrentWebhooks, publicURL: "https://kiln.example/")
         }
 
+        /// A build of a push, queued.
+        func accepted() async throws -> BuildID {
+            try await coordinator.accept(
+                NewDelivery(
+                    forge: "github", deliveryID: "d1", repositoryID: repository, repository: "octo/hello", ref: .branch("main"),
+                    sha: String(repeating: "1", count: 40))
+            ).buildID
+        }
+
         /// Runs `body` with a router test client over these dependencies.
         func test(
             adminToken: String? = ControllerTests.token, maxConcurrentWebhooks: Int = 4, maxBodyBytes: Int = 1 << 20,
@@ -124,11 +133,7 @@ import Testing
 
     @Test func buildsJobsAndPagesAnswerForWhatExistsAnd404Otherwise() async throws {
         let fixture = Fixture()
-        let build = try await fixture.coordinator.accept(
-            NewDelivery(
-                forge: "github", deliveryID: "d1", repositoryID: fixture.repository, repository: "octo/hello", ref: .branch("main"),
-                sha: String(repeating: "1", count: 40))
-        ).buildID
+        let build = try await fixture.accepted()
         try await fixture.test { client in
             let list = try await client.execute(uri: "/api/v1/builds", method: .get)
             #expect(list.status == .ok && Self.text(list).contains("\"id\" : \(build)"))
@@ -150,11 +155,7 @@ import Testing
 
     @Test func theControlAPIWantsItsTokenAndSaysWhatItDid() async throws {
         let fixture = Fixture()
-        let build = try await fixture.coordinator.accept(
-            NewDelivery(
-                forge: "github", deliveryID: "d1", repositoryID: fixture.repository, repository: "octo/hello", ref: .branch("main"),
-                sha: String(repeating: "1", count: 40))
-        ).buildID
+        let build = try await fixture.accepted()
         try await fixture.test { client in
             let none = try await client.execute(uri: "/api/v1/builds/\(build)/cancel", method: .post)
             #expect(none.status == .unauthorized)
