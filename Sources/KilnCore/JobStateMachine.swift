@@ -51,7 +51,9 @@ public struct JobStateMachine: Sendable, Hashable {
         self.allowFailure = allowFailure
     }
 
-    /// Applies `input` and returns what to do.
+    /// Applies `input` and returns what to do. An input that arrives after the job ended (a
+    /// report after the watchdog ended it, a late cancel) is `.none`; an input that cannot
+    /// happen (a queued job reporting, a running one starting again) is a programming error.
     public mutating func apply(_ input: Input) -> Action {
         switch (state, input) {
         case (.queued, .start):
@@ -72,8 +74,13 @@ public struct JobStateMachine: Sendable, Hashable {
             state = .queued
             summary = "queued again: Kiln restarted while it ran"
             return .none
-        default:
+        case (_, .finish), (_, .cancel), (_, .dependencyDidNotSucceed):
+            // Only an ended job gets here: the watchdog or recovery ended it first, or a cancel
+            // or a failed dependency arrives after its end. It keeps that end.
+            precondition(state.isFinal, "a \(state.rawValue) job cannot take \(input)")
             return .none
+        case (_, .start), (_, .requeue):
+            preconditionFailure("a \(state.rawValue) job cannot take \(input)")
         }
     }
 

@@ -28,14 +28,27 @@ import Testing
         (.queued, .cancel(.requested), .report(.cancelled, description: "cancelled"), .cancelled),
         (.running, .cancel(.requested), .stop(.requested), .running),
         (.running, .requeue, .none, .queued),
-        // Inputs that do not apply change nothing.
-        (.queued, .finish(succeeded), .none, .queued),
-        (.running, .start, .none, .running),
-        (.succeeded, .start, .none, .succeeded),
+        // Inputs that arrive after the job ended change nothing.
+        (.errored, .finish(succeeded), .none, .errored),
         (.failed, .cancel(.requested), .none, .failed),
         (.succeeded, .dependencyDidNotSucceed(name: "x", state: .failed), .none, .succeeded),
-        (.queued, .requeue, .none, .queued),
     ]
+
+    /// Inputs that cannot happen stop the process instead of passing silently.
+    @Test func impossibleInputsAreProgrammingErrors() async {
+        await #expect(processExitsWith: .failure) {
+            var machine = JobStateMachine(state: .queued)
+            _ = machine.apply(.finish(JobReport(outcome: .succeeded, duration: .zero)))
+        }
+        await #expect(processExitsWith: .failure) {
+            var machine = JobStateMachine(state: .running)
+            _ = machine.apply(.start)
+        }
+        await #expect(processExitsWith: .failure) {
+            var machine = JobStateMachine(state: .queued)
+            _ = machine.apply(.requeue)
+        }
+    }
 
     @Test func allowedFailureSaysSoFirst() {
         var machine = Machine(state: .running, allowFailure: true)
