@@ -161,23 +161,3 @@ public enum KilnServer {
     }
 }
 
-/// The events socket's file: a stale one (from a killed Kiln) is removed before binding, and
-/// the file is removed at shutdown.
-struct EventsSocketFile: Service {
-    let path: String
-
-    /// Removes a stale socket at `path`; refuses to remove anything that is not a socket.
-    static func prepare(_ path: String) throws {
-        var status = stat()
-        guard lstat(path, &status) == 0 else { return }
-        guard status.st_mode & S_IFMT == S_IFSOCK else {
-            throw StoreError.unavailable(path: path, reason: "server.events-socket names a file that is not a socket; Kiln will not replace it")
-        }
-        unlink(path)
-    }
-
-    func run() async throws {
-        try? await gracefulShutdown()
-        unlink(path)
-    }
-}
