@@ -7,6 +7,7 @@ import KilnHTTP
 import KilnNix
 import KilnStore
 import Logging
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
@@ -95,7 +96,14 @@ public enum KilnServer {
             endpoints[forge.name] = ForgeEndpoint(forge: forges[forge.name]!, repositories: [:])
         }
 
-        let coordinator = BuildCoordinator(store: store, logger: logger)
+        // Each server has its own registry: no process-wide metrics system to bootstrap.
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = KilnMetrics.durationBuckets
+        factory.valueHistogramBuckets["kiln_output_bytes"] = KilnMetrics.byteBuckets
+        let metrics = KilnMetrics(
+            factory: factory, forgeTypes: Dictionary(uniqueKeysWithValues: configuration.forges.map { ($0.name, $0.type.rawValue) }))
+        let coordinator = BuildCoordinator(store: store, metrics: metrics, logger: logger)
         let health = HealthState()
         let progress = ProgressBoard()
         let paths = WorkerPaths(dataDirectory: dataDirectory)
@@ -122,7 +130,7 @@ public enum KilnServer {
                 adminToken: configuration.server.adminToken, health: health, progress: progress, databaseWritable: { await store.isWritable() }, paths: paths,
                 maxBodyBytes: configuration.server.maxBodyBytes, maxConcurrentWebhooks: configuration.server.maxConcurrentWebhooks,
                 maxEventStreams: configuration.server.maxEventStreams,
-                publicURL: configuration.server.publicURL)
+                publicURL: configuration.server.publicURL, metricsRegistry: registry, workerSlots: configuration.nix.maxParallelJobs)
         let router = buildRouter(dependencies)
         let application = Application(
             router: router,

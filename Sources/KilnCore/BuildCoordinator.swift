@@ -13,6 +13,8 @@ public struct BuildCoordinator: Sendable {
     public let running: RunningJobs
     /// The doorbells the worker and the status reporter wait on.
     public let bells: Doorbells
+    /// Counters and histograms of what happens.
+    public let metrics: KilnMetrics
     private let logger: Logger
     /// Changes whose events are derived by comparing before and after run one at a time, so
     /// that each transition is published once, in order.
@@ -21,10 +23,14 @@ public struct BuildCoordinator: Sendable {
     private let progressTimes = ProgressTimes()
 
     /// Creates the coordinator of `store`.
-    public init(store: any KilnStore, running: RunningJobs = RunningJobs(), bells: Doorbells = Doorbells(), logger: Logger) {
+    public init(
+        store: any KilnStore, running: RunningJobs = RunningJobs(), bells: Doorbells = Doorbells(), metrics: KilnMetrics = .none,
+        logger: Logger
+    ) {
         self.store = store
         self.running = running
         self.bells = bells
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -107,6 +113,7 @@ public struct BuildCoordinator: Sendable {
         defer { changes.unlock() }
         guard let claimed = try await store.claimRunnableJob(at: Date(), freeMemory: freeMemory) else { return nil }
         let job = claimed.job
+        metrics.jobStarted(waited: (job.startedAt ?? job.queuedAt).timeIntervalSince(job.queuedAt))
         await publish([
             KilnEvent(
                 type: "job.started", buildID: claimed.build.id, jobID: job.id, repository: claimed.build.repository,
@@ -135,6 +142,7 @@ public struct BuildCoordinator: Sendable {
         // lock, so that a job the watchdog has ended meanwhile keeps that end and tells nothing.
         let postBuild = { (before: BuildDetails) -> [KilnEvent] in
             guard before.jobs.contains(where: { $0.id == job && !$0.state.isFinal }) else { return [] }
+            metrics.derivations(report)
             return BuildEvents.postBuild(report, job: job, build: before.build.id, repository: before.build.repository)
         }
         let build = try await changing(owner.map { [$0] } ?? [], preceding: postBuild) {
@@ -167,6 +175,7 @@ public struct BuildCoordinator: Sendable {
     /// Records what posting a status came to (posted, retried later, or given up).
     public func recordStatusDelivery(_ entry: OutboxEntry, _ result: StatusDeliveryResult) async throws {
         try await store.recordStatusDelivery(entry.id, result, at: Date())
+        metrics.statusPost(forge: entry.forge, result)
         guard let event = BuildEvents.status(entry, result) else { return }
         await changes.lock()
         defer { changes.unlock() }
@@ -217,6 +226,7 @@ public struct BuildCoordinator: Sendable {
         for id in builds {
             guard let after = try? await store.buildDetails(id) else { continue }
             events += BuildEvents.between(before[id], after)
+            metrics.observe(before[id], after)
         }
         await publish(events)
         return result

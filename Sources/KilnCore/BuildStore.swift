@@ -250,6 +250,37 @@ public protocol BuildQueries: Sendable {
 
     /// The newest builds, newest first.
     func recentBuilds(limit: Int) async throws -> [BuildRecord]
+
+    /// What waits and runs now, for metrics.
+    func queueStats() async throws -> QueueStats
+}
+
+/// What waits and runs at one moment.
+public struct QueueStats: Sendable, Hashable {
+    /// Builds queued for planning.
+    public var queuedBuilds: Int
+    /// When the oldest of them was queued.
+    public var oldestQueuedBuild: Date?
+    /// Jobs queued.
+    public var queuedJobs: Int
+    /// When the oldest of them was queued.
+    public var oldestQueuedJob: Date?
+    /// Jobs running.
+    public var runningJobs: Int
+    /// Statuses waiting to be posted.
+    public var pendingStatuses: Int
+
+    /// Creates figures.
+    public init(
+        queuedBuilds: Int, oldestQueuedBuild: Date?, queuedJobs: Int, oldestQueuedJob: Date?, runningJobs: Int, pendingStatuses: Int
+    ) {
+        self.queuedBuilds = queuedBuilds
+        self.oldestQueuedBuild = oldestQueuedBuild
+        self.queuedJobs = queuedJobs
+        self.oldestQueuedJob = oldestQueuedJob
+        self.runningJobs = runningJobs
+        self.pendingStatuses = pendingStatuses
+    }
 }
 
 /// Everything the server needs from its database.

@@ -62,6 +62,15 @@ public enum CachePushResult: Sendable, Hashable {
         case .failed(let error, let attempts): return "push failed after \(attempts) attempts: \(error)"
         }
     }
+
+    /// `pushed`, `not_pushed` or `failed`: a metric label.
+    public var outcomeLabel: String {
+        switch self {
+        case .pushed: return "pushed"
+        case .notPushed: return "not_pushed"
+        case .failed: return "failed"
+        }
+    }
 }
 
 /// What the executor reports after a job run: how it ended and what it cost.
@@ -91,6 +100,8 @@ public struct JobReport: Sendable, Hashable {
     public var builtOutputs: [String: [String]] = [:]
     /// Derivations whose builder failed.
     public var failedDerivations: [String] = []
+    /// Store paths nix fetched from a substituter (a binary cache) for this job.
+    public var substituted: Int = 0
 
     /// Creates a report.
     public init(

@@ -65,18 +65,51 @@ public struct WebhookIntake: Sendable {
     /// Verifies, decodes and records one delivery to forge `forgeName`.
     /// - Throws: only when the database fails; the edge answers 503 and the forge may redeliver.
     public func receive(forge forgeName: String, _ delivery: WebhookDelivery) async throws -> IntakeResult {
-        guard let endpoint = endpoints[forgeName] else { return .unknownForge(forgeName) }
+        guard let endpoint = endpoints[forgeName] else {
+            coordinator.metrics.webhook(forge: forgeName, event: "unknown", outcome: "unknown_forge")
+            return .unknownForge(forgeName)
+        }
         let outcome: WebhookOutcome
         do {
             outcome = try endpoint.forge.receive(delivery)
         } catch {
             logger.notice("webhook refused", metadata: ["forge": "\(forgeName)", "reason": "\(error)"])
+            coordinator.metrics.webhook(forge: forgeName, event: "unknown", outcome: "rejected")
             return .rejected(error)
         }
         guard case .events(let events) = outcome else {
+            coordinator.metrics.webhook(forge: forgeName, event: "other", outcome: "ignored")
             if case .ignored(let reason) = outcome { return .ignored(reason: reason) }
             return .ignored(reason: "nothing to do")
         }
+        let result = try await act(on: events, endpoint, forgeName)
+        let outcomeLabel: String
+        switch result {
+        case .accepted(let builds): outcomeLabel = builds.contains(where: \.isNew) ? "accepted" : "duplicate"
+        case .ignored: outcomeLabel = "ignored"
+        case .unknownRepository: outcomeLabel = "unknown_repository"
+        case .unknownForge: outcomeLabel = "unknown_forge"
+        case .rejected: outcomeLabel = "rejected"
+        }
+        coordinator.metrics.webhook(forge: forgeName, event: events.first.map(Self.kind) ?? "other", outcome: outcomeLabel)
+        return result
+    }
+
+    /// The kind of an event, for metrics.
+    private static func kind(_ event: ForgeEvent) -> String {
+        switch event {
+        case .push(let push):
+            if case .tag = push.ref { return "tag_push" }
+            return "push"
+        case .pullRequest: return "pull_request"
+        case .pullRequestClosed: return "pull_request_closed"
+        case .rerun: return "rerun"
+        case .approve: return "approval"
+        }
+    }
+
+    /// Records what the events of one delivery ask for.
+    private func act(on events: [ForgeEvent], _ endpoint: ForgeEndpoint, _ forgeName: String) async throws -> IntakeResult {
         var accepted: [AcceptedBuild] = []
         var reasons: [String] = []
         for (index, event) in events.enumerated() {

@@ -164,6 +164,9 @@ public final class EventStreams: Service, Sendable {
     /// Whether the streams must end.
     var closing: Bool { closed.withLock { $0 } }
 
+    /// Streams open now, on the API and the socket together.
+    public var openCount: Int { open.withLock { $0 } }
+
     /// Whether another stream may open. (Counted while streams run, so that a stream whose
     /// response never started takes nothing away; a burst may pass the limit by a few.)
     var hasRoom: Bool { open.withLock { $0 < limit } }

@@ -1,4 +1,5 @@
 import KilnCore
+import Prometheus
 import Synchronization
 
 /// What the HTTP edge needs: intake for webhooks, the store for pages and the API,
@@ -28,13 +29,18 @@ public struct HTTPDependencies: Sendable {
     public var webhookSlots: Slots
     /// Base of links in pages and API answers.
     public var publicURL: String
+    /// Where `/metrics` reads from; nil serves no metrics.
+    public var metricsRegistry: PrometheusCollectorRegistry?
+    /// Jobs the worker runs at once, for `kiln_worker_slots`.
+    public var workerSlots: Int
 
     /// Creates dependencies.
     public init(
         intake: WebhookIntake, coordinator: BuildCoordinator,
         adminToken: Secret?, health: HealthState, progress: ProgressBoard,
         databaseWritable: @escaping @Sendable () async -> Bool, paths: WorkerPaths, maxBodyBytes: Int,
-        maxConcurrentWebhooks: Int = 64, maxEventStreams: Int = 1000, publicURL: String
+        maxConcurrentWebhooks: Int = 64, maxEventStreams: Int = 1000, publicURL: String,
+        metricsRegistry: PrometheusCollectorRegistry? = nil, workerSlots: Int = 1
     ) {
         self.intake = intake
         self.store = coordinator.store
@@ -48,6 +54,8 @@ public struct HTTPDependencies: Sendable {
         self.maxBodyBytes = maxBodyBytes
         self.webhookSlots = Slots(maxConcurrentWebhooks)
         self.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
+        self.metricsRegistry = metricsRegistry
+        self.workerSlots = workerSlots
     }
 }
 

@@ -28,6 +28,13 @@ public func buildRouter(_ dependencies: HTTPDependencies) -> Router<BasicRequest
     router.addRoutes(
         PagesController(store: store, events: dependencies.coordinator.store, progress: dependencies.progress, logs: dependencies.logs)
             .endpoints)
+    if let registry = dependencies.metricsRegistry {
+        router.addRoutes(
+            MetricsController(
+                registry: registry, metrics: dependencies.coordinator.metrics, store: store, streams: dependencies.eventStreams,
+                workerSlots: dependencies.workerSlots
+            ).endpoints)
+    }
     return router
 }
 

@@ -111,6 +111,7 @@ public struct NixExecutor: Executor {
             }
             run.built = renderer.builtDerivations.sorted()
             run.failedDerivations = renderer.failedDerivations
+            run.substituted = renderer.substituted.count
             run.built = run.built.filter { !run.failedDerivations.contains($0) }
             let unknown = run.built.filter { job.knownOutputs[$0] == nil }
             let learnt = unknown.isEmpty ? [:] : await outputsOf(unknown, binaries) ?? [:]
@@ -344,11 +345,14 @@ private struct JobRunState {
     var waitedFor: [String] = []
     var builtOutputs: [String: [String]] = [:]
     var failedDerivations: [String] = []
+    var substituted = 0
 
     func report(_ outcome: JobOutcome, exitCode: Int32? = nil, _ session: NixSession? = nil) -> JobReport {
-        JobReport(
+        var report = JobReport(
             outcome: outcome, exitCode: exitCode, derivations: derivations, outputs: outputs,
             duration: ContinuousClock.now - started, cpuSeconds: session?.cpuSeconds, peakMemoryKilobytes: session?.peakKilobytes,
             cache: cache, built: built, waitedFor: waitedFor, builtOutputs: builtOutputs, failedDerivations: failedDerivations)
+        report.substituted = substituted
+        return report
     }
 }

@@ -16,6 +16,8 @@ final class NixLogRenderer: @unchecked Sendable {
     private(set) var builtDerivations: Set<String> = []
     /// The derivations whose builder failed, as nix reported them.
     private(set) var failedDerivations: [String] = []
+    /// Store paths nix substituted (fetched from a binary cache).
+    private(set) var substituted: Set<String> = []
 
     private struct Build {
         var derivation: String
@@ -51,6 +53,9 @@ final class NixLogRenderer: @unchecked Sendable {
             // Kiln keeps no GC roots on purpose (see the README); nix warns about it every time.
             if message.contains("you did not specify '--add-root'") { return }
             sink.write(Array((message + "\n").utf8))
+        case "start" where (object["type"] as? Int) == 108:
+            // A substitution: fields are the store path and the substituter.
+            if let path = (object["fields"] as? [Any])?.first as? String { substituted.insert(path) }
         case "start" where (object["type"] as? Int) == 105:
             let fields = object["fields"] as? [Any] ?? []
             guard let derivation = fields.first as? String else { return }

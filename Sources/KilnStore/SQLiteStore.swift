@@ -219,6 +219,20 @@ public struct SQLiteStore: KilnStore {
         }
     }
 
+    public func queueStats() async throws -> QueueStats {
+        try await database.read { db in
+            let builds = try Row.fetchOne(
+                db, sql: "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM builds WHERE state = \(BuildState.queued.sql)")
+            let jobs = try Row.fetchOne(
+                db, sql: "SELECT COUNT(*) AS n, MIN(queued_at) AS oldest FROM jobs WHERE state = \(JobState.queued.sql)")
+            let running = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM jobs WHERE state = \(JobState.running.sql)") ?? 0
+            let pending = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM status_outbox WHERE delivery = 'pending'") ?? 0
+            return QueueStats(
+                queuedBuilds: builds?["n"] ?? 0, oldestQueuedBuild: Rows.date(builds?["oldest"]), queuedJobs: jobs?["n"] ?? 0,
+                oldestQueuedJob: Rows.date(jobs?["oldest"]), runningJobs: running, pendingStatuses: pending)
+        }
+    }
+
     public func removeBuilds(endedBefore date: Date) async throws -> (builds: Int, jobs: [JobID]) {
         try await database.write { db in
             let cutoff = date.timeIntervalSince1970

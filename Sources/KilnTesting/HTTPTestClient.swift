@@ -11,6 +11,8 @@ public enum HTTPTestClient {
         public var status: Int
         /// Body as text.
         public var body: String
+        /// Response headers, names lowercased (the last value of a repeated header).
+        public var headers: [String: String] = [:]
 
         /// The body as a JSON object.
         public var json: [String: Any] {
@@ -28,6 +30,8 @@ public enum HTTPTestClient {
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 64 << 20)
-        return Answer(status: Int(response.status.code), body: String(buffer: bytes))
+        var answer = Answer(status: Int(response.status.code), body: String(buffer: bytes))
+        for header in response.headers { answer.headers[header.name.lowercased()] = header.value }
+        return answer
     }
 }

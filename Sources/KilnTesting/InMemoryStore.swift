@@ -173,6 +173,17 @@ public final class InMemoryStore: KilnStore {
         state.withLock { Array($0.builds.values.sorted { $0.id > $1.id }.prefix(limit)) }
     }
 
+    public func queueStats() async throws -> QueueStats {
+        state.withLock { state in
+            let builds = state.builds.values.filter { $0.state == .queued }
+            let jobs = state.jobs.values.filter { $0.state == .queued }
+            return QueueStats(
+                queuedBuilds: builds.count, oldestQueuedBuild: builds.map(\.createdAt).min(), queuedJobs: jobs.count,
+                oldestQueuedJob: jobs.map(\.queuedAt).min(), runningJobs: state.jobs.values.filter { $0.state == .running }.count,
+                pendingStatuses: state.outbox.filter { $0.delivery == .pending }.count)
+        }
+    }
+
     // MARK: BuildControl
 
     public func unfinishedBuilds(_ key: BuildKey, repository: RepositoryID, olderThan build: BuildID) async throws -> [BuildRecord] {
