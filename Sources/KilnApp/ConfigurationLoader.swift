@@ -79,7 +79,7 @@ struct ConfigReader {
         let keys = mapping(
             node, [
                 "listen", "public-url", "max-body-bytes", "max-concurrent-webhooks", "max-event-streams", "admin-token-file",
-                "events-socket",
+                "events-socket", "private",
             ])
         let listenText = text(keys, "listen", path) ?? "127.0.0.1:8080"
         guard let (host, port) = Self.hostAndPort(listenText) else {
@@ -98,10 +98,14 @@ struct ConfigReader {
         if let eventsSocket, eventsSocket.utf8.count > 100 {
             report(keys["events-socket"], path + ["events-socket"], "'\(eventsSocket)' is too long for a Unix socket path (at most 100 bytes)")
         }
+        let privateText = text(keys, "private", path) ?? "false"
+        if !["true", "false"].contains(privateText) {
+            report(keys["private"], path + ["private"], "'\(privateText)' is not true or false")
+        }
         return KilnConfiguration.Server(
             host: host, port: port, publicURL: publicURL, maxBodyBytes: maxBody, maxConcurrentWebhooks: concurrent,
             adminToken: adminToken, eventsSocket: eventsSocket,
-            maxEventStreams: integer(keys, "max-event-streams", path, in: 1...100_000) ?? 1000)
+            maxEventStreams: integer(keys, "max-event-streams", path, in: 1...100_000) ?? 1000, isPrivate: privateText == "true")
     }
 
     mutating func storage(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Storage? {

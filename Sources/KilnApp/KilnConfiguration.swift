@@ -24,6 +24,8 @@ public struct KilnConfiguration: Sendable {
         public var eventsSocket: String? = nil
         /// Event streams open at once, at most; more get 503.
         public var maxEventStreams: Int = 1000
+        /// Pages, logs, the API, events and metrics need a `read` token (webhooks and `/health` do not).
+        public var isPrivate = false
     }
 
     /// `storage`.

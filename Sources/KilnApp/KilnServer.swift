@@ -28,6 +28,12 @@ public enum KilnServer {
         }
     }
 
+    /// The API tokens of the configured data directory (`kiln token`).
+    public static func tokenStore(_ configuration: KilnConfiguration) throws -> any TokenStore {
+        try FileManager.default.createDirectory(atPath: configuration.storage.dataDirectory, withIntermediateDirectories: true)
+        return try SQLiteStore(path: configuration.storage.dataDirectory + "/kiln.sqlite")
+    }
+
     /// `kiln gc`: removes builds and logs older than `storage.retention` once; returns how many builds and jobs went.
     public static func collectGarbage(_ configuration: KilnConfiguration, logger: Logger) async throws -> (builds: Int, jobs: Int) {
         let store = try SQLiteStore(path: configuration.storage.dataDirectory + "/kiln.sqlite")
@@ -130,7 +136,8 @@ public enum KilnServer {
                 adminToken: configuration.server.adminToken, health: health, progress: progress, databaseWritable: { await store.isWritable() }, paths: paths,
                 maxBodyBytes: configuration.server.maxBodyBytes, maxConcurrentWebhooks: configuration.server.maxConcurrentWebhooks,
                 maxEventStreams: configuration.server.maxEventStreams,
-                publicURL: configuration.server.publicURL, metricsRegistry: registry, workerSlots: configuration.nix.maxParallelJobs)
+                publicURL: configuration.server.publicURL, metricsRegistry: registry, workerSlots: configuration.nix.maxParallelJobs,
+                tokens: store, isPrivate: configuration.server.isPrivate)
         let router = buildRouter(dependencies)
         let application = Application(
             router: router,

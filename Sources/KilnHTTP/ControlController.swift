@@ -6,12 +6,12 @@ import NIOFoundationEssentialsCompat
 import KilnPipeline
 
 /// The control API: approving a fork's pull request, cancelling, running again. Every call
-/// needs `Authorization: Bearer <server.admin-token-file's token>`.
+/// needs `Authorization: Bearer` with a `control` or `admin` API token, or the admin token.
 struct ControlController: Sendable {
     /// Where approvals, cancels and re-runs go.
     let coordinator: BuildCoordinator
-    /// The bearer token; nil turns the control API off.
-    let adminToken: Secret?
+    /// Who may: the admin token, or a `control` (or `admin`) API token.
+    let access: Access
     /// Base of links.
     let publicURL: String
 
@@ -27,7 +27,7 @@ struct ControlController: Sendable {
     /// `POST /api/v1/approvals` with `{"build_id": N, "sha": "<head commit>"}`: approves exactly
     /// that commit of the waiting pull request build and queues it.
     private func approve(_ request: Request) async throws -> Response {
-        if let refusal = try authorize(request) { return refusal }
+        if let refusal = try await access.refusal(request, needs: .control) { return refusal }
         var request = request
         let body = try await request.collectBody(upTo: 64 << 10)
         guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any],
@@ -52,7 +52,7 @@ struct ControlController: Sendable {
 
     /// `POST /api/v1/builds/{id}/cancel`.
     private func cancel(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        if let refusal = try authorize(request) { return refusal }
+        if let refusal = try await access.refusal(request, needs: .control) { return refusal }
         guard let id = context.parameters.get("id", as: BuildID.self), let details = try await coordinator.store.buildDetails(id)
         else { return try JSONBody.error(.notFound, "no build with this id") }
         guard !details.build.state.isFinal else {
@@ -64,7 +64,7 @@ struct ControlController: Sendable {
 
     /// `POST /api/v1/builds/{id}/rerun`: a new build of the same commit.
     private func rerun(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        if let refusal = try authorize(request) { return refusal }
+        if let refusal = try await access.refusal(request, needs: .control) { return refusal }
         guard let id = context.parameters.get("id", as: BuildID.self), let details = try await coordinator.store.buildDetails(id)
         else { return try JSONBody.error(.notFound, "no build with this id") }
         let build = details.build
@@ -74,17 +74,5 @@ struct ControlController: Sendable {
         else { return try JSONBody.error(.notFound, "no build of \(build.sha) to run again") }
         return try JSONBody.response(
             .accepted, ["message": "build #\(again.buildID) queued", "url": "\(publicURL)/builds/\(again.buildID)"])
-    }
-
-    /// A refusal when the request does not carry the admin token; nil when it does.
-    private func authorize(_ request: Request) throws -> Response? {
-        guard let token = adminToken else {
-            return try JSONBody.error(.forbidden, "the control API is off: set server.admin-token-file")
-        }
-        let header = request.headers[.authorization] ?? ""
-        guard header.hasPrefix("Bearer "), ConstantTime.equals(Array(header.dropFirst(7).utf8), token.bytes) else {
-            return try JSONBody.error(.unauthorized, "send Authorization: Bearer <the token in server.admin-token-file>")
-        }
-        return nil
     }
 }

@@ -13,8 +13,12 @@ public struct HTTPDependencies: Sendable {
     public var coordinator: BuildCoordinator
     /// The event streams' doorbell and shutdown.
     public var eventStreams: EventStreams
-    /// The bearer token of the control API (approvals, cancel, re-run); nil disables it.
+    /// `server.admin-token-file`'s token: every scope.
     public var adminToken: Secret?
+    /// API tokens (`kiln token create`); nil when there are none.
+    public var tokens: (any TokenStore)?
+    /// Pages, logs, the API, events and metrics need a `read` token.
+    public var isPrivate: Bool
     /// Whether nix was confirmed usable.
     public var health: HealthState
     /// Running jobs' progress.
@@ -40,8 +44,11 @@ public struct HTTPDependencies: Sendable {
         adminToken: Secret?, health: HealthState, progress: ProgressBoard,
         databaseWritable: @escaping @Sendable () async -> Bool, paths: WorkerPaths, maxBodyBytes: Int,
         maxConcurrentWebhooks: Int = 64, maxEventStreams: Int = 1000, publicURL: String,
-        metricsRegistry: PrometheusCollectorRegistry? = nil, workerSlots: Int = 1
+        metricsRegistry: PrometheusCollectorRegistry? = nil, workerSlots: Int = 1, tokens: (any TokenStore)? = nil,
+        isPrivate: Bool = false
     ) {
+        self.tokens = tokens
+        self.isPrivate = isPrivate
         self.intake = intake
         self.store = coordinator.store
         self.coordinator = coordinator

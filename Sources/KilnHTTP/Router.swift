@@ -8,6 +8,8 @@ import NIOCore
 public func buildRouter(_ dependencies: HTTPDependencies) -> Router<BasicRequestContext> {
     let router = Router()
     let store = dependencies.store
+    let access = Access(adminToken: dependencies.adminToken, tokens: dependencies.tokens)
+    if dependencies.isPrivate { router.add(middleware: PrivateMiddleware(access: access)) }
     router.addRoutes(
         WebhookController(
             intake: dependencies.intake, slots: dependencies.webhookSlots, maxBodyBytes: dependencies.maxBodyBytes,
@@ -23,7 +25,7 @@ public func buildRouter(_ dependencies: HTTPDependencies) -> Router<BasicRequest
     router.addRoutes(EventsController(log: dependencies.coordinator.store, streams: dependencies.eventStreams).endpoints)
     router.addRoutes(
         ControlController(
-            coordinator: dependencies.coordinator, adminToken: dependencies.adminToken, publicURL: dependencies.publicURL
+            coordinator: dependencies.coordinator, access: access, publicURL: dependencies.publicURL
         ).endpoints)
     router.addRoutes(
         PagesController(store: store, events: dependencies.coordinator.store, progress: dependencies.progress, logs: dependencies.logs)

@@ -239,6 +239,19 @@ enum Schema {
             // No secondary index: every delivery writes an event, and streams read forward from
             // their position by id, the primary key.
         }
+        migrator.registerMigration("v9: API tokens, as digests") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE api_tokens (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        name TEXT NOT NULL UNIQUE,
+                        scope TEXT NOT NULL CHECK (scope IN ('read', 'control', 'admin')),
+                        digest BLOB NOT NULL CHECK (length(digest) = 32),
+                        created_at REAL NOT NULL,
+                        revoked_at REAL
+                    );
+                    """)
+        }
         return migrator
     }
 }

@@ -5,7 +5,7 @@ import Synchronization
 
 /// A hand-written `KilnStore` in memory, for coordinator tests that need no database: the
 /// store contract suite holds it to what SQLite does. Each method is atomic under one lock.
-public final class InMemoryStore: KilnStore {
+public final class InMemoryStore: KilnStore, TokenStore {
     struct State {
         var repositories: [String] = []
         var builds: [BuildID: BuildRecord] = [:]
@@ -19,6 +19,7 @@ public final class InMemoryStore: KilnStore {
         var planningSince: [BuildID: Date] = [:]
         var reusedFrom: [BuildID: BuildID] = [:]
         var nextID: Int64 = 1
+        var tokens: [(token: APIToken, digest: [UInt8])] = []
         var nextEventID: Int64 = 1
 
         mutating func newID() -> Int64 {
@@ -273,6 +274,32 @@ public final class InMemoryStore: KilnStore {
                 state.outbox[index].attempts += 1
                 state.outbox[index].lastError = error
             }
+        }
+    }
+
+    // MARK: TokenStore
+
+    public func createToken(name: String, scope: TokenScope, digest: [UInt8], at now: Date) async throws -> APIToken {
+        try state.withLock { state in
+            if state.tokens.contains(where: { $0.token.name == name }) { throw TokenError.nameTaken(name) }
+            let token = APIToken(id: state.newID(), name: name, scope: scope, createdAt: now)
+            state.tokens.append((token, digest))
+            return token
+        }
+    }
+
+    public func tokens() async throws -> [APIToken] { state.withLock { $0.tokens.map(\.token) } }
+
+    public func revokeToken(name: String, at now: Date) async throws {
+        try state.withLock { state in
+            guard let index = state.tokens.firstIndex(where: { $0.token.name == name }) else { throw TokenError.unknown(name) }
+            state.tokens[index].token.revokedAt = state.tokens[index].token.revokedAt ?? now
+        }
+    }
+
+    public func activeToken(_ id: Int64) async throws -> (scope: TokenScope, digest: [UInt8])? {
+        state.withLock { state in
+            state.tokens.first { $0.token.id == id && $0.token.revokedAt == nil }.map { ($0.token.scope, $0.digest) }
         }
     }
 

@@ -12,7 +12,7 @@ struct Kiln: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kiln",
         abstract: "A CI bot for Nix projects: forge webhooks in, sandboxed nix builds, commit statuses out.",
-        subcommands: [Serve.self, Check.self, Run.self, GC.self])
+        subcommands: [Serve.self, Check.self, Run.self, GC.self, TokenCommand.self])
 }
 
 struct Serve: AsyncParsableCommand {

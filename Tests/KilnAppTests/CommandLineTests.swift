@@ -134,6 +134,35 @@ import Testing
             #expect(ran.output == "removed 0 builds and 0 job logs older than 720h\n")
         }
     }
+
+    @Test func tokensAreShownOnceListedAndRevoked() throws {
+        try withTemporaryDirectoryBlocking { directory in
+            try "s".write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
+            try """
+                storage: {data-dir: data}
+                forges:
+                  github: {type: github, webhook-secret-files: [secret], status-api: none}
+                repositories:
+                  - {forge: github, name: o/r, clone-url: "file:repo"}
+                """.write(toFile: directory.appending("kiln.yaml"), atomically: true, encoding: .utf8)
+            let config = ["--config", directory.appending("kiln.yaml")]
+            let created = try run(["token", "create", "--name", "ci-bot", "--scope", "control"] + config)
+            #expect(created.status == 0 && created.errors.contains("it is not shown again"), "\(created.errors)")
+            let token = created.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(token.range(of: "^kiln_[0-9]+_[0-9a-f]{64}$", options: .regularExpression) != nil, "\(token)")
+            let again = try run(["token", "create", "--name", "ci-bot", "--scope", "read"] + config)
+            #expect(again.status == 1 && again.errors.contains("a token named 'ci-bot' exists"))
+            let badScope = try run(["token", "create", "--name", "x", "--scope", "root"] + config)
+            #expect(badScope.status != 0 && badScope.errors.contains("'root' is not a scope"))
+            let listed = try run(["token", "list"] + config)
+            #expect(listed.output.hasPrefix("ci-bot\tcontrol\tcreated ") && listed.output.contains("\tactive"))
+            #expect(!listed.output.contains(token.suffix(64)), "the list never shows a token")
+            #expect(try run(["token", "revoke", "--name", "ci-bot"] + config).status == 0)
+            #expect(try run(["token", "list"] + config).output.contains("\trevoked "))
+            let unknown = try run(["token", "revoke", "--name", "nobody"] + config)
+            #expect(unknown.status == 1 && unknown.errors.contains("no token is named 'nobody'"))
+        }
+    }
 }
 
 /// `withTemporaryDirectory` for synchronous tests.

@@ -99,6 +99,7 @@ import KilnNix
             "kiln.yaml:3:24: nix.options.build-use-sandbox: nix.options may not set 'build-use-sandbox': Kiln always sets accept-flake-config = false, allow-import-from-derivation = false, restrict-eval = true, sandbox = true, sandbox-fallback = false, with the work tree as the only search path"),
         ("nix:\n  max-parallel-jobs: lots\n" + minimal, "kiln.yaml:2:22: nix.max-parallel-jobs: 'lots' must be a whole number from 1 to 256"),
         ("nix:\n  max-parallel-evals: 0\n" + minimal, "kiln.yaml:2:23: nix.max-parallel-evals: '0' must be a whole number from 1 to 64"),
+        ("server:\n  private: yes\n" + minimal, "kiln.yaml:2:12: server.private: 'yes' is not true or false"),
     ]
 
     @Test func evaluationLimitsAreRead() throws {

@@ -31,7 +31,7 @@ import Testing
 
         func dependencies(
             directory: TemporaryDirectory, adminToken: String? = ControllerTests.token, maxConcurrentWebhooks: Int = 4,
-            maxBodyBytes: Int = 1 << 20
+            maxBodyBytes: Int = 1 << 20, isPrivate: Bool = false
         ) -> HTTPDependencies {
             let forge = GitHubForge(
                 settings: .init(apiURL: "http://127.0.0.1:9", webhookSecrets: [Secret(ControllerTests.secret)], token: nil))
@@ -41,7 +41,8 @@ import Testing
             return HTTPDependencies(
                 intake: intake, coordinator: coordinator, adminToken: adminToken.map(Secret.init), health: health,
                 progress: ProgressBoard(), databaseWritable: { true }, paths: WorkerPaths(dataDirectory: directory.path),
-                maxBodyBytes: maxBodyBytes, maxConcurrentWebhooks: maxConcurrentWebhooks, publicURL: "https://kiln.example/")
+                maxBodyBytes: maxBodyBytes, maxConcurrentWebhooks: maxConcurrentWebhooks, publicURL: "https://kiln.example/",
+                tokens: store, isPrivate: isPrivate)
         }
 
         /// A build of a push, queued.
@@ -56,13 +57,13 @@ import Testing
         /// Runs `body` with a router test client over these dependencies.
         func test(
             adminToken: String? = ControllerTests.token, maxConcurrentWebhooks: Int = 4, maxBodyBytes: Int = 1 << 20,
-            _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Void
+            isPrivate: Bool = false, _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Void
         ) async throws {
             try await withTemporaryDirectory("kiln-http") { directory in
                 let router = buildRouter(
                     dependencies(
                         directory: directory, adminToken: adminToken, maxConcurrentWebhooks: maxConcurrentWebhooks,
-                        maxBodyBytes: maxBodyBytes))
+                        maxBodyBytes: maxBodyBytes, isPrivate: isPrivate))
                 try await Application(router: router).test(.router, body)
             }
         }
@@ -180,10 +181,44 @@ import Testing
         #expect(try await fixture.store.buildDetails(build)?.build.state == .cancelled)
     }
 
-    @Test func withoutATokenTheControlAPIIsOff() async throws {
-        try await Fixture().test(adminToken: nil) { client in
-            let off = try await client.execute(uri: "/api/v1/builds/1/rerun", method: .post, headers: [.authorization: "Bearer x"])
-            #expect(off.status == .forbidden && Self.text(off).contains("server.admin-token-file"))
+    @Test func apiTokensOpenTheControlAPIByScopeUntilRevoked() async throws {
+        let fixture = Fixture()
+        let build = try await fixture.accepted()
+        let (_, control) = try await TokenText.create(name: "bot", scope: .control, in: fixture.store)
+        let (_, read) = try await TokenText.create(name: "dashboard", scope: .read, in: fixture.store)
+        try await fixture.test(adminToken: nil) { client in
+            let none = try await client.execute(uri: "/api/v1/builds/\(build)/rerun", method: .post, headers: [.authorization: "Bearer x"])
+            #expect(none.status == .unauthorized && Self.text(none).contains("kiln token create --scope control"))
+            #expect(none.headers[.wwwAuthenticate] == "Bearer")
+            let reader = try await client.execute(
+                uri: "/api/v1/builds/\(build)/rerun", method: .post, headers: [.authorization: "Bearer \(read)"])
+            #expect(reader.status == .forbidden && Self.text(reader).contains("scope is read; this needs control"))
+            let controller = try await client.execute(
+                uri: "/api/v1/builds/\(build)/rerun", method: .post, headers: [.authorization: "Bearer \(control)"])
+            #expect(controller.status == .accepted)
+            try await fixture.store.revokeToken(name: "bot", at: Date())
+            let revoked = try await client.execute(
+                uri: "/api/v1/builds/\(build)/rerun", method: .post, headers: [.authorization: "Bearer \(control)"])
+            #expect(revoked.status == .unauthorized)
+        }
+    }
+
+    @Test func aPrivateServerWantsAReadTokenForAllButWebhooksAndHealth() async throws {
+        let fixture = Fixture()
+        let build = try await fixture.accepted()
+        let (_, read) = try await TokenText.create(name: "dashboard", scope: .read, in: fixture.store)
+        fixture.health.update(.ready("nix 2.8.0"))
+        try await fixture.test(isPrivate: true) { client in
+            for uri in ["/", "/builds/\(build)", "/api/v1/builds", "/api/v1/builds/\(build)", "/api/v1/events", "/api/v1/jobs/1/log"] {
+                #expect(try await client.execute(uri: uri, method: .get).status == .unauthorized, "\(uri)")
+            }
+            let page = try await client.execute(uri: "/builds/\(build)", method: .get, headers: [.authorization: "Bearer \(read)"])
+            #expect(page.status == .ok)
+            let admin = try await client.execute(uri: "/api/v1/builds", method: .get, headers: [.authorization: "Bearer \(Self.token)"])
+            #expect(admin.status == .ok, "the admin token reads too")
+            #expect(try await client.execute(uri: "/health", method: .get).status == .ok)
+            let (headers, body) = Self.push(delivery: "d2")
+            #expect(try await client.execute(uri: "/webhooks/github", method: .post, headers: headers, body: body).status == .accepted)
         }
     }
 

@@ -134,3 +134,30 @@ extension StoreContractTests {
         }
     }
 }
+
+extension StoreContractTests {
+    @Test(arguments: Backend.allCases)
+    func tokensAreDigestsThatWorkUntilRevoked(backend: Backend) async throws {
+        try await withStore(backend) { store, _ in
+            let tokens = try #require(store as? any TokenStore)
+            let (token, text) = try await TokenText.create(name: "ci-bot", scope: .control, in: tokens, at: now)
+            #expect(text.hasPrefix("kiln_\(token.id)_") && text.count == "kiln_\(token.id)_".count + 64)
+            #expect(await TokenText.scope(of: text, in: tokens) == .control)
+            // One character off, another id, or no secret at all: nothing.
+            let flipped = String(text.dropLast()) + (text.hasSuffix("0") ? "1" : "0")
+            #expect(await TokenText.scope(of: flipped, in: tokens) == nil)
+            #expect(await TokenText.scope(of: "kiln_\(token.id + 1)_" + text.suffix(64), in: tokens) == nil)
+            #expect(await TokenText.scope(of: "kiln_\(token.id)_", in: tokens) == nil)
+            await #expect(throws: TokenError.nameTaken("ci-bot")) {
+                _ = try await TokenText.create(name: "ci-bot", scope: .read, in: tokens)
+            }
+            await #expect(throws: TokenError.invalidName("has space")) {
+                _ = try await TokenText.create(name: "has space", scope: .read, in: tokens)
+            }
+            try await tokens.revokeToken(name: "ci-bot", at: now)
+            #expect(await TokenText.scope(of: text, in: tokens) == nil)
+            #expect(try await tokens.tokens().map(\.revokedAt) == [now])
+            await #expect(throws: TokenError.unknown("nobody")) { try await tokens.revokeToken(name: "nobody", at: now) }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import KilnCore
+
+/// Who a request is: the scope its bearer token grants (the admin token, or an API token).
+struct Access: Sendable {
+    /// `server.admin-token-file`'s token; nil when none is configured.
+    let adminToken: Secret?
+    /// API tokens; nil when there are none to check.
+    let tokens: (any TokenStore)?
+
+    /// The scope `request`'s `Authorization: Bearer` grants; nil without a valid token.
+    func scope(_ request: Request) async -> TokenScope? {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return nil }
+        let presented = String(header.dropFirst(7))
+        if let adminToken, ConstantTime.equals(Array(presented.utf8), adminToken.bytes) { return .admin }
+        guard let tokens else { return nil }
+        return await TokenText.scope(of: presented, in: tokens)
+    }
+
+    /// A refusal when `request` does not grant `needed`; nil when it does.
+    func refusal(_ request: Request, needs needed: TokenScope) async throws -> Response? {
+        guard let scope = await scope(request) else {
+            var answer = try JSONBody.error(
+                .unauthorized,
+                "send Authorization: Bearer <a \(needed.rawValue) token from `kiln token create --scope \(needed.rawValue)`, or server.admin-token-file's token>")
+            answer.headers[.wwwAuthenticate] = "Bearer"
+            return answer
+        }
+        guard scope >= needed else {
+            return try JSONBody.error(.forbidden, "this token's scope is \(scope.rawValue); this needs \(needed.rawValue)")
+        }
+        return nil
+    }
+}
+
+/// With `server.private: true`, everything but webhooks and `/health` needs a `read` token.
+struct PrivateMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let access: Access
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        if path.hasPrefix("/webhooks/") || path == "/health" { return try await next(request, context) }
+        if let refusal = try await access.refusal(request, needs: .read) { return refusal }
+        return try await next(request, context)
+    }
+}
