@@ -43,6 +43,7 @@ struct BuildPlanner: Sendable {
             return (.skipped(reason: reason, announce: false), resolution)
         }
         let facts = try await source.commitFacts(repository, sha: sha, comparedTo: build.beforeSHA)
+        resolution.title = BuildResolution.title(of: facts.message)
         let event = PipelineEvent(.push(ref), changedFiles: facts.changedFiles, commitMessage: facts.message)
         return try await plan(build, event: event, pipelineAt: sha, tree: facts.tree, &resolution, repository)
     }
@@ -98,6 +99,7 @@ struct BuildPlanner: Sendable {
         resolution.builtSHA = built
         let facts = try await source.commitFacts(repository, sha: built, comparedTo: comparedTo)
         let headMessage = try await source.commitFacts(repository, sha: head, comparedTo: nil).message
+        resolution.title = BuildResolution.title(of: headMessage)
         let event = PipelineEvent(
             .pullRequest(base: pullRequest.baseBranch), changedFiles: facts.changedFiles, commitMessage: headMessage)
         // A fork's own pipeline file could do anything; it runs with the base branch's.

@@ -47,13 +47,23 @@ public struct BuildResolution: Sendable, Hashable {
     /// The tree the build builds, with the pipeline file's digest: builds with the same key
     /// share their result.
     public var treeKey: String?
+    /// The first line of the head commit's message, when it was read.
+    public var title: String?
 
     /// Creates a resolution.
-    public init(sha: String, builtSHA: String, trusted: Bool, treeKey: String?) {
+    public init(sha: String, builtSHA: String, trusted: Bool, treeKey: String?, title: String? = nil) {
         self.sha = sha
         self.builtSHA = builtSHA
         self.trusted = trusted
         self.treeKey = treeKey
+        self.title = title
+    }
+
+    /// A commit message's first line, at most 200 characters: what pages show of a commit.
+    public static func title(of message: String) -> String {
+        let line = message.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: true).first.map(String.init) ?? ""
+        let trimmed = line.trimmingCharacters(in: .whitespaces)
+        return trimmed.count > 200 ? String(trimmed.prefix(199)) + "…" : trimmed
     }
 }
 
@@ -253,6 +263,47 @@ public protocol BuildQueries: Sendable {
 
     /// What waits and runs now, for metrics.
     func queueStats() async throws -> QueueStats
+
+    /// Builds that pass `query`, newest first.
+    func builds(_ query: BuildListQuery) async throws -> [BuildRecord]
+
+    /// The newest build of each ref of a repository (by forge and name), by ref.
+    func branches(forge: String, repository: String) async throws -> [BuildRecord]
+}
+
+/// Which builds to list: filters, and a cursor for the next page.
+public struct BuildListQuery: Sendable, Hashable {
+    /// Only this forge's (by its configured name).
+    public var forge: String?
+    /// Only this repository's (`owner/name`).
+    public var repository: String?
+    /// Only builds of this branch (pull requests count under their head branch).
+    public var branch: String?
+    /// Only builds in this state.
+    public var state: BuildState?
+    /// Only builds older than this one: the cursor.
+    public var before: BuildID?
+    /// At most this many.
+    public var limit: Int
+
+    /// Creates a query.
+    public init(
+        forge: String? = nil, repository: String? = nil, branch: String? = nil, state: BuildState? = nil, before: BuildID? = nil,
+        limit: Int = 50
+    ) {
+        self.forge = forge
+        self.repository = repository
+        self.branch = branch
+        self.state = state
+        self.before = before
+        self.limit = limit
+    }
+
+    /// Whether `build` passes the filters (not the cursor or the limit).
+    public func matches(_ build: BuildRecord) -> Bool {
+        (forge.map { $0 == build.forge } ?? true) && (repository.map { $0 == build.repository } ?? true)
+            && (branch.map { "refs/heads/\($0)" == build.ref } ?? true) && (state.map { $0 == build.state } ?? true)
+    }
 }
 
 /// What waits and runs at one moment.

@@ -112,14 +112,17 @@ public struct BuildRecord: Sendable, Hashable {
     /// Set when the build was cancelled while jobs of it ran: the summary those jobs end with,
     /// should Kiln stop before they do.
     public var cancelReason: String?
+    /// The first line of the head commit's message, once planning read it.
+    public var title: String?
 
     /// Creates a record.
     public init(
         id: BuildID, repositoryID: RepositoryID, forge: String, repository: String, sha: String, ref: String,
         state: BuildState, summary: String, diagnostics: [String] = [], createdAt: Date, startedAt: Date? = nil,
         finishedAt: Date? = nil, beforeSHA: String? = nil, pullRequest: PullRequestInfo? = nil, trusted: Bool = true,
-        builtSHA: String? = nil, rerunOf: BuildID? = nil, cancelReason: String? = nil
+        builtSHA: String? = nil, rerunOf: BuildID? = nil, cancelReason: String? = nil, title: String? = nil
     ) {
+        self.title = title
         self.id = id
         self.repositoryID = repositoryID
         self.forge = forge

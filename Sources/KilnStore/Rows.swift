@@ -32,7 +32,8 @@ enum Rows {
             summary: row["summary"], diagnostics: try strings(row["diagnostics"], column: "builds.diagnostics"),
             createdAt: date(row["created_at"])!, startedAt: date(row["started_at"]), finishedAt: date(row["finished_at"]),
             beforeSHA: row["before_sha"], pullRequest: pullRequest(row), trusted: row["trusted"], builtSHA: row["built_sha"],
-            rerunOf: row["rerun_of"], cancelReason: row["cancel_reason"])
+            rerunOf: row["rerun_of"], cancelReason: row["cancel_reason"],
+            title: row["title"])
     }
 
     static func pullRequest(_ row: Row) -> PullRequestInfo? {

@@ -73,8 +73,10 @@ extension SQLiteStore {
                 try db.execute(sql: "UPDATE builds SET summary = ? WHERE id = ?", arguments: [summary, build.id])
             case .resolve(let resolution):
                 try db.execute(
-                    sql: "UPDATE builds SET sha = ?, built_sha = ?, trusted = ?, tree_key = ? WHERE id = ?",
-                    arguments: [resolution.sha, resolution.builtSHA, resolution.trusted, resolution.treeKey, build.id])
+                    sql: "UPDATE builds SET sha = ?, built_sha = ?, trusted = ?, tree_key = ?, title = COALESCE(?, title) WHERE id = ?",
+                    arguments: [
+                        resolution.sha, resolution.builtSHA, resolution.trusted, resolution.treeKey, resolution.title, build.id,
+                    ])
                 // Statuses enqueued after this report on the resolved commit.
                 build.sha = resolution.sha
                 build.builtSHA = resolution.builtSHA

@@ -233,6 +233,38 @@ public struct SQLiteStore: KilnStore {
         }
     }
 
+    public func builds(_ query: BuildListQuery) async throws -> [BuildRecord] {
+        var conditions: [String] = []
+        var arguments: [(any DatabaseValueConvertible)?] = []
+        func add(_ condition: String, _ value: (any DatabaseValueConvertible)?) {
+            conditions.append(condition)
+            arguments.append(value)
+        }
+        if let forge = query.forge { add("forge = ?", forge) }
+        if let repository = query.repository { add("repository = ?", repository) }
+        if let branch = query.branch { add("ref = ?", "refs/heads/\(branch)") }
+        if let state = query.state { add("state = ?", state.rawValue) }
+        if let before = query.before { add("id < ?", before) }
+        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let sql = "SELECT * FROM builds \(filter) ORDER BY id DESC LIMIT \(max(1, query.limit))"
+        let statementArguments = StatementArguments(arguments)
+        return try await database.read { db in try Row.fetchAll(db, sql: sql, arguments: statementArguments).map(Rows.build) }
+    }
+
+    public func branches(forge: String, repository: String) async throws -> [BuildRecord] {
+        try await database.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM builds WHERE id IN (
+                      SELECT MAX(id) FROM builds WHERE forge = ? AND repository = ? GROUP BY ref)
+                    ORDER BY ref
+                    """,
+                arguments: [forge, repository]
+            ).map(Rows.build)
+        }
+    }
+
     public func removeBuilds(endedBefore date: Date) async throws -> (builds: Int, jobs: [JobID]) {
         try await database.write { db in
             let cutoff = date.timeIntervalSince1970

@@ -252,6 +252,10 @@ enum Schema {
                     );
                     """)
         }
+        migrator.registerMigration("v10: a build's commit title; listing builds by repository and ref") { db in
+            try db.execute(sql: "ALTER TABLE builds ADD COLUMN title TEXT")
+            try db.execute(sql: "CREATE INDEX builds_by_repository_ref ON builds (forge, repository, ref, id)")
+        }
         return migrator
     }
 }

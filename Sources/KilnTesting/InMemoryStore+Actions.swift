@@ -70,6 +70,7 @@ extension InMemoryStore {
                 state.builds[id]?.builtSHA = resolution.builtSHA
                 state.builds[id]?.trusted = resolution.trusted
                 state.treeKeys[id] = resolution.treeKey
+                if let title = resolution.title { state.builds[id]?.title = title }
             case .recordApproval(let number, let sha, _):
                 state.approvals.insert("\(build.repositoryID)\n\(number)\n\(sha)")
             case .startJob(let job, let summary):

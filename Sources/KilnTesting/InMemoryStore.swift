@@ -185,6 +185,21 @@ public final class InMemoryStore: KilnStore, TokenStore {
         }
     }
 
+    public func builds(_ query: BuildListQuery) async throws -> [BuildRecord] {
+        state.withLock { state in
+            Array(
+                state.builds.values.filter { build in query.matches(build) && query.before.map { build.id < $0 } != false }
+                    .sorted { $0.id > $1.id }.prefix(max(1, query.limit)))
+        }
+    }
+
+    public func branches(forge: String, repository: String) async throws -> [BuildRecord] {
+        state.withLock { state in
+            let builds = state.builds.values.filter { $0.forge == forge && $0.repository == repository }
+            return Dictionary(grouping: builds, by: \.ref).values.compactMap { $0.max { $0.id < $1.id } }.sorted { $0.ref < $1.ref }
+        }
+    }
+
     // MARK: BuildControl
 
     public func unfinishedBuilds(_ key: BuildKey, repository: RepositoryID, olderThan build: BuildID) async throws -> [BuildRecord] {

@@ -161,3 +161,33 @@ extension StoreContractTests {
         }
     }
 }
+
+extension StoreContractTests {
+    @Test(arguments: Backend.allCases)
+    func buildsListByFiltersAndCursorAndBranchesShowTheirNewest(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            var ids: [BuildID] = []
+            for (index, branch) in ["main", "dev", "main", "main"].enumerated() {
+                var push = delivery("d\(index)", repository)
+                push.ref = .branch(branch)
+                ids.append(try await store.accept(push, at: now).buildID)
+            }
+            let mains = try await store.builds(BuildListQuery(repository: "octo/hello", branch: "main", limit: 2))
+            #expect(mains.map(\.id) == [ids[3], ids[2]])
+            let older = try await store.builds(BuildListQuery(branch: "main", before: ids[2], limit: 2))
+            #expect(older.map(\.id) == [ids[0]])
+            #expect(try await store.builds(BuildListQuery(state: .running)).isEmpty)
+            #expect(try await store.builds(BuildListQuery(repository: "octo/other")).isEmpty)
+            let branches = try await store.branches(forge: "github", repository: "octo/hello")
+            #expect(branches.map(\.ref) == ["refs/heads/dev", "refs/heads/main"] && branches.map(\.id) == [ids[1], ids[3]])
+            // Planning records the commit's title.
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(
+                ids[0], .skipped(reason: "x", announce: false),
+                resolution: BuildResolution(sha: String(repeating: "1", count: 40), builtSHA: String(repeating: "1", count: 40),
+                    trusted: true, treeKey: nil, title: BuildResolution.title(of: "Fix the thing\n\nLong story.")),
+                at: now)
+            #expect(try await store.buildDetails(ids[0])?.build.title == "Fix the thing")
+        }
+    }
+}
