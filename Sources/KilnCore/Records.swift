@@ -2,7 +2,7 @@ import Foundation
 import KilnPipeline
 
 /// Where a build is in its life.
-public enum BuildState: String, Sendable, Hashable, Codable {
+public enum BuildState: String, Sendable, Hashable, Codable, CaseIterable {
     /// Accepted; waiting for the worker to fetch and plan it.
     case queued
     /// Being fetched and planned.

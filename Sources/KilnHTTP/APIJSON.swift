@@ -41,6 +41,8 @@ struct BuildJSON: Encodable {
     var summary: String
     var diagnostics: [String]
     var pull_request: Int?
+    var title: String?
+    var trigger: String
     var trusted: Bool
     var built_sha: String?
     var rerun_of: Int64?
@@ -57,6 +59,8 @@ struct BuildJSON: Encodable {
     ) {
         id = build.id
         url = "\(publicURL)/builds/\(build.id)"
+        title = build.title
+        trigger = Pages.trigger(build)
         forge = build.forge
         repository = build.repository
         sha = build.sha

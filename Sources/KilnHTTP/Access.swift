@@ -9,11 +9,17 @@ struct Access: Sendable {
     let adminToken: Secret?
     /// API tokens; nil when there are none to check.
     let tokens: (any TokenStore)?
+    /// Signed-in browsers.
+    let sessions: Sessions
 
     /// The scope `request`'s `Authorization: Bearer` grants; nil without a valid token.
     func scope(_ request: Request) async -> TokenScope? {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return nil }
-        let presented = String(header.dropFirst(7))
+        return await scope(ofToken: String(header.dropFirst(7)))
+    }
+
+    /// The scope a token's text grants; nil for anything else.
+    func scope(ofToken presented: String) async -> TokenScope? {
         if let adminToken, ConstantTime.equals(Array(presented.utf8), adminToken.bytes) { return .admin }
         guard let tokens else { return nil }
         return await TokenText.scope(of: presented, in: tokens)
@@ -43,6 +49,8 @@ struct PrivateMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
         if path.hasPrefix("/webhooks/") || path == "/health" { return try await next(request, context) }
+        // A signed-in browser reads with its session; the sign-in page itself is open.
+        if path == "/sign-in" || access.sessions.session(request) != nil { return try await next(request, context) }
         if let refusal = try await access.refusal(request, needs: .read) { return refusal }
         return try await next(request, context)
     }

@@ -2,15 +2,31 @@ import Foundation
 import Hummingbird
 import KilnCore
 import KilnPipeline
+import Mustache
 import NIOCore
 
-/// The web pages: plain HTML, every value escaped, no scripts.
+/// The web pages: Mustache templates (`Templates`) filled from views built here. Every value is
+/// escaped by the template; the only raw HTML is Kiln's own (the ANSI-coloured log). Scripts run
+/// only with the page's nonce; everything works without them.
 enum Pages {
-    static func html(_ status: HTTPResponse.Status, _ body: String) -> Response {
+    /// A rendered page and the nonce its script carries.
+    struct Page {
+        var html: String
+        var nonce: String
+    }
+
+    /// The signed-in browser a page is for, if any.
+    typealias Session = Sessions.Session
+
+    static func html(_ status: HTTPResponse.Status, _ page: Page) -> Response {
         Response(
             status: status,
-            headers: [.contentType: "text/html; charset=utf-8", .contentSecurityPolicy: "default-src 'none'; style-src 'unsafe-inline'"],
-            body: .init(byteBuffer: ByteBuffer(string: body)))
+            headers: [
+                .contentType: "text/html; charset=utf-8",
+                .contentSecurityPolicy:
+                    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; script-src 'nonce-\(page.nonce)'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'",
+            ],
+            body: .init(byteBuffer: ByteBuffer(string: page.html)))
     }
 
     static func escape(_ text: String) -> String {
@@ -29,126 +45,155 @@ enum Pages {
         return result
     }
 
-    private static let style = """
-        body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:70em;padding:0 1em;color:#222}
-        table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd;vertical-align:top}
-        pre{background:#111;color:#eee;padding:1em;overflow-x:auto;white-space:pre-wrap;font-size:12px}
-        .succeeded,.delivered{color:#17702d}.failed,.timed_out,.errored,.dropped{color:#b3261e}.cancelled,.skipped{color:#7a5b00}
-        .queued,.planning,.running,.pending{color:#1a56b3}code{font-size:13px}
-        """
-
-    /// A page; with `live` (an `/api/v1/events` query) it reloads when those events arrive, at
-    /// most once a second; with `refresh` too, without JavaScript every 3 seconds.
-    private static func page(_ title: String, live: String?, refresh: Bool = false, _ content: String) -> String {
-        """
-        <!doctype html><html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
-        \(refresh ? "<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>" : "")\(live.map(liveScript) ?? "")<style>\(style)</style></head>
-        <body><p><a href="/">Kiln</a></p>\(content)</body></html>
-
-        """
+    /// Renders template `name` inside the layout. With `live` (an `/api/v1/events` query) the page
+    /// reloads when those events arrive (at most once a second), and jumps to `#first-error` once;
+    /// with `refresh`, it reloads every 3 s without JavaScript.
+    static func render(
+        _ name: String, title: String, _ values: [String: Any], session: Session?, live: String? = nil, refresh: Bool = false
+    ) -> Page {
+        let nonce = UUID().uuidString.replacingOccurrences(of: "-", with: "")
+        let content = Templates.library.render(values, withTemplate: name) ?? ""
+        var layout: [String: Any] = [
+            "title": title, "content": content, "style": Templates.style, "refresh": refresh,
+            "script": script(live: live, nonce: nonce),
+        ]
+        if let session { layout["session"] = ["scope": session.scope.rawValue, "csrf": session.csrf] }
+        return Page(html: Templates.library.render(layout, withTemplate: "layout") ?? "", nonce: nonce)
     }
 
-    /// Reloads the page when an event of `query` arrives (throttled to once a second). `query`
-    /// is Kiln's own (ids and type names), never a request's text: it stands in a script.
-    static func liveScript(_ query: String) -> String {
-        let types = ["build.queued", "build.planned", "build.started", "build.finished", "job.started", "job.progress",
-                     "job.finished", "status.posted", "status.failed"]
-        return """
-            <script>
-            (function(){var s=new EventSource("/api/v1/events?\(query)"),t=null;function r(){if(!t){t=setTimeout(function(){location.reload()},1000)}}
-            \(types.map { "s.addEventListener(\"\($0)\",r);" }.joined())})();</script>
-            """
+    /// The page's script: follow the events of `live` (Kiln's own query of ids and type names,
+    /// never a request's text), and open the first error.
+    static func script(live: String?, nonce: String) -> String {
+        var body = "var e=document.getElementById(\"first-error\");if(e&&!location.hash){e.scrollIntoView({block:\"center\"})}"
+        if let live {
+            let types = ["build.queued", "build.planned", "build.started", "build.finished", "job.started", "job.progress",
+                         "job.finished", "status.posted", "status.failed"]
+            body += "var s=new EventSource(\"/api/v1/events?\(live)\"),t=null;function r(){if(!t){t=setTimeout(function(){location.reload()},1000)}}"
+                + types.map { "s.addEventListener(\"\($0)\",r);" }.joined()
+        }
+        return "<script nonce=\"\(nonce)\">document.addEventListener(\"DOMContentLoaded\",function(){\(body)});</script>"
     }
 
-    static func notFound(_ message: String) -> String {
-        page("Not found", live: nil, "<h1>Not found</h1><p>\(escape(message))</p>")
+    static func message(_ status: String, _ text: String, session: Session? = nil) -> Page {
+        render("message", title: status, ["heading": status, "text": text], session: session)
     }
+
+    static func notFound(_ text: String, session: Session? = nil) -> Page { message("Not found", text, session: session) }
+
+    // MARK: Build lists
 
     /// The build list; `eventsFrom` is the event log's head when it was read, so that the page
     /// hears of every change after what it shows.
-    static func index(_ builds: [BuildRecord], eventsFrom: Int64 = 0) -> String {
-        let rows = builds.map { build in
-            """
-            <tr><td><a href="/builds/\(build.id)">#\(build.id)</a></td><td>\(escape(build.repository))</td>
-            <td><code>\(escape(build.ref))</code></td><td><code>\(escape(CommitID.short(build.sha)))</code></td>
-            <td class="\(build.state.rawValue)">\(build.state.rawValue)</td><td>\(escape(build.summary))</td></tr>
-            """
-        }.joined()
-        let table = builds.isEmpty
-            ? "<p>No builds yet. Point a forge's webhook at <code>/webhooks/&lt;forge&gt;</code> and push.</p>"
-            : "<table><tr><th>Build</th><th>Repository</th><th>Ref</th><th>Commit</th><th>State</th><th>Summary</th></tr>\(rows)</table>"
-        return page(
-            "Kiln builds", live: "types=build.queued,build.planned,build.started,build.finished&last-event-id=\(eventsFrom)",
-            refresh: builds.contains { !$0.state.isFinal }, "<h1>Builds</h1>\(table)")
+    static func index(
+        _ builds: [BuildRecord], query: BuildListQuery, older: String?, session: Session?, eventsFrom: Int64 = 0, now: Date = Date()
+    ) -> Page {
+        var values = list(builds, older: older, empty: "No builds yet. Point a forge's webhook at /webhooks/<forge> and push.", now: now)
+        values["repository"] = query.repository ?? ""
+        values["branch"] = query.branch ?? ""
+        values["states"] = BuildState.allCases.map { ["name": $0.rawValue, "selected": $0 == query.state] }
+        return render(
+            "index", title: "Kiln builds", values, session: session,
+            live: "types=build.queued,build.planned,build.started,build.finished&last-event-id=\(eventsFrom)",
+            refresh: builds.contains { !$0.state.isFinal })
     }
 
-    /// What the page shows of one job.
-    struct JobView {
-        var job: JobRecord
-        var log: LogExcerpt
-        var progress: JobProgress?
-        var derivations: [String]
+    /// A repository's page: its branches' last builds, its builds, its badge.
+    static func repository(
+        forge: String, name: String, branches: [BuildRecord], builds: [BuildRecord], older: String?, publicURL: String,
+        session: Session?, eventsFrom: Int64 = 0, now: Date = Date()
+    ) -> Page {
+        var values = list(builds, older: older, empty: "No builds of this repository yet.", now: now)
+        values["repository"] = name
+        values["badge"] = "/badge/\(forge)/\(name).svg"
+        values["publicURL"] = publicURL
+        values["hasBranches"] = !branches.isEmpty
+        values["branches"] = branches.map { row($0, now: now) }
+        return render(
+            "repository", title: "\(name) · Kiln", values, session: session,
+            live: "repository=\(percentEncoded(name))&types=build.queued,build.started,build.finished&last-event-id=\(eventsFrom)",
+            refresh: builds.contains { !$0.state.isFinal })
     }
 
-    /// A build's page; `eventsFrom` as for `index`.
-    static func build(_ details: BuildDetails, jobs: [JobView], eventsFrom: Int64 = 0) -> String {
-        let build = details.build
-        var content = """
-            <h1>Build #\(build.id) <span class="\(build.state.rawValue)">\(build.state.rawValue)</span></h1>
-            <p>\(escape(build.repository)) · <code>\(escape(build.ref))</code> · <code>\(escape(build.sha))</code></p>
-            <p>\(escape(build.summary))</p>
-            """
-        if !build.diagnostics.isEmpty {
-            content += "<h2>Pipeline file problems</h2><pre>\(build.diagnostics.map(escape).joined(separator: "\n"))</pre>"
+    static func list(_ builds: [BuildRecord], older: String?, empty: String, now: Date) -> [String: Any] {
+        var values: [String: Any] = ["hasBuilds": !builds.isEmpty, "builds": builds.map { row($0, now: now) }, "empty": empty]
+        if let older { values["older"] = older }
+        return values
+    }
+
+    /// What a list shows of one build.
+    static func row(_ build: BuildRecord, now: Date) -> [String: Any] {
+        [
+            "id": build.id, "repository": build.repository, "repositoryURL": "/\(build.forge)/\(build.repository)",
+            "ref": GitRef(fullName: build.ref)?.shortName ?? build.ref, "trigger": trigger(build),
+            "sha": CommitID.short(build.sha), "title": build.title ?? "", "state": build.state.rawValue,
+            "stateText": build.state.rawValue.replacingOccurrences(of: "_", with: " "), "icon": icon(build.state),
+            "timing": timing(build, now: now), "iso": iso(build.createdAt), "ago": ago(build.createdAt, now: now),
+        ]
+    }
+
+    /// What started a build.
+    static func trigger(_ build: BuildRecord) -> String {
+        if let original = build.rerunOf { return "re-run of #\(original)" }
+        if let pullRequest = build.pullRequest {
+            return "pull request #\(pullRequest.number)" + (pullRequest.isFork ? " from a fork" : "")
         }
-        if !jobs.isEmpty {
-            content += "<h2>Jobs</h2><table><tr><th>Job</th><th>State</th><th>Summary</th><th>Exit</th><th>Time</th><th>CPU</th><th>Peak memory</th></tr>"
-            for view in jobs {
-                let job = view.job
-                let took = job.startedAt.map { start in
-                    HumanDuration.format(.seconds((job.finishedAt ?? Date()).timeIntervalSince(start)))
-                } ?? ""
-                let summary = view.progress.map { "\(job.summary) — \($0.summary)" } ?? job.summary
-                content += """
-                    <tr><td><a href="#job-\(job.id)">\(escape(job.name))</a></td><td class="\(job.state.rawValue)">\(job.state.rawValue)</td>
-                    <td>\(escape(summary))</td><td>\(job.exitCode.map(String.init) ?? "")</td><td>\(took)</td>
-                    <td>\(job.cpuSeconds.map { String(format: "%.2f s", $0) } ?? "")</td>
-                    <td>\(job.peakMemoryKilobytes.map { ByteCount.format($0 * 1024) } ?? "")</td></tr>
-                    """
-            }
-            content += "</table>"
+        if build.summary.hasPrefix("approved by") { return "approval" }
+        if case .tag? = GitRef(fullName: build.ref) { return "tag push" }
+        return "push"
+    }
+
+    /// How long a build has waited or run, or how long it took.
+    static func timing(_ build: BuildRecord, now: Date) -> String {
+        func since(_ date: Date) -> String { HumanDuration.format(.seconds(max(0, now.timeIntervalSince(date)))) }
+        switch build.state {
+        case .queued, .planning: return "queued for \(since(build.createdAt))"
+        case .awaitingApproval: return "waiting for \(since(build.createdAt))"
+        case .running: return "running for \(since(build.startedAt ?? build.createdAt))"
+        case .succeeded, .failed, .errored, .cancelled, .skipped:
+            let end = build.finishedAt ?? now
+            return "took \(HumanDuration.format(.seconds(max(0, end.timeIntervalSince(build.startedAt ?? build.createdAt)))))"
         }
-        if !details.statuses.isEmpty {
-            content += "<h2>Commit statuses</h2><table><tr><th>Context</th><th>State</th><th>Description</th><th>Delivery</th></tr>"
-            for entry in details.statuses {
-                let delivery = entry.delivery.rawValue + (entry.lastError.map { " (\($0))" } ?? "")
-                content += """
-                    <tr><td><code>\(escape(entry.status.context))</code></td><td class="\(entry.status.state.rawValue)">\(entry.status.state.rawValue)</td>
-                    <td>\(escape(entry.status.description))</td><td class="\(entry.delivery.rawValue)">\(escape(delivery))</td></tr>
-                    """
-            }
-            content += "</table>"
+    }
+
+    static func icon(_ state: BuildState) -> String {
+        switch state {
+        case .succeeded: return "✓"
+        case .failed: return "✗"
+        case .errored: return "⚠"
+        case .cancelled: return "⊘"
+        case .skipped: return "↷"
+        case .running: return "●"
+        case .queued, .planning: return "◌"
+        case .awaitingApproval: return "⏸"
         }
-        for view in jobs {
-            let job = view.job
-            content += "<h2 id=\"job-\(job.id)\">\(escape(job.name)) <a href=\"/api/v1/jobs/\(job.id)/log\">raw log</a></h2>"
-            if !job.outputs.isEmpty {
-                content += "<p>Outputs: " + job.outputs.map { output in
-                    "<code>\(escape(output.path))</code>" + (output.narSize.map { " (\(ByteCount.format(Int($0))))" } ?? "")
-                }.joined(separator: ", ") + "</p>"
-            }
-            if let cache = job.cacheSummary { content += "<p>Binary cache: \(escape(cache))</p>" }
-            if !view.derivations.isEmpty {
-                content += "<p>Derivation logs: " + view.derivations.map { name in
-                    "<a href=\"/api/v1/jobs/\(job.id)/log?derivation=\(escape(name))\">\(escape(name))</a>"
-                }.joined(separator: ", ") + "</p>"
-            }
-            if view.log.skipped > 0 { content += "<p>The first \(view.log.skipped) bytes are not shown; the raw log has them.</p>" }
-            content += "<pre>\(ANSIHTML.render(view.log.text))</pre>"
+    }
+
+    static func icon(_ state: JobState) -> String {
+        switch state {
+        case .succeeded: return "✓"
+        case .failed, .timedOut: return "✗"
+        case .errored: return "⚠"
+        case .cancelled: return "⊘"
+        case .skipped: return "↷"
+        case .running: return "●"
+        case .queued: return "◌"
         }
-        let active = !build.state.isFinal
-        return page(
-            "Build #\(build.id) · \(build.repository)", live: active ? "build=\(build.id)&last-event-id=\(eventsFrom)" : nil,
-            refresh: active, content)
+    }
+
+    static func iso(_ date: Date) -> String { ISO8601DateFormatter().string(from: date) }
+
+    static func ago(_ date: Date, now: Date) -> String {
+        let seconds = Int(max(0, now.timeIntervalSince(date)))
+        switch seconds {
+        case ..<10: return "just now"
+        case ..<60: return "\(seconds) s ago"
+        case ..<3600: return "\(seconds / 60) min ago"
+        case ..<86400: return "\(seconds / 3600) h ago"
+        default: return "\(seconds / 86400) d ago"
+        }
+    }
+
+    static func percentEncoded(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~/"))) ?? ""
     }
 }

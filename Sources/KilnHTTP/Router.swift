@@ -8,7 +8,8 @@ import NIOCore
 public func buildRouter(_ dependencies: HTTPDependencies) -> Router<BasicRequestContext> {
     let router = Router()
     let store = dependencies.store
-    let access = Access(adminToken: dependencies.adminToken, tokens: dependencies.tokens)
+    let access = Access(
+        adminToken: dependencies.adminToken, tokens: dependencies.tokens, sessions: Sessions(secure: dependencies.publicURL.hasPrefix("https://")))
     if dependencies.isPrivate { router.add(middleware: PrivateMiddleware(access: access)) }
     router.addRoutes(
         WebhookController(
@@ -27,9 +28,12 @@ public func buildRouter(_ dependencies: HTTPDependencies) -> Router<BasicRequest
         ControlController(
             coordinator: dependencies.coordinator, access: access, publicURL: dependencies.publicURL
         ).endpoints)
+    router.addRoutes(BadgeController(store: store).endpoints)
     router.addRoutes(
-        PagesController(store: store, events: dependencies.coordinator.store, progress: dependencies.progress, logs: dependencies.logs)
-            .endpoints)
+        PagesController(
+            store: store, events: dependencies.coordinator.store, progress: dependencies.progress, logs: dependencies.logs,
+            access: access, coordinator: dependencies.coordinator, publicURL: dependencies.publicURL
+        ).endpoints)
     if let registry = dependencies.metricsRegistry {
         router.addRoutes(
             MetricsController(

@@ -16,27 +16,3 @@ import KilnCore
         #expect(handWritten != nil && handWritten == encoded)
     }
 }
-
-@Suite struct LivePageTests {
-    static func details(_ state: BuildState) -> BuildDetails {
-        let now = Date()
-        return BuildDetails(
-            build: BuildRecord(
-                id: 7, repositoryID: 1, forge: "github", repository: "o/r", sha: String(repeating: "a", count: 40),
-                ref: "refs/heads/main", state: state, summary: state.rawValue, createdAt: now),
-            jobs: [], statuses: [])
-    }
-
-    @Test func aRunningBuildsPageFollowsItsEventsAndAFinishedOneDoesNot() {
-        let running = Pages.build(Self.details(.running), jobs: [], eventsFrom: 41)
-        #expect(running.contains("new EventSource(\"/api/v1/events?build=7&last-event-id=41\")"))
-        #expect(running.contains("<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>"))
-        #expect(!running.replacingOccurrences(of: "<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>", with: "")
-            .contains("http-equiv"))
-        let finished = Pages.build(Self.details(.succeeded), jobs: [])
-        #expect(!finished.contains("EventSource") && !finished.contains("http-equiv"))
-        let index = Pages.index([], eventsFrom: 9)
-        #expect(index.contains("new EventSource(\"/api/v1/events?types=build.queued,build.planned,build.started,build.finished&last-event-id=9\")"))
-        #expect(!index.contains("http-equiv"), "nothing runs: nothing to refresh without JavaScript")
-    }
-}

@@ -233,4 +233,73 @@ import Testing
             #expect(answer.status == .serviceUnavailable && Self.text(answer).contains("not writable"))
         }
     }
+
+    // MARK: Pages: sign-in, buttons, repositories, badges
+
+    @Test func signingInShowsButtonsWhoseFormsNeedTheirCSRFToken() async throws {
+        let fixture = Fixture()
+        let build = try await fixture.accepted()
+        let (_, control) = try await TokenText.create(name: "me", scope: .control, in: fixture.store)
+        try await fixture.test(adminToken: nil) { client in
+            let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+            let wrong = try await client.execute(uri: "/sign-in", method: .post, headers: form, body: ByteBuffer(string: "token=nope"))
+            #expect(wrong.status == .unauthorized && Self.text(wrong).contains("That token is not valid"))
+            let signedIn = try await client.execute(
+                uri: "/sign-in", method: .post, headers: form, body: ByteBuffer(string: "token=\(control)"))
+            #expect(signedIn.status == .seeOther && signedIn.headers[.location] == "/")
+            let cookie = try #require(signedIn.headers[.setCookie])
+            #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Secure"))
+            let session = String(cookie.split(separator: ";")[0])
+
+            let page = try await client.execute(uri: "/builds/\(build)", method: .get, headers: [.cookie: session])
+            let html = Self.text(page)
+            #expect(html.contains("action=\"/builds/\(build)/cancel\"") && html.contains("signed in · control"))
+            let csrf = try #require(html.firstMatch(of: /name="csrf" value="([0-9a-f]{64})"/)?.1)
+            #expect(!Self.text(try await client.execute(uri: "/builds/\(build)", method: .get)).contains("/cancel\""),
+                "no buttons without a session")
+
+            var headers = form
+            headers[.cookie] = session
+            let forged = try await client.execute(
+                uri: "/builds/\(build)/cancel", method: .post, headers: headers, body: ByteBuffer(string: "csrf=\(String(repeating: "0", count: 64))"))
+            #expect(forged.status == .forbidden)
+            #expect(try await fixture.store.buildDetails(build)?.build.state == .queued, "a forged form changes nothing")
+            let cancelled = try await client.execute(
+                uri: "/builds/\(build)/cancel", method: .post, headers: headers, body: ByteBuffer(string: "csrf=\(csrf)"))
+            #expect(cancelled.status == .seeOther && cancelled.headers[.location] == "/builds/\(build)")
+            #expect(try await fixture.store.buildDetails(build)?.build.state == .cancelled)
+            let rerun = try await client.execute(
+                uri: "/builds/\(build)/rerun", method: .post, headers: headers, body: ByteBuffer(string: "csrf=\(csrf)"))
+            #expect(rerun.status == .seeOther && rerun.headers[.location] != "/builds/\(build)")
+            let out = try await client.execute(uri: "/sign-out", method: .post, headers: headers, body: ByteBuffer(string: "csrf=\(csrf)"))
+            #expect(out.headers[.setCookie]?.contains("Max-Age=0") == true)
+            let after = try await client.execute(
+                uri: "/builds/\(build)/cancel", method: .post, headers: headers, body: ByteBuffer(string: "csrf=\(csrf)"))
+            #expect(after.status == .unauthorized, "a session ends when its browser signs out")
+        }
+    }
+
+    @Test func aRepositoryHasItsPageItsJSONAndItsBadge() async throws {
+        let fixture = Fixture()
+        let build = try await fixture.accepted()
+        try await fixture.test { client in
+            let page = try await client.execute(uri: "/github/octo/hello", method: .get)
+            #expect(page.status == .ok && Self.text(page).contains("/badge/github/octo/hello.svg") && Self.text(page).contains("main"))
+            #expect(try await client.execute(uri: "/github/octo/nothing", method: .get).status == .notFound)
+            let json = try await client.execute(uri: "/api/v1/repositories/github/octo/hello", method: .get)
+            #expect(json.status == .ok && Self.text(json).contains("\"badge\" : \"https://kiln.example/badge/github/octo/hello.svg\""))
+            let unknown = try await client.execute(uri: "/badge/github/octo/hello.svg?branch=main", method: .get)
+            #expect(unknown.status == .ok && unknown.headers[.contentType]?.hasPrefix("image/svg+xml") == true)
+            #expect(Self.text(unknown).contains(">unknown<") && unknown.headers[.cacheControl]?.contains("no-cache") == true)
+            try await fixture.coordinator.cancel([build], .requested)
+            let cancelled = try await client.execute(uri: "/badge/github/octo/hello.svg?branch=main", method: .get)
+            #expect(Self.text(cancelled).contains(">cancelled<"))
+            let bad = try await client.execute(uri: "/api/v1/builds?state=exploded", method: .get)
+            #expect(bad.status == .badRequest && Self.text(bad).contains("'state' must be one of"))
+            let filtered = try await client.execute(uri: "/api/v1/builds?repository=octo/hello&limit=1", method: .get)
+            #expect(Self.text(filtered).contains("\"next\" : \"/api/v1/builds?repository=octo/hello&before=\(build)\""))
+            let filteredPage = try await client.execute(uri: "/?state=running", method: .get)
+            #expect(filteredPage.status == .ok && !Self.text(filteredPage).contains("href=\"/builds/\(build)\""))
+        }
+    }
 }

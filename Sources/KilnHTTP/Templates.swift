@@ -1,0 +1,115 @@
+import Mustache
+
+/// The pages' Mustache templates, compiled into the binary (no files to install, no build step).
+/// `{{value}}` escapes HTML; `{{{value}}}` is only ever used for HTML Kiln rendered itself.
+enum Templates {
+    /// Every template, by name; a template that does not parse stops the process at first use,
+    /// which the template tests catch.
+    static let library: MustacheLibrary = {
+        var library = MustacheLibrary()
+        for (name, text) in [
+            ("layout", layout), ("rows", rows), ("index", index), ("build", build), ("repository", repository),
+            ("signIn", signIn), ("message", message),
+        ] {
+            do {
+                try library.register(text, named: name)
+            } catch {
+                preconditionFailure("template \(name) does not parse: \(error)")
+            }
+        }
+        return library
+    }()
+
+    static let layout = """
+        <!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>{{title}}</title>{{#refresh}}<noscript><meta http-equiv="refresh" content="3"></noscript>{{/refresh}}
+        <style>{{{style}}}</style>{{{script}}}</head>
+        <body><header><a href="/" class="home">Kiln</a>
+        {{#session}}<span class="who">signed in · {{scope}}</span> <form method="post" action="/sign-out" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><button>Sign out</button></form>{{/session}}
+        {{^session}}<a href="/sign-in">Sign in</a>{{/session}}</header>
+        <main>{{{content}}}</main></body></html>
+
+        """
+
+    static let rows = """
+        {{#hasBuilds}}<table class="builds"><thead><tr><th>Build</th><th>Repository</th><th>Ref</th><th>Commit</th><th>State</th><th>Time</th><th>When</th></tr></thead><tbody>
+        {{#builds}}<tr><td><a href="/builds/{{id}}">#{{id}}</a></td><td><a href="{{repositoryURL}}">{{repository}}</a></td>
+        <td><code>{{ref}}</code><div class="trigger">{{trigger}}</div></td>
+        <td><code>{{sha}}</code> {{title}}</td><td class="{{state}}"><span aria-hidden="true">{{icon}}</span> {{stateText}}</td>
+        <td>{{timing}}</td><td><time datetime="{{iso}}" title="{{iso}}">{{ago}}</time></td></tr>
+        {{/builds}}</tbody></table>{{/hasBuilds}}
+        {{^hasBuilds}}<p>{{empty}}</p>{{/hasBuilds}}
+        {{#older}}<p><a href="{{older}}" rel="next">Older builds →</a></p>{{/older}}
+        """
+
+    static let index = """
+        <h1>Builds</h1>
+        <form method="get" action="/" class="filters">
+        <label>Repository <input name="repository" value="{{repository}}" placeholder="owner/name"></label>
+        <label>Branch <input name="branch" value="{{branch}}" placeholder="main"></label>
+        <label>State <select name="state"><option value="">any</option>{{#states}}<option{{#selected}} selected{{/selected}}>{{name}}</option>{{/states}}</select></label>
+        <button>Filter</button></form>
+        {{> rows}}
+        """
+
+    static let build = """
+        <h1>Build #{{id}} <span class="{{state}}"><span aria-hidden="true">{{icon}}</span> {{stateText}}</span></h1>
+        <p><a href="{{repositoryURL}}">{{repository}}</a> · <code>{{ref}}</code> · {{trigger}} · <code title="{{fullSHA}}">{{sha}}</code> {{title}}</p>
+        <p>{{summary}} <span class="timing">({{timing}})</span></p>
+        {{#controls}}<div class="controls">
+        {{#canCancel}}<form method="post" action="/builds/{{id}}/cancel" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><button>Cancel</button></form>{{/canCancel}}
+        {{#canApprove}}<form method="post" action="/builds/{{id}}/approve" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="sha" value="{{fullSHA}}"><button>Approve {{sha}}</button></form>{{/canApprove}}
+        <form method="post" action="/builds/{{id}}/rerun" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><button>Re-run</button></form>
+        </div>{{/controls}}
+        {{#hasDiagnostics}}<h2>Pipeline file problems</h2><pre>{{#diagnostics}}{{.}}
+        {{/diagnostics}}</pre>{{/hasDiagnostics}}
+        {{#hasJobs}}<h2>Jobs</h2><table class="jobs"><thead><tr><th>Job</th><th>Needs</th><th>State</th><th>Summary</th><th>Time</th><th>CPU</th><th>Peak memory</th><th>Outputs</th></tr></thead><tbody>
+        {{#jobs}}<tr><td><a href="#job-{{id}}">{{name}}</a></td><td>{{needs}}</td><td class="{{state}}"><span aria-hidden="true">{{icon}}</span> {{stateText}}</td>
+        <td>{{summary}}</td><td>{{took}}</td><td>{{cpu}}</td><td>{{memory}}</td><td>{{#outputs}}<code>{{path}}</code> {{size}}<br>{{/outputs}}</td></tr>
+        {{/jobs}}</tbody></table>{{/hasJobs}}
+        {{#hasStatuses}}<h2>Commit statuses</h2><table><thead><tr><th>Context</th><th>State</th><th>Description</th><th>Delivery</th></tr></thead><tbody>
+        {{#statuses}}<tr><td><code>{{context}}</code></td><td class="{{state}}">{{state}}</td><td>{{description}}</td><td class="{{delivery}}">{{deliveryText}}</td></tr>
+        {{/statuses}}</tbody></table>{{/hasStatuses}}
+        {{#jobs}}<details id="job-{{id}}" class="log"{{#open}} open{{/open}}><summary><span class="{{state}}">{{icon}}</span> {{name}} · <a href="/api/v1/jobs/{{id}}/log">raw log</a> · <a href="/api/v1/jobs/{{id}}/log" download="job-{{id}}.log">download</a></summary>
+        {{#cache}}<p>Binary cache: {{cache}}</p>{{/cache}}
+        {{#hasDerivations}}<p>Derivation logs: {{#derivations}}<a href="/api/v1/jobs/{{job}}/log?derivation={{name}}">{{name}}</a> {{/derivations}}</p>{{/hasDerivations}}
+        {{#skipped}}<p>The first {{skipped}} bytes are not shown; the raw log has them.</p>{{/skipped}}
+        <pre>{{{log}}}</pre></details>
+        {{/jobs}}
+        """
+
+    static let repository = """
+        <h1>{{repository}} <img src="{{badge}}" alt="build status"></h1>
+        <p>Badge: <code>![Kiln]({{publicURL}}{{badge}})</code></p>
+        {{#hasBranches}}<h2>Branches</h2><table><thead><tr><th>Ref</th><th>Last build</th><th>State</th><th>When</th></tr></thead><tbody>
+        {{#branches}}<tr><td><code>{{ref}}</code></td><td><a href="/builds/{{id}}">#{{id}}</a> <code>{{sha}}</code> {{title}}</td>
+        <td class="{{state}}"><span aria-hidden="true">{{icon}}</span> {{stateText}}</td><td><time datetime="{{iso}}" title="{{iso}}">{{ago}}</time></td></tr>
+        {{/branches}}</tbody></table>{{/hasBranches}}
+        <h2>Builds</h2>
+        {{> rows}}
+        """
+
+    static let signIn = """
+        <h1>Sign in</h1>
+        {{#error}}<p class="failed" role="alert">{{error}}</p>{{/error}}
+        <form method="post" action="/sign-in"><label>Token <input type="password" name="token" autocomplete="off" required autofocus></label>
+        <button>Sign in</button></form>
+        <p>Use an API token (<code>kiln token create --scope control</code>) or the admin token. A <code>read</code> token only reads; <code>control</code> and <code>admin</code> show the buttons.</p>
+        """
+
+    static let message = """
+        <h1>{{heading}}</h1><p>{{text}}</p>
+        """
+
+    static let style = """
+        body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:80em;padding:0 1em 2em;color:#222}
+        header{display:flex;gap:1em;align-items:center;padding:.6em 0;border-bottom:1px solid #ddd;margin-bottom:1em}.home{font-weight:600}
+        table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd;vertical-align:top}
+        pre{background:#111;color:#eee;padding:1em;overflow-x:auto;white-space:pre-wrap;font-size:12px}
+        .succeeded,.delivered{color:#17702d}.failed,.timed_out,.errored,.dropped{color:#b3261e}.cancelled,.skipped{color:#7a5b00}
+        .queued,.planning,.running,.pending,.awaiting_approval{color:#1a56b3}code{font-size:13px}.trigger,.timing{color:#666;font-size:12px}
+        .inline{display:inline}.filters{display:flex;gap:1em;flex-wrap:wrap;margin-bottom:1em}.controls{margin:1em 0;display:flex;gap:.5em}
+        details.log{margin:1em 0}details.log summary{cursor:pointer;font-weight:600}#first-error{background:#5a1d1d;display:block}
+        a:focus,button:focus,summary:focus,input:focus,select:focus{outline:2px solid #1a56b3;outline-offset:2px}
+        """
+}
