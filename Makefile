@@ -3,9 +3,10 @@
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # libgit2 for git, nix with its build users, a static busybox for test and example builds,
-# bubblewrap, the jail every evaluation runs in, nginx (WebDAV) as the HTTP binary cache the tests push to.
+# bubblewrap, the jail every evaluation runs in, nginx (WebDAV) as the HTTP binary cache the tests push to,
+# chromium and chromium-driver for the tests of the pages in a real browser.
 DEBIAN_PACKAGES := pkg-config git python3 python3-pip libgit2-dev libyaml-dev libssl-dev libsqlite3-dev \
-                   nix-bin nix-setup-systemd busybox-static bubblewrap nginx-light
+                   nix-bin nix-setup-systemd busybox-static bubblewrap nginx-light chromium chromium-driver
 # The tests check config/kiln.schema.json with Python's jsonschema.
 PYTHON_PACKAGES := jsonschema pyyaml
 CONFIG ?= config/kiln.yaml

@@ -13,6 +13,8 @@ struct JobsController: Sendable {
     let logs: JobLogs
     /// Base of links.
     let publicURL: String
+    /// Ends followed logs at shutdown.
+    let streams: EventStreams
 
     /// Its routes.
     var endpoints: RouteCollection<BasicRequestContext> {
@@ -29,6 +31,11 @@ struct JobsController: Sendable {
                 return try JSONBody.error(.notFound, "no job with this id")
             }
             var path = logs.log(id)
+            if request.uri.queryParameters.get("follow") == "1" {
+                return try LogFollow.response(
+                    path: path, offset: request.uri.queryParameters.get("offset").map { String($0) }, job: id, store: store,
+                    streams: streams)
+            }
             if let derivation = request.uri.queryParameters.get("derivation") {
                 switch logs.derivationLog(id, derivation) {
                 case .success(let found): path = found

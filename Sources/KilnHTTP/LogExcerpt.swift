@@ -6,6 +6,8 @@ struct LogExcerpt {
     var text: String
     /// Bytes not shown (from the start of the file).
     var skipped: Int
+    /// Where the bytes shown end: the file's size when it was read.
+    var end: Int = 0
 
     static let limit = 256 << 10
 
@@ -16,6 +18,6 @@ struct LogExcerpt {
         let start = max(0, size - limit)
         try? handle.seek(toOffset: UInt64(start))
         let data = (try? handle.readToEnd()) ?? Data()
-        return LogExcerpt(text: String(decoding: data, as: UTF8.self), skipped: start)
+        return LogExcerpt(text: String(decoding: data, as: UTF8.self), skipped: start, end: start + data.count)
     }
 }

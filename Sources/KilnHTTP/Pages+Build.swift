@@ -42,7 +42,10 @@ extension Pages {
         let active = !build.state.isFinal
         return render(
             "build", title: "Build #\(build.id) · \(build.repository)", values, session: session,
-            live: active ? "build=\(build.id)&last-event-id=\(eventsFrom)" : nil, refresh: active)
+            live: active
+                ? "build=\(build.id)&last-event-id=\(eventsFrom)&types=build.started,build.finished,job.started,job.finished"
+                : nil,
+            refresh: active)
     }
 
     private static func job(_ view: JobView, open: Bool) -> [String: Any] {
@@ -59,8 +62,9 @@ extension Pages {
             },
             "open": open, "hasDerivations": !view.derivations.isEmpty,
             "derivations": view.derivations.map { ["job": job.id, "name": $0] },
-            "log": renderLog(view.log.text, markFirstError: open),
+            "log": renderLog(view.log.text, markFirstError: open && job.state != .running),
         ]
+        if job.state == .running { values["follow"] = "/api/v1/jobs/\(job.id)/log?follow=1&offset=\(view.log.end)" }
         if let cache = job.cacheSummary { values["cache"] = cache }
         if view.log.skipped > 0 { values["skipped"] = view.log.skipped }
         return values

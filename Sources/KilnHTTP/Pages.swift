@@ -64,15 +64,28 @@ enum Pages {
     /// The page's script: follow the events of `live` (Kiln's own query of ids and type names,
     /// never a request's text), and open the first error.
     static func script(live: String?, nonce: String) -> String {
-        var body = "var e=document.getElementById(\"first-error\");if(e&&!location.hash){e.scrollIntoView({block:\"center\"})}"
+        var body = "var e=document.getElementById(\"first-error\");if(e&&!location.hash){e.scrollIntoView({block:\"center\"})}" + follow
         if let live {
-            let types = ["build.queued", "build.planned", "build.started", "build.finished", "job.started", "job.progress",
-                         "job.finished", "status.posted", "status.failed"]
+            // The types the query names are the ones that reload the page.
+            let types = live.split(separator: "&").first { $0.hasPrefix("types=") }.map { $0.dropFirst(6).split(separator: ",").map(String.init) } ?? []
             body += "var s=new EventSource(\"/api/v1/events?\(live)\"),t=null;function r(){if(!t){t=setTimeout(function(){location.reload()},1000)}}"
                 + types.map { "s.addEventListener(\"\($0)\",r);" }.joined()
         }
         return "<script nonce=\"\(nonce)\">document.addEventListener(\"DOMContentLoaded\",function(){\(body)});</script>"
     }
+
+    /// Running jobs' logs grow in place: each `pre[data-follow]` reads its log's stream from the
+    /// bytes it shows, appends what arrives once per animation frame (colour codes dropped),
+    /// keeps at most 5,000 chunks, and follows the end only while the reader is at the bottom.
+    static let follow = """
+        document.querySelectorAll("pre[data-follow]").forEach(function(p){fetch(p.getAttribute("data-follow")).then(function(r){\
+        var rd=r.body.getReader(),dc=new TextDecoder(),q="",pend=false;function flush(){pend=false;\
+        var bottom=(window.innerHeight+window.scrollY)>=document.body.scrollHeight-40;\
+        p.appendChild(document.createTextNode(q.replace(/\\x1b\\[[0-9;]*[A-Za-z]/g,"")));q="";\
+        while(p.childNodes.length>5000){p.removeChild(p.firstChild)}if(bottom){window.scrollTo(0,document.body.scrollHeight)}}\
+        function pump(){return rd.read().then(function(x){if(x.done){return}q+=dc.decode(x.value,{stream:true});\
+        if(!pend){pend=true;requestAnimationFrame(flush)}return pump()})}return pump()})});
+        """
 
     static func message(_ status: String, _ text: String, session: Session? = nil) -> Page {
         render("message", title: status, ["heading": status, "text": text], session: session)
@@ -93,7 +106,7 @@ enum Pages {
         values["states"] = BuildState.allCases.map { ["name": $0.rawValue, "selected": $0 == query.state] }
         return render(
             "index", title: "Kiln builds", values, session: session,
-            live: "types=build.queued,build.planned,build.started,build.finished&last-event-id=\(eventsFrom)",
+            live: "last-event-id=\(eventsFrom)&types=build.queued,build.planned,build.started,build.finished",
             refresh: builds.contains { !$0.state.isFinal })
     }
 
@@ -110,7 +123,7 @@ enum Pages {
         values["branches"] = branches.map { row($0, now: now) }
         return render(
             "repository", title: "\(name) · Kiln", values, session: session,
-            live: "repository=\(percentEncoded(name))&types=build.queued,build.started,build.finished&last-event-id=\(eventsFrom)",
+            live: "repository=\(percentEncoded(name))&last-event-id=\(eventsFrom)&types=build.queued,build.started,build.finished",
             refresh: builds.contains { !$0.state.isFinal })
     }
 

@@ -21,8 +21,10 @@ public func buildRouter(_ dependencies: HTTPDependencies) -> Router<BasicRequest
         BuildsController(store: store, progress: dependencies.progress, logs: dependencies.logs, publicURL: dependencies.publicURL)
             .endpoints)
     router.addRoutes(
-        JobsController(store: store, progress: dependencies.progress, logs: dependencies.logs, publicURL: dependencies.publicURL)
-            .endpoints)
+        JobsController(
+            store: store, progress: dependencies.progress, logs: dependencies.logs, publicURL: dependencies.publicURL,
+            streams: dependencies.eventStreams
+        ).endpoints)
     router.addRoutes(EventsController(log: dependencies.coordinator.store, streams: dependencies.eventStreams).endpoints)
     router.addRoutes(
         ControlController(

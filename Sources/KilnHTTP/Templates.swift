@@ -74,7 +74,7 @@ enum Templates {
         {{#cache}}<p>Binary cache: {{cache}}</p>{{/cache}}
         {{#hasDerivations}}<p>Derivation logs: {{#derivations}}<a href="/api/v1/jobs/{{job}}/log?derivation={{name}}">{{name}}</a> {{/derivations}}</p>{{/hasDerivations}}
         {{#skipped}}<p>The first {{skipped}} bytes are not shown; the raw log has them.</p>{{/skipped}}
-        <pre>{{{log}}}</pre></details>
+        <pre{{#follow}} data-follow="{{follow}}"{{/follow}}>{{{log}}}</pre></details>
         {{/jobs}}
         """
 

@@ -88,7 +88,11 @@ import Testing
         #expect((value("kiln_status_posts_total", ["forge": "github", "outcome": "delivered"]) ?? 0) >= 6)
         #expect((value("kiln_output_bytes_count") ?? 0) == 1)
         #expect(value("kiln_queue_length", ["kind": "jobs"]) == 0 && value("kiln_jobs_running") == 0)
-        #expect(value("kiln_status_outbox_depth") == 0)
+        // The outbox empties once the last status is posted.
+        try await eventually("the outbox to be empty", within: .seconds(30)) {
+            let text = (try? await HTTPTestClient.send("GET", "\(kiln.url)/metrics").body) ?? ""
+            return (try? Self.parse(text))?.contains(Sample(name: "kiln_status_outbox_depth", labels: [:], value: 0)) == true
+        }
         // No label names a repository, branch, commit or URL.
         for sample in samples {
             for (label, value) in sample.labels where label != "le" {

@@ -302,4 +302,39 @@ import Testing
             #expect(filteredPage.status == .ok && !Self.text(filteredPage).contains("href=\"/builds/\(build)\""))
         }
     }
+
+    @Test func aFollowedLogStreamsWhatTheJobWritesUntilItEnds() async throws {
+        let fixture = Fixture()
+        let build = try await fixture.accepted()
+        _ = try await fixture.coordinator.claimBuildToPlan(excluding: [])
+        try await fixture.coordinator.finishPlanning(
+            build, .planned([PlannedJob(name: "a", target: .installables([".#a"]), needs: [], timeout: .seconds(60), maxSilent: .seconds(60))]),
+            resolution: nil)
+        let (claimed, _) = try #require(try await fixture.coordinator.claimJob(freeMemory: .max))
+        try await withTemporaryDirectory("kiln-follow") { directory in
+            let paths = WorkerPaths(dataDirectory: directory.path)
+            try FileManager.default.createDirectory(atPath: paths.logs, withIntermediateDirectories: true)
+            let log = JobLogs(paths).log(claimed.job.id)
+            try "already here\n".write(toFile: log, atomically: true, encoding: .utf8)
+            let router = buildRouter(fixture.dependencies(directory: directory))
+            try await Application(router: router).test(.router) { client in
+                async let followed = client.execute(uri: "/api/v1/jobs/\(claimed.job.id)/log?follow=1&offset=5", method: .get)
+                // The job writes more, then ends: the stream sends it all, then closes. (The pause only
+                // lets the stream start before the write, so that following is what sends it; the
+                // answer must be the same either way.)
+                try await Task.sleep(for: .milliseconds(300))
+                let handle = try #require(FileHandle(forWritingAtPath: log))
+                try handle.seekToEnd()
+                try handle.write(contentsOf: Data("written later\n".utf8))
+                try handle.close()
+                _ = try await fixture.coordinator.finishJob(claimed.job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), details: nil)
+                let answer = try await followed
+                #expect(answer.status == .ok && Self.text(answer) == "dy here\nwritten later\n")
+            }
+            let bad = try await Application(router: router).test(.router) { client in
+                try await client.execute(uri: "/api/v1/jobs/\(claimed.job.id)/log?follow=1&offset=-3", method: .get)
+            }
+            #expect(bad.status == .badRequest)
+        }
+    }
 }

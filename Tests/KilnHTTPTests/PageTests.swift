@@ -25,14 +25,16 @@ import Testing
 
     @Test func aRunningBuildsPageFollowsItsEventsAndAFinishedOneDoesNot() {
         let running = Pages.build(Self.details(.running), jobs: [], eventsFrom: 41, now: Self.now)
-        #expect(running.html.contains("new EventSource(\"/api/v1/events?build=7&last-event-id=41\")"))
+        #expect(running.html.contains("new EventSource(\"/api/v1/events?build=7&last-event-id=41&types=build.started,"))
+        #expect(running.html.contains("s.addEventListener(\"job.finished\",r)") && !running.html.contains("\"job.progress\""),
+            "a job's progress does not reload the page: its log grows in place")
         #expect(running.html.contains("<script nonce=\"\(running.nonce)\">"))
         #expect(running.html.contains("<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>"))
         #expect(running.html.contains("running for 1m 05s"), "\(running.html)")
         let finished = Pages.build(Self.details(.succeeded), jobs: [], now: Self.now)
         #expect(!finished.html.contains("EventSource") && !finished.html.contains("http-equiv"))
         let index = Pages.index([], query: BuildListQuery(), older: nil, session: nil, eventsFrom: 9)
-        #expect(index.html.contains("new EventSource(\"/api/v1/events?types=build.queued,build.planned,build.started,build.finished&last-event-id=9\")"))
+        #expect(index.html.contains("new EventSource(\"/api/v1/events?last-event-id=9&types=build.queued,build.planned,build.started,build.finished\")"))
         #expect(!index.html.contains("http-equiv"), "nothing runs: nothing to refresh without JavaScript")
         // The script runs only with this page's nonce.
         let response = Pages.html(.ok, running)
