@@ -1,11 +1,23 @@
-/// Terminal colours in build output, rendered as HTML spans (everything else escaped).
-enum ANSIHTML {
-    private static let colours = ["#000", "#e05252", "#4fb04f", "#d6b43a", "#5b8def", "#c678dd", "#3fb5c5", "#ddd"]
+/// Terminal colours in build output, rendered as HTML spans with classes (everything else
+/// escaped). Colour state carries from line to line; an escape sequence cut off at the end of the
+/// text is held back, not shown.
+struct ANSIHTML {
+    /// The classes in effect: `a1`…`a7` colours (`a0` black), `ab` bold.
+    private var classes: [String] = []
 
-    /// `text` as HTML: SGR colour and bold sequences become spans, other escapes are dropped.
+    /// A renderer with no colour in effect.
+    init() {}
+
+    /// `text` as HTML in one go.
     static func render(_ text: String) -> String {
-        var html = ""
-        var open = false
+        var renderer = ANSIHTML()
+        return renderer.render(text)
+    }
+
+    /// Renders the next piece of text; an open colour is closed at its end and reopened at the
+    /// start of the next piece, so that each piece (a line) is well-formed HTML on its own.
+    mutating func render(_ text: String) -> String {
+        var html = classes.isEmpty ? "" : "<span class=\"\(classes.joined(separator: " "))\">"
         var scalars = text.unicodeScalars[...]
         while let scalar = scalars.popFirst() {
             guard scalar == "\u{1B}" else {
@@ -23,26 +35,32 @@ enum ANSIHTML {
                 }
                 parameters.unicodeScalars.append(next)
             }
+            // Cut off, or not a colour: shown as nothing.
             guard final == "m" else { continue }
-            if open {
-                html += "</span>"
-                open = false
-            }
-            var style: [String] = []
-            for code in parameters.split(separator: ";").compactMap({ Int($0) }) {
-                switch code {
-                case 1: style.append("font-weight:bold")
-                case 30...37: style.append("color:\(colours[code - 30])")
-                case 90...97: style.append("color:\(colours[code - 90])")
-                default: break
-                }
-            }
-            if !style.isEmpty {
-                html += "<span style=\"\(style.joined(separator: ";"))\">"
-                open = true
+            if !classes.isEmpty { html += "</span>" }
+            classes = Self.classes(parameters, after: classes)
+            if !classes.isEmpty { html += "<span class=\"\(classes.joined(separator: " "))\">" }
+        }
+        if !classes.isEmpty { html += "</span>" }
+        return html
+    }
+
+    /// The classes after an SGR sequence with `parameters`.
+    static func classes(_ parameters: String, after current: [String]) -> [String] {
+        var bold = current.contains("ab")
+        var colour = current.first { $0 != "ab" }
+        let codes = parameters.isEmpty ? [0] : parameters.split(separator: ";", omittingEmptySubsequences: false).map { Int($0) ?? 0 }
+        for code in codes {
+            switch code {
+            case 0: (bold, colour) = (false, nil)
+            case 1: bold = true
+            case 22: bold = false
+            case 30...37: colour = "a\(code - 30)"
+            case 90...97: colour = "a\(code - 90)"
+            case 39: colour = nil
+            default: break
             }
         }
-        if open { html += "</span>" }
-        return html
+        return (colour.map { [$0] } ?? []) + (bold ? ["ab"] : [])
     }
 }

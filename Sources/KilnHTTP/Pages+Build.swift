@@ -6,9 +6,13 @@ extension Pages {
     /// What the page shows of one job.
     struct JobView {
         var job: JobRecord
-        var log: LogExcerpt
+        /// The job's own log.
+        var jobLog: LogLines
         var progress: JobProgress?
-        var derivations: [String]
+        /// Every derivation log the job has, by name.
+        var derivationNames: [String] = []
+        /// The first of them (at most `maxDerivationCards`), read.
+        var derivationLogs: [DerivationLog] = []
     }
 
     /// A build's page; `eventsFrom` as for `index`. The first job that did not succeed has its
@@ -60,37 +64,9 @@ extension Pages {
             "outputs": job.outputs.map { output in
                 ["path": output.path, "size": output.narSize.map { ByteCount.format(Int($0)) } ?? ""]
             },
-            "open": open, "hasDerivations": !view.derivations.isEmpty,
-            "derivations": view.derivations.map { ["job": job.id, "name": $0] },
-            "log": renderLog(view.log.text, markFirstError: open && job.state != .running),
+            "logs": logsHTML(view, markFirstError: open && job.state != .running),
         ]
-        if job.state == .running { values["follow"] = "/api/v1/jobs/\(job.id)/log?follow=1&offset=\(view.log.end)" }
         if let cache = job.cacheSummary { values["cache"] = cache }
-        if view.log.skipped > 0 { values["skipped"] = view.log.skipped }
         return values
-    }
-
-    /// The log as HTML with its colours; with `markFirstError`, the first line that reports an
-    /// error is marked `#first-error` (the page opens there).
-    static func renderLog(_ text: String, markFirstError: Bool) -> String {
-        guard markFirstError, let line = firstErrorLine(text) else { return ANSIHTML.render(text) }
-        let before = String(text[..<line.lowerBound])
-        let rest = text[line.lowerBound...]
-        let end = rest.firstIndex(of: "\n").map { rest.index(after: $0) } ?? rest.endIndex
-        return ANSIHTML.render(before) + "<span id=\"first-error\">" + ANSIHTML.render(String(rest[..<end])) + "</span>"
-            + ANSIHTML.render(String(rest[end...]))
-    }
-
-    /// The range of the first line that reports an error (nix's `error:`, a builder's
-    /// `error`/`failed`), if any.
-    static func firstErrorLine(_ text: String) -> Range<String.Index>? {
-        var start = text.startIndex
-        while start < text.endIndex {
-            let end = text[start...].firstIndex(of: "\n") ?? text.endIndex
-            let line = text[start..<end].lowercased()
-            if line.contains("error") || line.contains("failed") { return start..<end }
-            start = end < text.endIndex ? text.index(after: end) : end
-        }
-        return nil
     }
 }

@@ -64,7 +64,7 @@ enum Pages {
     /// The page's script: follow the events of `live` (Kiln's own query of ids and type names,
     /// never a request's text), and open the first error.
     static func script(live: String?, nonce: String) -> String {
-        var body = "var e=document.getElementById(\"first-error\");if(e&&!location.hash){e.scrollIntoView({block:\"center\"})}" + follow
+        var body = "var e=document.querySelector(\"[data-first-error]\");if(e&&!location.hash){e.scrollIntoView({block:\"center\"})}" + follow + more + search
         if let live {
             // The types the query names are the ones that reload the page.
             let types = live.split(separator: "&").first { $0.hasPrefix("types=") }.map { $0.dropFirst(6).split(separator: ",").map(String.init) } ?? []
@@ -73,6 +73,24 @@ enum Pages {
         }
         return "<script nonce=\"\(nonce)\">document.addEventListener(\"DOMContentLoaded\",function(){\(body)});</script>"
     }
+
+    /// The middle of a long log, loaded by byte range when its button is pressed, as numbered lines.
+    static let more = """
+        document.querySelectorAll("button.more").forEach(function(b){b.addEventListener("click",function(){\
+        fetch(b.getAttribute("data-src"),{headers:{Range:b.getAttribute("data-range")}}).then(function(r){return r.text()}).then(function(t){\
+        var n=parseInt(b.getAttribute("data-first"),10),p=b.getAttribute("data-prefix"),f=document.createDocumentFragment();\
+        t.replace(/\\n$/,"").split("\\n").forEach(function(x){var s=document.createElement("span");s.className="l";s.id=p+"-L"+n;\
+        var a=document.createElement("a");a.className="n";a.href="#"+s.id;a.textContent=n;s.appendChild(a);\
+        s.appendChild(document.createTextNode(x.replace(/\\x1b\\[[0-9;]*[A-Za-z]/g,"")+"\\n"));f.appendChild(s);n++});\
+        var g=b.parentNode;g.parentNode.replaceChild(f,g)})})});
+        """
+
+    /// Search within a job's lines: lines without the text are hidden, and folded cards opened.
+    static let search = """
+        document.querySelectorAll("input.log-search").forEach(function(i){i.addEventListener("input",function(){\
+        var q=i.value.toLowerCase(),c=i.closest(".job-log");c.querySelectorAll("span.l").forEach(function(s){\
+        s.hidden=q!==""&&s.textContent.toLowerCase().indexOf(q)<0});if(q){c.querySelectorAll("details").forEach(function(d){d.open=true})}})});
+        """
 
     /// Running jobs' logs grow in place: each `pre[data-follow]` reads its log's stream from the
     /// bytes it shows, appends what arrives once per animation frame (colour codes dropped),

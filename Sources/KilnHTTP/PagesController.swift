@@ -55,8 +55,14 @@ struct PagesController: Sendable {
             return Pages.html(.notFound, Pages.notFound("No build with this id.", session: session))
         }
         let jobs = details.jobs.map { job in
-            Pages.JobView(
-                job: job, log: LogExcerpt.read(logs.log(job.id)), progress: progress.progress(job.id), derivations: logs.derivations(job.id))
+            let names = logs.derivations(job.id)
+            let cards = names.prefix(Pages.maxDerivationCards).compactMap { name -> Pages.DerivationLog? in
+                guard case .success(let path) = logs.derivationLog(job.id, name) else { return nil }
+                return Pages.DerivationLog(name: name, lines: LogLines.read(path))
+            }
+            return Pages.JobView(
+                job: job, jobLog: LogLines.read(logs.log(job.id)), progress: progress.progress(job.id), derivationNames: names,
+                derivationLogs: cards)
         }
         return Pages.html(.ok, Pages.build(details, jobs: jobs, session: session, eventsFrom: head))
     }

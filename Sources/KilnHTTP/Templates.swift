@@ -70,11 +70,9 @@ enum Templates {
         {{#hasStatuses}}<h2>Commit statuses</h2><table><thead><tr><th>Context</th><th>State</th><th>Description</th><th>Delivery</th></tr></thead><tbody>
         {{#statuses}}<tr><td><code>{{context}}</code></td><td class="{{state}}">{{state}}</td><td>{{description}}</td><td class="{{delivery}}">{{deliveryText}}</td></tr>
         {{/statuses}}</tbody></table>{{/hasStatuses}}
-        {{#jobs}}<details id="job-{{id}}" class="log"{{#open}} open{{/open}}><summary><span class="{{state}}">{{icon}}</span> {{name}} · <a href="/api/v1/jobs/{{id}}/log">raw log</a> · <a href="/api/v1/jobs/{{id}}/log" download="job-{{id}}.log">download</a></summary>
+        {{#jobs}}<section id="job-{{id}}" class="job"><h3><span class="{{state}}">{{icon}}</span> {{name}} · <a href="/api/v1/jobs/{{id}}/log">raw log</a> · <a href="/api/v1/jobs/{{id}}/log" download="job-{{id}}.log">download</a></h3>
         {{#cache}}<p>Binary cache: {{cache}}</p>{{/cache}}
-        {{#hasDerivations}}<p>Derivation logs: {{#derivations}}<a href="/api/v1/jobs/{{job}}/log?derivation={{name}}">{{name}}</a> {{/derivations}}</p>{{/hasDerivations}}
-        {{#skipped}}<p>The first {{skipped}} bytes are not shown; the raw log has them.</p>{{/skipped}}
-        <pre{{#follow}} data-follow="{{follow}}"{{/follow}}>{{{log}}}</pre></details>
+        {{{logs}}}</section>
         {{/jobs}}
         """
 
@@ -109,7 +107,12 @@ enum Templates {
         .succeeded,.delivered{color:#17702d}.failed,.timed_out,.errored,.dropped{color:#b3261e}.cancelled,.skipped{color:#7a5b00}
         .queued,.planning,.running,.pending,.awaiting_approval{color:#1a56b3}code{font-size:13px}.trigger,.timing{color:#666;font-size:12px}
         .inline{display:inline}.filters{display:flex;gap:1em;flex-wrap:wrap;margin-bottom:1em}.controls{margin:1em 0;display:flex;gap:.5em}
-        details.log{margin:1em 0}details.log summary{cursor:pointer;font-weight:600}#first-error{background:#5a1d1d;display:block}
+        details{margin:.5em 0}summary{cursor:pointer;font-weight:600}section.job{margin:1.5em 0}
+        pre.lines{padding:.5em 0;white-space:pre-wrap}.l{display:block;padding:0 1em 0 4.5em;text-indent:-3.5em}.l:target{background:#333}.l[hidden]{display:none}
+        .n{display:inline-block;width:3em;margin-right:.5em;text-align:right;color:#888;text-decoration:none;user-select:none}
+        .first-error{background:#5a1d1d}.phase{position:sticky;top:0;display:block;background:#2a2a2a;color:#9cf;padding:0 1em;font-weight:bold}
+        .gap{display:block;padding:.3em 1em}.gap a{color:#9cf}.log-search{margin:.3em 0;width:20em}
+        .a0{color:#000}.a1{color:#e05252}.a2{color:#4fb04f}.a3{color:#d6b43a}.a4{color:#5b8def}.a5{color:#c678dd}.a6{color:#3fb5c5}.a7{color:#ddd}.ab{font-weight:bold}
         a:focus,button:focus,summary:focus,input:focus,select:focus{outline:2px solid #1a56b3;outline-offset:2px}
         """
 }

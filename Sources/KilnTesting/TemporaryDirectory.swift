@@ -26,3 +26,10 @@ public func withTemporaryDirectory<T>(_ label: String = "kiln-test", _ body: (Te
     defer { directory.remove() }
     return try await body(directory)
 }
+
+/// `withTemporaryDirectory` for synchronous tests.
+public func withTemporaryDirectoryBlocking(_ body: (TemporaryDirectory) throws -> Void) throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    try body(directory)
+}

@@ -165,9 +165,3 @@ import Testing
     }
 }
 
-/// `withTemporaryDirectory` for synchronous tests.
-func withTemporaryDirectoryBlocking(_ body: (TemporaryDirectory) throws -> Void) throws {
-    let directory = try TemporaryDirectory()
-    defer { directory.remove() }
-    try body(directory)
-}

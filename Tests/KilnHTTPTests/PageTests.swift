@@ -23,6 +23,12 @@ import Testing
         BuildDetails(build: build(state, ref: ref, title: title), jobs: [], statuses: [])
     }
 
+    static func lines(_ text: String) -> LogLines {
+        LogLines(head: text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().map {
+            LogLines.Line(number: $0.offset + 1, text: String($0.element))
+        })
+    }
+
     @Test func aRunningBuildsPageFollowsItsEventsAndAFinishedOneDoesNot() {
         let running = Pages.build(Self.details(.running), jobs: [], eventsFrom: 41, now: Self.now)
         #expect(running.html.contains("new EventSource(\"/api/v1/events?build=7&last-event-id=41&types=build.started,"))
@@ -53,13 +59,13 @@ import Testing
             state: .failed, summary: text, queuedAt: Self.now)
         let page = Pages.build(
             BuildDetails(build: build, jobs: [job], statuses: []),
-            jobs: [Pages.JobView(job: job, log: LogExcerpt(text: text + "\n\u{1B}[31merror: \(text)\u{1B}[", skipped: 0), derivations: [])],
+            jobs: [Pages.JobView(job: job, jobLog: Self.lines(text + "\n\u{1B}[31merror: \(text)\u{1B}["), progress: nil)],
             now: Self.now)
         for html in [index.html, page.html] {
             #expect(!html.contains("<script>alert") && !html.contains("<img src=x") && !html.contains("' onmouseover") && !html.contains("<b>"))
             #expect(!html.contains("\"><img"))
         }
-        #expect(page.html.contains("id=\"first-error\""), "the failing job's log opens at its first error")
+        #expect(page.html.contains("data-first-error"), "the failing job's log opens at its first error")
     }
 
     @Test func listsShowTriggerTimingAndTheirNextPage() {
