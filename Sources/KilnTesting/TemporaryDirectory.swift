@@ -33,3 +33,19 @@ public func withTemporaryDirectoryBlocking(_ body: (TemporaryDirectory) throws -
     defer { directory.remove() }
     try body(directory)
 }
+
+/// Writes an executable script. The file is opened close-on-exec: a process another test forks
+/// meanwhile does not inherit it open for writing, which would make running it fail with
+/// "Text file busy" (ETXTBSY).
+public func writeExecutable(_ text: String, to path: String) throws {
+    let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+    guard descriptor >= 0 else { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path]) }
+    defer { close(descriptor) }
+    let bytes = Array(text.utf8)
+    var written = 0
+    while written < bytes.count {
+        let result = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        guard result > 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
+        written += result
+    }
+}

@@ -124,5 +124,6 @@ public final class WebDriver: @unchecked Sendable {
 /// What went wrong talking to the browser.
 public struct WebDriverError: Error, CustomStringConvertible {
     public var description: String
-    init(_ description: String) { self.description = description }
+    /// An error that says `description`.
+    public init(_ description: String) { self.description = description }
 }

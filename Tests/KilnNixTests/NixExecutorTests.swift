@@ -150,18 +150,16 @@ struct NixExecutorTests {
     @Test func refusesWhenNixReportsTheSandboxOff() async throws {
         try await withTemporaryDirectory { directory in
             let nix = directory.appending("nix")
-            try """
+            try writeExecutable(
+                """
                 #!/bin/sh
                 case "$1" in
                   --version) echo "nix (Nix) 2.8.0" ;;
                   show-config) echo '{"sandbox":{"value":false},"sandbox-fallback":{"value":true}}' ;;
                 esac
-                """.write(toFile: nix, atomically: true, encoding: .utf8)
+                """, to: nix)
             for helper in ["nix-store", "nix-instantiate"] {
-                try "#!/bin/sh\necho \(helper)\n".write(toFile: directory.appending(helper), atomically: true, encoding: .utf8)
-            }
-            for file in [nix, directory.appending("nix-store"), directory.appending("nix-instantiate")] {
-                try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: file)
+                try writeExecutable("#!/bin/sh\necho \(helper)\n", to: directory.appending(helper))
             }
             let readiness = await NixExecutor(settings: NixSettings(binary: nix)).readiness()
             #expect(

@@ -27,7 +27,7 @@ import Logging
 import ServiceLifecycle
 
 let rounds = Int(ProcessInfo.processInfo.environment["KILN_BENCH_ROUNDS"] ?? "20") ?? 20
-let sections = CommandLine.arguments.dropFirst().isEmpty ? ["server", "pipeline", "executor", "forges", "intake", "events"] : Array(CommandLine.arguments.dropFirst())
+let sections = CommandLine.arguments.dropFirst().isEmpty ? ["server", "pipeline", "executor", "forges", "intake", "events", "pages"] : Array(CommandLine.arguments.dropFirst())
 let clock = ContinuousClock()
 let nixOptions = ["--extra-experimental-features", "nix-command flakes", "--option", "sandbox", "true",
                   "--option", "sandbox-fallback", "false", "--option", "substituters", ""]
@@ -350,4 +350,10 @@ if sections.contains("intake") {
 
 if sections.contains("events") {
     try await EventLoad.run(clients: 100, builds: Int(ProcessInfo.processInfo.environment["KILN_BENCH_EVENT_BUILDS"] ?? "2000") ?? 2000)
+}
+
+// MARK: - pages
+
+if sections.contains("pages") {
+    try await PageLoad.run()
 }
