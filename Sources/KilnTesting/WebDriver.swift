@@ -54,7 +54,9 @@ public final class WebDriver: @unchecked Sendable {
     /// Ends the browser and chromedriver.
     public func quit() async {
         _ = try? await Self.call("DELETE", session)
-        process.terminate()
+        // chromedriver started by Foundation's Process does not end on SIGTERM; it has no state
+        // to save, so it is killed.
+        kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
 

@@ -32,7 +32,17 @@ import Testing
         try FileManager.default.createDirectory(atPath: Self.screenshots, withIntermediateDirectories: true)
 
         let browser = try await WebDriver()
-        defer { Task { await browser.quit() } }
+        do {
+            try await watchAndCancel(browser, kiln: kiln, world: world, sha: sha, marker: String(marker), token: token)
+            await browser.quit()
+        } catch {
+            // The browser ends with the test, whatever happened.
+            await browser.quit()
+            throw error
+        }
+    }
+
+    func watchAndCancel(_ browser: WebDriver, kiln: KilnInstance, world: World, sha: String, marker: String, token: String) async throws {
         let first = try #require(try await kiln.push(repository: World.name, sha: sha, secret: World.secret).json["build_id"] as? Int)
         try await browser.open("\(kiln.url)/builds/\(first)")
         // Once the job runs, its log is followed in place: the page is not reloaded for its lines.
