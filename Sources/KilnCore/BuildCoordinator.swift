@@ -47,8 +47,12 @@ public struct BuildCoordinator: Sendable {
     }
 
     /// A new build of the newest build of `sha`, as a re-run; nil when Kiln never built it.
-    public func rerun(sha: String, repository: RepositoryID, forge: String, deliveryID: String) async throws -> AcceptedBuild? {
-        guard let again = try await store.rerun(sha: sha, repository: repository, forge: forge, deliveryID: deliveryID, at: Date())
+    public func rerun(sha: String, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool = false) async throws
+        -> AcceptedBuild?
+    {
+        guard
+            let again = try await store.rerun(
+                sha: sha, repository: repository, forge: forge, deliveryID: deliveryID, failedOnly: failedOnly, at: Date())
         else { return nil }
         if again.isNew {
             if let details = try? await store.buildDetails(again.buildID) { await publish(BuildEvents.between(nil, details)) }

@@ -153,6 +153,7 @@ struct BuildPlanner: Sendable {
             if !resolution.trusted {
                 for index in jobs.indices { jobs[index].cachePush = false }
             }
+            if let original = build.rerunOf, build.rerunFailedOnly { return (.rerunFailed(jobs, of: original), resolution) }
             return (.planned(jobs), resolution)
         }
     }

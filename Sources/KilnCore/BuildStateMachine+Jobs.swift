@@ -116,6 +116,11 @@ extension BuildStateMachine {
     /// The summary of a build that runs `original` again.
     public static func rerunSummary(of original: BuildID) -> String { "queued again: a re-run of build #\(original)" }
 
+    /// The summary of a build that runs again what did not succeed in `original`.
+    public static func rerunFailedSummary(of original: BuildID) -> String {
+        "queued again: a re-run of what failed in build #\(original)"
+    }
+
     /// After jobs ended (already reflected in `jobs`): skip what can no longer run, and
     /// conclude the build when every job has ended.
     private mutating func afterJobsEnded(_ build: BuildRecord, jobs: [JobRecord], at now: Date) -> [Action] {

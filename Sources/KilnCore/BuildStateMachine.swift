@@ -20,6 +20,8 @@ public struct BuildStateMachine: Sendable, Hashable {
         case queueJobs([QueuedJob])
         /// Copy the jobs of build `from`, each with its summary, and record the reuse.
         case reuseJobs(from: BuildID, summaries: [JobID: String])
+        /// Copy these jobs of build `from` (with their results), each with its summary.
+        case keepJobs(from: BuildID, summaries: [JobID: String])
         /// Enqueue these statuses, in order.
         case enqueue([StatusUpdate])
         /// End these queued jobs cancelled, with this summary.
@@ -115,6 +117,24 @@ public struct BuildStateMachine: Sendable, Hashable {
             summary = "same tree and pipeline as build #\(earlierID): \(earlier.build.summary)"
             statuses.append(StatusUpdate(context: kiln, state: Self.statusState(state), description: summary))
             return [.reuseJobs(from: earlierID, summaries: summaries), .persist(state, summary: summary, diagnostics: []), .enqueue(statuses)]
+        case .rerunFailed(let jobs, let original):
+            guard let earlier, earlier.build.id == original else { return finishPlanning(.planned(jobs)) }
+            let succeeded = Dictionary(
+                earlier.jobs.filter { $0.state == .succeeded }.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+            let again = jobs.filter { succeeded[$0.name] == nil }
+            // Nothing failed there: the re-run ends as that build did.
+            guard !again.isEmpty else { return finishPlanning(.reused(original), earlier: earlier) }
+            var summaries: [JobID: String] = [:]
+            var kept: [StatusUpdate] = []
+            for job in jobs {
+                guard let result = succeeded[job.name] else { continue }
+                let text = "kept from build #\(original): \(result.summary)"
+                summaries[result.id] = text
+                kept.append(StatusUpdate(context: result.context, state: .succeeded, description: text))
+            }
+            var actions = finishPlanning(.planned(again))
+            if !summaries.isEmpty { actions = [.keepJobs(from: original, summaries: summaries)] + actions + [.enqueue(kept)] }
+            return actions
         case .skipped(let reason, let announce):
             return move(.skipped, reason, status: announce ? .skipped : nil)
         case .awaitingApproval(let reason):

@@ -18,6 +18,7 @@ extension BuildStore {
     public func finishPlanning(_ id: BuildID, _ result: PlanningResult, resolution: BuildResolution?, at now: Date) async throws {
         var earlier: BuildID?
         if case .reused(let earlierID) = result { earlier = earlierID }
+        if case .rerunFailed(_, let original) = result { earlier = original }
         _ = try await change(id, reading: earlier, at: now) { snapshot, earlier in
             guard snapshot.build.state == .planning else { return ([], ()) }
             var machine = BuildStateMachine(snapshot.build)
@@ -117,12 +118,12 @@ extension BuildStore {
 extension BuildControl {
     /// A new build of the newest build of commit `sha`, as a re-run; nil when Kiln never built it.
     /// Idempotent on the delivery id like `accept`.
-    public func rerun(sha: String, repository: RepositoryID, forge: String, deliveryID: String, at now: Date) async throws
-        -> (buildID: BuildID, isNew: Bool)?
-    {
+    public func rerun(
+        sha: String, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool = false, at now: Date
+    ) async throws -> (buildID: BuildID, isNew: Bool)? {
         try await rerun(
-            sha: sha, repository: repository, forge: forge, deliveryID: deliveryID, at: now,
-            summary: BuildStateMachine.rerunSummary)
+            sha: sha, repository: repository, forge: forge, deliveryID: deliveryID, failedOnly: failedOnly, at: now,
+            summary: failedOnly ? BuildStateMachine.rerunFailedSummary : BuildStateMachine.rerunSummary)
     }
 }
 

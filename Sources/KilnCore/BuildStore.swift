@@ -71,6 +71,9 @@ public struct BuildResolution: Sendable, Hashable {
 public enum PlanningResult: Sendable, Hashable {
     /// These jobs were queued.
     case planned([PlannedJob])
+    /// A re-run of what did not succeed in build `of`: jobs that succeeded there keep their
+    /// result; the others are queued.
+    case rerunFailed([PlannedJob], of: BuildID)
     /// An identical earlier build (same tree and pipeline file) ended: its results are this build's.
     case reused(BuildID)
     /// Nothing to build: the build ends skipped. With `announce` (`[skip ci]`) one final
@@ -231,7 +234,7 @@ public protocol BuildControl: Sendable {
     /// `summary` gives for the original; nil when Kiln never built it. Idempotent on the
     /// delivery id like `accept`.
     func rerun(
-        sha: String, repository: RepositoryID, forge: String, deliveryID: String, at now: Date,
+        sha: String, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool, at now: Date,
         summary: @Sendable (BuildID) -> String
     ) async throws -> (buildID: BuildID, isNew: Bool)?
 

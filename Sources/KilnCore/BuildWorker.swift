@@ -206,7 +206,7 @@ public struct BuildWorker: Service {
 
     private static func describe(_ result: PlanningResult) -> String {
         switch result {
-        case .planned(let jobs): return "\(jobs.count) jobs queued"
+        case .planned(let jobs), .rerunFailed(let jobs, _): return "\(jobs.count) jobs queued"
         case .reused(let earlier): return "same tree and pipeline as build #\(earlier); its results reused"
         case .skipped(let reason, _): return "skipped: \(reason)"
         case .awaitingApproval(let reason): return reason

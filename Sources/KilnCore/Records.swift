@@ -114,6 +114,8 @@ public struct BuildRecord: Sendable, Hashable {
     public var cancelReason: String?
     /// The first line of the head commit's message, once planning read it.
     public var title: String?
+    /// A re-run of only what did not succeed in `rerunOf`.
+    public var rerunFailedOnly = false
 
     /// Creates a record.
     public init(

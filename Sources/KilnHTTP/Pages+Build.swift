@@ -31,6 +31,7 @@ extension Pages {
             values["csrf"] = session.csrf
             values["canCancel"] = !build.state.isFinal
             values["canApprove"] = build.state == .awaitingApproval
+            values["canRerunFailed"] = [.failed, .errored, .cancelled].contains(build.state) && details.jobs.contains { $0.state == .succeeded }
         }
         let firstFailing = jobs.first { $0.job.state.isFinal && $0.job.state != .succeeded && $0.job.state != .skipped }?.job.id
         values["hasJobs"] = !jobs.isEmpty

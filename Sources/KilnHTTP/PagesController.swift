@@ -136,10 +136,11 @@ struct PagesController: Sendable {
         case "cancel":
             if !build.state.isFinal { try await coordinator.cancel([id], .requested) }
             return Response(status: .seeOther, headers: [.location: "/builds/\(id)"])
-        case "rerun":
+        case "rerun", "rerun-failed":
             guard
                 let again = try await coordinator.rerun(
-                    sha: build.sha, repository: build.repositoryID, forge: build.forge, deliveryID: "kiln-rerun-\(UUID().uuidString)")
+                    sha: build.sha, repository: build.repositoryID, forge: build.forge, deliveryID: "kiln-rerun-\(UUID().uuidString)",
+                    failedOnly: context.parameters.get("action") == "rerun-failed")
             else { return Pages.html(.notFound, Pages.notFound("No build of this commit to run again.", session: session)) }
             return Response(status: .seeOther, headers: [.location: "/builds/\(again.buildID)"])
         case "approve":

@@ -60,6 +60,7 @@ enum Templates {
         {{#canCancel}}<form method="post" action="/builds/{{id}}/cancel" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><button>Cancel</button></form>{{/canCancel}}
         {{#canApprove}}<form method="post" action="/builds/{{id}}/approve" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="sha" value="{{fullSHA}}"><button>Approve {{sha}}</button></form>{{/canApprove}}
         <form method="post" action="/builds/{{id}}/rerun" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><button>Re-run</button></form>
+        {{#canRerunFailed}}<form method="post" action="/builds/{{id}}/rerun-failed" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><button>Re-run failed jobs</button></form>{{/canRerunFailed}}
         </div>{{/controls}}
         {{#hasDiagnostics}}<h2>Pipeline file problems</h2><pre>{{#diagnostics}}{{.}}
         {{/diagnostics}}</pre>{{/hasDiagnostics}}

@@ -26,7 +26,7 @@ enum Rows {
     }
 
     static func build(_ row: Row) throws -> BuildRecord {
-        BuildRecord(
+        var build = BuildRecord(
             id: row["id"], repositoryID: row["repository_id"], forge: row["forge"], repository: row["repository"],
             sha: row["sha"], ref: row["ref"], state: try enumValue(BuildState.self, row["state"], column: "builds.state"),
             summary: row["summary"], diagnostics: try strings(row["diagnostics"], column: "builds.diagnostics"),
@@ -34,6 +34,8 @@ enum Rows {
             beforeSHA: row["before_sha"], pullRequest: pullRequest(row), trusted: row["trusted"], builtSHA: row["built_sha"],
             rerunOf: row["rerun_of"], cancelReason: row["cancel_reason"],
             title: row["title"])
+        build.rerunFailedOnly = row["rerun_failed_only"] ?? false
+        return build
     }
 
     static func pullRequest(_ row: Row) -> PullRequestInfo? {

@@ -43,21 +43,11 @@ extension SQLiteStore {
                         ])
                 }
             case .reuseJobs(let earlierID, let summaries):
-                for (jobID, summary) in summaries.sorted(by: { $0.key < $1.key }) {
-                    try db.execute(
-                        sql: """
-                            INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
-                                              allow_failure, cache_push, min_memory, state, summary, exit_code, derivations, outputs,
-                                              cpu_seconds, peak_memory_kb, cache_summary, attempt, queued_at, started_at, finished_at)
-                            SELECT ?, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
-                                   allow_failure, cache_push, min_memory, state, ?, exit_code, derivations, outputs,
-                                   cpu_seconds, peak_memory_kb, cache_summary, 0, ?, NULL, ?
-                            FROM jobs WHERE id = ?
-                            """,
-                        arguments: [build.id, summary, time, time, jobID])
-                }
+                try copyJobs(summaries, into: build, at: time, db)
                 try db.execute(
                     sql: "UPDATE builds SET reused_from = ?, started_at = ? WHERE id = ?", arguments: [earlierID, time, build.id])
+            case .keepJobs(_, let summaries):
+                try copyJobs(summaries, into: build, at: time, db)
             case .enqueue(let statuses):
                 try enqueue(statuses, for: build, at: now, db)
             case .cancelJobs(let jobs, let summary):
@@ -122,6 +112,23 @@ extension SQLiteStore {
                     try db.execute(sql: "UPDATE jobs SET started_at = ? WHERE id = ?", arguments: [time, job])
                 }
             }
+        }
+    }
+
+    /// Copies jobs of another build into `build`, with their results and these summaries.
+    private func copyJobs(_ summaries: [JobID: String], into build: BuildRecord, at time: Double, _ db: Database) throws {
+        for (jobID, summary) in summaries.sorted(by: { $0.key < $1.key }) {
+            try db.execute(
+                sql: """
+                    INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
+                                      allow_failure, cache_push, min_memory, state, summary, exit_code, derivations, outputs,
+                                      cpu_seconds, peak_memory_kb, cache_summary, attempt, queued_at, started_at, finished_at)
+                    SELECT ?, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
+                           allow_failure, cache_push, min_memory, state, ?, exit_code, derivations, outputs,
+                           cpu_seconds, peak_memory_kb, cache_summary, 0, ?, NULL, ?
+                    FROM jobs WHERE id = ?
+                    """,
+                arguments: [build.id, summary, time, time, jobID])
         }
     }
 }

@@ -53,7 +53,7 @@ extension SQLiteStore {
     }
 
     public func rerun(
-        sha: String, repository: RepositoryID, forge: String, deliveryID: String, at now: Date,
+        sha: String, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool, at now: Date,
         summary: @Sendable (BuildID) -> String
     ) async throws -> (buildID: BuildID, isNew: Bool)? {
         try await database.write { db in
@@ -71,12 +71,13 @@ extension SQLiteStore {
             try db.execute(
                 sql: """
                     INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at,
-                                        pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, rerun_of)
+                                        pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, rerun_of,
+                                        rerun_failed_only)
                     SELECT repository_id, forge, repository, sha, ref, before_sha, ?, ?, ?,
-                           pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, id
+                           pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, id, ?
                     FROM builds WHERE id = ?
                     """,
-                arguments: [BuildState.queued.rawValue, summary(original.id), now.timeIntervalSince1970, original.id])
+                arguments: [BuildState.queued.rawValue, summary(original.id), now.timeIntervalSince1970, failedOnly, original.id])
             let buildID = db.lastInsertedRowID
             try db.execute(
                 sql: "INSERT INTO deliveries (forge, delivery_id, build_id, received_at) VALUES (?, ?, ?, ?)",

@@ -256,6 +256,9 @@ enum Schema {
             try db.execute(sql: "ALTER TABLE builds ADD COLUMN title TEXT")
             try db.execute(sql: "CREATE INDEX builds_by_repository_ref ON builds (forge, repository, ref, id)")
         }
+        migrator.registerMigration("v11: re-runs of only what failed") { db in
+            try db.execute(sql: "ALTER TABLE builds ADD COLUMN rerun_failed_only INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 }

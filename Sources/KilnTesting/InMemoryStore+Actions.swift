@@ -29,19 +29,11 @@ extension InMemoryStore {
                         minMemory: job.minMemory, state: .queued, summary: entry.summary, queuedAt: now)
                 }
             case .reuseJobs(let earlier, let summaries):
-                for (jobID, summary) in summaries.sorted(by: { $0.key < $1.key }) {
-                    guard var copy = state.jobs[jobID] else { continue }
-                    copy.id = state.newID()
-                    copy.buildID = id
-                    copy.summary = summary
-                    copy.attempt = 0
-                    copy.queuedAt = now
-                    copy.startedAt = nil
-                    copy.finishedAt = now
-                    state.jobs[copy.id] = copy
-                }
+                copyJobs(summaries, into: id, at: now, &state)
                 state.reusedFrom[id] = earlier
                 state.builds[id]?.startedAt = now
+            case .keepJobs(_, let summaries):
+                copyJobs(summaries, into: id, at: now, &state)
             case .enqueue(let statuses):
                 guard let current = state.builds[id] else { continue }
                 for status in statuses {
@@ -99,6 +91,21 @@ extension InMemoryStore {
             case .restartClocks(let jobs):
                 for job in jobs { state.jobs[job]?.startedAt = now }
             }
+        }
+    }
+
+    /// Copies jobs of another build into build `id`, with their results and these summaries.
+    private static func copyJobs(_ summaries: [JobID: String], into id: BuildID, at now: Date, _ state: inout State) {
+        for (jobID, summary) in summaries.sorted(by: { $0.key < $1.key }) {
+            guard var copy = state.jobs[jobID] else { continue }
+            copy.id = state.newID()
+            copy.buildID = id
+            copy.summary = summary
+            copy.attempt = 0
+            copy.queuedAt = now
+            copy.startedAt = nil
+            copy.finishedAt = now
+            state.jobs[copy.id] = copy
         }
     }
 

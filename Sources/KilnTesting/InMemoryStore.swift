@@ -232,7 +232,7 @@ public final class InMemoryStore: KilnStore, TokenStore {
     }
 
     public func rerun(
-        sha: String, repository: RepositoryID, forge: String, deliveryID: String, at now: Date,
+        sha: String, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool, at now: Date,
         summary: @Sendable (BuildID) -> String
     ) async throws -> (buildID: BuildID, isNew: Bool)? {
         state.withLock { state in
@@ -245,6 +245,7 @@ public final class InMemoryStore: KilnStore, TokenStore {
                 id: id, repositoryID: original.repositoryID, forge: original.forge, repository: original.repository, sha: original.sha,
                 ref: original.ref, state: .queued, summary: summary(original.id), createdAt: now, beforeSHA: original.beforeSHA,
                 pullRequest: original.pullRequest, rerunOf: original.id)
+            state.builds[id]?.rerunFailedOnly = failedOnly
             state.deliveries[key] = id
             return (id, true)
         }

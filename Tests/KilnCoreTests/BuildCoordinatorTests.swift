@@ -139,3 +139,33 @@ import Testing
         #expect(try await fixture.types(build: build).suffix(2) == ["build.planned", "build.queued"])
     }
 }
+
+extension BuildCoordinatorTests {
+    @Test func aRerunOfWhatFailedKeepsWhatSucceeded() async throws {
+        let fixture = Fixture()
+        let original = try await fixture.running("d1")
+        let (first, _) = try #require(try await fixture.coordinator.claimJob(freeMemory: .max))
+        let (second, _) = try #require(try await fixture.coordinator.claimJob(freeMemory: .max))
+        _ = try await fixture.coordinator.finishJob(first.job.id, Self.report(.succeeded), details: nil)
+        _ = try await fixture.coordinator.finishJob(second.job.id, Self.report(.failed(exitCode: 1, reason: "x")), details: nil)
+
+        let again = try #require(
+            try await fixture.coordinator.rerun(
+                sha: String(repeating: "1", count: 40), repository: fixture.repository, forge: "github", deliveryID: "r1",
+                failedOnly: true))
+        let planning = try #require(try await fixture.coordinator.claimBuildToPlan(excluding: []))
+        #expect(planning.id == again.buildID && planning.rerunFailedOnly && planning.rerunOf == original)
+        try await fixture.coordinator.finishPlanning(again.buildID, .rerunFailed(Self.jobs, of: original), resolution: nil)
+        let planned = try #require(try await fixture.store.buildDetails(again.buildID))
+        #expect(planned.jobs.map(\.name) == ["a", "b"] || planned.jobs.map(\.name) == ["b", "a"])
+        let kept = try #require(planned.jobs.first { $0.name == first.job.name })
+        #expect(kept.state == .succeeded && kept.summary.hasPrefix("kept from build #\(original)"))
+        #expect(planned.statuses.contains { $0.status.context == kept.context && $0.status.state == .succeeded })
+        // Only what failed runs again; its success ends the build succeeded.
+        let (rerun, _) = try #require(try await fixture.coordinator.claimJob(freeMemory: .max))
+        #expect(rerun.job.name == second.job.name)
+        #expect(try await fixture.coordinator.claimJob(freeMemory: .max) == nil)
+        let ended = try await fixture.coordinator.finishJob(rerun.job.id, Self.report(.succeeded), details: nil)
+        #expect(ended.state == .succeeded)
+    }
+}

@@ -186,3 +186,17 @@ import Testing
         }
     }
 }
+
+extension BuildStateMachineJobTests {
+    @Test func aRerunOfWhatFailedWhenNothingFailedEndsAsTheOriginal() {
+        let original = Self.build(.succeeded, summary: "all 1 jobs built")
+        var machine = BuildStateMachine(state: .planning, summary: "")
+        let planned = PlannedJob(name: "j1", target: .installables([".#j1"]), needs: [], timeout: .seconds(60), maxSilent: .seconds(60))
+        let actions = machine.finishPlanning(.rerunFailed([planned], of: 1), earlier: (original, [Self.job(1, .succeeded)]))
+        #expect(machine.state == .succeeded && actions.contains { if case .reuseJobs = $0 { return true } else { return false } })
+        // The original is gone: everything runs again.
+        var orphan = BuildStateMachine(state: .planning, summary: "")
+        _ = orphan.finishPlanning(.rerunFailed([planned], of: 1), earlier: nil)
+        #expect(orphan.state == .running)
+    }
+}

@@ -170,6 +170,9 @@ import Testing
             #expect(twice.status == .conflict && Self.text(twice).contains("already ended: cancelled"))
             let rerun = try await client.execute(uri: "/api/v1/builds/\(build)/rerun", method: .post, headers: bearer)
             #expect(rerun.status == .accepted && Self.text(rerun).contains("https://kiln.example/builds/"))
+            let failedOnly = try await client.execute(uri: "/api/v1/builds/\(build)/rerun?failed-only=1", method: .post, headers: bearer)
+            let newest = try await fixture.store.recentBuilds(limit: 1).first
+            #expect(failedOnly.status == .accepted && newest?.rerunFailedOnly == true && newest?.summary.contains("what failed") == true)
             let bad = try await client.execute(
                 uri: "/api/v1/approvals", method: .post, headers: bearer, body: ByteBuffer(string: "{\"build_id\": 1}"))
             #expect(bad.status == .badRequest)
