@@ -93,16 +93,21 @@ enum Pages {
         """
 
     /// Running jobs' logs grow in place: each `pre[data-follow]` reads its log's stream from the
-    /// bytes it shows, appends what arrives once per animation frame (colour codes dropped),
-    /// keeps at most 5,000 chunks, and follows the end only while the reader is at the bottom.
+    /// bytes it shows, appends what arrives once per animation frame (colour codes dropped; one
+    /// cut off at a chunk's end waits for the rest), keeps at most 5,000 chunks, follows the end
+    /// only while the reader is at the bottom, and resumes from the bytes it has when the stream
+    /// breaks (up to five tries).
     static let follow = """
-        document.querySelectorAll("pre[data-follow]").forEach(function(p){fetch(p.getAttribute("data-follow")).then(function(r){\
-        var rd=r.body.getReader(),dc=new TextDecoder(),q="",pend=false;function flush(){pend=false;\
-        var bottom=(window.innerHeight+window.scrollY)>=document.body.scrollHeight-40;\
-        p.appendChild(document.createTextNode(q.replace(/\\x1b\\[[0-9;]*[A-Za-z]/g,"")));q="";\
+        document.querySelectorAll("pre[data-follow]").forEach(function(p){var base=p.getAttribute("data-follow").replace(/offset=\\d+/,""),\
+        got=parseInt((p.getAttribute("data-follow").match(/offset=(\\d+)/)||[0,0])[1],10),tries=0;function follow(){\
+        fetch(base+"offset="+got).then(function(r){var rd=r.body.getReader(),dc=new TextDecoder(),q="",pend=false;tries=0;\
+        function flush(){pend=false;var bottom=(window.innerHeight+window.scrollY)>=document.body.scrollHeight-40;\
+        var cut=q.lastIndexOf("\\x1b"),keep="";if(cut>=0&&!/^\\x1b\\[[0-9;]*[A-Za-z]/.test(q.slice(cut))){keep=q.slice(cut);q=q.slice(0,cut)}\
+        p.appendChild(document.createTextNode(q.replace(/\\x1b\\[[0-9;]*[A-Za-z]/g,"")));q=keep;\
         while(p.childNodes.length>5000){p.removeChild(p.firstChild)}if(bottom){window.scrollTo(0,document.body.scrollHeight)}}\
-        function pump(){return rd.read().then(function(x){if(x.done){return}q+=dc.decode(x.value,{stream:true});\
-        if(!pend){pend=true;requestAnimationFrame(flush)}return pump()})}return pump()})});
+        function pump(){return rd.read().then(function(x){if(x.done){return}got+=x.value.length;q+=dc.decode(x.value,{stream:true});\
+        if(!pend){pend=true;requestAnimationFrame(flush)}return pump()})}return pump()}).catch(function(){\
+        if(++tries<5){setTimeout(follow,1000*tries)}})}follow()});
         """
 
     static func message(_ status: String, _ text: String, session: Session? = nil) -> Page {
