@@ -186,6 +186,7 @@ let package = Package(
                 "KilnApp", "KilnHTTP", "KilnCore", "KilnForges", "KilnNix", "KilnPipeline", "KilnStore", "KilnTesting",
                 .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            exclude: ["Fixtures"],
             swiftSettings: strict),
     ]
 )

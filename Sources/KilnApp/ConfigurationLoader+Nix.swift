@@ -7,12 +7,7 @@ import KilnPipeline
 /// The `nix` section: limits, options Kiln allows, remote builders, the binary cache.
 extension ConfigReader {
     mutating func nix(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Nix? {
-        let keys = mapping(
-            node,
-            [
-                "binary", "max-parallel-jobs", "default-timeout", "max-timeout", "default-max-silent", "eval-timeout",
-                "eval-max-memory", "max-parallel-evals", "builders", "options", "cache",
-            ])
+        let keys = mapping(node, Self.nixKeys)
         let binary = text(keys, "binary", path) ?? "nix"
         let parallel = integer(keys, "max-parallel-jobs", path, in: 1...256) ?? 2
         let defaultTimeout = duration(keys, "default-timeout", path) ?? .seconds(1800)
@@ -46,7 +41,7 @@ extension ConfigReader {
         }
         var cache: CacheSettings?
         if let node = keys["cache"], !node.isNull {
-            let cacheKeys = mapping(node, ["push-to", "secret-key-file", "required"])
+            let cacheKeys = mapping(node, Self.cacheKeys)
             let here = path + ["cache"]
             let pushTo = text(cacheKeys, "push-to", here, required: true)
             let keyFile = text(cacheKeys, "secret-key-file", here, required: true).map(resolve)

@@ -76,11 +76,7 @@ struct ConfigReader {
     }
 
     mutating func server(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Server? {
-        let keys = mapping(
-            node, [
-                "listen", "public-url", "max-body-bytes", "max-concurrent-webhooks", "max-event-streams", "admin-token-file",
-                "events-socket", "private",
-            ])
+        let keys = mapping(node, Self.serverKeys)
         let listenText = text(keys, "listen", path) ?? "127.0.0.1:8080"
         guard let (host, port) = Self.hostAndPort(listenText) else {
             report(keys["listen"], path + ["listen"], "'\(listenText)' is not HOST:PORT (for example 127.0.0.1:8080)")
@@ -109,7 +105,7 @@ struct ConfigReader {
     }
 
     mutating func storage(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Storage? {
-        let keys = mapping(node, ["data-dir", "max-log-bytes", "retention"])
+        let keys = mapping(node, Self.storageKeys)
         let dataDirectory = resolve(text(keys, "data-dir", path) ?? ".kiln")
         let maxLog = integer(keys, "max-log-bytes", path, in: 4096...(1 << 40)) ?? 64 << 20
         var retention: Duration = .seconds(90 * 86400)
@@ -154,6 +150,18 @@ struct ConfigReader {
     }
 
     // MARK: Reading with environment overrides
+
+    /// The keys of each section, as the NixOS module's options name them too (a test compares).
+    static let serverKeys = [
+        "listen", "public-url", "max-body-bytes", "max-concurrent-webhooks", "max-event-streams", "admin-token-file", "events-socket",
+        "private",
+    ]
+    static let storageKeys = ["data-dir", "max-log-bytes", "retention"]
+    static let nixKeys = [
+        "binary", "max-parallel-jobs", "default-timeout", "max-timeout", "default-max-silent", "eval-timeout", "eval-max-memory",
+        "max-parallel-evals", "builders", "options", "cache",
+    ]
+    static let cacheKeys = ["push-to", "secret-key-file", "required"]
 
     mutating func mapping(_ node: YAMLNode?, _ allowed: [String]) -> [String: YAMLNode] {
         guard let node, !node.isNull else { return [:] }

@@ -17,3 +17,29 @@ public enum Processes {
         }
     }
 }
+
+extension Processes {
+    /// Runs `executable` to its end on a thread of its own, not on Swift's few cooperative
+    /// threads (blocking those stalls every other test's async work meanwhile). Returns its exit
+    /// status and what it wrote to standard output and error together.
+    public static func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                do {
+                    let process = Process()
+                    process.executableURL = URL(fileURLWithPath: executable)
+                    process.arguments = arguments
+                    let output = Pipe()
+                    process.standardOutput = output
+                    process.standardError = output
+                    try process.run()
+                    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                    process.waitUntilExit()
+                    continuation.resume(returning: (process.terminationStatus, text))
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }.start()
+        }
+    }
+}

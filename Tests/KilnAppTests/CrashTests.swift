@@ -9,7 +9,7 @@ struct CrashTests {
         let world = try await World.make()
         defer { Task { await world.close() } }
         let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
-        try TestFlake(packages: ["slow\(marker)": "echo started-\(marker); $bb sleep 3; $bb mkdir $out"]).write(to: world.repository.path)
+        try TestFlake(packages: ["slow\(marker)": "echo started-\(marker); $bb sleep 8; $bb mkdir $out"]).write(to: world.repository.path)
         try world.repository.write(".kiln.yml", "jobs:\n  slow:\n    build: .#slow\(marker)\n")
         let sha = try world.repository.commit("a slow job")
         let port = try KilnProcess.freePort()

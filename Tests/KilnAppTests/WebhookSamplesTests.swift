@@ -34,7 +34,7 @@ import Testing
                 for sample in samples.sorted() {
                     // An update carries a new commit (the same one again is only an edit, and builds nothing).
                     let update = ["synchronize", "updated"].contains { sample.contains($0) }
-                    let (status, output) = try Self.send(
+                    let (status, output) = try await Self.send(
                         "webhooks/\(forge)/\(sample)", url: "\(kiln.url)/webhooks/\(forge)", secret: directory.appending("secret"),
                         sha: update ? later : sha)
                     let closing = ["closed", "merged", "fulfilled"].contains { sample.contains($0) }
@@ -46,23 +46,15 @@ import Testing
             #expect(seen == 25)
             // A wrong secret is refused, as the forge's signature check says.
             try "not-the-secret".write(toFile: directory.appending("wrong"), atomically: true, encoding: .utf8)
-            let (refused, answer) = try Self.send(
+            let (refused, answer) = try await Self.send(
                 "webhooks/gitea/push.json", url: "\(kiln.url)/webhooks/gitea", secret: directory.appending("wrong"), sha: sha)
             #expect(refused == 1 && answer.hasPrefix("401 "), "\(answer)")
             await kiln.stop()
         }
     }
 
-    static func send(_ sample: String, url: String, secret: String, sha: String) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["\(root)/webhooks/send", "\(root)/\(sample)", "--url", url, "--secret-file", secret, "--sha", sha]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, text)
+    static func send(_ sample: String, url: String, secret: String, sha: String) async throws -> (Int32, String) {
+        try await Processes.run(
+            "/usr/bin/python3", ["\(root)/webhooks/send", "\(root)/\(sample)", "--url", url, "--secret-file", secret, "--sha", sha])
     }
 }
