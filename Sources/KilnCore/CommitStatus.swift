@@ -87,9 +87,19 @@ public protocol Forge: Sendable {
     /// Bitbucket, Gitea), so the edge can compute the MACs as the body streams in; empty for
     /// a forge that signs otherwise (GitLab).
     var rawBodySecrets: [Secret] { get }
+
+    /// Reads `repository` (`owner/name`) through the forge's API with Kiln's credentials, a
+    /// read-only call (`kiln doctor`). Returns when the forge answered with the repository.
+    /// - Throws: `ForgeAPIError` with the forge's answer (401, 404) or the network's failure.
+    func checkAccess(to repository: String) async throws(ForgeAPIError)
 }
 
 extension Forge {
     /// None by default.
     public var rawBodySecrets: [Secret] { [] }
+
+    /// A forge that cannot be checked says so.
+    public func checkAccess(to repository: String) async throws(ForgeAPIError) {
+        throw .rejected(status: 0, body: "this forge cannot check its credentials")
+    }
 }

@@ -147,6 +147,14 @@ public struct BitbucketCloudForge: Forge {
         ])
     }
 
+    public func checkAccess(to repository: String) async throws(ForgeAPIError) {
+        guard let token = settings.token else { throw .rejected(status: 0, body: "no token-file is configured for this Bitbucket Cloud forge") }
+        guard let (owner, name) = ForgeHTTP.ownerAndName(repository) else {
+            throw .rejected(status: 0, body: "repository '\(repository)' is not owner/name")
+        }
+        try await api.send(.GET, "\(settings.apiURL)/2.0/repositories/\(owner)/\(name)", headers: [("Authorization", "Bearer \(token.value)")])
+    }
+
     public func post(_ status: CommitStatus, on commit: CommitRef) async throws(ForgeAPIError) {
         guard let token = settings.token else {
             throw .rejected(status: 0, body: "no token-file is configured for this Bitbucket Cloud forge")

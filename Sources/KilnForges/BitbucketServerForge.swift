@@ -127,6 +127,14 @@ public struct BitbucketServerForge: Forge {
         ])
     }
 
+    public func checkAccess(to repository: String) async throws(ForgeAPIError) {
+        guard let token = settings.token else { throw .rejected(status: 0, body: "no token-file is configured for this Bitbucket Data Center forge") }
+        guard let (owner, name) = ForgeHTTP.ownerAndName(repository) else {
+            throw .rejected(status: 0, body: "repository '\(repository)' is not owner/name")
+        }
+        try await api.send(.GET, "\(settings.url)/rest/api/latest/projects/\(owner)/repos/\(name)", headers: [("Authorization", "Bearer \(token.value)")])
+    }
+
     public func post(_ status: CommitStatus, on commit: CommitRef) async throws(ForgeAPIError) {
         guard let token = settings.token else {
             throw .rejected(status: 0, body: "no token-file is configured for this Bitbucket Data Center forge")

@@ -225,6 +225,17 @@ public struct GitHubForge: Forge {
         }
     }
 
+    public func checkAccess(to repository: String) async throws(ForgeAPIError) {
+        guard let (owner, name) = ForgeHTTP.ownerAndName(repository) else {
+            throw .rejected(status: 0, body: "repository '\(repository)' is not owner/name")
+        }
+        // A GitHub App's token proves the App is installed on the repository too.
+        let token = try await token(for: repository)
+        try await api.send(
+            .GET, "\(settings.apiURL)/repos/\(owner)/\(name)",
+            headers: [("Authorization", "Bearer \(token.value)"), ("Accept", "application/vnd.github+json"), ("X-GitHub-Api-Version", "2022-11-28")])
+    }
+
     private func send(
         _ status: CommitStatus, _ commit: CommitRef, _ owner: String, _ name: String, _ token: Secret
     ) async throws(ForgeAPIError) {

@@ -183,6 +183,12 @@ public struct GitLabForge: Forge {
         ])
     }
 
+    public func checkAccess(to repository: String) async throws(ForgeAPIError) {
+        guard let token = settings.token else { throw .rejected(status: 0, body: "no token-file is configured for this GitLab forge") }
+        let auth = settings.bearerToken ? ("Authorization", "Bearer \(token.value)") : ("PRIVATE-TOKEN", token.value)
+        try await api.send(.GET, "\(settings.url)/api/v4/projects/\(ForgeHTTP.segment(repository))", headers: [auth])
+    }
+
     public func post(_ status: CommitStatus, on commit: CommitRef) async throws(ForgeAPIError) {
         guard let token = settings.token else {
             throw .rejected(status: 0, body: "no token-file is configured for this GitLab forge")

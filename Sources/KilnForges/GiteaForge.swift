@@ -100,6 +100,14 @@ public struct GiteaForge: Forge {
             ])
     }
 
+    public func checkAccess(to repository: String) async throws(ForgeAPIError) {
+        guard let token = settings.token else { throw .rejected(status: 0, body: "no token-file is configured for this Gitea forge") }
+        guard let (owner, name) = ForgeHTTP.ownerAndName(repository) else {
+            throw .rejected(status: 0, body: "repository '\(repository)' is not owner/name")
+        }
+        try await api.send(.GET, "\(settings.url)/api/v1/repos/\(owner)/\(name)", headers: [("Authorization", "token \(token.value)")])
+    }
+
     /// Gitea's word for each of Kiln's states (DESIGN.md §6).
     static func state(_ state: StatusState) -> String {
         switch state {

@@ -36,6 +36,14 @@ public final class GitMirrors: SourceProvider {
         }
     }
 
+    /// How many refs the repository's clone URL advertises (`git ls-remote`, for `kiln doctor`).
+    public func listRefs(_ repository: Repository) async throws(SourceError) -> Int {
+        let credentials = try await Self.credentials(repository)
+        return try await onQueue(repository.id) { () throws(SourceError) in
+            try GitRepository.listRefs(url: repository.cloneURL, credentials: credentials, limits: self.limits)
+        }
+    }
+
     public func fetchPullRequest(_ repository: Repository, _ pullRequest: PullRequestInfo) async throws(SourceError)
         -> String
     {
@@ -184,7 +192,7 @@ public final class GitMirrors: SourceProvider {
     }
 
     /// A URL for messages: any user information is dropped.
-    static func redacted(_ url: String) -> String {
+    public static func redacted(_ url: String) -> String {
         guard var components = URLComponents(string: url), components.user != nil || components.password != nil else {
             return url
         }

@@ -84,6 +84,41 @@ final class GitRepository {
         }
     }
 
+    /// How many refs `url` advertises (`git ls-remote`), connecting with `credentials` through
+    /// libgit2's callback; no repository is needed.
+    static func listRefs(url: String, credentials: Credentials, limits: FetchLimits) throws(SourceError) -> Int {
+        LibGit2.initialize()
+        var remote: OpaquePointer?
+        var code = git_remote_create_detached(&remote, url)
+        guard code == 0, let remote else {
+            throw SourceError("cannot use clone URL \(GitMirrors.redacted(url)): \(LibGit2.lastError(code))")
+        }
+        defer { git_remote_free(remote) }
+        var callbacks = git_remote_callbacks()
+        git_remote_init_callbacks(&callbacks, UInt32(GIT_REMOTE_CALLBACKS_VERSION))
+        let context = CredentialContext(credentials, limits: limits)
+        let unmanaged = Unmanaged.passRetained(context)
+        defer { unmanaged.release() }
+        callbacks.payload = unmanaged.toOpaque()
+        callbacks.credentials = { out, _, usernameFromURL, allowedTypes, payload in
+            guard let out, let payload else { return GIT_PASSTHROUGH.rawValue }
+            let context = Unmanaged<CredentialContext>.fromOpaque(payload).takeUnretainedValue()
+            return context.answer(out, usernameFromURL: usernameFromURL, allowedTypes: allowedTypes)
+        }
+        code = git_remote_connect(remote, GIT_DIRECTION_FETCH, &callbacks, nil, nil)
+        guard code == 0 else {
+            var message = LibGit2.lastError(code)
+            if context.attempts > 1 || code == GIT_EAUTH.rawValue { message += " (the configured token was refused)" }
+            throw SourceError("cannot reach \(GitMirrors.redacted(url)): \(message)")
+        }
+        defer { git_remote_disconnect(remote) }
+        var heads: UnsafeMutablePointer<UnsafePointer<git_remote_head>?>?
+        var count = 0
+        code = git_remote_ls(&heads, &count, remote)
+        guard code == 0 else { throw SourceError("cannot list the refs of \(GitMirrors.redacted(url)): \(LibGit2.lastError(code))") }
+        return count
+    }
+
     /// The commit a ref points at.
     func target(of ref: String) throws(SourceError) -> String {
         var oid = git_oid()

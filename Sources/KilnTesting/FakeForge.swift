@@ -150,6 +150,11 @@ public final class FakeForge: Sendable {
         }
         guard authorized(request) else { return refuse(401, "Bad credentials") }
         guard request.headers[.userAgent] != nil else { return refuse(403, "a User-Agent is required") }
+        if request.method == .get, let repository = repositoryRead(segments(path)) {
+            // Reading a repository (what `kiln doctor` does): known ones only.
+            guard repositories.contains(repository) else { return refuse(404, "Not Found") }
+            return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: #"{"name":"\#(repository)"}"#)))
+        }
         switch kind {
         case .github: return github(request, path, json)
         case .gitlab: return gitlab(path, json)
@@ -173,6 +178,20 @@ public final class FakeForge: Sendable {
             return state.withLock { $0.minted[minted].map { $0 > Date() } ?? false }
         case .bitbucketCloud, .bitbucketServer:
             return header == "Bearer \(token)"
+        }
+    }
+
+    /// The repository a GET of these path segments reads, as each forge's API names it; nil for
+    /// any other request.
+    private func repositoryRead(_ parts: [String]) -> String? {
+        switch kind {
+        case .github where parts.count == 3 && parts[0] == "repos": return "\(parts[1])/\(parts[2])"
+        case .gitea where parts.count == 5 && parts[0...2] == ["api", "v1", "repos"]: return "\(parts[3])/\(parts[4])"
+        case .gitlab where parts.count == 4 && parts[0...2] == ["api", "v4", "projects"]: return parts[3]
+        case .bitbucketCloud where parts.count == 4 && parts[0...1] == ["2.0", "repositories"]: return "\(parts[2])/\(parts[3])"
+        case .bitbucketServer where parts.count == 7 && parts[0...3] == ["rest", "api", "latest", "projects"] && parts[5] == "repos":
+            return "\(parts[4])/\(parts[6])"
+        default: return nil
         }
     }
 

@@ -12,7 +12,7 @@ struct Kiln: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kiln",
         abstract: "A CI bot for Nix projects: forge webhooks in, sandboxed nix builds, commit statuses out.",
-        subcommands: [Serve.self, Check.self, Run.self, GC.self, TokenCommand.self])
+        subcommands: [Serve.self, Check.self, Run.self, GC.self, TokenCommand.self, DoctorCommand.self])
 }
 
 struct Serve: AsyncParsableCommand {
@@ -34,13 +34,7 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "kiln")
-        let configuration: KilnConfiguration
-        do {
-            configuration = try KilnConfiguration.load(path: config)
-        } catch {
-            FileHandle.standardError.write(Data("kiln: the configuration cannot be used:\n\(error)\n".utf8))
-            throw ExitCode(78)
-        }
+        let configuration = try loadConfiguration(config)
         let group = try await KilnServer.make(configuration, logger: logger)
         try await group.run()
     }
@@ -146,14 +140,9 @@ struct Run: AsyncParsableCommand {
         var nix = NixSettings()
         var limits = JobLimits.standard
         if let config {
-            do {
-                let configuration = try KilnConfiguration.load(path: config)
-                nix = configuration.nix.settings
-                limits = configuration.nix.limits
-            } catch {
-                FileHandle.standardError.write(Data("kiln: the configuration cannot be used:\n\(error)\n".utf8))
-                throw ExitCode(78)
-            }
+            let configuration = try loadConfiguration(config)
+            nix = configuration.nix.settings
+            limits = configuration.nix.limits
         }
         let directory = URL(fileURLWithPath: repo).standardized.path
         let status = await LocalRun(repository: directory, job: job, branch: branch, nix: nix, limits: limits).run()
@@ -171,14 +160,19 @@ struct GC: AsyncParsableCommand {
     var config = "config/kiln.yaml"
 
     func run() async throws {
-        let configuration: KilnConfiguration
-        do {
-            configuration = try KilnConfiguration.load(path: config)
-        } catch {
-            FileHandle.standardError.write(Data("kiln: the configuration cannot be used:\n\(error)\n".utf8))
-            throw ExitCode(78)
-        }
+        let configuration = try loadConfiguration(config)
         let removed = try await KilnServer.collectGarbage(configuration, logger: Logger(label: "kiln"))
         print("removed \(removed.builds) build\(removed.builds == 1 ? "" : "s") and \(removed.jobs) job log\(removed.jobs == 1 ? "" : "s") older than \(KilnDuration.format(configuration.storage.retention))")
+    }
+}
+
+/// The configuration at `path`; every problem in it on standard error and exit status 78
+/// (EX_CONFIG) when it cannot be used.
+func loadConfiguration(_ path: String) throws -> KilnConfiguration {
+    do {
+        return try KilnConfiguration.load(path: path)
+    } catch {
+        FileHandle.standardError.write(Data("kiln: the configuration cannot be used:\n\(error)\n".utf8))
+        throw ExitCode(78)
     }
 }

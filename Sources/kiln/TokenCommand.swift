@@ -20,14 +20,7 @@ struct TokenCommand: AsyncParsableCommand {
         var config = "config/kiln.yaml"
 
         func store() throws -> any TokenStore {
-            let configuration: KilnConfiguration
-            do {
-                configuration = try KilnConfiguration.load(path: config)
-            } catch {
-                FileHandle.standardError.write(Data("kiln: the configuration cannot be used:\n\(error)\n".utf8))
-                throw ExitCode(78)
-            }
-            return try KilnServer.tokenStore(configuration)
+            try KilnServer.tokenStore(try loadConfiguration(config))
         }
     }
 
