@@ -109,7 +109,7 @@ public struct Doctor: Sendable {
         }
     }
 
-    private func forges() async -> [Check] {
+    func forges() async -> [Check] {
         var checks: [Check] = []
         for forge in configuration.forges {
             let (adapter, _) = KilnServer.makeForge(forge)

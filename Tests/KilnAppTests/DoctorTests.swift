@@ -60,3 +60,30 @@ struct DoctorTests {
         await forge.stop()
     }
 }
+
+extension DoctorTests {
+    /// Every forge's read-only call, with the token it sends as that forge wants it.
+    @Test(arguments: FakeForge.Kind.allCases)
+    func eachForgesCredentialsAreCheckedAgainstItsAPI(kind: FakeForge.Kind) async throws {
+        let forge = try await FakeForge(kind, token: "good-token", repositories: ["octo/hello"])
+        try await withTemporaryDirectory("kiln-doctor-forge") { directory in
+            for (token, passes) in [("good-token", true), ("wrong-token", false)] {
+                try "secret".write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
+                try token.write(toFile: directory.appending("token"), atomically: true, encoding: .utf8)
+                try """
+                    storage: {data-dir: data}
+                    forges:
+                      f: {type: \(kind.rawValue), api-url: "\(forge.url)", webhook-secret-files: [secret], token-file: token}
+                    repositories:
+                      - {forge: f, name: octo/hello, clone-url: "file:///nowhere"}
+                      - {forge: f, name: octo/other, clone-url: "file:///nowhere"}
+                    """.write(toFile: directory.appending("kiln.yaml"), atomically: true, encoding: .utf8)
+                let checks = await Doctor(try KilnConfiguration.load(path: directory.appending("kiln.yaml"))).forges()
+                #expect(checks.map(\.name) == ["forge f: octo/hello", "forge f: octo/other"])
+                #expect(checks[0].ok == passes, "\(kind) \(token): \(checks[0])")
+                #expect(!checks[1].ok && checks[1].detail.contains(passes ? "404" : "401"), "a repository the token cannot read: \(checks[1])")
+            }
+        }
+        await forge.stop()
+    }
+}
