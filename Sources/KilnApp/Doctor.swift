@@ -97,13 +97,20 @@ public struct Doctor: Sendable {
         guard FileManager.default.fileExists(atPath: path) else {
             return Check(name: "database", ok: true, detail: "\(path) does not exist yet; kiln serve creates it")
         }
+        // Read only: the doctor never migrates a database a running Kiln may be using.
         do {
-            let store = try SQLiteStore(path: path)
-            guard await store.isWritable() else {
+            guard FileManager.default.isWritableFile(atPath: path) else {
                 return Check(name: "database", ok: false, detail: "\(path) is read-only", fix: "make the data directory writable by Kiln")
             }
+            let (applied, missing) = try SQLiteStore.migrations(at: path)
             let size = ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int) ?? 0
-            return Check(name: "database", ok: true, detail: "\(path): writable, migrations current, \(ByteCount.format(size))")
+            guard missing.isEmpty else {
+                return Check(
+                    name: "database", ok: false, detail: "\(path) lacks \(missing.count) migrations (\(missing.joined(separator: ", ")))",
+                    fix: "start kiln serve once: it migrates the database at start-up (back it up first)")
+            }
+            return Check(
+                name: "database", ok: true, detail: "\(path): writable, all \(applied.count) migrations applied, \(ByteCount.format(size))")
         } catch {
             return Check(name: "database", ok: false, detail: "\(error)", fix: "restore the database from a backup (see the README's Operations)")
         }

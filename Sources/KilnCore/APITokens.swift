@@ -78,8 +78,7 @@ public enum TokenText {
         -> (token: APIToken, text: String)
     {
         guard name.range(of: "^[A-Za-z0-9._-]{1,64}$", options: .regularExpression) != nil else { throw TokenError.invalidName(name) }
-        var generator = SystemRandomNumberGenerator()
-        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        let secret = randomHex(bytes: 32)
         let token = try await store.createToken(name: name, scope: scope, digest: digest(secret), at: now)
         return (token, "kiln_\(token.id)_\(secret)")
     }
@@ -87,15 +86,22 @@ public enum TokenText {
     /// The scope `text` grants; nil for anything that is not a live token of `store`. The secret is
     /// compared as a fixed-length digest, in constant time.
     public static func scope(of text: String, in store: any TokenStore) async -> TokenScope? {
+        await identify(text, in: store)?.scope
+    }
+
+    /// The live token `text` is (its id and scope); nil for anything else.
+    public static func identify(_ text: String, in store: any TokenStore) async -> (id: Int64, scope: TokenScope)? {
         let parts = text.split(separator: "_", maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0] == "kiln", let id = Int64(parts[1]), parts[2].utf8.count == 64,
-            let stored = try? await store.activeToken(id)
+            let stored = try? await store.activeToken(id), ConstantTime.equals(digest(String(parts[2])), stored.digest)
         else { return nil }
-        let presented = digest(String(parts[2]))
-        var difference: UInt8 = 0
-        guard stored.digest.count == presented.count else { return nil }
-        for index in presented.indices { difference |= presented[index] ^ stored.digest[index] }
-        return difference == 0 ? stored.scope : nil
+        return (id, stored.scope)
+    }
+
+    /// `bytes` random bytes as lowercase hex: secrets, session ids, CSRF tokens.
+    public static func randomHex(bytes: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
     }
 
     static func digest(_ secret: String) -> [UInt8] { Array(SHA256.hash(data: Array(secret.utf8))) }

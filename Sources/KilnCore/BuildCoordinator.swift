@@ -47,12 +47,12 @@ public struct BuildCoordinator: Sendable {
     }
 
     /// A new build of the newest build of `sha`, as a re-run; nil when Kiln never built it.
-    public func rerun(sha: String, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool = false) async throws
-        -> AcceptedBuild?
-    {
+    public func rerun(
+        sha: String, of build: BuildID? = nil, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool = false
+    ) async throws -> AcceptedBuild? {
         guard
             let again = try await store.rerun(
-                sha: sha, repository: repository, forge: forge, deliveryID: deliveryID, failedOnly: failedOnly, at: Date())
+                sha: sha, of: build, repository: repository, forge: forge, deliveryID: deliveryID, failedOnly: failedOnly, at: Date())
         else { return nil }
         if again.isNew {
             if let details = try? await store.buildDetails(again.buildID) { await publish(BuildEvents.between(nil, details)) }
@@ -168,8 +168,7 @@ public struct BuildCoordinator: Sendable {
     /// After a restart: builds that were planning are queued again, interrupted jobs too (those
     /// of cancelled builds end cancelled).
     public func recoverInterrupted() async throws -> (builds: Int, jobs: Int) {
-        // Whatever was under way when Kiln stopped is among the newest builds.
-        let underWay = try await store.recentBuilds(limit: 1000).filter { $0.state == .planning || $0.state == .running }.map(\.id)
+        let underWay = try await store.underWay()
         let recovered = try await changing(underWay) { try await store.recoverInterrupted(at: Date()) }
         bells.planning.ring()
         bells.statuses.ring()

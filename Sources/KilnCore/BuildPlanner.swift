@@ -153,7 +153,13 @@ struct BuildPlanner: Sendable {
             if !resolution.trusted {
                 for index in jobs.indices { jobs[index].cachePush = false }
             }
-            if let original = build.rerunOf, build.rerunFailedOnly { return (.rerunFailed(jobs, of: original), resolution) }
+            // Results are kept only for the very tree they were built from: a pull request merged
+            // again onto a moved base builds everything.
+            if let original = build.rerunOf, build.rerunFailedOnly, let key = resolution.treeKey,
+                try await store.buildDetails(original)?.build.treeKey == key
+            {
+                return (.rerunFailed(jobs, of: original), resolution)
+            }
             return (.planned(jobs), resolution)
         }
     }

@@ -119,10 +119,11 @@ extension BuildControl {
     /// A new build of the newest build of commit `sha`, as a re-run; nil when Kiln never built it.
     /// Idempotent on the delivery id like `accept`.
     public func rerun(
-        sha: String, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool = false, at now: Date
+        sha: String, of build: BuildID? = nil, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool = false,
+        at now: Date
     ) async throws -> (buildID: BuildID, isNew: Bool)? {
         try await rerun(
-            sha: sha, repository: repository, forge: forge, deliveryID: deliveryID, failedOnly: failedOnly, at: now,
+            sha: sha, of: build, repository: repository, forge: forge, deliveryID: deliveryID, failedOnly: failedOnly, at: now,
             summary: failedOnly ? BuildStateMachine.rerunFailedSummary : BuildStateMachine.rerunSummary)
     }
 }

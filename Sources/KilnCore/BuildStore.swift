@@ -230,11 +230,11 @@ public protocol BuildControl: Sendable {
     /// The build waiting for approval of commit `sha`, if one does.
     func awaitingApproval(sha: String, repository: RepositoryID) async throws -> BuildID?
 
-    /// A new queued build of the newest build of commit `sha`, as a re-run, with the summary
+    /// A new queued build of `build` (when given; else of the newest build of commit `sha`), as a re-run, with the summary
     /// `summary` gives for the original; nil when Kiln never built it. Idempotent on the
     /// delivery id like `accept`.
     func rerun(
-        sha: String, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool, at now: Date,
+        sha: String, of build: BuildID?, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool, at now: Date,
         summary: @Sendable (BuildID) -> String
     ) async throws -> (buildID: BuildID, isNew: Bool)?
 
@@ -270,7 +270,8 @@ public protocol BuildQueries: Sendable {
     /// Builds that pass `query`, newest first.
     func builds(_ query: BuildListQuery) async throws -> [BuildRecord]
 
-    /// The newest build of each ref of a repository (by forge and name), by ref.
+    /// The newest push build of each ref of a repository (by forge and name), by ref; pull
+    /// request builds are not a ref's.
     func branches(forge: String, repository: String) async throws -> [BuildRecord]
 }
 
@@ -280,7 +281,8 @@ public struct BuildListQuery: Sendable, Hashable {
     public var forge: String?
     /// Only this repository's (`owner/name`).
     public var repository: String?
-    /// Only builds of this branch (pull requests count under their head branch).
+    /// Only pushes of this branch (pull request builds never count: a fork's branch may share
+    /// the name).
     public var branch: String?
     /// Only builds in this state.
     public var state: BuildState?
@@ -305,7 +307,7 @@ public struct BuildListQuery: Sendable, Hashable {
     /// Whether `build` passes the filters (not the cursor or the limit).
     public func matches(_ build: BuildRecord) -> Bool {
         (forge.map { $0 == build.forge } ?? true) && (repository.map { $0 == build.repository } ?? true)
-            && (branch.map { "refs/heads/\($0)" == build.ref } ?? true) && (state.map { $0 == build.state } ?? true)
+            && (branch.map { "refs/heads/\($0)" == build.ref && build.pullRequest == nil } ?? true) && (state.map { $0 == build.state } ?? true)
     }
 }
 

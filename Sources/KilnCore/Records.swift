@@ -116,6 +116,8 @@ public struct BuildRecord: Sendable, Hashable {
     public var title: String?
     /// A re-run of only what did not succeed in `rerunOf`.
     public var rerunFailedOnly = false
+    /// The tree built with the pipeline file's digest, once planning resolved it.
+    public var treeKey: String?
 
     /// Creates a record.
     public init(

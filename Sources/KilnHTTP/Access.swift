@@ -19,10 +19,22 @@ struct Access: Sendable {
     }
 
     /// The scope a token's text grants; nil for anything else.
-    func scope(ofToken presented: String) async -> TokenScope? {
-        if let adminToken, ConstantTime.equals(Array(presented.utf8), adminToken.bytes) { return .admin }
-        guard let tokens else { return nil }
-        return await TokenText.scope(of: presented, in: tokens)
+    func scope(ofToken presented: String) async -> TokenScope? { await identify(presented)?.scope }
+
+    /// The token a text is: its API token id (nil for the admin token) and scope; nil for anything else.
+    func identify(_ presented: String) async -> (id: Int64?, scope: TokenScope)? {
+        if let adminToken, ConstantTime.equals(Array(presented.utf8), adminToken.bytes) { return (nil, .admin) }
+        guard let tokens, let token = await TokenText.identify(presented, in: tokens) else { return nil }
+        return (token.id, token.scope)
+    }
+
+    /// The signed-in session of `request`, while its API token is still live.
+    func session(_ request: Request) async -> Sessions.Session? {
+        guard let session = sessions.session(request) else { return nil }
+        if let id = session.tokenID {
+            guard let tokens, (try? await tokens.activeToken(id)) != nil else { return nil }
+        }
+        return session
     }
 
     /// A refusal when `request` does not grant `needed`; nil when it does.
@@ -50,7 +62,12 @@ struct PrivateMiddleware: RouterMiddleware {
         let path = request.uri.path
         if path.hasPrefix("/webhooks/") || path == "/health" { return try await next(request, context) }
         // A signed-in browser reads with its session; the sign-in page itself is open.
-        if path == "/sign-in" || access.sessions.session(request) != nil { return try await next(request, context) }
+        if path == "/sign-in" || path == "/sign-out" { return try await next(request, context) }
+        if await access.session(request) != nil { return try await next(request, context) }
+        // A browser without credentials is sent to sign in rather than shown a JSON refusal.
+        if request.headers[.authorization] == nil, request.headers[.accept]?.contains("text/html") == true {
+            return Response(status: .seeOther, headers: [.location: "/sign-in"])
+        }
         if let refusal = try await access.refusal(request, needs: .read) { return refusal }
         return try await next(request, context)
     }

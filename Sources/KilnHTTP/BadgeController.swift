@@ -29,7 +29,8 @@ struct BadgeController: Sendable {
             BuildListQuery(forge: forge, repository: segments.joined(separator: "/"), branch: branch, limit: 20))
         var label = job ?? "kiln"
         var state = "unknown"
-        if let build = recent.first(where: { $0.state.isFinal && $0.state != .skipped }) {
+        // Pushes only: a pull request (a stranger's fork, perhaps) never colours a badge.
+        if let build = recent.first(where: { $0.state.isFinal && $0.state != .skipped && $0.pullRequest == nil }) {
             if let job {
                 let found = try await store.buildDetails(build.id)?.jobs.first { $0.name == job }
                 state = found.map { Self.word($0.state) } ?? "unknown"

@@ -63,7 +63,7 @@ struct ControlController: Sendable {
     }
 
     /// `POST /api/v1/builds/{id}/rerun`: a new build of the same commit; with `?failed-only=1`,
-    /// jobs that succeeded in the newest build of that commit keep their result.
+    /// jobs that succeeded in that build keep their result (when the tree is the same).
     private func rerun(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         if let refusal = try await access.refusal(request, needs: .control) { return refusal }
         guard let id = context.parameters.get("id", as: BuildID.self), let details = try await coordinator.store.buildDetails(id)
@@ -72,8 +72,8 @@ struct ControlController: Sendable {
         let failedOnly = request.uri.queryParameters.get("failed-only") == "1"
         guard
             let again = try await coordinator.rerun(
-                sha: build.sha, repository: build.repositoryID, forge: build.forge, deliveryID: "kiln-rerun-\(UUID().uuidString)",
-                failedOnly: failedOnly)
+                sha: build.sha, of: build.id, repository: build.repositoryID, forge: build.forge,
+                deliveryID: "kiln-rerun-\(UUID().uuidString)", failedOnly: failedOnly)
         else { return try JSONBody.error(.notFound, "no build of \(build.sha) to run again") }
         return try JSONBody.response(
             .accepted, ["message": "build #\(again.buildID) queued", "url": "\(publicURL)/builds/\(again.buildID)"])

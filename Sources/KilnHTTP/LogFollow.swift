@@ -20,30 +20,38 @@ enum LogFollow {
         } else {
             start = 0
         }
+        // Followed logs count against server.max-event-streams with the event streams.
+        guard streams.hasRoom else {
+            var answer = try JSONBody.error(.serviceUnavailable, "too many open streams (server.max-event-streams); try again shortly")
+            answer.headers[.retryAfter] = "5"
+            return answer
+        }
         let body = ResponseBody { writer in
-            var position = start
-            var ended = false
-            while !streams.closing {
-                // Whether the job had ended is read before the file: what it wrote before its
-                // end is then surely in the file and sent below.
-                ended = (try? await store.job(job))?.state.isFinal ?? true
-                if let handle = FileHandle(forReadingAtPath: path) {
-                    defer { try? handle.close() }
-                    let size = Int((try? handle.seekToEnd()) ?? 0)
-                    if size > position {
-                        try handle.seek(toOffset: UInt64(position))
-                        while position < size {
-                            let data = try handle.read(upToCount: min(LogFileResponse.chunk, size - position)) ?? Data()
-                            if data.isEmpty { break }
-                            position += data.count
-                            try await writer.write(ByteBuffer(bytes: data))
+            try await streams.counted {
+                var position = start
+                var ended = false
+                while !streams.closing, !Task.isCancelled {
+                    // Whether the job had ended is read before the file: what it wrote before its
+                    // end is then surely in the file and sent below.
+                    ended = (try? await store.job(job))?.state.isFinal ?? true
+                    if let handle = FileHandle(forReadingAtPath: path) {
+                        defer { try? handle.close() }
+                        let size = Int((try? handle.seekToEnd()) ?? 0)
+                        if size > position {
+                            try handle.seek(toOffset: UInt64(position))
+                            while position < size {
+                                let data = try handle.read(upToCount: min(LogFileResponse.chunk, size - position)) ?? Data()
+                                if data.isEmpty { break }
+                                position += data.count
+                                try await writer.write(ByteBuffer(bytes: data))
+                            }
                         }
                     }
+                    if ended { break }
+                    try await Task.sleep(for: interval)
                 }
-                if ended { break }
-                try await Task.sleep(for: interval)
+                try await writer.finish(nil)
             }
-            try await writer.finish(nil)
         }
         return Response(
             status: .ok, headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-cache", .init("X-Accel-Buffering")!: "no"],

@@ -24,6 +24,10 @@ struct LogLines {
 
     static let headLines = 2000
     static let tailLines = 3000
+    /// The most bytes of head or tail shown; lines beyond go to the gap.
+    static let maxPartBytes = 1 << 20
+    /// The most characters of one line shown; the raw log has the rest.
+    static let maxLineCharacters = 4096
 
     /// Reads the log at `path` (nothing when there is none).
     static func read(_ path: String, headLines: Int = headLines, tailLines: Int = tailLines) -> LogLines {
@@ -47,19 +51,24 @@ struct LogLines {
             guard (try? handle.seek(toOffset: UInt64(from))) != nil, let data = try? handle.read(upToCount: to - from) else { return [] }
             var text = String(decoding: data, as: UTF8.self)
             if text.hasSuffix("\n") { text.removeLast() }
-            return text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().map {
-                Line(number: range.lowerBound + $0.offset + 1, text: String($0.element))
+            return text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().map { index, line in
+                // A build can print megabytes without a newline: a page shows the start of such a line.
+                let shown = line.count > maxLineCharacters ? line.prefix(maxLineCharacters) + " … (the raw log has the rest of this line)" : line
+                return Line(number: range.lowerBound + index + 1, text: String(shown))
             }
         }
+        /// Where the line after `line` starts (the file's end for the last).
+        func end(_ line: Int) -> Int { line + 1 < count ? starts[line + 1] : offset }
         var result = LogLines(size: offset)
         guard offset > 0 else { return result }
-        if count <= headLines + tailLines {
-            result.head = lines(0..<count)
-        } else {
-            result.head = lines(0..<headLines)
-            result.tail = lines((count - tailLines)..<count)
-            result.gap = Gap(firstLine: headLines + 1, lastLine: count - tailLines, bytes: starts[headLines]..<starts[count - tailLines])
-        }
+        // The head ends after `headLines` lines or `maxPartBytes` bytes, the tail likewise from the end.
+        var head = 0
+        while head < min(count, headLines), head == 0 || end(head) <= maxPartBytes { head += 1 }
+        var tail = count
+        while tail > head, count - tail < tailLines, tail == count || offset - starts[tail - 1] <= maxPartBytes { tail -= 1 }
+        result.head = lines(0..<head)
+        result.tail = lines(tail..<count)
+        if tail > head { result.gap = Gap(firstLine: head + 1, lastLine: tail, bytes: starts[head]..<starts[tail]) }
         return result
     }
 }

@@ -45,7 +45,7 @@ extension Pages {
         }
         for card in ordered {
             let prefix = "j\(job.id)-d\(card.index)"
-            let source = "/api/v1/jobs/\(job.id)/log?derivation=\(escape(card.log.name))"
+            let source = "/api/v1/jobs/\(job.id)/log?derivation=\(escape(percentEncoded(card.log.name)))"
             let open = card.state != .succeeded
             html += "<details class=\"drv \(card.state.rawValue)\" id=\"\(prefix)\"\(open ? " open" : "")><summary>"
                 + "<span class=\"\(card.state.rawValue)\">\(card.state == .failed ? "✗" : card.state == .building ? "●" : "✓")</span> "
@@ -56,7 +56,7 @@ extension Pages {
         let others = view.derivationNames.count - view.derivationLogs.count
         if others > 0 {
             html += "<p>\(others) more derivation logs: " + view.derivationNames.dropFirst(view.derivationLogs.count).map { name in
-                "<a href=\"/api/v1/jobs/\(job.id)/log?derivation=\(escape(name))\">\(escape(label(name)))</a>"
+                "<a href=\"/api/v1/jobs/\(job.id)/log?derivation=\(escape(percentEncoded(name)))\">\(escape(label(name)))</a>"
             }.joined(separator: ", ") + "</p>"
         }
         let follow = job.state == .running ? " data-follow=\"/api/v1/jobs/\(job.id)/log?follow=1&amp;offset=\(view.jobLog.size)\"" : ""

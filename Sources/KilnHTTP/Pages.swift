@@ -24,7 +24,7 @@ enum Pages {
             headers: [
                 .contentType: "text/html; charset=utf-8",
                 .contentSecurityPolicy:
-                    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; script-src 'nonce-\(page.nonce)'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'",
+                    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; script-src 'nonce-\(page.nonce)'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             ],
             body: .init(byteBuffer: ByteBuffer(string: page.html)))
     }
@@ -167,13 +167,12 @@ enum Pages {
         ]
     }
 
-    /// What started a build.
+    /// What started a build (an approval queues a pull request's build again: it shows as that).
     static func trigger(_ build: BuildRecord) -> String {
         if let original = build.rerunOf { return "re-run of #\(original)" }
         if let pullRequest = build.pullRequest {
             return "pull request #\(pullRequest.number)" + (pullRequest.isFork ? " from a fork" : "")
         }
-        if build.summary.hasPrefix("approved by") { return "approval" }
         if case .tag? = GitRef(fullName: build.ref) { return "tag push" }
         return "push"
     }
@@ -216,7 +215,7 @@ enum Pages {
         }
     }
 
-    static func iso(_ date: Date) -> String { ISO8601DateFormatter().string(from: date) }
+    static func iso(_ date: Date) -> String { date.formatted(.iso8601) }
 
     static func ago(_ date: Date, now: Date) -> String {
         let seconds = Int(max(0, now.timeIntervalSince(date)))

@@ -25,7 +25,9 @@ struct PagesController: Sendable {
         let routes = RouteCollection(context: BasicRequestContext.self)
         routes.get("/") { request, _ in try await index(request) }
         routes.get("/builds/:id") { request, context in try await build(request, context) }
-        routes.get("/sign-in") { request, _ in Pages.html(.ok, Pages.render("signIn", title: "Sign in · Kiln", [:], session: access.sessions.session(request))) }
+        routes.get("/sign-in") { request, _ in
+            Pages.html(.ok, Pages.render("signIn", title: "Sign in · Kiln", [:], session: await access.session(request)))
+        }
         routes.post("/sign-in") { request, _ in try await signIn(request) }
         routes.post("/sign-out") { request, _ in try await signOut(request) }
         routes.post("/builds/:id/:action") { request, context in try await control(request, context) }
@@ -34,7 +36,7 @@ struct PagesController: Sendable {
     }
 
     private func index(_ request: Request) async throws -> Response {
-        let session = access.sessions.session(request)
+        let session = await access.session(request)
         // The log's head before the builds are read: the page then misses no change after them.
         let head = try await events.eventRange()?.upperBound ?? 0
         switch BuildListParameters.query(request) {
@@ -49,7 +51,7 @@ struct PagesController: Sendable {
     }
 
     private func build(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let session = access.sessions.session(request)
+        let session = await access.session(request)
         let head = try await events.eventRange()?.upperBound ?? 0
         guard let id = context.parameters.get("id", as: BuildID.self), let details = try await store.buildDetails(id) else {
             return Pages.html(.notFound, Pages.notFound("No build with this id.", session: session))
@@ -68,7 +70,7 @@ struct PagesController: Sendable {
     }
 
     private func repository(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let session = access.sessions.session(request)
+        let session = await access.session(request)
         let head = try await events.eventRange()?.upperBound ?? 0
         guard let forge = context.parameters.get("forge") else { return Pages.html(.notFound, Pages.notFound("No such page.")) }
         let name = context.parameters.getCatchAll().joined(separator: "/")
@@ -94,20 +96,20 @@ struct PagesController: Sendable {
 
     private func signIn(_ request: Request) async throws -> Response {
         let fields = try await FormBody.fields(request)
-        guard let token = fields["token"], let scope = await access.scope(ofToken: token) else {
+        guard let token = fields["token"], let identity = await access.identify(token) else {
             let page = Pages.render(
                 "signIn", title: "Sign in · Kiln", ["error": "That token is not valid (revoked, mistyped, or not a Kiln token)."],
                 session: nil)
             return Pages.html(.unauthorized, page)
         }
         var response = Response(status: .seeOther, headers: [.location: "/"])
-        response.headers[.setCookie] = access.sessions.start(scope)
+        response.headers[.setCookie] = access.sessions.start(identity.scope, tokenID: identity.id)
         return response
     }
 
     private func signOut(_ request: Request) async throws -> Response {
         let fields = try await FormBody.fields(request)
-        guard let session = access.sessions.session(request), Sessions.csrfMatches(fields["csrf"], session) else {
+        guard let session = await access.session(request), Sessions.csrfMatches(fields["csrf"], session) else {
             return Pages.html(.forbidden, Pages.message("Forbidden", "This form is stale; reload the page and try again."))
         }
         var response = Response(status: .seeOther, headers: [.location: "/"])
@@ -119,7 +121,7 @@ struct PagesController: Sendable {
     /// its CSRF token; answers by going back to the build (or to the new one).
     private func control(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let fields = try await FormBody.fields(request)
-        guard let session = access.sessions.session(request) else {
+        guard let session = await access.session(request) else {
             return Pages.html(.unauthorized, Pages.message("Sign in first", "Buttons need a signed-in browser."))
         }
         guard Sessions.csrfMatches(fields["csrf"], session) else {
@@ -139,7 +141,8 @@ struct PagesController: Sendable {
         case "rerun", "rerun-failed":
             guard
                 let again = try await coordinator.rerun(
-                    sha: build.sha, repository: build.repositoryID, forge: build.forge, deliveryID: "kiln-rerun-\(UUID().uuidString)",
+                    sha: build.sha, of: build.id, repository: build.repositoryID, forge: build.forge,
+                    deliveryID: "kiln-rerun-\(UUID().uuidString)",
                     failedOnly: context.parameters.get("action") == "rerun-failed")
             else { return Pages.html(.notFound, Pages.notFound("No build of this commit to run again.", session: session)) }
             return Response(status: .seeOther, headers: [.location: "/builds/\(again.buildID)"])

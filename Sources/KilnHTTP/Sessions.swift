@@ -4,14 +4,17 @@ import Hummingbird
 import KilnCore
 import Synchronization
 
-/// Signed-in browsers: a session cookie (`HttpOnly`, `SameSite=Strict`, `Secure` on https) made
-/// from a valid token, and a CSRF token that every form carries. Kept in memory: a restart signs
-/// everyone out. Sessions last 12 hours.
+/// Signed-in browsers: a session cookie (`HttpOnly`, `SameSite=Lax` so that a forge's links to
+/// a private server keep it, `Secure` on https) made from a valid token, and a CSRF token that
+/// every form carries. Kept in memory: a restart signs everyone out. Sessions last 12 hours, and
+/// end at once when their API token is revoked (`Access.session` checks it on every request).
 final class Sessions: Sendable {
     /// One browser's sign-in.
     struct Session: Sendable {
         /// What its token allowed.
         var scope: TokenScope
+        /// The API token it was made from; nil for the admin token.
+        var tokenID: Int64?
         /// The token forms must carry.
         var csrf: String
         /// When it ends.
@@ -27,13 +30,14 @@ final class Sessions: Sendable {
     init(secure: Bool) { self.secure = secure }
 
     /// Starts a session for `scope`; returns its `Set-Cookie` value.
-    func start(_ scope: TokenScope, now: Date = Date()) -> String {
-        let id = Self.random()
+    func start(_ scope: TokenScope, tokenID: Int64?, now: Date = Date()) -> String {
+        let id = TokenText.randomHex(bytes: 32)
         sessions.withLock { sessions in
             sessions = sessions.filter { $0.value.expires > now }
-            sessions[id] = Session(scope: scope, csrf: Self.random(), expires: now.addingTimeInterval(Self.lifetime))
+            sessions[id] = Session(
+                scope: scope, tokenID: tokenID, csrf: TokenText.randomHex(bytes: 32), expires: now.addingTimeInterval(Self.lifetime))
         }
-        return "\(Self.cookie)=\(id); Path=/; HttpOnly; SameSite=Strict; Max-Age=\(Int(Self.lifetime))\(secure ? "; Secure" : "")"
+        return "\(Self.cookie)=\(id); Path=/; HttpOnly; SameSite=Lax; Max-Age=\(Int(Self.lifetime))\(secure ? "; Secure" : "")"
     }
 
     /// The session `request`'s cookie names, while it lasts.
@@ -48,7 +52,7 @@ final class Sessions: Sendable {
     /// Ends `request`'s session; returns the `Set-Cookie` value that clears the cookie.
     func end(_ request: Request) -> String {
         if let id = Self.cookieValue(request.headers[.cookie] ?? "") { _ = sessions.withLock { $0.removeValue(forKey: id) } }
-        return "\(Self.cookie)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0\(secure ? "; Secure" : "")"
+        return "\(Self.cookie)=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0\(secure ? "; Secure" : "")"
     }
 
     /// Whether `presented` is `session`'s CSRF token (compared in constant time).
@@ -63,11 +67,6 @@ final class Sessions: Sendable {
             if pair.count == 2, pair[0] == cookie { return String(pair[1]) }
         }
         return nil
-    }
-
-    private static func random() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
     }
 }
 

@@ -35,6 +35,7 @@ enum Rows {
             rerunOf: row["rerun_of"], cancelReason: row["cancel_reason"],
             title: row["title"])
         build.rerunFailedOnly = row["rerun_failed_only"] ?? false
+        build.treeKey = row["tree_key"]
         return build
     }
 

@@ -101,7 +101,8 @@ extension SQLiteStore {
             case .requeueJobs(let jobs, let summary):
                 for job in jobs {
                     try db.execute(
-                        sql: "UPDATE jobs SET state = ?, summary = ? WHERE id = ?", arguments: [JobState.queued.rawValue, summary, job])
+                        sql: "UPDATE jobs SET state = ?, summary = ?, queued_at = ? WHERE id = ?",
+                        arguments: [JobState.queued.rawValue, summary, time, job])
                 }
             case .recordDerivations(let found):
                 for (job, derivations) in found.sorted(by: { $0.key < $1.key }) {
@@ -122,10 +123,11 @@ extension SQLiteStore {
                 sql: """
                     INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
                                       allow_failure, cache_push, min_memory, state, summary, exit_code, derivations, outputs,
-                                      cpu_seconds, peak_memory_kb, cache_summary, attempt, queued_at, started_at, finished_at)
+                                      cpu_seconds, peak_memory_kb, cache_summary, built, waited_for, attempt, queued_at, started_at,
+                                      finished_at)
                     SELECT ?, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
                            allow_failure, cache_push, min_memory, state, ?, exit_code, derivations, outputs,
-                           cpu_seconds, peak_memory_kb, cache_summary, 0, ?, NULL, ?
+                           cpu_seconds, peak_memory_kb, cache_summary, built, waited_for, 0, ?, NULL, ?
                     FROM jobs WHERE id = ?
                     """,
                 arguments: [build.id, summary, time, time, jobID])

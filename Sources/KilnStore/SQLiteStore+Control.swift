@@ -53,7 +53,7 @@ extension SQLiteStore {
     }
 
     public func rerun(
-        sha: String, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool, at now: Date,
+        sha: String, of build: BuildID?, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool, at now: Date,
         summary: @Sendable (BuildID) -> String
     ) async throws -> (buildID: BuildID, isNew: Bool)? {
         try await database.write { db in
@@ -62,11 +62,14 @@ extension SQLiteStore {
             {
                 return (existing, false)
             }
-            guard
-                let row = try Row.fetchOne(
-                    db, sql: "SELECT * FROM builds WHERE repository_id = ? AND sha = ? ORDER BY id DESC LIMIT 1",
-                    arguments: [repository, sha])
-            else { return nil }
+            var row: Row?
+            if let build {
+                row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ? AND repository_id = ?", arguments: [build, repository])
+            } else {
+                row = try Row.fetchOne(
+                    db, sql: "SELECT * FROM builds WHERE repository_id = ? AND sha = ? ORDER BY id DESC LIMIT 1", arguments: [repository, sha])
+            }
+            guard let row else { return nil }
             let original = try Rows.build(row)
             try db.execute(
                 sql: """

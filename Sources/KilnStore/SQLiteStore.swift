@@ -32,6 +32,15 @@ public struct SQLiteStore: KilnStore {
         intake = GroupCommit(database: database)
     }
 
+    /// The migrations a database file has and lacks, read without changing it (`kiln doctor`).
+    public static func migrations(at path: String) throws -> (applied: [String], missing: [String]) {
+        var configuration = Configuration()
+        configuration.readonly = true
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        let applied = try queue.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
+        return (applied, Schema.migrator.migrations.filter { !applied.contains($0) })
+    }
+
     /// A store in memory, gone with the process (tests).
     public static func inMemory() throws -> SQLiteStore {
         try SQLiteStore(DatabaseQueue(configuration: configuration))
@@ -242,7 +251,10 @@ public struct SQLiteStore: KilnStore {
         }
         if let forge = query.forge { add("forge = ?", forge) }
         if let repository = query.repository { add("repository = ?", repository) }
-        if let branch = query.branch { add("ref = ?", "refs/heads/\(branch)") }
+        if let branch = query.branch {
+            add("ref = ?", "refs/heads/\(branch)")
+            conditions.append("pr_number IS NULL")
+        }
         if let state = query.state { add("state = ?", state.rawValue) }
         if let before = query.before { add("id < ?", before) }
         let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
@@ -257,7 +269,7 @@ public struct SQLiteStore: KilnStore {
                 db,
                 sql: """
                     SELECT * FROM builds WHERE id IN (
-                      SELECT MAX(id) FROM builds WHERE forge = ? AND repository = ? GROUP BY ref)
+                      SELECT MAX(id) FROM builds WHERE forge = ? AND repository = ? AND pr_number IS NULL GROUP BY ref)
                     ORDER BY ref
                     """,
                 arguments: [forge, repository]

@@ -62,6 +62,7 @@ extension InMemoryStore {
                 state.builds[id]?.builtSHA = resolution.builtSHA
                 state.builds[id]?.trusted = resolution.trusted
                 state.treeKeys[id] = resolution.treeKey
+                state.builds[id]?.treeKey = resolution.treeKey
                 if let title = resolution.title { state.builds[id]?.title = title }
             case .recordApproval(let number, let sha, _):
                 state.approvals.insert("\(build.repositoryID)\n\(number)\n\(sha)")
@@ -85,6 +86,7 @@ extension InMemoryStore {
                 for job in jobs {
                     state.jobs[job]?.state = .queued
                     state.jobs[job]?.summary = summary
+                    state.jobs[job]?.queuedAt = now
                 }
             case .recordDerivations(let found):
                 for (job, derivations) in found { state.jobs[job]?.derivations = derivations }

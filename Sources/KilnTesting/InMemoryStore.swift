@@ -195,7 +195,7 @@ public final class InMemoryStore: KilnStore, TokenStore {
 
     public func branches(forge: String, repository: String) async throws -> [BuildRecord] {
         state.withLock { state in
-            let builds = state.builds.values.filter { $0.forge == forge && $0.repository == repository }
+            let builds = state.builds.values.filter { $0.forge == forge && $0.repository == repository && $0.pullRequest == nil }
             return Dictionary(grouping: builds, by: \.ref).values.compactMap { $0.max { $0.id < $1.id } }.sorted { $0.ref < $1.ref }
         }
     }
@@ -232,13 +232,14 @@ public final class InMemoryStore: KilnStore, TokenStore {
     }
 
     public func rerun(
-        sha: String, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool, at now: Date,
+        sha: String, of build: BuildID?, repository: RepositoryID, forge: String, deliveryID: String, failedOnly: Bool, at now: Date,
         summary: @Sendable (BuildID) -> String
     ) async throws -> (buildID: BuildID, isNew: Bool)? {
         state.withLock { state in
             let key = "\(forge)\n\(deliveryID)"
             if let existing = state.deliveries[key] { return (existing, false) }
-            guard let original = state.builds.values.filter({ $0.repositoryID == repository && $0.sha == sha }).max(by: { $0.id < $1.id })
+            let chosen = build.flatMap { state.builds[$0] }.flatMap { $0.repositoryID == repository ? $0 : nil }
+            guard let original = chosen ?? state.builds.values.filter({ $0.repositoryID == repository && $0.sha == sha }).max(by: { $0.id < $1.id })
             else { return nil }
             let id = state.newID()
             state.builds[id] = BuildRecord(

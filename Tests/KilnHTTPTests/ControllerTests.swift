@@ -220,6 +220,8 @@ import Testing
             let admin = try await client.execute(uri: "/api/v1/builds", method: .get, headers: [.authorization: "Bearer \(Self.token)"])
             #expect(admin.status == .ok, "the admin token reads too")
             #expect(try await client.execute(uri: "/health", method: .get).status == .ok)
+            let browser = try await client.execute(uri: "/builds/\(build)", method: .get, headers: [.accept: "text/html,*/*"])
+            #expect(browser.status == .seeOther && browser.headers[.location] == "/sign-in", "a browser is sent to sign in")
             let (headers, body) = Self.push(delivery: "d2")
             #expect(try await client.execute(uri: "/webhooks/github", method: .post, headers: headers, body: body).status == .accepted)
         }
@@ -251,7 +253,7 @@ import Testing
                 uri: "/sign-in", method: .post, headers: form, body: ByteBuffer(string: "token=\(control)"))
             #expect(signedIn.status == .seeOther && signedIn.headers[.location] == "/")
             let cookie = try #require(signedIn.headers[.setCookie])
-            #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Secure"))
+            #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Secure"))
             let session = String(cookie.split(separator: ";")[0])
 
             let page = try await client.execute(uri: "/builds/\(build)", method: .get, headers: [.cookie: session])
@@ -274,10 +276,20 @@ import Testing
             let rerun = try await client.execute(
                 uri: "/builds/\(build)/rerun", method: .post, headers: headers, body: ByteBuffer(string: "csrf=\(csrf)"))
             #expect(rerun.status == .seeOther && rerun.headers[.location] != "/builds/\(build)")
-            let out = try await client.execute(uri: "/sign-out", method: .post, headers: headers, body: ByteBuffer(string: "csrf=\(csrf)"))
+            // Revoking the token ends its sessions at once.
+            try await fixture.store.revokeToken(name: "me", at: Date())
+            let revoked = try await client.execute(uri: "/builds/\(build)", method: .get, headers: [.cookie: session])
+            #expect(!Self.text(revoked).contains("signed in ·"), "a revoked token's session is over")
+            let (_, again) = try await TokenText.create(name: "me-again", scope: .control, in: fixture.store)
+            let renewed = try await client.execute(
+                uri: "/sign-in", method: .post, headers: form, body: ByteBuffer(string: "token=\(again)"))
+            headers[.cookie] = String(try #require(renewed.headers[.setCookie]).split(separator: ";")[0])
+            let fresh = Self.text(try await client.execute(uri: "/builds/\(build)", method: .get, headers: [.cookie: headers[.cookie]!]))
+            let csrfAgain = try #require(fresh.firstMatch(of: /name="csrf" value="([0-9a-f]{64})"/)?.1)
+            let out = try await client.execute(uri: "/sign-out", method: .post, headers: headers, body: ByteBuffer(string: "csrf=\(csrfAgain)"))
             #expect(out.headers[.setCookie]?.contains("Max-Age=0") == true)
             let after = try await client.execute(
-                uri: "/builds/\(build)/cancel", method: .post, headers: headers, body: ByteBuffer(string: "csrf=\(csrf)"))
+                uri: "/builds/\(build)/cancel", method: .post, headers: headers, body: ByteBuffer(string: "csrf=\(csrfAgain)"))
             #expect(after.status == .unauthorized, "a session ends when its browser signs out")
         }
     }

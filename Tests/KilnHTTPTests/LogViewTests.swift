@@ -25,6 +25,14 @@ import Testing
             let middle = String(decoding: bytes, as: UTF8.self)
             #expect(middle.hasPrefix("line 2001\n") && middle.hasSuffix("line 3000\n"))
 
+            // A build can print megabytes without a newline, or huge lines: a page shows a bounded part.
+            let wide = String(repeating: "x", count: 10_000)
+            try ((0..<400).map { _ in wide }.joined(separator: "\n")).write(toFile: path, atomically: true, encoding: .utf8)
+            let capped = LogLines.read(path)
+            #expect(capped.head.count < 400 && capped.head.count * 10_001 <= LogLines.maxPartBytes + 10_001)
+            #expect(capped.head[0].text.count < 4200 && capped.head[0].text.hasSuffix("(the raw log has the rest of this line)"))
+            #expect(capped.gap != nil && capped.head.count + capped.tail.count < 400)
+
             try "one\ntwo".write(toFile: path, atomically: true, encoding: .utf8)
             #expect(LogLines.read(path).head == [.init(number: 1, text: "one"), .init(number: 2, text: "two")])
             #expect(LogLines.read(directory.appending("missing")).head.isEmpty)

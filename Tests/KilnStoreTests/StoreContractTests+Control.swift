@@ -172,7 +172,13 @@ extension StoreContractTests {
                 push.ref = .branch(branch)
                 ids.append(try await store.accept(push, at: now).buildID)
             }
+            // A pull request from a fork's branch named main is not a push of main.
+            var pull = delivery("pr", repository)
+            pull.ref = .branch("main")
+            pull.pullRequest = PullRequestInfo(number: 3, headBranch: "main", baseBranch: "main", isFork: true)
+            let forked = try await store.accept(pull, at: now).buildID
             let mains = try await store.builds(BuildListQuery(repository: "octo/hello", branch: "main", limit: 2))
+            #expect(!mains.contains { $0.id == forked })
             #expect(mains.map(\.id) == [ids[3], ids[2]])
             let older = try await store.builds(BuildListQuery(branch: "main", before: ids[2], limit: 2))
             #expect(older.map(\.id) == [ids[0]])
