@@ -10,9 +10,9 @@ struct EventsSocketFile: Service {
     /// Makes `path` free to bind: removes a socket nobody listens on; refuses a file that is not
     /// a socket, and a socket another process serves.
     static func prepare(_ path: String) throws {
-        var status = stat()
-        guard lstat(path, &status) == 0 else { return }
-        guard status.st_mode & S_IFMT == S_IFSOCK else {
+        // The file itself, not what a symbolic link there points at.
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else { return }
+        guard attributes[.type] as? FileAttributeType == .typeSocket else {
             throw StoreError.unavailable(path: path, reason: "server.events-socket names a file that is not a socket; Kiln will not replace it")
         }
         if isServed(path) {
