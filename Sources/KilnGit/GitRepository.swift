@@ -57,11 +57,7 @@ final class GitRepository {
         let unmanaged = Unmanaged.passRetained(context)
         defer { unmanaged.release() }
         options.callbacks.payload = unmanaged.toOpaque()
-        options.callbacks.credentials = { out, _, usernameFromURL, allowedTypes, payload in
-            guard let out, let payload else { return GIT_PASSTHROUGH.rawValue }
-            let context = Unmanaged<CredentialContext>.fromOpaque(payload).takeUnretainedValue()
-            return context.answer(out, usernameFromURL: usernameFromURL, allowedTypes: allowedTypes)
-        }
+        options.callbacks.credentials = credentialCallback
         // Called as the pack arrives: a non-zero answer stops the fetch.
         options.callbacks.transfer_progress = { stats, payload in
             guard let stats, let payload else { return 0 }
@@ -100,11 +96,7 @@ final class GitRepository {
         let unmanaged = Unmanaged.passRetained(context)
         defer { unmanaged.release() }
         callbacks.payload = unmanaged.toOpaque()
-        callbacks.credentials = { out, _, usernameFromURL, allowedTypes, payload in
-            guard let out, let payload else { return GIT_PASSTHROUGH.rawValue }
-            let context = Unmanaged<CredentialContext>.fromOpaque(payload).takeUnretainedValue()
-            return context.answer(out, usernameFromURL: usernameFromURL, allowedTypes: allowedTypes)
-        }
+        callbacks.credentials = credentialCallback
         code = git_remote_connect(remote, GIT_DIRECTION_FETCH, &callbacks, nil, nil)
         guard code == 0 else {
             var message = LibGit2.lastError(code)
@@ -325,6 +317,13 @@ final class GitRepository {
         }
         return commit
     }
+}
+
+/// libgit2's credential callback: asks the `CredentialContext` passed as its payload.
+private let credentialCallback: git_credential_acquire_cb = { out, _, usernameFromURL, allowedTypes, payload in
+    guard let out, let payload else { return GIT_PASSTHROUGH.rawValue }
+    let context = Unmanaged<CredentialContext>.fromOpaque(payload).takeUnretainedValue()
+    return context.answer(out, usernameFromURL: usernameFromURL, allowedTypes: allowedTypes)
 }
 
 /// State for libgit2's credential callback: answers once, then refuses, so a wrong
