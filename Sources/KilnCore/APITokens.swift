@@ -67,8 +67,8 @@ public protocol TokenStore: Sendable {
     /// Revokes the token named `name`; throws `TokenError.unknown`.
     func revokeToken(name: String, at now: Date) async throws
 
-    /// The scope and digest of token `id` while it is not revoked; nil otherwise.
-    func activeToken(_ id: Int64) async throws -> (scope: TokenScope, digest: [UInt8])?
+    /// The name, scope and digest of token `id` while it is not revoked; nil otherwise.
+    func activeToken(_ id: Int64) async throws -> (name: String, scope: TokenScope, digest: [UInt8])?
 }
 
 /// Making and checking token texts: `kiln_<id>_<secret>`, the secret 32 random bytes in hex.
@@ -89,13 +89,13 @@ public enum TokenText {
         await identify(text, in: store)?.scope
     }
 
-    /// The live token `text` is (its id and scope); nil for anything else.
-    public static func identify(_ text: String, in store: any TokenStore) async -> (id: Int64, scope: TokenScope)? {
+    /// The live token `text` is (its id, name and scope); nil for anything else.
+    public static func identify(_ text: String, in store: any TokenStore) async -> (id: Int64, name: String, scope: TokenScope)? {
         let parts = text.split(separator: "_", maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0] == "kiln", let id = Int64(parts[1]), parts[2].utf8.count == 64,
             let stored = try? await store.activeToken(id), ConstantTime.equals(digest(String(parts[2])), stored.digest)
         else { return nil }
-        return (id, stored.scope)
+        return (id, stored.name, stored.scope)
     }
 
     /// `bytes` random bytes as lowercase hex: secrets, session ids, CSRF tokens.

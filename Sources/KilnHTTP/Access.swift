@@ -21,11 +21,18 @@ struct Access: Sendable {
     /// The scope a token's text grants; nil for anything else.
     func scope(ofToken presented: String) async -> TokenScope? { await identify(presented)?.scope }
 
-    /// The token a text is: its API token id (nil for the admin token) and scope; nil for anything else.
-    func identify(_ presented: String) async -> (id: Int64?, scope: TokenScope)? {
-        if let adminToken, ConstantTime.equals(Array(presented.utf8), adminToken.bytes) { return (nil, .admin) }
+    /// Who a token's text is: its API token id (nil for the admin token), a name for audit
+    /// records, and its scope; nil for anything else.
+    func identify(_ presented: String) async -> (id: Int64?, who: String, scope: TokenScope)? {
+        if let adminToken, ConstantTime.equals(Array(presented.utf8), adminToken.bytes) { return (nil, "the admin token", .admin) }
         guard let tokens, let token = await TokenText.identify(presented, in: tokens) else { return nil }
-        return (token.id, token.scope)
+        return (token.id, "token \(token.name)", token.scope)
+    }
+
+    /// Who `request`'s bearer token is, for audit records; nil without a valid token.
+    func who(_ request: Request) async -> String? {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return nil }
+        return await identify(String(header.dropFirst(7)))?.who
     }
 
     /// The signed-in session of `request`, while its API token is still live.

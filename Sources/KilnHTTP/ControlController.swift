@@ -36,7 +36,8 @@ struct ControlController: Sendable {
         else {
             return try JSONBody.error(.badRequest, "send {\"build_id\": <build waiting for approval>, \"sha\": \"<its full head commit>\"}")
         }
-        let approver = (object["approver"] as? String).map { String($0.prefix(100)) } ?? "the control API"
+        // The approval is recorded under the token that made it, never a name the caller sends.
+        let approver = await access.who(request) ?? "the control API"
         switch try await coordinator.approve(buildID, sha: sha, by: approver) {
         case .approved(let build):
             return try JSONBody.response(.ok, ["message": "approved \(CommitID.short(sha)); build #\(build.id) is queued"])

@@ -103,7 +103,7 @@ struct PagesController: Sendable {
             return Pages.html(.unauthorized, page)
         }
         var response = Response(status: .seeOther, headers: [.location: "/"])
-        response.headers[.setCookie] = access.sessions.start(identity.scope, tokenID: identity.id)
+        response.headers[.setCookie] = access.sessions.start(identity.scope, tokenID: identity.id, who: identity.who)
         return response
     }
 
@@ -147,7 +147,7 @@ struct PagesController: Sendable {
             else { return Pages.html(.notFound, Pages.notFound("No build of this commit to run again.", session: session)) }
             return Response(status: .seeOther, headers: [.location: "/builds/\(again.buildID)"])
         case "approve":
-            let result = try await coordinator.approve(id, sha: fields["sha"] ?? "", by: "a signed-in browser (\(session.scope.rawValue))")
+            let result = try await coordinator.approve(id, sha: fields["sha"] ?? "", by: "\(session.who) in a browser")
             guard case .approved = result else {
                 return Pages.html(.conflict, Pages.message("Not approved", "\(result)", session: session))
             }

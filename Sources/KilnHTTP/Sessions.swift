@@ -15,6 +15,8 @@ final class Sessions: Sendable {
         var scope: TokenScope
         /// The API token it was made from; nil for the admin token.
         var tokenID: Int64?
+        /// Who signed in, for audit records: `token NAME` or `the admin token`.
+        var who: String
         /// The token forms must carry.
         var csrf: String
         /// When it ends.
@@ -30,12 +32,13 @@ final class Sessions: Sendable {
     init(secure: Bool) { self.secure = secure }
 
     /// Starts a session for `scope`; returns its `Set-Cookie` value.
-    func start(_ scope: TokenScope, tokenID: Int64?, now: Date = Date()) -> String {
+    func start(_ scope: TokenScope, tokenID: Int64?, who: String, now: Date = Date()) -> String {
         let id = TokenText.randomHex(bytes: 32)
         sessions.withLock { sessions in
             sessions = sessions.filter { $0.value.expires > now }
             sessions[id] = Session(
-                scope: scope, tokenID: tokenID, csrf: TokenText.randomHex(bytes: 32), expires: now.addingTimeInterval(Self.lifetime))
+                scope: scope, tokenID: tokenID, who: who, csrf: TokenText.randomHex(bytes: 32),
+                expires: now.addingTimeInterval(Self.lifetime))
         }
         return "\(Self.cookie)=\(id); Path=/; HttpOnly; SameSite=Lax; Max-Age=\(Int(Self.lifetime))\(secure ? "; Secure" : "")"
     }

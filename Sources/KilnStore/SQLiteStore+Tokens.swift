@@ -37,13 +37,15 @@ extension SQLiteStore: TokenStore {
         }
     }
 
-    public func activeToken(_ id: Int64) async throws -> (scope: TokenScope, digest: [UInt8])? {
+    public func activeToken(_ id: Int64) async throws -> (name: String, scope: TokenScope, digest: [UInt8])? {
         try await database.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT scope, digest FROM api_tokens WHERE id = ? AND revoked_at IS NULL", arguments: [id]),
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT name, scope, digest FROM api_tokens WHERE id = ? AND revoked_at IS NULL", arguments: [id]),
                 let scope = TokenScope(rawValue: row["scope"])
             else { return nil }
             let digest: Data = row["digest"]
-            return (scope, Array(digest))
+            return (row["name"], scope, Array(digest))
         }
     }
 }

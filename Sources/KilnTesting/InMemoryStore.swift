@@ -314,9 +314,9 @@ public final class InMemoryStore: KilnStore, TokenStore {
         }
     }
 
-    public func activeToken(_ id: Int64) async throws -> (scope: TokenScope, digest: [UInt8])? {
+    public func activeToken(_ id: Int64) async throws -> (name: String, scope: TokenScope, digest: [UInt8])? {
         state.withLock { state in
-            state.tokens.first { $0.token.id == id && $0.token.revokedAt == nil }.map { ($0.token.scope, $0.digest) }
+            state.tokens.first { $0.token.id == id && $0.token.revokedAt == nil }.map { ($0.token.name, $0.token.scope, $0.digest) }
         }
     }
 

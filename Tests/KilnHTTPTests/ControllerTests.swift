@@ -352,4 +352,24 @@ import Testing
             #expect(bad.status == .badRequest)
         }
     }
+
+    @Test func anApprovalIsRecordedUnderTheTokenThatMadeIt() async throws {
+        let fixture = Fixture()
+        let sha = String(repeating: "5", count: 40)
+        var fork = NewDelivery(
+            forge: "github", deliveryID: "pr", repositoryID: fixture.repository, repository: "octo/hello", ref: .branch("f"), sha: sha)
+        fork.pullRequest = PullRequestInfo(number: 4, headBranch: "f", baseBranch: "main", isFork: true)
+        let build = try await fixture.coordinator.accept(fork).buildID
+        _ = try await fixture.coordinator.claimBuildToPlan(excluding: [])
+        try await fixture.coordinator.finishPlanning(build, .awaitingApproval(reason: "waiting"), resolution: nil)
+        let (_, control) = try await TokenText.create(name: "reviewer-bot", scope: .control, in: fixture.store)
+        try await fixture.test { client in
+            let answer = try await client.execute(
+                uri: "/api/v1/approvals", method: .post, headers: [.authorization: "Bearer \(control)"],
+                body: ByteBuffer(string: "{\"build_id\": \(build), \"sha\": \"\(sha)\", \"approver\": \"someone-else\"}"))
+            #expect(answer.status == .ok)
+        }
+        let summary = try await fixture.store.buildDetails(build)?.build.summary ?? ""
+        #expect(summary == "approved by token reviewer-bot; queued", "the caller's own claim is not what is recorded: \(summary)")
+    }
 }
