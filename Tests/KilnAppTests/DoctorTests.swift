@@ -16,7 +16,7 @@ struct DoctorTests {
         try """
             server: {listen: "127.0.0.1:0", public-url: "\(forge.url)"}
             storage: {data-dir: data}
-            nix: {binary: \(nix)}
+            nix: {binary: \(nix), options: {substituters: ""}}
             forges:
               github: {type: github, api-url: "\(forge.url)", webhook-secret-files: [secret], token-file: token}
             repositories:

@@ -13,6 +13,7 @@ import Testing
         """
         server: {listen: "127.0.0.1:0"}
         storage: {data-dir: \(dataDir)}
+        nix: {options: {substituters: ""}}
         forges:
           github: {type: github, webhook-secret-files: [secret], status-api: none}
         repositories:

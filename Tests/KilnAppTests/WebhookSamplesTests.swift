@@ -20,6 +20,7 @@ import Testing
             let config = """
                 server: {listen: "127.0.0.1:0"}
                 storage: {data-dir: data}
+                nix: {options: {substituters: ""}}
                 forges:
                 \(forges.map { "  \($0): {type: \($0), api-url: \"http://127.0.0.1:9\", webhook-secret-files: [secret], status-api: none}" }.joined(separator: "\n"))
                 repositories:
