@@ -10,7 +10,8 @@ extension Pages {
     struct DerivationLog {
         /// `<hash>-<name>.drv`.
         var name: String
-        var lines: LogLines
+        /// Its lines; nil for a succeeded card, which is folded and read only when asked for.
+        var lines: LogLines?
     }
 
     /// Where a derivation stands, from its job.
@@ -23,13 +24,7 @@ extension Pages {
 
     static func logsHTML(_ view: JobView, markFirstError: Bool) -> String {
         let job = view.job
-        let built = Set(job.built.map { ($0 as NSString).lastPathComponent })
-        func state(_ name: String) -> DerivationState {
-            if job.state == .running { return .building }
-            if job.state == .succeeded || built.contains(name) { return .succeeded }
-            return .failed
-        }
-        let cards = view.derivationLogs.enumerated().map { (index: $0.offset + 1, log: $0.element, state: state($0.element.name)) }
+        let cards = view.derivationLogs.enumerated().map { (index: $0.offset + 1, log: $0.element, state: derivationState($0.element.name, of: job)) }
         let ordered = [DerivationState.failed, .building, .succeeded].flatMap { group in cards.filter { $0.state == group } }
         var markError = markFirstError
         var html = "<div class=\"job-log\"><input type=\"search\" class=\"log-search\" placeholder=\"Search this job's log\" aria-label=\"Search the log of \(escape(job.name))\">"
@@ -50,7 +45,9 @@ extension Pages {
             html += "<details class=\"drv \(card.state.rawValue)\" id=\"\(prefix)\"\(open ? " open" : "")><summary>"
                 + "<span class=\"\(card.state.rawValue)\">\(card.state == .failed ? "✗" : card.state == .building ? "●" : "✓")</span> "
                 + "\(escape(label(card.log.name))) · <a href=\"\(source)\">raw</a></summary>"
-                + "<pre class=\"lines\">\(linesHTML(card.log.lines, prefix: prefix, source: source, markFirstError: markError && card.state == .failed))</pre></details>"
+                + (card.log.lines.map {
+                    "<pre class=\"lines\">\(linesHTML($0, prefix: prefix, source: source, markFirstError: markError && card.state == .failed))</pre>"
+                } ?? "<p><a href=\"\(source)\">Open this derivation's log</a></p>") + "</details>"
             if card.state == .failed { markError = false }
         }
         let others = view.derivationNames.count - view.derivationLogs.count
@@ -63,6 +60,14 @@ extension Pages {
         html += "<details class=\"joblog\"\(cards.isEmpty || job.state == .running || markError ? " open" : "")><summary>Job log</summary>"
             + "<pre class=\"lines\"\(follow)>\(linesHTML(view.jobLog, prefix: "j\(job.id)", source: "/api/v1/jobs/\(job.id)/log", markFirstError: markError))</pre></details></div>"
         return html
+    }
+
+    /// Where a derivation of `job` stands: building while the job runs; succeeded when the job
+    /// did or nix built it; otherwise failed.
+    static func derivationState(_ name: String, of job: JobRecord) -> DerivationState {
+        if job.state == .running { return .building }
+        if job.state == .succeeded || job.built.contains(where: { ($0 as NSString).lastPathComponent == name }) { return .succeeded }
+        return .failed
     }
 
     /// `hash-name.drv` without its hash.

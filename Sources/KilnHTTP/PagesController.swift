@@ -60,7 +60,9 @@ struct PagesController: Sendable {
             let names = logs.derivations(job.id)
             let cards = names.prefix(Pages.maxDerivationCards).compactMap { name -> Pages.DerivationLog? in
                 guard case .success(let path) = logs.derivationLog(job.id, name) else { return nil }
-                return Pages.DerivationLog(name: name, lines: LogLines.read(path))
+                // Succeeded cards are folded: their logs are not read for every view of the page.
+                let folded = Pages.derivationState(name, of: job) == .succeeded
+                return Pages.DerivationLog(name: name, lines: folded ? nil : LogLines.read(path))
             }
             return Pages.JobView(
                 job: job, jobLog: LogLines.read(logs.log(job.id)), progress: progress.progress(job.id), derivationNames: names,

@@ -60,7 +60,8 @@ import Testing
             job: job, jobLog: LogLines(head: [.init(number: 1, text: "building")]), progress: nil,
             derivationNames: ["aaa-dep.drv", "bbb-app.drv"],
             derivationLogs: [
-                .init(name: "aaa-dep.drv", lines: LogLines(head: [.init(number: 1, text: "fine")])),
+                // A succeeded card is not read for the page: it links to its log.
+                .init(name: "aaa-dep.drv", lines: nil),
                 .init(name: "bbb-app.drv", lines: long),
             ])
         let html = Pages.logsHTML(view, markFirstError: true)
@@ -69,6 +70,7 @@ import Testing
         #expect(failed != nil && succeeded != nil && failed!.lowerBound < succeeded!.lowerBound, "failed cards come first")
         #expect(html.contains("<details class=\"drv failed\" id=\"j3-d2\" open>") && html.contains("<details class=\"drv succeeded\" id=\"j3-d1\">"))
         #expect(html.contains("<span class=\"phase\">buildPhase</span>"))
+        #expect(html.contains("<a href=\"/api/v1/jobs/3/log?derivation=aaa-dep.drv\">Open this derivation's log</a>"))
         #expect(html.contains("<span class=\"l first-error\" id=\"j3-d2-L2\" data-first-error><a class=\"n\" href=\"#j3-d2-L2\">2</a>cc: error: nope"))
         #expect(html.contains("data-range=\"bytes=40-89\"") && html.contains("Show lines 3–9"))
         #expect(html.contains("Failed (1):</span> <a href=\"#j3-d2\">app.drv</a>"))
