@@ -65,14 +65,17 @@ struct ConfigReader {
     // MARK: The tree
 
     mutating func configuration(_ root: YAMLNode) -> KilnConfiguration? {
-        let sections = root.isNull ? [:] : mapping(root, ["server", "storage", "nix", "forges", "repositories"])
+        let sections = root.isNull ? [:] : mapping(root, ["server", "storage", "nix", "forges", "repositories", "registries"])
         let server = self.server(sections["server"], path: ["server"])
         let storage = self.storage(sections["storage"], path: ["storage"])
         let nix = self.nix(sections["nix"], path: ["nix"])
         let forges = self.forges(sections["forges"], path: ["forges"])
         let repositories = self.repositories(sections["repositories"], path: ["repositories"], forges: forges ?? [])
-        guard let server, let storage, let nix, let forges, let repositories else { return nil }
-        return KilnConfiguration(server: server, storage: storage, nix: nix, forges: forges, repositories: repositories)
+        let registries = self.registries(sections["registries"], path: ["registries"])
+        guard let server, let storage, var nix, let forges, let repositories, let registries else { return nil }
+        nix.limits.registryHosts = Set(registries.map(\.host))
+        return KilnConfiguration(
+            server: server, storage: storage, nix: nix, forges: forges, repositories: repositories, registries: registries)
     }
 
     mutating func server(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Server? {

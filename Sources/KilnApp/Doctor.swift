@@ -40,6 +40,7 @@ public struct Doctor: Sendable {
         checks += await forges()
         checks += await cloneURLs()
         if let cache = configuration.nix.settings.cache { checks += await binaryCache(cache) }
+        if !configuration.registries.isEmpty { checks += await registries() }
         checks.append(await publicURL())
         return checks
     }
@@ -181,6 +182,24 @@ public struct Doctor: Sendable {
         } else if cache.pushTo.hasPrefix("http://") || cache.pushTo.hasPrefix("https://") {
             let base = String(cache.pushTo.split(separator: "?").first ?? "")
             checks.append(await reachable("cache", base + "/nix-cache-info", shown: cache.displayURL, fix: "check nix.cache.push-to"))
+        }
+        return checks
+    }
+
+    /// skopeo, which pushes images, and each registry's API.
+    private func registries() async -> [Check] {
+        var checks: [Check] = []
+        if let skopeo = NixExecutor.findSkopeo() {
+            checks.append(Check(name: "skopeo", ok: true, detail: "\(skopeo) pushes images"))
+        } else {
+            checks.append(Check(name: "skopeo", ok: false, detail: "skopeo was not found; jobs with an image cannot push it", fix: "apt-get install skopeo"))
+        }
+        for registry in configuration.registries {
+            let scheme = registry.tlsVerify ? "https" : "http"
+            checks.append(
+                await reachable(
+                    "registry \(registry.name)", "\(scheme)://\(registry.host)/v2/", shown: "\(scheme)://\(registry.host)",
+                    fix: "check registries.\(registry.name).host and tls-verify"))
         }
         return checks
     }

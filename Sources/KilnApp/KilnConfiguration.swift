@@ -200,6 +200,8 @@ public struct KilnConfiguration: Sendable {
     public var forges: [Forge]
     /// `repositories`, in file order.
     public var repositories: [Repository]
+    /// `registries`: where jobs' images are pushed.
+    public var registries: [Registry] = []
 }
 
 /// Why the configuration cannot be used: every problem found, each naming its key.

@@ -122,6 +122,7 @@ public enum KilnServer {
             limits: configuration.nix.limits, maxParallelJobs: configuration.nix.maxParallelJobs,
             logCapBytes: configuration.storage.maxLogBytes, paths: paths)
         workerSettings.evaluationTimeout = nixSettings.evalTimeout
+        workerSettings.registries = configuration.registries
         let worker = BuildWorker(
             coordinator: coordinator, source: GitMirrors(root: dataDirectory + "/mirrors"),
             executor: executor ?? NixExecutor(settings: nixSettings), repositories: repositoryConfigs,

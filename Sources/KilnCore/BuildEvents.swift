@@ -81,6 +81,13 @@ public enum BuildEvents {
         if let cpu = job.cpuSeconds { fields["cpu_seconds"] = cpu }
         if let memory = job.peakMemoryKilobytes { fields["peak_memory_kilobytes"] = memory }
         if let code = job.exitCode { fields["exit_code"] = code }
+        if let image = job.imagePush {
+            var object: [String: Any] = ["push": image.outcome.rawValue, "summary": image.summary, "tags": image.tags]
+            if let repository = image.repository { object["repository"] = repository }
+            if let digest = image.digest { object["digest"] = digest }
+            if let size = image.size { object["size_bytes"] = size }
+            fields["image"] = object
+        }
         return fields
     }
 

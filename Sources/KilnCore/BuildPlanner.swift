@@ -144,7 +144,9 @@ struct BuildPlanner: Sendable {
             // A trusted build that pushes to the cache reuses only a trusted build (an untrusted
             // one never pushed); otherwise it builds afresh and pushes.
             let trustedOnly = resolution.trusted && jobs.contains { $0.cachePush }
-            if build.rerunOf == nil, let key = resolution.treeKey,
+            // A build that pushes images pushes them with its own tags: it never reuses another.
+            let pushesImages = resolution.trusted && jobs.contains { $0.image != nil }
+            if build.rerunOf == nil, !pushesImages, let key = resolution.treeKey,
                 let earlier = try await store.reusableBuild(
                     treeKey: key, repository: build.repositoryID, excluding: build.id, trustedOnly: trustedOnly)
             {

@@ -42,6 +42,8 @@ public struct WorkerSettings: Sendable {
     /// The longest a build's evaluation may take (`nix.eval-timeout`): a job waits for it before
     /// its own timeout starts, so the watchdog gives it this much longer.
     public var evaluationTimeout: Duration = .seconds(600)
+    /// The registries images may be pushed to (`registries`).
+    public var registries: [Registry] = []
 
     /// Creates settings.
     public init(
@@ -353,13 +355,31 @@ public struct BuildWorker: Service {
                 log.note("cancelled before the build started")
                 return JobReport(outcome: .cancelled(reason), derivations: derivations, duration: .zero)
             }
-            // Untrusted builds (fork pull requests) never push to the cache.
-            let run = JobRun(
+            // Untrusted builds (fork pull requests) never push to the cache, nor images.
+            var run = JobRun(
                 name: job.name, derivations: derivations, timeout: job.timeout, maxSilent: job.maxSilent,
                 pushToCache: job.cachePush && claimed.build.trusted, derivationLogDirectory: settings.paths.derivationLogs(job.id),
                 missing: evaluation.missing(of: job.name), knownOutputs: evaluation.outputs)
-            return await executor.run(
+            var imageNotPushed: ImagePushResult?
+            if let image = job.image {
+                let values = ImageSpec.Placeholders(
+                    build: "\(claimed.build.id)", timestamp: ImageSpec.Placeholders.timestamp(Date()),
+                    commit: String(claimed.build.sha.prefix(12)))
+                if !claimed.build.trusted {
+                    imageNotPushed = .notPushed("the build is not trusted (a fork's pull request)")
+                } else if let push = ImagePush.resolve(image, values: values, registries: settings.registries) {
+                    run.image = push
+                } else {
+                    imageNotPushed = .notPushed("no registry is configured for \(image.host) (registries.NAME.host)")
+                }
+            }
+            var report = await executor.run(
                 run, log: ProgressSink(log: log, job: job, build: claimed.build, board: progress, coordinator: coordinator), stop: stop)
+            if let imageNotPushed, report.outcome == .succeeded {
+                log.note(imageNotPushed.summary)
+                report.image = imageNotPushed
+            }
+            return report
         }
     }
 }

@@ -20,6 +20,8 @@ public struct JobRun: Sendable, Hashable {
     public var missing: [String]?
     /// Output paths of derivations, as far as the evaluation learnt them.
     public var knownOutputs: [String: [String]]
+    /// Push the output as an image after a successful build.
+    public var image: ImagePush?
 
     /// Creates a run.
     public init(

@@ -16,6 +16,7 @@ public enum JobDetails {
                 + (report.waitedFor.isEmpty ? "" : ", waited for \(report.waitedFor.count) another job built") + " |\n"
         }
         if let cache = report.cache { text += "| Binary cache | \(cache.summary) |\n" }
+        if let image = report.image { text += "| Image | \(image.summary) |\n" }
         if !report.outputs.isEmpty {
             text += "\n**Outputs**\n\n" + report.outputs.map { "- `\($0.path)`" + ($0.narSize.map { " (\(ByteCount.format(Int($0))))" } ?? "") }
                 .joined(separator: "\n") + "\n"

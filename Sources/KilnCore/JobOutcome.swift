@@ -102,6 +102,8 @@ public struct JobReport: Sendable, Hashable {
     public var failedDerivations: [String] = []
     /// Store paths nix fetched from a substituter (a binary cache) for this job.
     public var substituted: Int = 0
+    /// The image push, when the job has an image.
+    public var image: ImagePushResult?
 
     /// Creates a report.
     public init(

@@ -91,13 +91,13 @@ public struct JobStateMachine: Sendable, Hashable {
     }
 
     /// The final state, status and description for an executor report.
-    static func conclusion(of report: JobReport) -> (JobState, StatusState, String) {
+    public static func conclusion(of report: JobReport) -> (JobState, StatusState, String) {
         let took = HumanDuration.format(report.duration)
         switch report.outcome {
         case .succeeded:
             let count = report.outputs.count
             let what = count == 1 ? "1 output" : "\(count) outputs"
-            return (.succeeded, .succeeded, "built \(what) in \(took)")
+            return (.succeeded, .succeeded, "built \(what) in \(took)" + (report.image?.brief.map { "; " + $0 } ?? ""))
         case .failed(let exitCode, let reason):
             return (.failed, .failed, "failed after \(took) (nix exit \(exitCode)): \(reason)")
         case .timedOut(let after, let silent):

@@ -83,6 +83,7 @@ public final class KilnMetrics: Sendable {
         count("kiln_derivations_total", [("how", "built")], by: built.count)
         count("kiln_derivations_total", [("how", "substituted")], by: report.substituted)
         count("kiln_derivations_total", [("how", "cached")], by: cached)
+        if let image = report.image { count("kiln_image_pushes_total", [("outcome", image.outcome.rawValue)]) }
         if let cache = report.cache {
             count("kiln_cache_pushes_total", [("outcome", cache.outcomeLabel)])
         }

@@ -198,6 +198,10 @@ public struct JobRecord: Sendable, Hashable {
     public var peakMemoryKilobytes: Int?
     /// What became of the binary cache push, when there was one.
     public var cacheSummary: String?
+    /// The image its output is pushed as (`image` in the pipeline), when it has one.
+    public var image: ImageSpec?
+    /// What became of the image push, when there was one.
+    public var imagePush: ImagePushResult?
     /// How many times the job was started (restarts re-run an interrupted job).
     public var attempt: Int
     /// When the job was queued.

@@ -140,6 +140,7 @@ struct JobJSON: Encodable {
     var cpu_seconds: Double?
     var peak_memory_kilobytes: Int?
     var cache: String?
+    var image: ImageJSON?
     var progress: Progress?
     var log_url: String
     var derivation_logs: [DerivationLog]
@@ -176,11 +177,48 @@ struct JobJSON: Encodable {
         cpu_seconds = job.cpuSeconds
         peak_memory_kilobytes = job.peakMemoryKilobytes
         cache = job.cacheSummary
+        image = job.image.map { ImageJSON($0, push: job.imagePush) }
         self.progress = progress.map { Progress(done: $0.done, expected: $0.expected, failed: $0.failed, building: $0.building) }
         log_url = "\(publicURL)/api/v1/jobs/\(job.id)/log"
         derivation_logs = derivationLogs.map {
             DerivationLog(derivation: $0, url: "\(publicURL)/api/v1/jobs/\(job.id)/log?derivation=\($0)")
         }
+    }
+}
+
+/// A job's image in the API: what the pipeline asks for, and what became of the push.
+struct ImageJSON: Encodable {
+    struct Layer: Encodable {
+        var digest: String
+        var size_bytes: Int64
+    }
+
+    var repository: String
+    var tags: [String]
+    var required: Bool
+    var push: String?
+    var pushed_to: String?
+    var pushed_tags: [String]?
+    var digest: String?
+    var size_bytes: Int64?
+    var layers: [Layer]?
+    var attempts: Int?
+    var fallback: Bool?
+    var summary: String?
+
+    init(_ spec: ImageSpec, push result: ImagePushResult?) {
+        repository = spec.repository
+        tags = spec.tags
+        required = spec.required
+        push = result?.outcome.rawValue
+        pushed_to = result?.repository
+        pushed_tags = result.map(\.tags)
+        digest = result?.digest
+        size_bytes = result?.size
+        layers = result.map { $0.layers.map { Layer(digest: $0.digest, size_bytes: $0.size) } }
+        attempts = result?.attempts
+        fallback = result?.usedFallback
+        summary = result?.summary
     }
 }
 

@@ -73,6 +73,7 @@ enum Templates {
         {{/statuses}}</tbody></table>{{/hasStatuses}}
         {{#jobs}}<section id="job-{{id}}" class="job"><h3><span class="{{state}}">{{icon}}</span> {{name}} · <a href="/api/v1/jobs/{{id}}/log">raw log</a> · <a href="/api/v1/jobs/{{id}}/log" download="job-{{id}}.log">download</a></h3>
         {{#cache}}<p>Binary cache: {{cache}}</p>{{/cache}}
+        {{#image}}<p>Image: {{image}}</p>{{/image}}
         {{{logs}}}</section>
         {{/jobs}}
         """

@@ -155,6 +155,17 @@ public struct NixExecutor: Executor {
                     return run.report(.failed(exitCode: 0, reason: "binary cache push failed: \(error)"), exitCode: 0, session)
                 }
             }
+            // The image.
+            if let image = job.image {
+                let pushed = await pushImage(image, outputs: run.outputs, &session, binaries)
+                run.image = pushed
+                if pushed.outcome == .failed {
+                    log.note(pushed.summary)
+                    if image.required {
+                        return run.report(.failed(exitCode: 0, reason: pushed.summary), exitCode: 0, session)
+                    }
+                }
+            }
             return run.report(.succeeded, exitCode: 0, session)
         } onCancel: {
             stop.request(.shutdown)
@@ -341,6 +352,7 @@ private struct JobRunState {
     var derivations: [String] = []
     var outputs: [BuiltOutput] = []
     var cache: CachePushResult?
+    var image: ImagePushResult?
     var built: [String] = []
     var waitedFor: [String] = []
     var builtOutputs: [String: [String]] = [:]
@@ -353,6 +365,7 @@ private struct JobRunState {
             duration: ContinuousClock.now - started, cpuSeconds: session?.cpuSeconds, peakMemoryKilobytes: session?.peakKilobytes,
             cache: cache, built: built, waitedFor: waitedFor, builtOutputs: builtOutputs, failedDerivations: failedDerivations)
         report.substituted = substituted
+        report.image = image
         return report
     }
 }

@@ -36,6 +36,9 @@ public struct JobLimits: Sendable, Hashable {
     public var maxTimeout: Duration
     /// Silence limit for jobs that set none.
     public var defaultMaxSilent: Duration
+    /// The hosts of the registries images may be pushed to; nil when not known (`kiln check`
+    /// without a server configuration), so not checked.
+    public var registryHosts: Set<String>?
 
     /// Creates limits.
     public init(defaultTimeout: Duration, maxTimeout: Duration, defaultMaxSilent: Duration) {
@@ -69,12 +72,15 @@ public struct PlannedJob: Sendable, Hashable {
     public var cachePush: Bool
     /// Bytes of free memory the job waits for.
     public var minMemory: Int?
+    /// The image its output is pushed as, when the build is trusted.
+    public var image: ImageSpec?
 
     /// Creates a planned job.
     public init(
         name: String, target: JobTarget, system: String? = nil, needs: [String], timeout: Duration, maxSilent: Duration,
-        allowFailure: Bool = false, cachePush: Bool = false, minMemory: Int? = nil
+        allowFailure: Bool = false, cachePush: Bool = false, minMemory: Int? = nil, image: ImageSpec? = nil
     ) {
+        self.image = image
         self.name = name
         self.target = target
         self.system = system
@@ -150,7 +156,7 @@ public enum BuildPlan: Sendable, Equatable {
                         name: system.map { variantName(job.name, $0) } ?? job.name, target: job.target, system: system,
                         needs: needs, timeout: job.timeout ?? limits.defaultTimeout,
                         maxSilent: job.maxSilent ?? limits.defaultMaxSilent, allowFailure: job.allowFailure,
-                        cachePush: job.cachePush, minMemory: job.minMemory))
+                        cachePush: job.cachePush, minMemory: job.minMemory, image: job.image))
             }
         }
         return .jobs(planned)
@@ -169,6 +175,14 @@ public enum BuildPlan: Sendable, Equatable {
                         line: job.location.line, column: job.location.column,
                         message:
                             "job '\(job.name)' asks for a \(key) of \(KilnDuration.format(value)); this server's max-timeout is \(KilnDuration.format(limits.maxTimeout))",
+                        code: .exceedsLimit))
+            }
+            if let image = job.image, let hosts = limits.registryHosts, !hosts.contains(image.host) {
+                let known = hosts.isEmpty ? "it has none" : "its registries are " + hosts.sorted().joined(separator: ", ")
+                diagnostics.append(
+                    Diagnostic(
+                        line: job.location.line, column: job.location.column,
+                        message: "job '\(job.name)' pushes to \(image.host), which is not a registry of this server (\(known)); configure registries.NAME.host",
                         code: .exceedsLimit))
             }
         }

@@ -147,6 +147,9 @@ extension PipelineFile {
                         code: .invalidValue)
                     valid = false
                 }
+            case "image":
+                job.image = decodeImage(value, &reader)
+                valid = valid && job.image != nil
             case "env":
                 reader.report(
                     Self.keyNode(of: "env", in: node) ?? value,
@@ -163,6 +166,16 @@ extension PipelineFile {
         if let attribute, file == nil {
             reader.report(attribute.1, "'attr' needs 'file': the classic nix file it selects from", code: .missingKey)
             return nil
+        }
+        if let image = Self.keyNode(of: "image", in: node), job.image != nil {
+            if check || (installables?.count ?? 1) != 1 {
+                reader.report(image, "job '\(name)' pushes an image: it must build exactly one installable ('build: .#image') or a 'file'", code: .invalidValue)
+                valid = false
+            }
+            if (job.systems?.count ?? 1) > 1 {
+                reader.report(image, "job '\(name)' pushes an image: give it at most one system, or each system's image would replace the other's tags", code: .invalidValue)
+                valid = false
+            }
         }
         if let installables {
             job.target = .installables(installables)

@@ -97,6 +97,8 @@ public struct JobSpec: Sendable, Equatable {
     public var cachePush: Bool
     /// `min-memory` in bytes: the job waits until this much memory is free.
     public var minMemory: Int?
+    /// `image`: push the output, an image, to a registry (trusted builds only).
+    public var image: ImageSpec?
     /// Where the job's key is, for diagnostics raised after parsing (limits, cycles).
     public var location: SourceLocation
     /// Where each entry of `needs` is.

@@ -67,6 +67,8 @@ enum Rows {
             startedAt: date(row["started_at"]), finishedAt: date(row["finished_at"]))
         job.built = try strings(row["built"], column: "jobs.built")
         job.waitedFor = try strings(row["waited_for"], column: "jobs.waited_for")
+        if let image: String = row["image"] { job.image = try decode(ImageSpec.self, image, column: "jobs.image") }
+        if let push: String = row["image_push"] { job.imagePush = try decode(ImagePushResult.self, push, column: "jobs.image_push") }
         return job
     }
 

@@ -32,14 +32,14 @@ extension SQLiteStore {
                     try db.execute(
                         sql: """
                             INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds,
-                                              max_silent_seconds, allow_failure, cache_push, min_memory, state, summary,
+                                              max_silent_seconds, allow_failure, cache_push, min_memory, image, state, summary,
                                               queued_at)
-                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                             """,
                         arguments: [
                             build.id, job.name, Rows.json(job.installables), Rows.encode(job.target), job.system,
                             Rows.json(job.needs), job.timeout.components.seconds, job.maxSilent.components.seconds,
-                            job.allowFailure, job.cachePush, job.minMemory, JobState.queued.rawValue, queued.summary, time,
+                            job.allowFailure, job.cachePush, job.minMemory, job.image.map(Rows.encode), JobState.queued.rawValue, queued.summary, time,
                         ])
                 }
             case .reuseJobs(let earlierID, let summaries):
@@ -90,13 +90,14 @@ extension SQLiteStore {
                 try db.execute(
                     sql: """
                         UPDATE jobs SET state = ?, summary = ?, exit_code = ?, derivations = ?, outputs = ?, cpu_seconds = ?,
-                                        peak_memory_kb = ?, cache_summary = ?, built = ?, waited_for = ?, finished_at = ?
+                                        peak_memory_kb = ?, cache_summary = ?, built = ?, waited_for = ?, image_push = ?,
+                                        finished_at = ?
                         WHERE id = ?
                         """,
                     arguments: [
                         state.rawValue, summary, report.exitCode, Rows.json(report.derivations), Rows.encode(report.outputs),
                         report.cpuSeconds, report.peakMemoryKilobytes, report.cache?.summary, Rows.json(report.built),
-                        Rows.json(report.waitedFor), time, job,
+                        Rows.json(report.waitedFor), report.image.map(Rows.encode), time, job,
                     ])
             case .requeueJobs(let jobs, let summary):
                 for job in jobs {
@@ -122,12 +123,13 @@ extension SQLiteStore {
             try db.execute(
                 sql: """
                     INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
-                                      allow_failure, cache_push, min_memory, state, summary, exit_code, derivations, outputs,
-                                      cpu_seconds, peak_memory_kb, cache_summary, built, waited_for, attempt, queued_at, started_at,
-                                      finished_at)
+                                      allow_failure, cache_push, min_memory, image, image_push, state, summary, exit_code,
+                                      derivations, outputs, cpu_seconds, peak_memory_kb, cache_summary, built, waited_for, attempt,
+                                      queued_at, started_at, finished_at)
                     SELECT ?, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
-                           allow_failure, cache_push, min_memory, state, ?, exit_code, derivations, outputs,
-                           cpu_seconds, peak_memory_kb, cache_summary, built, waited_for, 0, ?, NULL, ?
+                           allow_failure, cache_push, min_memory, image, image_push, state, ?, exit_code,
+                           derivations, outputs, cpu_seconds, peak_memory_kb, cache_summary, built, waited_for, 0,
+                           ?, NULL, ?
                     FROM jobs WHERE id = ?
                     """,
                 arguments: [build.id, summary, time, time, jobID])

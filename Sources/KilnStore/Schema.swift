@@ -259,6 +259,13 @@ enum Schema {
         migrator.registerMigration("v11: re-runs of only what failed") { db in
             try db.execute(sql: "ALTER TABLE builds ADD COLUMN rerun_failed_only INTEGER NOT NULL DEFAULT 0")
         }
+        migrator.registerMigration("v12: images") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE jobs ADD COLUMN image TEXT;
+                    ALTER TABLE jobs ADD COLUMN image_push TEXT;
+                    """)
+        }
         return migrator
     }
 }

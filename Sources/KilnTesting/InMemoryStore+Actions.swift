@@ -27,6 +27,7 @@ extension InMemoryStore {
                         id: jobID, buildID: id, name: job.name, target: job.target, system: job.system, needs: job.needs,
                         timeout: job.timeout, maxSilent: job.maxSilent, allowFailure: job.allowFailure, cachePush: job.cachePush,
                         minMemory: job.minMemory, state: .queued, summary: entry.summary, queuedAt: now)
+                    state.jobs[jobID]?.image = job.image
                 }
             case .reuseJobs(let earlier, let summaries):
                 copyJobs(summaries, into: id, at: now, &state)
@@ -82,6 +83,7 @@ extension InMemoryStore {
                 state.jobs[job]?.cacheSummary = report.cache?.summary
                 state.jobs[job]?.built = report.built
                 state.jobs[job]?.waitedFor = report.waitedFor
+                state.jobs[job]?.imagePush = report.image
             case .requeueJobs(let jobs, let summary):
                 for job in jobs {
                     state.jobs[job]?.state = .queued

@@ -23,6 +23,42 @@ public struct TestFlake: Sendable {
     /// A script that prints `text` and creates `$out`.
     public static func succeeding(_ text: String) -> String { "echo \(text); $bb mkdir $out; echo \(text) > $out/result" }
 
+    /// A script that writes a docker-archive tarball to `$out`, as `dockerTools.buildLayeredImage`
+    /// does: one layer holding `/etc/kiln-hello.txt` with `text`, its config and manifest.
+    public static func imageArchive(_ text: String) -> String {
+        """
+        set -eu
+        $bb mkdir -p tools; for a in cat cut ln mkdir mv printf sha256sum tar touch; do $bb ln -s $bb tools/$a; done
+        PATH=$PWD/tools
+        mkdir -p root/etc archive
+        printf '%s\n' '\(text)' > root/etc/kiln-hello.txt
+        touch -h -d '1970-01-01 00:00:01' root/etc/kiln-hello.txt root/etc
+        (cd root && tar -c -f ../layer.tar etc)
+        layer=$(sha256sum layer.tar | cut -d' ' -f1)
+        printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' $layer > config.json
+        config=$(sha256sum config.json | cut -d' ' -f1)
+        mkdir archive/$layer; mv layer.tar archive/$layer/layer.tar; mv config.json archive/$config.json
+        printf '[{"Config":"%s.json","RepoTags":null,"Layers":["%s/layer.tar"]}]' $config $layer > archive/manifest.json
+        cd archive && tar -c -f $out manifest.json $config.json $layer
+        """
+    }
+
+    /// A script that writes to `$out` an executable script which prints a docker-archive tarball,
+    /// as `dockerTools.streamLayeredImage` does. Run, the script also tries to write
+    /// `hostMarker` (which only a run on the host, outside the sandbox, could do).
+    public static func imageStream(_ text: String, hostMarker: String) -> String {
+        """
+        { $bb printf '#!%s sh\nbb=%s\n' $bb $bb; $bb cat <<'KILN_STREAM_END'; } > $out
+        set -eu
+        (echo ran > '\(hostMarker)') 2>/dev/null || true
+        work=$($bb mktemp -d); cd $work; out=$work/image.tar
+        \(imageArchive(text))
+        $bb cat $work/image.tar
+        KILN_STREAM_END
+        $bb chmod 0555 $out
+        """
+    }
+
     /// Writes `flake.nix` and `bin/busybox` into `directory`.
     public func write(to directory: String) throws {
         let bin = directory + "/bin"

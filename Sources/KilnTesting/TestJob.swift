@@ -13,6 +13,7 @@ public struct TestJob: Sendable, Hashable {
     public var maxSilent: Duration
     public var pushToCache: Bool
     public var derivationLogDirectory: String?
+    public var image: ImagePush?
 
     public init(
         name: String, target: JobTarget, system: String? = nil, workspace: String, isPlainTree: Bool, timeout: Duration,
@@ -39,12 +40,12 @@ extension Executor {
         let evaluation = await evaluate(request, log: log, stop: stop)
         switch evaluation.results[spec.name] {
         case .derivations(let derivations)?:
-            return await run(
-                JobRun(
-                    name: spec.name, derivations: derivations, timeout: spec.timeout, maxSilent: spec.maxSilent,
-                    pushToCache: spec.pushToCache, derivationLogDirectory: spec.derivationLogDirectory,
-                    missing: evaluation.missing(of: spec.name), knownOutputs: evaluation.outputs),
-                log: log, stop: stop)
+            var run = JobRun(
+                name: spec.name, derivations: derivations, timeout: spec.timeout, maxSilent: spec.maxSilent,
+                pushToCache: spec.pushToCache, derivationLogDirectory: spec.derivationLogDirectory,
+                missing: evaluation.missing(of: spec.name), knownOutputs: evaluation.outputs)
+            run.image = spec.image
+            return await self.run(run, log: log, stop: stop)
         case .failed(let outcome, let messages)?:
             log.write(Array(messages.utf8))
             return JobReport(outcome: outcome, duration: evaluation.duration)

@@ -46,7 +46,9 @@ import KilnNix
         #expect(configuration.server.publicURL == "http://127.0.0.1:8080")
         #expect(configuration.server.maxBodyBytes == 26_214_400)
         #expect(configuration.nix.maxParallelJobs == 2)
-        #expect(configuration.nix.limits == .init(defaultTimeout: .seconds(1800), maxTimeout: .seconds(3600), defaultMaxSilent: .seconds(600)))
+        var limits = JobLimits(defaultTimeout: .seconds(1800), maxTimeout: .seconds(3600), defaultMaxSilent: .seconds(600))
+        limits.registryHosts = []  // no registries: no job may push an image
+        #expect(configuration.nix.limits == limits)
         #expect(configuration.nix.settings.evalTimeout == .seconds(600))
         #expect(configuration.nix.settings.evalMaxMemoryKilobytes == nil)
         #expect(configuration.nix.settings.maxParallelEvaluations == 1)
@@ -100,7 +102,38 @@ import KilnNix
         ("nix:\n  max-parallel-jobs: lots\n" + minimal, "kiln.yaml:2:22: nix.max-parallel-jobs: 'lots' must be a whole number from 1 to 256"),
         ("nix:\n  max-parallel-evals: 0\n" + minimal, "kiln.yaml:2:23: nix.max-parallel-evals: '0' must be a whole number from 1 to 64"),
         ("server:\n  private: yes\n" + minimal, "kiln.yaml:2:12: server.private: 'yes' is not true or false"),
+        ("registries:\n  main:\n    host: https://registry.example.org\n" + minimal,
+            "kiln.yaml:3:11: registries.main.host: 'https://registry.example.org' is not a registry host such as registry.example.org or 127.0.0.1:5000 (no scheme, no path)"),
+        ("registries:\n  main:\n    host: registry.example.org\n    auth-file: missing.json\n" + minimal,
+            "kiln.yaml:4:16: registries.main.auth-file: cannot read missing.json"),
+        ("registries:\n  main:\n    host: registry.example.org\n    auth-file: token\n" + minimal,
+            "kiln.yaml:4:16: registries.main.auth-file: token is not a containers auth.json ({\"auths\": {\"registry.example.org\": {\"auth\": \"…\"}}})"),
+        ("registries:\n  main:\n    host: registry.example.org\n    fallback: spare\n" + minimal,
+            "kiln.yaml:4:15: registries.main.fallback: 'spare' must name another entry of registries"),
+        ("registries:\n  main:\n    host: registry.example.org\n    tls-verify: maybe\n" + minimal,
+            "kiln.yaml:4:17: registries.main.tls-verify: 'maybe' must be true or false"),
     ]
+
+    @Test func registriesAreRead() throws {
+        let yaml = """
+            registries:
+              main:
+                host: registry.example.org
+                fallback: spare
+              spare:
+                host: 127.0.0.1:5000
+                tls-verify: false
+                attempts: 2
+
+            """ + Self.minimal
+        let configuration = try load(yaml).get()
+        #expect(configuration.registries.map(\.name) == ["main", "spare"])
+        #expect(configuration.registries[0].tlsVerify && configuration.registries[0].attempts == 4)
+        #expect(configuration.registries[0].fallback == "spare")
+        #expect(!configuration.registries[1].tlsVerify && configuration.registries[1].attempts == 2)
+        #expect(configuration.nix.limits.registryHosts == ["registry.example.org", "127.0.0.1:5000"])
+        #expect(try load(Self.minimal).get().nix.limits.registryHosts == [])
+    }
 
     @Test func evaluationLimitsAreRead() throws {
         let configuration = try load("nix:\n  eval-timeout: 5m\n  eval-max-memory: 2GiB\n  max-parallel-evals: 2\n" + Self.minimal).get()

@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 import KilnTesting
 import Testing
 
@@ -83,6 +84,29 @@ extension DoctorTests {
                 #expect(checks[0].ok == passes, "\(kind) \(token): \(checks[0])")
                 #expect(!checks[1].ok && checks[1].detail.contains(passes ? "404" : "401"), "a repository the token cannot read: \(checks[1])")
             }
+        }
+        await forge.stop()
+    }
+}
+
+extension DoctorTests {
+    /// With registries configured: skopeo is found, a running registry answers, a stopped one does not.
+    @Test(.timeLimit(.minutes(1))) func registriesAreChecked() async throws {
+        let forge = try await FakeForge(.github, token: "good-token", repositories: ["octo/hello"])
+        try await withTemporaryDirectory("kiln-doctor-registry") { directory in
+            let up = try DockerRegistry(in: directory.appending("up"))
+            try await up.start()
+            defer { up.stop() }
+            let down = try DockerRegistry(in: directory.appending("down"))  // never started
+            var configuration = try configuration(directory, forge: forge, token: "good-token", cloneURL: "file:///nowhere")
+            configuration.registries = [
+                Registry(name: "up", host: up.host, tlsVerify: false), Registry(name: "down", host: down.host, tlsVerify: false),
+            ]
+            let checks = await Doctor(configuration).run()
+            #expect(checks.first { $0.name == "skopeo" }?.ok == true, "\(checks)")
+            #expect(checks.first { $0.name == "registry up" }?.ok == true, "\(checks)")
+            let stopped = try #require(checks.first { $0.name == "registry down" })
+            #expect(!stopped.ok && stopped.fix == "check registries.down.host and tls-verify", "\(stopped)")
         }
         await forge.stop()
     }

@@ -26,6 +26,36 @@ import Testing
 }
 
 @Suite struct PipelineSafetyTests {
+    @Test func anImageGoesOnlyToAConfiguredRegistry() throws {
+        let yaml = "jobs:\n  app:\n    build: .#image\n    image: {repository: 127.0.0.1:5000/team/app, tags: [\"{build}\", \"v{commit}\", latest, \"{build}\"]}\n"
+        guard case .valid(let spec) = PipelineFile.parse(yaml) else {
+            Issue.record("expected a valid file")
+            return
+        }
+        var limits = JobLimits.standard
+        limits.registryHosts = ["registry.example.org"]
+        guard case .invalid(let diagnostics) = BuildPlan.make(spec, for: .push(.branch("main")), limits: limits) else {
+            Issue.record("expected a refusal")
+            return
+        }
+        #expect(
+            diagnostics.map(\.message) == [
+                "job 'app' pushes to 127.0.0.1:5000, which is not a registry of this server (its registries are registry.example.org); configure registries.NAME.host"
+            ])
+        limits.registryHosts = ["127.0.0.1:5000"]
+        guard case .jobs(let jobs) = BuildPlan.make(spec, for: .push(.branch("main")), limits: limits) else {
+            Issue.record("expected jobs")
+            return
+        }
+        let image = try #require(jobs.first?.image)
+        #expect(image.host == "127.0.0.1:5000")
+        #expect(image.path == "team/app")
+        let date = Date(timeIntervalSince1970: 1_796_022_902)  // 2026-11-30 07:15:02 UTC
+        let values = ImageSpec.Placeholders(build: "42", timestamp: ImageSpec.Placeholders.timestamp(date), commit: "0123456789ab")
+        #expect(image.tags(values) == ["42", "v0123456789ab", "latest"])
+        #expect(ImageSpec.Placeholders.timestamp(date) == "20261130-071502")
+    }
+
     @Test func everyProblemIsReportedNotJustTheFirst() {
         let yaml = "jobs:\n  a:\n    bulid: .#a\n  b:\n    build: .#b\n    timeout: forever\n"
         guard case .invalid(let diagnostics) = PipelineFile.parse(yaml) else {

@@ -71,6 +71,9 @@ struct PipelineCase: CustomTestStringConvertible, Sendable {
         if job.allowFailure { line += "; allow-failure" }
         if job.cachePush { line += "; cache push" }
         if let memory = job.minMemory { line += "; min-memory \(ByteCount.format(memory))" }
+        if let image = job.image {
+            line += "; image \(image.repository):\(image.tags.joined(separator: ","))" + (image.required ? " required" : "")
+        }
         return line
     }
 
