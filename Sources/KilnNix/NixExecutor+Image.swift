@@ -18,9 +18,11 @@ extension NixExecutor {
         switch ImageArchive.kind(of: output.path) {
         case .archive:
             archive = output.path
-        case .streamScript:
-            session.log.note("running the image script \(output.path) in the sandbox to write the image")
-            switch await streamedArchive(script: output.path, &session, binaries) {
+        case .compressedArchive, .streamScript:
+            // skopeo reads only an uncompressed archive: nix unpacks it (or runs the script) in the sandbox.
+            let compressed = ImageArchive.kind(of: output.path) == .compressedArchive
+            session.log.note("\(compressed ? "unpacking" : "running") \(output.path) in the sandbox to write the image tarball")
+            switch await sandboxedArchive(from: output.path, compressed: compressed, &session, binaries) {
             case .success(let path): archive = path
             case .failure(let problem): return Self.imageFailed(problem.message)
             }
@@ -121,9 +123,10 @@ extension NixExecutor {
         return .success(result)
     }
 
-    /// Writes the tarball a stream script prints, by running it in the sandbox: a derivation whose
-    /// builder is a static busybox that runs the script into `$out`.
-    private func streamedArchive(script: String, _ session: inout NixSession, _ binaries: NixBinaries) async
+    /// The uncompressed tarball of a compressed archive, or the one a stream script prints: made
+    /// in the sandbox by a derivation whose builder is a static busybox that unpacks the archive,
+    /// or runs the script, into `$out`.
+    private func sandboxedArchive(from source: String, compressed: Bool, _ session: inout NixSession, _ binaries: NixBinaries) async
         -> Result<String, NixQueryError>
     {
         guard let busybox = ["/bin/busybox", "/usr/bin/busybox"].first(where: FileManager.default.isExecutableFile(atPath:)) else {
@@ -141,9 +144,11 @@ extension NixExecutor {
         let log = session.log
         let toLog = { @Sendable (line: ArraySlice<UInt8>) in log.write(Array(line) + [0x0A]) }
         do {
+            // Restricted evaluation reads only what -I allows: Kiln's expression and the source.
             let instantiated = try await session.process(
-                binaries.nixInstantiate, // Restricted evaluation reads only what -I allows: Kiln's expression and the script.
-                [directory + "/stream.nix", "--argstr", "script", script, "-I", directory, "-I", script] + optionArguments,
+                binaries.nixInstantiate,
+                [directory + "/stream.nix", "--argstr", "source", source, "--argstr", "kind", compressed ? "gzip" : "script",
+                 "-I", directory, "-I", source] + optionArguments,
                 killGrace: settings.killGrace, confined: false, errorLine: toLog)
             guard instantiated.exitCode == 0, let derivation = Self.storePaths(instantiated.standardOutput).first else {
                 return .failure(NixQueryError(message: "could not make the image derivation: \(NixMessages.lastError(instantiated.errorTail))"))
@@ -152,7 +157,8 @@ extension NixExecutor {
                 binaries.nixStore, ["--realise", derivation] + optionArguments,
                 killGrace: settings.killGrace, confined: false, errorLine: toLog)
             guard realised.exitCode == 0, let archive = Self.storePaths(realised.standardOutput).first else {
-                return .failure(NixQueryError(message: "the image script failed in the sandbox: \(NixMessages.lastError(realised.errorTail))"))
+                return .failure(
+                    NixQueryError(message: "\(compressed ? "unpacking the image" : "the image script") failed in the sandbox: \(NixMessages.lastError(realised.errorTail))"))
             }
             return .success(archive)
         } catch {
@@ -185,8 +191,10 @@ extension NixExecutor {
 /// What a build output is, as far as images go.
 enum ImageArchive {
     enum Kind: Equatable {
-        /// A docker-archive tarball, plain or gzip-compressed.
+        /// A docker-archive tarball.
         case archive
+        /// A gzip-compressed one (`buildLayeredImage`'s `.tar.gz`).
+        case compressedArchive
         /// An executable script that writes one to its standard output.
         case streamScript
         /// Something else; says what.
@@ -200,21 +208,29 @@ enum ImageArchive {
         guard status.st_mode & S_IFMT == S_IFREG, let handle = FileHandle(forReadingAtPath: path) else { return .other("not a regular file") }
         defer { try? handle.close() }
         let head = [UInt8]((try? handle.read(upToCount: 512)) ?? Data())
-        if head.starts(with: [0x1F, 0x8B]) { return .archive }
+        if head.starts(with: [0x1F, 0x8B]) { return .compressedArchive }
         if head.count >= 262, Array(head[257..<262]) == Array("ustar".utf8) { return .archive }
         if head.starts(with: Array("#!".utf8)), status.st_mode & 0o111 != 0 { return .streamScript }
         return .other("a file that is neither a docker-archive tarball nor an executable script")
     }
 
-    /// The derivation that runs an image script in the sandbox and keeps what it prints.
+    /// The derivation that unpacks a gzip-compressed archive, or runs an image script, in the
+    /// sandbox and keeps the tarball.
     static let streamExpression = """
-        { script }:
+        { source, kind }:
         derivation {
           name = "kiln-image.tar";
+          inherit kind;
           system = builtins.currentSystem;
           builder = "${./bin}/busybox";
-          script = builtins.storePath script;
-          args = [ "sh" "-c" "\\"$script\\" > \\"$out\\"" ];
+          source = builtins.storePath source;
+          args = [ "sh" "-c" ''
+            if [ "$kind" = gzip ]; then
+              ${./bin}/busybox gunzip -c "$source" > "$out"
+            else
+              "$source" > "$out"
+            fi
+          '' ];
         }
         """
 }

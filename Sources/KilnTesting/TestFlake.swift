@@ -25,10 +25,10 @@ public struct TestFlake: Sendable {
 
     /// A script that writes a docker-archive tarball to `$out`, as `dockerTools.buildLayeredImage`
     /// does: one layer holding `/etc/kiln-hello.txt` with `text`, its config and manifest.
-    public static func imageArchive(_ text: String) -> String {
+    public static func imageArchive(_ text: String, compressed: Bool = false) -> String {
         """
         set -eu
-        $bb mkdir -p tools; for a in cat cut ln mkdir mv printf sha256sum tar touch; do $bb ln -s $bb tools/$a; done
+        $bb mkdir -p tools; for a in cat cut gzip ln mkdir mv printf sha256sum tar touch; do $bb ln -s $bb tools/$a; done
         PATH=$PWD/tools
         mkdir -p root/etc archive
         printf '%s\n' '\(text)' > root/etc/kiln-hello.txt
@@ -39,7 +39,7 @@ public struct TestFlake: Sendable {
         config=$(sha256sum config.json | cut -d' ' -f1)
         mkdir archive/$layer; mv layer.tar archive/$layer/layer.tar; mv config.json archive/$config.json
         printf '[{"Config":"%s.json","RepoTags":null,"Layers":["%s/layer.tar"]}]' $config $layer > archive/manifest.json
-        cd archive && tar -c -f $out manifest.json $config.json $layer
+        cd archive && \(compressed ? "tar -c -f - manifest.json $config.json $layer | gzip -c -n > $out" : "tar -c -f $out manifest.json $config.json $layer")
         """
     }
 

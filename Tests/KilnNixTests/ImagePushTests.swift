@@ -82,10 +82,27 @@ struct ImagePushTests {
             #expect(report.outcome == .succeeded, "\(log.text)")
             let image = try #require(report.image)
             #expect(image.outcome == .pushed, "\(image.summary)")
-            #expect(log.text.contains("running the image script"))
+            #expect(log.text.contains("running /nix/store/"))
             #expect(!FileManager.default.fileExists(atPath: hostMarker), "the stream script ran on the host")
             let inspected = try await Self.inspect("docker://\(registry.host)/app:stream")
             #expect(inspected["Digest"] as? String == image.digest)
+        }
+    }
+
+    @Test(.timeLimit(.minutes(2))) func aCompressedArchiveIsUnpackedInTheSandbox() async throws {
+        // buildLayeredImage writes .tar.gz, which skopeo 1.9 cannot read.
+        try await withTemporaryDirectory("kiln-image-gzip") { directory in
+            let registry = try DockerRegistry(in: directory.appending("registry"))
+            try await registry.start()
+            defer { registry.stop() }
+            let log = RecordingLog()
+            let push = ImagePush(path: "app", tags: ["gz"], required: true, registry: Self.local(registry))
+            let report = try await build(
+                TestFlake.imageArchive("gzip \(Self.marker())", compressed: true), in: directory, push: push, log: log)
+            #expect(report.outcome == .succeeded, "\(log.text)")
+            #expect(log.text.contains("unpacking /nix/store/"))
+            let inspected = try await Self.inspect("docker://\(registry.host)/app:gz")
+            #expect(inspected["Digest"] as? String == report.image?.digest)
         }
     }
 
