@@ -79,6 +79,8 @@ in
             data-dir = mkOption { type = types.str; default = "/var/lib/kiln"; description = "Database, logs, mirrors, work trees."; };
             max-log-bytes = option types.ints.positive "Cap on each job's log.";
             retention = option types.str "Builds older than this are removed (90d).";
+            keep-outputs = option types.ints.unsigned "Successful builds of each branch whose outputs are kept as roots (3).";
+            min-free = option types.str "Collect the store when less space than this is free (10GiB).";
           };
           # keys of nix:
           nix = {
@@ -93,6 +95,7 @@ in
             builders = option (types.listOf types.str) "nix remote builders.";
             options = option (types.attrsOf types.str) "Extra nix options (never sandbox or the evaluation's confinement).";
             cache = option (types.attrsOf yaml.type) "push-to, secret-key-file, required.";
+            warm = option (types.listOf types.str) "Installables realised at start and daily.";
           };
           # end of keys
           forges = mkOption { type = types.attrsOf yaml.type; default = { }; description = "Forges, by name (the webhook URL's last part)."; };

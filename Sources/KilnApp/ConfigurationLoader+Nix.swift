@@ -61,12 +61,21 @@ extension ConfigReader {
                 cache = CacheSettings(pushTo: pushTo, secretKeyFile: keyFile, required: requiredText == "true")
             }
         }
-        return KilnConfiguration.Nix(
+        var warm: [String] = []
+        if let node = keys["warm"], let items = yaml.stringList(node, allowSingle: false) {
+            for (installable, item) in items where installable.hasPrefix("-") || installable.isEmpty {
+                yaml.report(item, "'\(installable)' is not an installable such as nixpkgs#hello or /nix/store/…drv", code: .invalidValue)
+            }
+            warm = items.map(\.0)
+        }
+        var section = KilnConfiguration.Nix(
             settings: NixSettings(
                 binary: binary, options: options, cache: cache, evalTimeout: evalTimeout,
                 evalMaxMemoryKilobytes: evalMemory.map { max(1, $0 / 1024) }, maxParallelEvaluations: parallelEvals),
             maxParallelJobs: parallel,
             limits: JobLimits(defaultTimeout: defaultTimeout, maxTimeout: maxTimeout, defaultMaxSilent: defaultSilent))
+        section.warm = warm
+        return section
     }
 
     /// Keys that only some forge types take.

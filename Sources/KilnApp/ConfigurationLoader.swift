@@ -119,7 +119,16 @@ struct ConfigReader {
                 report(keys["retention"], path + ["retention"], "'\(text)' is not a duration; write it like 30d or 12h")
             }
         }
-        return KilnConfiguration.Storage(dataDirectory: dataDirectory, maxLogBytes: maxLog, retention: retention)
+        var storage = KilnConfiguration.Storage(dataDirectory: dataDirectory, maxLogBytes: maxLog, retention: retention)
+        storage.keepOutputs = integer(keys, "keep-outputs", path, in: 0...1000) ?? 3
+        if let text = text(keys, "min-free", path) {
+            if let bytes = ByteCount.parse(text) {
+                storage.minFree = Int64(bytes)
+            } else {
+                report(keys["min-free"], path + ["min-free"], "'\(text)' is not a size; write it like 10GiB or 500MiB")
+            }
+        }
+        return storage
     }
 
     mutating func readSecret(_ file: String, _ node: YAMLNode?, _ path: [String]) -> Secret? {
@@ -159,10 +168,10 @@ struct ConfigReader {
         "listen", "public-url", "max-body-bytes", "max-concurrent-webhooks", "max-event-streams", "admin-token-file", "events-socket",
         "private",
     ]
-    static let storageKeys = ["data-dir", "max-log-bytes", "retention"]
+    static let storageKeys = ["data-dir", "max-log-bytes", "retention", "keep-outputs", "min-free"]
     static let nixKeys = [
         "binary", "max-parallel-jobs", "default-timeout", "max-timeout", "default-max-silent", "eval-timeout", "eval-max-memory",
-        "max-parallel-evals", "builders", "options", "cache",
+        "max-parallel-evals", "builders", "options", "cache", "warm",
     ]
     static let cacheKeys = ["push-to", "secret-key-file", "required"]
 

@@ -36,6 +36,10 @@ public struct KilnConfiguration: Sendable {
         public var maxLogBytes: Int
         /// Builds (and their logs) older than this are removed by `kiln gc` and the daily collection.
         public var retention: Duration
+        /// Successful builds of each branch whose outputs are kept as garbage-collector roots.
+        public var keepOutputs: Int = 3
+        /// The store is collected when its file system has less free space than this.
+        public var minFree: Int64?
     }
 
     /// `nix`.
@@ -46,6 +50,8 @@ public struct KilnConfiguration: Sendable {
         public var maxParallelJobs: Int
         /// Timeouts.
         public var limits: JobLimits
+        /// Installables realised at start and daily (`nix.warm`).
+        public var warm: [String] = []
     }
 
     /// Which API a forge's statuses go to.

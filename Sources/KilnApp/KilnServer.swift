@@ -34,6 +34,42 @@ public enum KilnServer {
         return try SQLiteStore(path: configuration.storage.dataDirectory + "/kiln.sqlite")
     }
 
+    /// The cache service's settings from the configuration.
+    static func storeKeeperSettings(_ configuration: KilnConfiguration) -> StoreKeeper.Settings {
+        let cache = configuration.nix.settings.cache.map { cache in
+            BinaryCacheLocation(
+                display: cache.displayURL,
+                directory: cache.pushTo.hasPrefix("file://") ? URLComponents(string: cache.pushTo)?.path : nil)
+        }
+        return StoreKeeper.Settings(
+            keepOutputs: configuration.storage.keepOutputs, minFree: configuration.storage.minFree, warm: configuration.nix.warm,
+            roots: configuration.storage.dataDirectory + "/gcroots", binaryCache: cache)
+    }
+
+    /// `kiln gc --store` and `--optimise`: collects the store (down to `storage.min-free`, or
+    /// everything no root keeps when it is not set) and hard-links identical files.
+    public static func collectStore(_ configuration: KilnConfiguration, collect: Bool, optimise: Bool, logger: Logger) async throws
+        -> (collected: CollectedGarbage?, saved: Int64?)
+    {
+        let store = try SQLiteStore(path: configuration.storage.dataDirectory + "/kiln.sqlite")
+        let executor = NixExecutor(settings: configuration.nix.settings)
+        let keeper = StoreKeeper(
+            coordinator: BuildCoordinator(store: store, logger: logger), maintenance: executor,
+            repositories: configuration.repositories.map { ($0.forge, $0.name) }, settings: storeKeeperSettings(configuration),
+            logger: logger)
+        // The roots first: what the last builds of each branch built stays.
+        try await keeper.syncRoots()
+        var collected: CollectedGarbage?
+        if !collect {
+            collected = nil
+        } else if let minFree = configuration.storage.minFree {
+            collected = try await keeper.collect(minFree: minFree)
+        } else {
+            collected = try await executor.collectGarbage(maxFreed: nil)
+        }
+        return (collected, optimise ? try await executor.optimise() : nil)
+    }
+
     /// `kiln gc`: removes builds and logs older than `storage.retention` once; returns how many builds and jobs went.
     public static func collectGarbage(_ configuration: KilnConfiguration, logger: Logger) async throws -> (builds: Int, jobs: Int) {
         let store = try SQLiteStore(path: configuration.storage.dataDirectory + "/kiln.sqlite")
@@ -123,15 +159,23 @@ public enum KilnServer {
             logCapBytes: configuration.storage.maxLogBytes, paths: paths)
         workerSettings.evaluationTimeout = nixSettings.evalTimeout
         workerSettings.registries = configuration.registries
+        let nixExecutor = NixExecutor(settings: nixSettings)
+        // The warm-up's private nix home is not a work tree's: the worker's start-up clears those.
+        var keeperSettings = nixSettings
+        keeperSettings.scratchDirectory = dataDirectory + "/store-keeper"
+        let keeper = StoreKeeper(
+            coordinator: coordinator, maintenance: (executor as? any StoreMaintenance) ?? NixExecutor(settings: keeperSettings),
+            repositories: configuration.repositories.map { ($0.forge, $0.name) }, settings: storeKeeperSettings(configuration),
+            logger: logger)
         let worker = BuildWorker(
             coordinator: coordinator, source: GitMirrors(root: dataDirectory + "/mirrors"),
-            executor: executor ?? NixExecutor(settings: nixSettings), repositories: repositoryConfigs,
+            executor: executor ?? nixExecutor, repositories: repositoryConfigs,
             settings: workerSettings, health: health, progress: progress, logger: logger)
         let reporter = StatusReporter(
             coordinator: coordinator, forges: forges,
             recordOnly: Set(configuration.forges.filter { $0.statusAPI == .none }.map(\.name)),
             publicURL: configuration.server.publicURL, logger: logger)
-        let dependencies = 
+        var dependencies =
             HTTPDependencies(
                 intake: intake, coordinator: coordinator,
                 adminToken: configuration.server.adminToken, health: health, progress: progress, databaseWritable: { await store.isWritable() }, paths: paths,
@@ -139,6 +183,7 @@ public enum KilnServer {
                 maxEventStreams: configuration.server.maxEventStreams,
                 publicURL: configuration.server.publicURL, metricsRegistry: registry, workerSlots: configuration.nix.maxParallelJobs,
                 tokens: store, isPrivate: configuration.server.isPrivate)
+        dependencies.cache = keeper
         let router = buildRouter(dependencies)
         let application = Application(
             router: router,
@@ -153,6 +198,7 @@ public enum KilnServer {
             coordinator: coordinator, paths: paths, retention: configuration.storage.retention, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: lock), .init(service: reporter), .init(service: collector), .init(service: worker), .init(service: application),
+            .init(service: keeper),
         ]
         if let socket = configuration.server.eventsSocket {
             try EventsSocketFile.prepare(socket)

@@ -215,6 +215,13 @@ public struct BuildCoordinator: Sendable {
 
     // MARK: Events
 
+    /// Publishes an event that concerns no build's lifecycle (the cache service's warm-up).
+    public func note(_ event: KilnEvent) async {
+        await changes.lock()
+        defer { changes.unlock() }
+        await publish([event])
+    }
+
     /// Runs `change` to builds `builds` and publishes what `preceding` makes of each build as it
     /// was before, then what the change changed in them.
     private func changing<T>(

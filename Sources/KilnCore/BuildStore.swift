@@ -267,6 +267,10 @@ public protocol BuildQueries: Sendable {
     /// What waits and runs now, for metrics.
     func queueStats() async throws -> QueueStats
 
+    /// What the jobs that ran (not those copied from a reused build) and ended at or after
+    /// `since` did with the store and the binary cache.
+    func cacheActivity(since: Date) async throws -> CacheActivity
+
     /// Builds that pass `query`, newest first.
     func builds(_ query: BuildListQuery) async throws -> [BuildRecord]
 
@@ -308,6 +312,44 @@ public struct BuildListQuery: Sendable, Hashable {
     public func matches(_ build: BuildRecord) -> Bool {
         (forge.map { $0 == build.forge } ?? true) && (repository.map { $0 == build.repository } ?? true)
             && (branch.map { "refs/heads/\($0)" == build.ref && build.pullRequest == nil } ?? true) && (state.map { $0 == build.state } ?? true)
+    }
+}
+
+/// What jobs did with the store and the binary cache over a window.
+public struct CacheActivity: Sendable, Hashable {
+    /// Jobs that ran and ended.
+    public var jobs: Int = 0
+    /// Derivations their nix built.
+    public var built: Int = 0
+    /// Derivations another job built while they waited.
+    public var waitedFor: Int = 0
+    /// Store paths fetched from a substituter.
+    public var substituted: Int = 0
+    /// Derivations of succeeded jobs already valid in the store.
+    public var alreadyValid: Int = 0
+    /// Binary cache pushes that succeeded.
+    public var pushes: Int = 0
+    /// NAR bytes of the closures they pushed (nix copy skips what the cache has: an upper bound).
+    public var pushedBytes: Int64 = 0
+
+    /// Creates figures.
+    public init(
+        jobs: Int = 0, built: Int = 0, waitedFor: Int = 0, substituted: Int = 0, alreadyValid: Int = 0, pushes: Int = 0,
+        pushedBytes: Int64 = 0
+    ) {
+        self.jobs = jobs
+        self.built = built
+        self.waitedFor = waitedFor
+        self.substituted = substituted
+        self.alreadyValid = alreadyValid
+        self.pushes = pushes
+        self.pushedBytes = pushedBytes
+    }
+
+    /// The share of needed store paths that were not built here: substituted or already valid.
+    public var hitRate: Double? {
+        let total = built + substituted + alreadyValid
+        return total == 0 ? nil : Double(substituted + alreadyValid) / Double(total)
     }
 }
 

@@ -46,7 +46,7 @@ public struct KilnEvent: Sendable, Hashable {
     /// The event types a client may ask for.
     public static let types: Set<String> = [
         "build.queued", "build.planned", "build.started", "build.finished", "job.queued", "job.started", "job.progress",
-        "job.finished", "status.posted", "status.failed", "built-path", "build-failure",
+        "job.finished", "status.posted", "status.failed", "built-path", "build-failure", "cache.warming", "cache.warmed",
     ]
 
     /// The types of Determinate Nixd's post-build events.

@@ -104,6 +104,8 @@ public struct JobReport: Sendable, Hashable {
     public var substituted: Int = 0
     /// The image push, when the job has an image.
     public var image: ImagePushResult?
+    /// NAR bytes of the closure pushed to the binary cache, when a push succeeded.
+    public var cachePushedBytes: Int64?
 
     /// Creates a report.
     public init(

@@ -202,6 +202,10 @@ public struct JobRecord: Sendable, Hashable {
     public var image: ImageSpec?
     /// What became of the image push, when there was one.
     public var imagePush: ImagePushResult?
+    /// Store paths its nix fetched from a substituter.
+    public var substituted: Int = 0
+    /// NAR bytes of the closure it pushed to the binary cache.
+    public var cachePushedBytes: Int64?
     /// How many times the job was started (restarts re-run an interrupted job).
     public var attempt: Int
     /// When the job was queued.

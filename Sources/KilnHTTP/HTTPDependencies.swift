@@ -37,6 +37,8 @@ public struct HTTPDependencies: Sendable {
     public var metricsRegistry: PrometheusCollectorRegistry?
     /// Jobs the worker runs at once, for `kiln_worker_slots`.
     public var workerSlots: Int
+    /// The cache service; nil serves no `/cache` and `/api/v1/cache`.
+    public var cache: StoreKeeper?
 
     /// Creates dependencies.
     public init(

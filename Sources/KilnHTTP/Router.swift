@@ -36,6 +36,9 @@ public func buildRouter(_ dependencies: HTTPDependencies) -> Router<BasicRequest
             store: store, events: dependencies.coordinator.store, progress: dependencies.progress, logs: dependencies.logs,
             access: access, coordinator: dependencies.coordinator, publicURL: dependencies.publicURL
         ).endpoints)
+    if let keeper = dependencies.cache {
+        router.addRoutes(CacheController(keeper: keeper, access: access).endpoints)
+    }
     if let registry = dependencies.metricsRegistry {
         router.addRoutes(
             MetricsController(

@@ -9,7 +9,7 @@ enum Templates {
         var library = MustacheLibrary()
         for (name, text) in [
             ("layout", layout), ("rows", rows), ("index", index), ("build", build), ("repository", repository),
-            ("signIn", signIn), ("message", message),
+            ("signIn", signIn), ("message", message), ("cache", cache),
         ] {
             do {
                 try library.register(text, named: name)
@@ -87,6 +87,30 @@ enum Templates {
         {{/branches}}</tbody></table>{{/hasBranches}}
         <h2>Builds</h2>
         {{> rows}}
+        """
+
+    static let cache = """
+        <h1>Cache</h1>
+        <form method="get" action="/cache" class="filters"><label>Window <input name="window" value="{{window}}" placeholder="1d"></label><button>Show</button></form>
+        <h2>Local store</h2>
+        <table><tbody><tr><th>Paths</th><td>{{storePaths}}</td></tr><tr><th>Size (NAR)</th><td>{{storeSize}}</td></tr>
+        <tr><th>Free space</th><td>{{free}}</td></tr>
+        <tr><th>Kept outputs</th><td>{{kept}} builds (the last {{keepOutputs}} successful builds of each branch)</td></tr></tbody></table>
+        <h2>Over the last {{window}}</h2>
+        <table><tbody><tr><th>Jobs</th><td>{{jobs}}</td></tr><tr><th>Derivations built</th><td>{{built}}</td></tr>
+        <tr><th>Store paths substituted</th><td>{{substituted}}</td></tr><tr><th>Derivations already valid</th><td>{{valid}}</td></tr>
+        <tr><th>Waited for another job's build</th><td>{{waited}}</td></tr><tr><th>Hit rate</th><td>{{hitRate}}</td></tr>
+        <tr><th>Binary cache pushes</th><td>{{pushes}} ({{pushed}} of closures)</td></tr></tbody></table>
+        {{#binaryCache}}<h2>Binary cache</h2>
+        <table><tbody><tr><th>URL</th><td><code>{{url}}</code></td></tr>
+        {{#measured}}<tr><th>Store paths</th><td>{{nars}}</td></tr><tr><th>Size</th><td>{{size}}</td></tr>
+        {{#oldest}}<tr><th>Oldest</th><td><code>{{path}}</code> <time datetime="{{iso}}">{{iso}}</time></td></tr>{{/oldest}}
+        {{#newest}}<tr><th>Newest</th><td><code>{{path}}</code> <time datetime="{{iso}}">{{iso}}</time></td></tr>{{/newest}}{{/measured}}
+        {{^measured}}<tr><th>Contents</th><td>not readable from here: the pushes above are what Kiln knows</td></tr>{{/measured}}
+        </tbody></table>{{/binaryCache}}
+        {{#hasWarm}}<h2>Warm-up</h2><p class="{{warmState}}">{{warmState}}{{#warmProgress}} — {{warmProgress}}{{/warmProgress}}</p>
+        {{#warmError}}<pre>{{warmError}}</pre>{{/warmError}}
+        <ul>{{#warmInstallables}}<li><code>{{.}}</code></li>{{/warmInstallables}}</ul>{{/hasWarm}}
         """
 
     static let signIn = """

@@ -69,19 +69,29 @@ struct NixBinaries: Sendable {
     /// one is given a job's) and returns its standard output.
     static func capture(
         _ executable: String, _ arguments: [String], environment: [String: String] = ScrubbedEnvironment.queryVariables,
-        workingDirectory: String? = nil
+        workingDirectory: String? = nil, outputLimit: Int = 16 << 20
     ) async throws -> String {
+        try await captureBoth(
+            executable, arguments, environment: environment, workingDirectory: workingDirectory, outputLimit: outputLimit
+        ).output
+    }
+
+    /// `capture`, with standard error too (some commands report there).
+    static func captureBoth(
+        _ executable: String, _ arguments: [String], environment: [String: String] = ScrubbedEnvironment.queryVariables,
+        workingDirectory: String? = nil, outputLimit: Int = 16 << 20
+    ) async throws -> (output: String, errors: String) {
         let result = try await Subprocess.run(
             .path(FilePath(executable)), arguments: Arguments(arguments),
             environment: ScrubbedEnvironment.subprocess(environment),
             workingDirectory: workingDirectory.map { FilePath($0) },
-            output: .string(limit: 16 << 20), error: .string(limit: 64 << 10))
+            output: .string(limit: outputLimit), error: .string(limit: 64 << 10))
         guard case .exited(0) = result.terminationStatus else {
             let detail = result.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
             throw NixQueryError(
                 message: "`\(([executable] + arguments.prefix(2)).joined(separator: " "))` failed (\(result.terminationStatus)): \(detail.suffix(400))")
         }
-        return result.standardOutput
+        return (result.standardOutput, result.standardError)
     }
 }
 

@@ -45,4 +45,13 @@ extension NixExecutor {
         session.log.note("binary cache push failed: \(lastError)")
         return .failed(lastError, attempts: 3)
     }
+
+    /// The NAR bytes of the closure of `paths`, each path once; nil when nix could not say.
+    func closureBytes(_ paths: [String], _ binaries: NixBinaries) async -> Int64? {
+        guard !paths.isEmpty,
+            let info = try? await NixBinaries.capture(binaries.nix, ["path-info", "--json", "--recursive"] + commonArguments + ["--"] + paths),
+            let entries = (try? JSONSerialization.jsonObject(with: Data(info.utf8))) as? [[String: Any]]
+        else { return nil }
+        return entries.reduce(0) { $0 + ((($1["narSize"] as? NSNumber)?.int64Value) ?? 0) }
+    }
 }

@@ -151,6 +151,7 @@ public struct NixExecutor: Executor {
             if job.pushToCache {
                 let pushed = await pushToCache(run.outputs.map(\.path), &session, binaries)
                 run.cache = pushed
+                if case .pushed = pushed { run.cachePushedBytes = await closureBytes(run.outputs.map(\.path), binaries) }
                 if case .failed(let error, _) = pushed, settings.cache?.required == true {
                     return run.report(.failed(exitCode: 0, reason: "binary cache push failed: \(error)"), exitCode: 0, session)
                 }
@@ -353,6 +354,7 @@ private struct JobRunState {
     var outputs: [BuiltOutput] = []
     var cache: CachePushResult?
     var image: ImagePushResult?
+    var cachePushedBytes: Int64?
     var built: [String] = []
     var waitedFor: [String] = []
     var builtOutputs: [String: [String]] = [:]
@@ -366,6 +368,7 @@ private struct JobRunState {
             cache: cache, built: built, waitedFor: waitedFor, builtOutputs: builtOutputs, failedDerivations: failedDerivations)
         report.substituted = substituted
         report.image = image
+        report.cachePushedBytes = cachePushedBytes
         return report
     }
 }

@@ -68,6 +68,8 @@ enum Rows {
         job.built = try strings(row["built"], column: "jobs.built")
         job.waitedFor = try strings(row["waited_for"], column: "jobs.waited_for")
         if let image: String = row["image"] { job.image = try decode(ImageSpec.self, image, column: "jobs.image") }
+        job.substituted = row["substituted"] ?? 0
+        job.cachePushedBytes = row["cache_pushed_bytes"]
         if let push: String = row["image_push"] { job.imagePush = try decode(ImagePushResult.self, push, column: "jobs.image_push") }
         return job
     }

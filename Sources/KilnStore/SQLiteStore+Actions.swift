@@ -91,13 +91,14 @@ extension SQLiteStore {
                     sql: """
                         UPDATE jobs SET state = ?, summary = ?, exit_code = ?, derivations = ?, outputs = ?, cpu_seconds = ?,
                                         peak_memory_kb = ?, cache_summary = ?, built = ?, waited_for = ?, image_push = ?,
-                                        finished_at = ?
+                                        substituted = ?, cache_pushed_bytes = ?, finished_at = ?
                         WHERE id = ?
                         """,
                     arguments: [
                         state.rawValue, summary, report.exitCode, Rows.json(report.derivations), Rows.encode(report.outputs),
                         report.cpuSeconds, report.peakMemoryKilobytes, report.cache?.summary, Rows.json(report.built),
-                        Rows.json(report.waitedFor), report.image.map(Rows.encode), time, job,
+                        Rows.json(report.waitedFor), report.image.map(Rows.encode), report.substituted, report.cachePushedBytes,
+                        time, job,
                     ])
             case .requeueJobs(let jobs, let summary):
                 for job in jobs {
@@ -124,12 +125,12 @@ extension SQLiteStore {
                 sql: """
                     INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
                                       allow_failure, cache_push, min_memory, image, image_push, state, summary, exit_code,
-                                      derivations, outputs, cpu_seconds, peak_memory_kb, cache_summary, built, waited_for, attempt,
-                                      queued_at, started_at, finished_at)
+                                      derivations, outputs, cpu_seconds, peak_memory_kb, cache_summary, built, waited_for,
+                                      substituted, cache_pushed_bytes, attempt, queued_at, started_at, finished_at)
                     SELECT ?, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
                            allow_failure, cache_push, min_memory, image, image_push, state, ?, exit_code,
-                           derivations, outputs, cpu_seconds, peak_memory_kb, cache_summary, built, waited_for, 0,
-                           ?, NULL, ?
+                           derivations, outputs, cpu_seconds, peak_memory_kb, cache_summary, built, waited_for,
+                           substituted, cache_pushed_bytes, 0, ?, NULL, ?
                     FROM jobs WHERE id = ?
                     """,
                 arguments: [build.id, summary, time, time, jobID])

@@ -266,6 +266,14 @@ enum Schema {
                     ALTER TABLE jobs ADD COLUMN image_push TEXT;
                     """)
         }
+        migrator.registerMigration("v13: cache activity") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE jobs ADD COLUMN substituted INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE jobs ADD COLUMN cache_pushed_bytes INTEGER;
+                    CREATE INDEX jobs_finished_at ON jobs (finished_at);
+                    """)
+        }
         return migrator
     }
 }

@@ -84,6 +84,8 @@ extension InMemoryStore {
                 state.jobs[job]?.built = report.built
                 state.jobs[job]?.waitedFor = report.waitedFor
                 state.jobs[job]?.imagePush = report.image
+                state.jobs[job]?.substituted = report.substituted
+                state.jobs[job]?.cachePushedBytes = report.cachePushedBytes
             case .requeueJobs(let jobs, let summary):
                 for job in jobs {
                     state.jobs[job]?.state = .queued

@@ -153,16 +153,38 @@ struct Run: AsyncParsableCommand {
 struct GC: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
-        abstract: "Remove builds and their logs that ended longer ago than storage.retention; nothing else.",
-        discussion: "kiln serve also does this once a day. Safe to run while Kiln serves.")
+        abstract: "Remove builds and their logs that ended longer ago than storage.retention; with --store, collect the nix store too.",
+        discussion: """
+            kiln serve removes old builds once a day, and collects the store daily when storage.min-free is set. \
+            --store keeps the outputs of each branch's last storage.keep-outputs successful builds, then deletes what no \
+            garbage-collector root keeps: until storage.min-free is free, or all of it when min-free is not set. \
+            --optimise hard-links identical files in the store (nix store optimise). Safe to run while Kiln serves.
+            """)
 
     @Option(name: .long, help: "The configuration file.")
     var config = "config/kiln.yaml"
 
+    @Flag(name: .long, help: "Also collect the nix store's garbage.")
+    var store = false
+
+    @Flag(name: .long, help: "Also hard-link identical files in the nix store, and say how much that saved.")
+    var optimise = false
+
     func run() async throws {
         let configuration = try loadConfiguration(config)
-        let removed = try await KilnServer.collectGarbage(configuration, logger: Logger(label: "kiln"))
+        let logger = Logger(label: "kiln")
+        let removed = try await KilnServer.collectGarbage(configuration, logger: logger)
         print("removed \(removed.builds) build\(removed.builds == 1 ? "" : "s") and \(removed.jobs) job log\(removed.jobs == 1 ? "" : "s") older than \(KilnDuration.format(configuration.storage.retention))")
+        guard store || optimise else { return }
+        let result = try await KilnServer.collectStore(configuration, collect: store, optimise: optimise, logger: logger)
+        if store {
+            if let collected = result.collected {
+                print("deleted \(collected.paths) store path\(collected.paths == 1 ? "" : "s"), freeing \(ByteCount.format(Int(collected.bytes)))")
+            } else {
+                print("the store has more than storage.min-free free; nothing collected")
+            }
+        }
+        if let saved = result.saved { print("hard-linking identical files saved \(ByteCount.format(Int(saved)))") }
     }
 }
 

@@ -74,6 +74,33 @@ import Testing
     }
 
     @Test(arguments: Backend.allCases)
+    func cacheActivityAddsUpWhatJobsDidWithTheStore(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            let build = try await store.accept(delivery("d1", repository), at: now).buildID
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(build, .planned(Self.jobs), resolution: nil, at: now)
+            let a = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            var report = JobReport(
+                outcome: .succeeded, derivations: ["/nix/store/a.drv", "/nix/store/b.drv", "/nix/store/c.drv"], duration: .seconds(1),
+                built: ["/nix/store/a.drv"])
+            report.substituted = 3
+            report.cachePushedBytes = 1000
+            _ = try await store.finishJob(a.job.id, report, details: nil, at: now)
+            let b = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            _ = try await store.finishJob(
+                b.job.id,
+                JobReport(outcome: .failed(exitCode: 100, reason: "x"), derivations: ["/nix/store/d.drv"], duration: .seconds(1), built: ["/nix/store/d.drv"]),
+                details: nil, at: now.addingTimeInterval(5))
+            let activity = try await store.cacheActivity(since: now.addingTimeInterval(-60))
+            #expect(activity == CacheActivity(jobs: 2, built: 2, substituted: 3, alreadyValid: 2, pushes: 1, pushedBytes: 1000))
+            #expect(activity.hitRate == 5.0 / 7.0)
+            // The window starts after the first job's end.
+            #expect(try await store.cacheActivity(since: now.addingTimeInterval(1)).jobs == 1)
+            #expect(try await store.cacheActivity(since: now.addingTimeInterval(60)) == CacheActivity())
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
     func cancellingEndsWaitingWorkAndNamesRunningJobs(backend: Backend) async throws {
         try await withStore(backend) { store, repository in
             let build = try await store.accept(delivery("d1", repository), at: now).buildID
