@@ -24,7 +24,7 @@ enum Templates {
         <!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
         <title>{{title}}</title>{{#refresh}}<noscript><meta http-equiv="refresh" content="3"></noscript>{{/refresh}}
         <style>{{{style}}}</style>{{{script}}}</head>
-        <body><header><a href="/" class="home">Kiln</a>
+        <body><header><a href="/" class="home">Kiln</a> <a href="/cache">Cache</a>
         {{#session}}<span class="who">signed in · {{scope}}</span> <form method="post" action="/sign-out" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><button>Sign out</button></form>{{/session}}
         {{^session}}<a href="/sign-in">Sign in</a>{{/session}}</header>
         <main>{{{content}}}</main></body></html>

@@ -135,6 +135,46 @@ import Testing
         }
     }
 
+    /// `kiln gc --store --optimise` on a store of its own (a chroot store: a collection there
+    /// deletes nothing other tests are building).
+    @Test(.enabled(if: NixTest.enabled, "nix is not installed"), .timeLimit(.minutes(2)))
+    func gcCollectsAndOptimisesTheStore() throws {
+        try withTemporaryDirectoryBlocking { directory in
+            let chroot = directory.appending("chroot")
+            try FileManager.default.createDirectory(atPath: directory.appending("nix/bin"), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: TestFlake.busybox, toPath: directory.appending("nix/bin/busybox"))
+            try """
+                { name }: derivation { inherit name; system = builtins.currentSystem; builder = "${./bin}/busybox";
+                  args = [ "sh" "-c" "${./bin}/busybox mkdir $out; ${./bin}/busybox head -c 1048576 /dev/zero > $out/zeros" ]; }
+                """.write(toFile: directory.appending("nix/d.nix"), atomically: true, encoding: .utf8)
+            for name in ["gc-a", "gc-b"] {
+                _ = try runCommand(
+                    "/usr/bin/nix-build",
+                    [directory.appending("nix/d.nix"), "--argstr", "name", name, "--no-out-link", "--store", chroot, "--option", "substituters", ""])
+            }
+            try "s".write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
+            try """
+                storage: {data-dir: data}
+                nix: {options: {store: "\(chroot)", substituters: ""}}
+                forges:
+                  github: {type: github, webhook-secret-files: [secret], status-api: none}
+                repositories:
+                  - {forge: github, name: o/r, clone-url: "file:repo"}
+                """.write(toFile: directory.appending("kiln.yaml"), atomically: true, encoding: .utf8)
+            try FileManager.default.createDirectory(atPath: directory.appending("data"), withIntermediateDirectories: true)
+            let optimised = try run(["gc", "--optimise", "--config", directory.appending("kiln.yaml")])
+            #expect(optimised.status == 0, "\(optimised.errors)")
+            let saved = try #require(optimised.output.firstMatch(of: /hard-linking identical files saved ([0-9.]+) MiB/), "\(optimised.output)")
+            #expect((Double(saved.1) ?? 0) >= 0.9)
+            let collected = try run(["gc", "--store", "--config", directory.appending("kiln.yaml")])
+            #expect(collected.status == 0, "\(collected.errors)")
+            // Two outputs, their derivations and the busybox directory.
+            let deleted = try #require(collected.output.firstMatch(of: /deleted (\d+) store paths, freeing/), "\(collected.output)")
+            #expect((Int(deleted.1) ?? 0) >= 4)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: chroot + "/nix/store").filter { !$0.hasPrefix(".") }.isEmpty)
+        }
+    }
+
     @Test func tokensAreShownOnceListedAndRevoked() throws {
         try withTemporaryDirectoryBlocking { directory in
             try "s".write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
