@@ -96,6 +96,8 @@ in
             options = option (types.attrsOf types.str) "Extra nix options (never sandbox or the evaluation's confinement).";
             cache = option (types.attrsOf yaml.type) "push-to, secret-key-file, required.";
             warm = option (types.listOf types.str) "Installables realised at start and daily.";
+            allowed-read-only-paths = option (types.listOf types.str) "Host paths jobs may see read-only in the sandbox.";
+            sandbox-shell = option types.str "The static shell jobs with provide-bin-sh get as /bin/sh.";
           };
           # end of keys
           forges = mkOption { type = types.attrsOf yaml.type; default = { }; description = "Forges, by name (the webhook URL's last part)."; };

@@ -61,6 +61,25 @@ extension ConfigReader {
                 cache = CacheSettings(pushTo: pushTo, secretKeyFile: keyFile, required: requiredText == "true")
             }
         }
+        var allowedPaths: [String] = []
+        if let node = keys["allowed-read-only-paths"], let items = yaml.stringList(node, allowSingle: false) {
+            for (path, item) in items {
+                var status = stat()
+                if let problem = BuildConstraints.readOnlyPathProblem(path) {
+                    yaml.report(item, problem, code: .invalidValue)
+                } else if stat(path, &status) != 0 {
+                    yaml.report(item, "no such path \(path)", code: .invalidValue)
+                } else if status.st_mode & 0o002 != 0 {
+                    // nix binds it as it is: the build users must not be able to write to it.
+                    yaml.report(item, "\(path) is writable by everyone; a build could change it", code: .invalidValue)
+                }
+            }
+            allowedPaths = items.map(\.0)
+        }
+        let sandboxShell = text(keys, "sandbox-shell", path).map(resolve) ?? "/bin/busybox"
+        if keys["sandbox-shell"] != nil, !FileManager.default.isExecutableFile(atPath: sandboxShell) {
+            report(keys["sandbox-shell"], path + ["sandbox-shell"], "\(sandboxShell) is not an executable file (it must be a static shell, such as Debian's busybox-static)")
+        }
         var warm: [String] = []
         if let node = keys["warm"], let items = yaml.stringList(node, allowSingle: false) {
             for (installable, item) in items where installable.hasPrefix("-") || installable.isEmpty {
@@ -75,6 +94,9 @@ extension ConfigReader {
             maxParallelJobs: parallel,
             limits: JobLimits(defaultTimeout: defaultTimeout, maxTimeout: maxTimeout, defaultMaxSilent: defaultSilent))
         section.warm = warm
+        section.settings.allowedReadOnlyPaths = allowedPaths
+        section.settings.sandboxShell = sandboxShell
+        section.limits.allowedReadOnlyPaths = Set(allowedPaths)
         return section
     }
 

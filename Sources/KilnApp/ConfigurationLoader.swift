@@ -171,7 +171,7 @@ struct ConfigReader {
     static let storageKeys = ["data-dir", "max-log-bytes", "retention", "keep-outputs", "min-free"]
     static let nixKeys = [
         "binary", "max-parallel-jobs", "default-timeout", "max-timeout", "default-max-silent", "eval-timeout", "eval-max-memory",
-        "max-parallel-evals", "builders", "options", "cache", "warm",
+        "max-parallel-evals", "builders", "options", "cache", "warm", "allowed-read-only-paths", "sandbox-shell",
     ]
     static let cacheKeys = ["push-to", "secret-key-file", "required"]
 

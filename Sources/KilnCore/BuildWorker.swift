@@ -360,6 +360,7 @@ public struct BuildWorker: Service {
                 name: job.name, derivations: derivations, timeout: job.timeout, maxSilent: job.maxSilent,
                 pushToCache: job.cachePush && claimed.build.trusted, derivationLogDirectory: settings.paths.derivationLogs(job.id),
                 missing: evaluation.missing(of: job.name), knownOutputs: evaluation.outputs)
+            run.constraints = job.constraints
             var imageNotPushed: ImagePushResult?
             if let image = job.image {
                 let values = ImageSpec.Placeholders(

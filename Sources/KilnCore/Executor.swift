@@ -22,6 +22,8 @@ public struct JobRun: Sendable, Hashable {
     public var knownOutputs: [String: [String]]
     /// Push the output as an image after a successful build.
     public var image: ImagePush?
+    /// What the build needs of the sandbox.
+    public var constraints = BuildConstraints()
 
     /// Creates a run.
     public init(

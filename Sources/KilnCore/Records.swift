@@ -200,6 +200,8 @@ public struct JobRecord: Sendable, Hashable {
     public var cacheSummary: String?
     /// The image its output is pushed as (`image` in the pipeline), when it has one.
     public var image: ImageSpec?
+    /// What its build needs of the sandbox (`network`, `read-only-paths`, `provide-bin-sh`).
+    public var constraints = BuildConstraints()
     /// What became of the image push, when there was one.
     public var imagePush: ImagePushResult?
     /// Store paths its nix fetched from a substituter.

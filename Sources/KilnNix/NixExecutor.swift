@@ -92,6 +92,11 @@ public struct NixExecutor: Executor {
             }
             // Build, in the sandbox, with nix's own silence limit as well as Kiln's. nix returns at
             // once for derivations already built, and waits for those another nix is building.
+            let sandboxPaths: [String]
+            switch await constraintArguments(job, binaries) {
+            case .failure(let problem): return run.report(.failed(exitCode: 0, reason: problem.message), session)
+            case .success(let paths): sandboxPaths = paths
+            }
             log.note("building \(Self.count(job.derivations.count, "derivation"))")
             let renderer = NixLogRenderer(
                 sink: log, derivationLogs: job.derivationLogDirectory, capPerDerivation: settings.derivationLogCap)
@@ -102,7 +107,7 @@ public struct NixExecutor: Executor {
                 built = try await session.process(
                     binaries.nixStore,
                     ["--realise", "--max-silent-time", String(silentSeconds), "--log-format", "internal-json"]
-                        + optionArguments + ["--"] + job.derivations,
+                        + optionArguments + sandboxPaths + ["--"] + job.derivations,
                     // nix stops a silent builder itself; Kiln's own limit is a backstop for a nix that hangs.
                     killGrace: settings.killGrace, maxSilent: job.maxSilent + .seconds(30), confined: false,
                     errorLine: { renderer.line($0) })
@@ -282,6 +287,40 @@ public struct NixExecutor: Executor {
     func systemProblem(_ system: String, _ binaries: NixBinaries) async -> String? {
         guard let host = await host(binaries), !host.systems.contains(system) else { return nil }
         return "no builder for \(system): this machine builds \(host.systems.sorted().joined(separator: ", ")); add a machine for \(system) to nix.builders"
+    }
+
+    // MARK: Build constraints
+
+    /// The options a job's constraints add to its build (`extra-sandbox-paths`), or why the job
+    /// cannot be built with them.
+    func constraintArguments(_ job: JobRun, _ binaries: NixBinaries) async -> Result<[String], NixQueryError> {
+        let constraints = job.constraints
+        var paths: [String] = []
+        for path in constraints.readOnlyPaths {
+            guard settings.allowedReadOnlyPaths.contains(path) else {
+                return .failure(NixQueryError(message: "read-only path \(path) is not in this server's nix.allowed-read-only-paths"))
+            }
+            paths.append(path)
+        }
+        if constraints.provideBinSh { paths.append("/bin/sh=\(settings.sandboxShell)") }
+        if constraints.network {
+            // nix gives the network to fixed-output derivations only, and to no other.
+            guard
+                let shown = try? await NixBinaries.capture(binaries.nix, ["show-derivation"] + commonArguments + ["--"] + job.derivations),
+                let described = (try? JSONSerialization.jsonObject(with: Data(shown.utf8))) as? [String: [String: Any]]
+            else { return .failure(NixQueryError(message: "network: true, but nix could not describe the job's derivations")) }
+            for derivation in job.derivations {
+                let outputs = described[derivation]?["outputs"] as? [String: [String: Any]] ?? [:]
+                guard outputs.values.contains(where: { $0["hash"] != nil }) else {
+                    return .failure(
+                        NixQueryError(
+                            message:
+                                "network: true, but \(NixLogRenderer.label(derivation)) is not a fixed-output derivation: nix gives the network only to those (set outputHash)"
+                        ))
+                }
+            }
+        }
+        return .success(paths.isEmpty ? [] : ["--option", "extra-sandbox-paths", paths.joined(separator: " ")])
     }
 
     // MARK: Outcomes

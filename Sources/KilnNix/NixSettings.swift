@@ -24,6 +24,10 @@ public struct NixSettings: Sendable, Hashable {
     public var evalMaxMemoryKilobytes: Int?
     /// Evaluations running at once, across builds.
     public var maxParallelEvaluations: Int
+    /// Host paths a job may ask to see read-only in its sandbox (`read-only-paths`).
+    public var allowedReadOnlyPaths: [String] = []
+    /// The static shell a job with `provide-bin-sh` gets as `/bin/sh`.
+    public var sandboxShell = "/bin/busybox"
 
     /// Creates settings.
     public init(

@@ -39,6 +39,9 @@ public struct JobLimits: Sendable, Hashable {
     /// The hosts of the registries images may be pushed to; nil when not known (`kiln check`
     /// without a server configuration), so not checked.
     public var registryHosts: Set<String>?
+    /// The host paths jobs may see read-only (`nix.allowed-read-only-paths`); nil when not
+    /// known, so not checked.
+    public var allowedReadOnlyPaths: Set<String>?
 
     /// Creates limits.
     public init(defaultTimeout: Duration, maxTimeout: Duration, defaultMaxSilent: Duration) {
@@ -74,6 +77,8 @@ public struct PlannedJob: Sendable, Hashable {
     public var minMemory: Int?
     /// The image its output is pushed as, when the build is trusted.
     public var image: ImageSpec?
+    /// What its build needs of the sandbox.
+    public var constraints = BuildConstraints()
 
     /// Creates a planned job.
     public init(
@@ -157,6 +162,7 @@ public enum BuildPlan: Sendable, Equatable {
                         needs: needs, timeout: job.timeout ?? limits.defaultTimeout,
                         maxSilent: job.maxSilent ?? limits.defaultMaxSilent, allowFailure: job.allowFailure,
                         cachePush: job.cachePush, minMemory: job.minMemory, image: job.image))
+                planned[planned.count - 1].constraints = job.constraints
             }
         }
         return .jobs(planned)
@@ -176,6 +182,16 @@ public enum BuildPlan: Sendable, Equatable {
                         message:
                             "job '\(job.name)' asks for a \(key) of \(KilnDuration.format(value)); this server's max-timeout is \(KilnDuration.format(limits.maxTimeout))",
                         code: .exceedsLimit))
+            }
+            if let allowed = limits.allowedReadOnlyPaths {
+                for path in job.constraints.readOnlyPaths where !allowed.contains(path) {
+                    let known = allowed.isEmpty ? "it allows none" : "it allows " + allowed.sorted().joined(separator: ", ")
+                    diagnostics.append(
+                        Diagnostic(
+                            line: job.location.line, column: job.location.column,
+                            message: "job '\(job.name)' asks to see \(path), which this server does not allow (\(known)); add it to nix.allowed-read-only-paths",
+                            code: .exceedsLimit))
+                }
             }
             if let image = job.image, let hosts = limits.registryHosts, !hosts.contains(image.host) {
                 let known = hosts.isEmpty ? "it has none" : "its registries are " + hosts.sorted().joined(separator: ", ")

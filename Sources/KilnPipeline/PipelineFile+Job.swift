@@ -140,13 +140,34 @@ extension PipelineFile {
                 job.minMemory = reader.byteSize(value)
                 valid = valid && job.minMemory != nil
             case "network":
-                if let flag = reader.bool(value), flag {
-                    reader.report(
-                        value,
-                        "builds have no network: the Nix sandbox gives it only to fixed-output derivations; fetch inputs with a hash (fetchurl, a flake input) instead",
-                        code: .invalidValue)
+                // Only fixed-output derivations reach the network; the executor refuses any other.
+                guard let flag = reader.bool(value) else {
+                    valid = false
+                    continue
+                }
+                job.constraints.network = flag
+            case "read-only-paths":
+                guard let items = reader.stringList(value, allowSingle: true) else {
+                    valid = false
+                    continue
+                }
+                if items.count > BuildConstraints.maxReadOnlyPaths {
+                    reader.report(value, "'\(value.pathString)' lists \(items.count) paths; at most \(BuildConstraints.maxReadOnlyPaths)", code: .invalidValue)
                     valid = false
                 }
+                for (path, itemNode) in items {
+                    if let problem = BuildConstraints.readOnlyPathProblem(path) {
+                        reader.report(itemNode, problem, code: .invalidValue)
+                        valid = false
+                    }
+                }
+                job.constraints.readOnlyPaths = items.map(\.0)
+            case "provide-bin-sh":
+                guard let flag = reader.bool(value) else {
+                    valid = false
+                    continue
+                }
+                job.constraints.provideBinSh = flag
             case "image":
                 job.image = decodeImage(value, &reader)
                 valid = valid && job.image != nil

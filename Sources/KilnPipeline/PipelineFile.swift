@@ -21,7 +21,7 @@ public enum PipelineFile {
     /// Keys allowed in a job.
     static let jobKeys = [
         "build", "file", "attr", "check", "needs", "timeout", "max-silent", "systems", "when", "allow-failure", "cache",
-        "min-memory", "network", "env", "image",
+        "min-memory", "network", "env", "image", "read-only-paths", "provide-bin-sh",
     ]
 
     /// The result of reading a pipeline file.

@@ -99,6 +99,8 @@ public struct JobSpec: Sendable, Equatable {
     public var minMemory: Int?
     /// `image`: push the output, an image, to a registry (trusted builds only).
     public var image: ImageSpec?
+    /// `network`, `read-only-paths`, `provide-bin-sh`.
+    public var constraints = BuildConstraints()
     /// Where the job's key is, for diagnostics raised after parsing (limits, cycles).
     public var location: SourceLocation
     /// Where each entry of `needs` is.

@@ -69,6 +69,9 @@ enum Rows {
         job.waitedFor = try strings(row["waited_for"], column: "jobs.waited_for")
         if let image: String = row["image"] { job.image = try decode(ImageSpec.self, image, column: "jobs.image") }
         job.substituted = row["substituted"] ?? 0
+        if let constraints: String = row["constraints"] {
+            job.constraints = try decode(BuildConstraints.self, constraints, column: "jobs.constraints")
+        }
         job.cachePushedBytes = row["cache_pushed_bytes"]
         if let push: String = row["image_push"] { job.imagePush = try decode(ImagePushResult.self, push, column: "jobs.image_push") }
         return job

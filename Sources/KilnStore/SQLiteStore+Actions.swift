@@ -32,14 +32,15 @@ extension SQLiteStore {
                     try db.execute(
                         sql: """
                             INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds,
-                                              max_silent_seconds, allow_failure, cache_push, min_memory, image, state, summary,
-                                              queued_at)
-                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                              max_silent_seconds, allow_failure, cache_push, min_memory, image, constraints, state,
+                                              summary, queued_at)
+                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                             """,
                         arguments: [
                             build.id, job.name, Rows.json(job.installables), Rows.encode(job.target), job.system,
                             Rows.json(job.needs), job.timeout.components.seconds, job.maxSilent.components.seconds,
-                            job.allowFailure, job.cachePush, job.minMemory, job.image.map(Rows.encode), JobState.queued.rawValue, queued.summary, time,
+                            job.allowFailure, job.cachePush, job.minMemory, job.image.map(Rows.encode),
+                            job.constraints.isEmpty ? nil : Rows.encode(job.constraints), JobState.queued.rawValue, queued.summary, time,
                         ])
                 }
             case .reuseJobs(let earlierID, let summaries):
@@ -124,11 +125,11 @@ extension SQLiteStore {
             try db.execute(
                 sql: """
                     INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
-                                      allow_failure, cache_push, min_memory, image, image_push, state, summary, exit_code,
+                                      allow_failure, cache_push, min_memory, image, image_push, constraints, state, summary, exit_code,
                                       derivations, outputs, cpu_seconds, peak_memory_kb, cache_summary, built, waited_for,
                                       substituted, cache_pushed_bytes, attempt, queued_at, started_at, finished_at)
                     SELECT ?, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
-                           allow_failure, cache_push, min_memory, image, image_push, state, ?, exit_code,
+                           allow_failure, cache_push, min_memory, image, image_push, constraints, state, ?, exit_code,
                            derivations, outputs, cpu_seconds, peak_memory_kb, cache_summary, built, waited_for,
                            substituted, cache_pushed_bytes, 0, ?, NULL, ?
                     FROM jobs WHERE id = ?

@@ -274,6 +274,9 @@ enum Schema {
                     CREATE INDEX jobs_finished_at ON jobs (finished_at);
                     """)
         }
+        migrator.registerMigration("v14: build constraints") { db in
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN constraints TEXT")
+        }
         return migrator
     }
 }

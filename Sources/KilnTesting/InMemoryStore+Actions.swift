@@ -28,6 +28,7 @@ extension InMemoryStore {
                         timeout: job.timeout, maxSilent: job.maxSilent, allowFailure: job.allowFailure, cachePush: job.cachePush,
                         minMemory: job.minMemory, state: .queued, summary: entry.summary, queuedAt: now)
                     state.jobs[jobID]?.image = job.image
+                    state.jobs[jobID]?.constraints = job.constraints
                 }
             case .reuseJobs(let earlier, let summaries):
                 copyJobs(summaries, into: id, at: now, &state)

@@ -14,6 +14,7 @@ public struct TestJob: Sendable, Hashable {
     public var pushToCache: Bool
     public var derivationLogDirectory: String?
     public var image: ImagePush?
+    public var constraints = BuildConstraints()
 
     public init(
         name: String, target: JobTarget, system: String? = nil, workspace: String, isPlainTree: Bool, timeout: Duration,
@@ -45,6 +46,7 @@ extension Executor {
                 pushToCache: spec.pushToCache, derivationLogDirectory: spec.derivationLogDirectory,
                 missing: evaluation.missing(of: spec.name), knownOutputs: evaluation.outputs)
             run.image = spec.image
+            run.constraints = spec.constraints
             return await self.run(run, log: log, stop: stop)
         case .failed(let outcome, let messages)?:
             log.write(Array(messages.utf8))

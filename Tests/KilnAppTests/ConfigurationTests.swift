@@ -48,6 +48,7 @@ import KilnNix
         #expect(configuration.nix.maxParallelJobs == 2)
         var limits = JobLimits(defaultTimeout: .seconds(1800), maxTimeout: .seconds(3600), defaultMaxSilent: .seconds(600))
         limits.registryHosts = []  // no registries: no job may push an image
+        limits.allowedReadOnlyPaths = []  // nor see a host path
         #expect(configuration.nix.limits == limits)
         #expect(configuration.nix.settings.evalTimeout == .seconds(600))
         #expect(configuration.nix.settings.evalMaxMemoryKilobytes == nil)
@@ -102,6 +103,8 @@ import KilnNix
         ("nix:\n  max-parallel-jobs: lots\n" + minimal, "kiln.yaml:2:22: nix.max-parallel-jobs: 'lots' must be a whole number from 1 to 256"),
         ("nix:\n  max-parallel-evals: 0\n" + minimal, "kiln.yaml:2:23: nix.max-parallel-evals: '0' must be a whole number from 1 to 64"),
         ("server:\n  private: yes\n" + minimal, "kiln.yaml:2:12: server.private: 'yes' is not true or false"),
+        ("nix:\n  allowed-read-only-paths: [/tmp]\n" + minimal, "kiln.yaml:2:29: nix.allowed-read-only-paths[0]: /tmp is writable by everyone; a build could change it"),
+        ("nix:\n  allowed-read-only-paths: [/no/such/path]\n" + minimal, "kiln.yaml:2:29: nix.allowed-read-only-paths[0]: no such path /no/such/path"),
         ("registries:\n  main:\n    host: https://registry.example.org\n" + minimal,
             "kiln.yaml:3:11: registries.main.host: 'https://registry.example.org' is not a registry host such as registry.example.org or 127.0.0.1:5000 (no scheme, no path)"),
         ("registries:\n  main:\n    host: registry.example.org\n    auth-file: missing.json\n" + minimal,

@@ -26,6 +26,30 @@ import Testing
 }
 
 @Suite struct PipelineSafetyTests {
+    @Test func readOnlyPathsMustBeAllowedByTheServer() throws {
+        let yaml = "jobs:\n  t:\n    build: .#t\n    read-only-paths: [/etc/ssl/certs, /srv/data]\n"
+        guard case .valid(let spec) = PipelineFile.parse(yaml) else {
+            Issue.record("expected a valid file")
+            return
+        }
+        var limits = JobLimits.standard
+        limits.allowedReadOnlyPaths = ["/etc/ssl/certs"]
+        guard case .invalid(let diagnostics) = BuildPlan.make(spec, for: .push(.branch("main")), limits: limits) else {
+            Issue.record("expected a refusal")
+            return
+        }
+        #expect(
+            diagnostics.map(\.message) == [
+                "job 't' asks to see /srv/data, which this server does not allow (it allows /etc/ssl/certs); add it to nix.allowed-read-only-paths"
+            ])
+        limits.allowedReadOnlyPaths = ["/etc/ssl/certs", "/srv/data"]
+        guard case .jobs(let jobs) = BuildPlan.make(spec, for: .push(.branch("main")), limits: limits) else {
+            Issue.record("expected jobs")
+            return
+        }
+        #expect(jobs.first?.constraints.readOnlyPaths == ["/etc/ssl/certs", "/srv/data"])
+    }
+
     @Test func anImageGoesOnlyToAConfiguredRegistry() throws {
         let yaml = "jobs:\n  app:\n    build: .#image\n    image: {repository: 127.0.0.1:5000/team/app, tags: [\"{build}\", \"v{commit}\", latest, \"{build}\"]}\n"
         guard case .valid(let spec) = PipelineFile.parse(yaml) else {

@@ -71,6 +71,9 @@ struct PipelineCase: CustomTestStringConvertible, Sendable {
         if job.allowFailure { line += "; allow-failure" }
         if job.cachePush { line += "; cache push" }
         if let memory = job.minMemory { line += "; min-memory \(ByteCount.format(memory))" }
+        if job.constraints.network { line += "; network" }
+        if !job.constraints.readOnlyPaths.isEmpty { line += "; read-only " + job.constraints.readOnlyPaths.joined(separator: " ") }
+        if job.constraints.provideBinSh { line += "; /bin/sh" }
         if let image = job.image {
             line += "; image \(image.repository):\(image.tags.joined(separator: ","))" + (image.required ? " required" : "")
         }
