@@ -271,6 +271,9 @@ public protocol BuildQueries: Sendable {
     /// `since` did with the store and the binary cache.
     func cacheActivity(since: Date) async throws -> CacheActivity
 
+    /// Jobs that pass `query`, newest first, each with its build.
+    func jobHistory(_ query: JobHistoryQuery) async throws -> [(job: JobRecord, build: BuildRecord)]
+
     /// Builds that pass `query`, newest first.
     func builds(_ query: BuildListQuery) async throws -> [BuildRecord]
 
@@ -312,6 +315,42 @@ public struct BuildListQuery: Sendable, Hashable {
     public func matches(_ build: BuildRecord) -> Bool {
         (forge.map { $0 == build.forge } ?? true) && (repository.map { $0 == build.repository } ?? true)
             && (branch.map { "refs/heads/\($0)" == build.ref && build.pullRequest == nil } ?? true) && (state.map { $0 == build.state } ?? true)
+    }
+}
+
+/// Which jobs to list as build records.
+public struct JobHistoryQuery: Sendable, Hashable {
+    /// Only jobs whose derivations (top-level or built) include this one.
+    public var derivation: String?
+    /// Only jobs in these states.
+    public var states: Set<JobState>?
+    /// Only jobs first queued at or after this.
+    public var queuedFrom: Date?
+    /// Only jobs first queued before this.
+    public var queuedTo: Date?
+    /// Only jobs older than this one: the cursor.
+    public var before: JobID?
+    /// At most this many.
+    public var limit: Int
+
+    /// Creates a query.
+    public init(
+        derivation: String? = nil, states: Set<JobState>? = nil, queuedFrom: Date? = nil, queuedTo: Date? = nil, before: JobID? = nil,
+        limit: Int = 100
+    ) {
+        self.derivation = derivation
+        self.states = states
+        self.queuedFrom = queuedFrom
+        self.queuedTo = queuedTo
+        self.before = before
+        self.limit = limit
+    }
+
+    /// Whether `job` passes the filters (not the cursor or the limit).
+    public func matches(_ job: JobRecord) -> Bool {
+        (derivation.map { job.derivations.contains($0) || job.built.contains($0) } ?? true)
+            && (states.map { $0.contains(job.state) } ?? true) && (queuedFrom.map { job.queuedAt >= $0 } ?? true)
+            && (queuedTo.map { job.queuedAt < $0 } ?? true)
     }
 }
 

@@ -106,6 +106,8 @@ public struct JobReport: Sendable, Hashable {
     public var image: ImagePushResult?
     /// NAR bytes of the closure pushed to the binary cache, when a push succeeded.
     public var cachePushedBytes: Int64?
+    /// Largest size of the builds' temporary directories together, sampled while nix built.
+    public var peakStorageKilobytes: Int?
 
     /// Creates a report.
     public init(

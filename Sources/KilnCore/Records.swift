@@ -202,6 +202,10 @@ public struct JobRecord: Sendable, Hashable {
     public var image: ImageSpec?
     /// What its build needs of the sandbox (`network`, `read-only-paths`, `provide-bin-sh`).
     public var constraints = BuildConstraints()
+    /// Its own tags (`tags` in the pipeline).
+    public var tags: [String: String] = [:]
+    /// Largest size of its builds' temporary directories together, sampled.
+    public var peakStorageKilobytes: Int?
     /// What became of the image push, when there was one.
     public var imagePush: ImagePushResult?
     /// Store paths its nix fetched from a substituter.

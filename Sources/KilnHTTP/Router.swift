@@ -31,6 +31,7 @@ public func buildRouter(_ dependencies: HTTPDependencies) -> Router<BasicRequest
             coordinator: dependencies.coordinator, access: access, publicURL: dependencies.publicURL
         ).endpoints)
     router.addRoutes(BadgeController(store: store).endpoints)
+    router.addRoutes(NixbuildController(store: store, host: .current).endpoints)
     router.addRoutes(
         PagesController(
             store: store, events: dependencies.coordinator.store, progress: dependencies.progress, logs: dependencies.logs,

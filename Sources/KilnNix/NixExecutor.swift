@@ -102,8 +102,13 @@ public struct NixExecutor: Executor {
                 sink: log, derivationLogs: job.derivationLogDirectory, capPerDerivation: settings.derivationLogCap)
             let silentSeconds = max(1, job.maxSilent.components.seconds)
             let built: ProcessEnd
+            // nix builds in its TMPDIR (the session's): the peak of its size is the builds' storage.
+            let storage = StorageSampler(directory: session.home + "/tmp")
             do {
-                defer { renderer.finish() }
+                defer {
+                    renderer.finish()
+                    run.peakStorageKilobytes = storage.stop()
+                }
                 built = try await session.process(
                     binaries.nixStore,
                     ["--realise", "--max-silent-time", String(silentSeconds), "--log-format", "internal-json"]
@@ -394,6 +399,7 @@ private struct JobRunState {
     var cache: CachePushResult?
     var image: ImagePushResult?
     var cachePushedBytes: Int64?
+    var peakStorageKilobytes: Int?
     var built: [String] = []
     var waitedFor: [String] = []
     var builtOutputs: [String: [String]] = [:]
@@ -408,6 +414,7 @@ private struct JobRunState {
         report.substituted = substituted
         report.image = image
         report.cachePushedBytes = cachePushedBytes
+        report.peakStorageKilobytes = peakStorageKilobytes
         return report
     }
 }

@@ -79,6 +79,8 @@ public struct PlannedJob: Sendable, Hashable {
     public var image: ImageSpec?
     /// What its build needs of the sandbox.
     public var constraints = BuildConstraints()
+    /// Its build records' tags (`tags` in the pipeline).
+    public var tags: [String: String] = [:]
 
     /// Creates a planned job.
     public init(
@@ -163,6 +165,7 @@ public enum BuildPlan: Sendable, Equatable {
                         maxSilent: job.maxSilent ?? limits.defaultMaxSilent, allowFailure: job.allowFailure,
                         cachePush: job.cachePush, minMemory: job.minMemory, image: job.image))
                 planned[planned.count - 1].constraints = job.constraints
+                planned[planned.count - 1].tags = job.tags
             }
         }
         return .jobs(planned)

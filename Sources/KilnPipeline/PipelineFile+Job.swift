@@ -162,6 +162,34 @@ extension PipelineFile {
                     }
                 }
                 job.constraints.readOnlyPaths = items.map(\.0)
+            case "tags":
+                guard let entries = reader.mapping(value, allowed: nil) else {
+                    valid = false
+                    continue
+                }
+                if entries.count > maxTags {
+                    reader.report(value, "'\(value.pathString)' has \(entries.count) tags; at most \(maxTags)", code: .invalidValue)
+                    valid = false
+                }
+                for (tag, tagValue) in entries {
+                    let tagNode = Self.keyNode(of: tag, in: value) ?? tagValue
+                    if tag.range(of: "^[a-z0-9][a-z0-9_.-]{0,63}$", options: .regularExpression) == nil {
+                        reader.report(tagNode, "tag name '\(tag)' must be lower-case letters, digits, '_', '.' and '-', at most 64 characters", code: .invalidValue)
+                        valid = false
+                    } else if reservedTags.contains(tag) {
+                        reader.report(tagNode, "tag '\(tag)' is set by Kiln itself (\(reservedTags.sorted().joined(separator: ", ")))", code: .invalidValue)
+                        valid = false
+                    }
+                    guard let text = reader.string(tagValue) else {
+                        valid = false
+                        continue
+                    }
+                    if text.count > 256 || text.contains(where: { $0.isNewline || $0 == "," }) {
+                        reader.report(tagValue, "tag value of '\(tag)' must be one line without commas, at most 256 characters", code: .invalidValue)
+                        valid = false
+                    }
+                    job.tags[tag] = text
+                }
             case "provide-bin-sh":
                 guard let flag = reader.bool(value) else {
                     valid = false

@@ -21,8 +21,13 @@ public enum PipelineFile {
     /// Keys allowed in a job.
     static let jobKeys = [
         "build", "file", "attr", "check", "needs", "timeout", "max-silent", "systems", "when", "allow-failure", "cache",
-        "min-memory", "network", "env", "image", "read-only-paths", "provide-bin-sh",
+        "min-memory", "network", "env", "image", "read-only-paths", "provide-bin-sh", "tags",
     ]
+
+    /// Tags Kiln sets on every build record itself.
+    public static let reservedTags: Set<String> = ["repository", "ref", "job", "service"]
+    /// At most this many tags per job, each name at most 64 characters and each value 256.
+    static let maxTags = 16
 
     /// The result of reading a pipeline file.
     public enum Result: Sendable, Equatable {

@@ -101,6 +101,8 @@ public struct JobSpec: Sendable, Equatable {
     public var image: ImageSpec?
     /// `network`, `read-only-paths`, `provide-bin-sh`.
     public var constraints = BuildConstraints()
+    /// `tags`: names and values on the job's build records (`/api/v1/nixbuild/builds`).
+    public var tags: [String: String] = [:]
     /// Where the job's key is, for diagnostics raised after parsing (limits, cycles).
     public var location: SourceLocation
     /// Where each entry of `needs` is.

@@ -69,6 +69,8 @@ enum Rows {
         job.waitedFor = try strings(row["waited_for"], column: "jobs.waited_for")
         if let image: String = row["image"] { job.image = try decode(ImageSpec.self, image, column: "jobs.image") }
         job.substituted = row["substituted"] ?? 0
+        job.peakStorageKilobytes = row["peak_storage_kb"]
+        if let tags: String = row["tags"] { job.tags = try decode([String: String].self, tags, column: "jobs.tags") }
         if let constraints: String = row["constraints"] {
             job.constraints = try decode(BuildConstraints.self, constraints, column: "jobs.constraints")
         }

@@ -32,15 +32,16 @@ extension SQLiteStore {
                     try db.execute(
                         sql: """
                             INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds,
-                                              max_silent_seconds, allow_failure, cache_push, min_memory, image, constraints, state,
-                                              summary, queued_at)
-                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                              max_silent_seconds, allow_failure, cache_push, min_memory, image, constraints, tags,
+                                              state, summary, queued_at)
+                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                             """,
                         arguments: [
                             build.id, job.name, Rows.json(job.installables), Rows.encode(job.target), job.system,
                             Rows.json(job.needs), job.timeout.components.seconds, job.maxSilent.components.seconds,
                             job.allowFailure, job.cachePush, job.minMemory, job.image.map(Rows.encode),
-                            job.constraints.isEmpty ? nil : Rows.encode(job.constraints), JobState.queued.rawValue, queued.summary, time,
+                            job.constraints.isEmpty ? nil : Rows.encode(job.constraints), job.tags.isEmpty ? nil : Rows.encode(job.tags),
+                            JobState.queued.rawValue, queued.summary, time,
                         ])
                 }
             case .reuseJobs(let earlierID, let summaries):
@@ -92,14 +93,14 @@ extension SQLiteStore {
                     sql: """
                         UPDATE jobs SET state = ?, summary = ?, exit_code = ?, derivations = ?, outputs = ?, cpu_seconds = ?,
                                         peak_memory_kb = ?, cache_summary = ?, built = ?, waited_for = ?, image_push = ?,
-                                        substituted = ?, cache_pushed_bytes = ?, finished_at = ?
+                                        substituted = ?, cache_pushed_bytes = ?, peak_storage_kb = ?, finished_at = ?
                         WHERE id = ?
                         """,
                     arguments: [
                         state.rawValue, summary, report.exitCode, Rows.json(report.derivations), Rows.encode(report.outputs),
                         report.cpuSeconds, report.peakMemoryKilobytes, report.cache?.summary, Rows.json(report.built),
                         Rows.json(report.waitedFor), report.image.map(Rows.encode), report.substituted, report.cachePushedBytes,
-                        time, job,
+                        report.peakStorageKilobytes, time, job,
                     ])
             case .requeueJobs(let jobs, let summary):
                 for job in jobs {
@@ -125,11 +126,13 @@ extension SQLiteStore {
             try db.execute(
                 sql: """
                     INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
-                                      allow_failure, cache_push, min_memory, image, image_push, constraints, state, summary, exit_code,
+                                      allow_failure, cache_push, min_memory, image, image_push, constraints, tags, peak_storage_kb,
+                                      state, summary, exit_code,
                                       derivations, outputs, cpu_seconds, peak_memory_kb, cache_summary, built, waited_for,
                                       substituted, cache_pushed_bytes, attempt, queued_at, started_at, finished_at)
                     SELECT ?, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
-                           allow_failure, cache_push, min_memory, image, image_push, constraints, state, ?, exit_code,
+                           allow_failure, cache_push, min_memory, image, image_push, constraints, tags, peak_storage_kb,
+                           state, ?, exit_code,
                            derivations, outputs, cpu_seconds, peak_memory_kb, cache_summary, built, waited_for,
                            substituted, cache_pushed_bytes, 0, ?, NULL, ?
                     FROM jobs WHERE id = ?

@@ -242,6 +242,51 @@ public struct SQLiteStore: KilnStore {
         }
     }
 
+    public func jobHistory(_ query: JobHistoryQuery) async throws -> [(job: JobRecord, build: BuildRecord)] {
+        var conditions: [String] = []
+        var arguments: [(any DatabaseValueConvertible)?] = []
+        if let derivation = query.derivation {
+            // As the column holds it: a JSON string (with its slashes escaped).
+            let encoded = String(Rows.json([derivation]).dropFirst().dropLast())
+            let escaped = encoded.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+                .replacingOccurrences(of: "_", with: "\\_")
+            let pattern = "%" + escaped + "%"
+            conditions.append("(derivations LIKE ? ESCAPE '\\' OR built LIKE ? ESCAPE '\\')")
+            arguments += [pattern, pattern]
+        }
+        if let states = query.states {
+            conditions.append("state IN (" + states.map { _ in "?" }.joined(separator: ", ") + ")")
+            arguments += states.sorted { $0.rawValue < $1.rawValue }.map(\.rawValue)
+        }
+        if let from = query.queuedFrom {
+            conditions.append("queued_at >= ?")
+            arguments.append(from.timeIntervalSince1970)
+        }
+        if let to = query.queuedTo {
+            conditions.append("queued_at < ?")
+            arguments.append(to.timeIntervalSince1970)
+        }
+        if let before = query.before {
+            conditions.append("id < ?")
+            arguments.append(before)
+        }
+        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        arguments.append(max(1, query.limit))
+        let sql = "SELECT * FROM jobs \(filter) ORDER BY id DESC LIMIT ?"
+        let statementArguments = StatementArguments(arguments)
+        return try await database.read { db in
+            let jobs = try Row.fetchAll(db, sql: sql, arguments: statementArguments).map(Rows.job)
+            let ids = Set(jobs.map(\.buildID))
+            guard !ids.isEmpty else { return [] }
+            let builds = try Row.fetchAll(
+                db, sql: "SELECT * FROM builds WHERE id IN (" + ids.map { _ in "?" }.joined(separator: ", ") + ")",
+                arguments: StatementArguments(Array(ids))
+            ).map(Rows.build)
+            let byID = Dictionary(uniqueKeysWithValues: builds.map { ($0.id, $0) })
+            return jobs.compactMap { job in byID[job.buildID].map { (job, $0) } }
+        }
+    }
+
     public func cacheActivity(since: Date) async throws -> CacheActivity {
         try await database.read { db in
             // Copied jobs (a reused build's) keep attempt 0: only jobs that ran count.

@@ -277,6 +277,14 @@ enum Schema {
         migrator.registerMigration("v14: build constraints") { db in
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN constraints TEXT")
         }
+        migrator.registerMigration("v15: build records") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE jobs ADD COLUMN tags TEXT;
+                    ALTER TABLE jobs ADD COLUMN peak_storage_kb INTEGER;
+                    CREATE INDEX jobs_queued_at ON jobs (queued_at);
+                    """)
+        }
         return migrator
     }
 }

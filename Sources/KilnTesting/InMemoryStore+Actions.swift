@@ -29,6 +29,7 @@ extension InMemoryStore {
                         minMemory: job.minMemory, state: .queued, summary: entry.summary, queuedAt: now)
                     state.jobs[jobID]?.image = job.image
                     state.jobs[jobID]?.constraints = job.constraints
+                    state.jobs[jobID]?.tags = job.tags
                 }
             case .reuseJobs(let earlier, let summaries):
                 copyJobs(summaries, into: id, at: now, &state)
@@ -87,6 +88,7 @@ extension InMemoryStore {
                 state.jobs[job]?.imagePush = report.image
                 state.jobs[job]?.substituted = report.substituted
                 state.jobs[job]?.cachePushedBytes = report.cachePushedBytes
+                state.jobs[job]?.peakStorageKilobytes = report.peakStorageKilobytes
             case .requeueJobs(let jobs, let summary):
                 for job in jobs {
                     state.jobs[job]?.state = .queued

@@ -185,6 +185,14 @@ public final class InMemoryStore: KilnStore, TokenStore {
         }
     }
 
+    public func jobHistory(_ query: JobHistoryQuery) async throws -> [(job: JobRecord, build: BuildRecord)] {
+        state.withLock { state in
+            let jobs = state.jobs.values.filter { job in query.matches(job) && query.before.map { job.id < $0 } != false }
+                .sorted { $0.id > $1.id }.prefix(max(1, query.limit))
+            return jobs.compactMap { job in state.builds[job.buildID].map { (job, $0) } }
+        }
+    }
+
     public func cacheActivity(since: Date) async throws -> CacheActivity {
         state.withLock { state in
             var activity = CacheActivity()

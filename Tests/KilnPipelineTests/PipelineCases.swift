@@ -71,6 +71,7 @@ struct PipelineCase: CustomTestStringConvertible, Sendable {
         if job.allowFailure { line += "; allow-failure" }
         if job.cachePush { line += "; cache push" }
         if let memory = job.minMemory { line += "; min-memory \(ByteCount.format(memory))" }
+        if !job.tags.isEmpty { line += "; tags " + job.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
         if job.constraints.network { line += "; network" }
         if !job.constraints.readOnlyPaths.isEmpty { line += "; read-only " + job.constraints.readOnlyPaths.joined(separator: " ") }
         if job.constraints.provideBinSh { line += "; /bin/sh" }

@@ -101,6 +101,35 @@ import Testing
     }
 
     @Test(arguments: Backend.allCases)
+    func jobHistoryFiltersByDerivationStateTimeAndCursor(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            let build = try await store.accept(delivery("d1", repository), at: now).buildID
+            _ = try await store.claimBuildToPlan()
+            var jobs = Self.jobs
+            jobs[0].tags = ["team": "platform"]
+            try await store.finishPlanning(build, .planned(jobs), resolution: nil, at: now)
+            let a = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            _ = try await store.finishJob(
+                a.job.id,
+                JobReport(outcome: .succeeded, derivations: ["/nix/store/aaaa-a_1.drv"], duration: .seconds(1), built: ["/nix/store/dep%.drv"]),
+                details: nil, at: now)
+            let all = try await store.jobHistory(JobHistoryQuery())
+            #expect(all.map(\.job.name) == ["b", "a"] && all.allSatisfy { $0.build.id == build })
+            #expect(all.last?.job.tags == ["team": "platform"])
+            // A top-level derivation, and one the job built; LIKE's wildcards match only themselves.
+            #expect(try await store.jobHistory(JobHistoryQuery(derivation: "/nix/store/aaaa-a_1.drv")).map(\.job.name) == ["a"])
+            #expect(try await store.jobHistory(JobHistoryQuery(derivation: "/nix/store/dep%.drv")).map(\.job.name) == ["a"])
+            #expect(try await store.jobHistory(JobHistoryQuery(derivation: "/nix/store/aaaa-a%1.drv")).isEmpty)
+            #expect(try await store.jobHistory(JobHistoryQuery(states: [.queued])).map(\.job.name) == ["b"])
+            #expect(try await store.jobHistory(JobHistoryQuery(queuedFrom: now.addingTimeInterval(1))).isEmpty)
+            #expect(try await store.jobHistory(JobHistoryQuery(queuedTo: now.addingTimeInterval(1))).count == 2)
+            let newest = try #require(all.first?.job.id)
+            #expect(try await store.jobHistory(JobHistoryQuery(before: newest, limit: 5)).map(\.job.name) == ["a"])
+            #expect(try await store.jobHistory(JobHistoryQuery(limit: 1)).count == 1)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
     func cancellingEndsWaitingWorkAndNamesRunningJobs(backend: Backend) async throws {
         try await withStore(backend) { store, repository in
             let build = try await store.accept(delivery("d1", repository), at: now).buildID
