@@ -102,6 +102,7 @@ in
           # end of keys
           forges = mkOption { type = types.attrsOf yaml.type; default = { }; description = "Forges, by name (the webhook URL's last part)."; };
           repositories = mkOption { type = types.listOf yaml.type; default = [ ]; description = "Repositories Kiln builds."; };
+          build-service = mkOption { type = types.attrsOf yaml.type; default = { }; description = "Ad-hoc builds: git-hosts, templates-dir, secrets-dir."; };
           registries = mkOption { type = types.attrsOf yaml.type; default = { }; description = "Image registries, by name: host, auth-file, tls-verify, attempts, fallback."; };
         };
       };

@@ -24,6 +24,10 @@ extension ConfigReader {
             yaml.report(value, "forge name '\(name)' must be lowercase letters, digits and '-' (it is part of the webhook URL)", code: .invalidValue)
             return nil
         }
+        if name == BuildService.forge {
+            yaml.report(value, "forge name '\(name)' is Kiln's own, for ad-hoc builds; choose another", code: .invalidValue)
+            return nil
+        }
         let keys = mapping(
             value,
             ["type", "api-url", "git-url", "webhook-secret-files", "signing-token-files", "token-file", "token-kind", "app-id",

@@ -50,4 +50,30 @@ extension ConfigReader {
         }
         return registries
     }
+
+    static let buildServiceKeys = ["git-hosts", "templates-dir", "secrets-dir"]
+
+    mutating func buildService(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.BuildService {
+        var settings = KilnConfiguration.BuildService()
+        let keys = mapping(node, Self.buildServiceKeys)
+        if let hosts = keys["git-hosts"], let items = yaml.stringList(hosts, allowSingle: false) {
+            for (entry, item) in items {
+                let plain = entry.range(of: #"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"#, options: .regularExpression) != nil
+                let origin = entry.range(of: #"^(https?|ssh)://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$"#, options: .regularExpression) != nil
+                if !plain && !origin {
+                    yaml.report(item, "'\(entry)' is neither a host (github.com) nor an origin (http://127.0.0.1:8081)", code: .invalidValue)
+                }
+            }
+            settings.gitHosts = items.map(\.0)
+        }
+        for (key, keyPath) in [("templates-dir", \KilnConfiguration.BuildService.templatesDirectory), ("secrets-dir", \.secretsDirectory)] {
+            guard let directory = text(keys, key, path).map(resolve) else { continue }
+            var isDirectory: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
+                report(keys[key], path + [key], "no such directory \(directory)")
+            }
+            settings[keyPath: keyPath] = directory
+        }
+        return settings
+    }
 }

@@ -65,17 +65,19 @@ struct ConfigReader {
     // MARK: The tree
 
     mutating func configuration(_ root: YAMLNode) -> KilnConfiguration? {
-        let sections = root.isNull ? [:] : mapping(root, ["server", "storage", "nix", "forges", "repositories", "registries"])
+        let sections = root.isNull ? [:] : mapping(root, ["server", "storage", "nix", "forges", "repositories", "registries", "build-service"])
         let server = self.server(sections["server"], path: ["server"])
         let storage = self.storage(sections["storage"], path: ["storage"])
         let nix = self.nix(sections["nix"], path: ["nix"])
         let forges = self.forges(sections["forges"], path: ["forges"])
         let repositories = self.repositories(sections["repositories"], path: ["repositories"], forges: forges ?? [])
         let registries = self.registries(sections["registries"], path: ["registries"])
+        let buildService = self.buildService(sections["build-service"], path: ["build-service"])
         guard let server, let storage, var nix, let forges, let repositories, let registries else { return nil }
         nix.limits.registryHosts = Set(registries.map(\.host))
         return KilnConfiguration(
-            server: server, storage: storage, nix: nix, forges: forges, repositories: repositories, registries: registries)
+            server: server, storage: storage, nix: nix, forges: forges, repositories: repositories, registries: registries,
+            buildService: buildService)
     }
 
     mutating func server(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Server? {

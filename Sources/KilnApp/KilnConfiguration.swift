@@ -208,6 +208,18 @@ public struct KilnConfiguration: Sendable {
     public var repositories: [Repository]
     /// `registries`: where jobs' images are pushed.
     public var registries: [Registry] = []
+    /// `build-service`: ad-hoc builds.
+    public var buildService = BuildService()
+
+    /// `build-service`.
+    public struct BuildService: Sendable, Hashable {
+        /// Where ad-hoc git builds may fetch from: `host` (https:// and ssh:// there) or `scheme://host[:port]`.
+        public var gitHosts: [String] = []
+        /// Templates, one `NAME.nix` each.
+        public var templatesDirectory: String?
+        /// Files that `git.token-file` names.
+        public var secretsDirectory: String?
+    }
 }
 
 /// Why the configuration cannot be used: every problem found, each naming its key.

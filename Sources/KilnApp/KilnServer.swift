@@ -112,7 +112,9 @@ public enum KilnServer {
     ) async throws -> ServiceGroup {
         let dataDirectory = configuration.storage.dataDirectory
         let store = try SQLiteStore(path: dataDirectory + "/kiln.sqlite")
-        let ids = try await store.syncRepositories(configuration.repositories.map { ($0.forge, $0.name) })
+        // The build service's synthetic repository comes last.
+        let ids = try await store.syncRepositories(
+            configuration.repositories.map { ($0.forge, $0.name) } + [(BuildService.forge, BuildService.repositoryName)])
 
         var forges: [String: any Forge] = [:]
         var gitCredentials: [String: GitCredentials] = [:]
@@ -134,6 +136,10 @@ public enum KilnServer {
                 .repositories[configured.name.lowercased()] = repository
             repositoryConfigs[id] = repository
         }
+        let buildServiceSource = BuildServiceRepository(path: dataDirectory + "/build-service.git")
+        let buildServiceID = ids[ids.count - 1]
+        repositoryConfigs[buildServiceID] = KilnCore.Repository(
+            id: buildServiceID, name: BuildService.repositoryName, cloneURL: buildServiceSource.url)
         for forge in configuration.forges where endpoints[forge.name] == nil {
             endpoints[forge.name] = ForgeEndpoint(forge: forges[forge.name]!, repositories: [:])
         }
@@ -173,7 +179,7 @@ public enum KilnServer {
             settings: workerSettings, health: health, progress: progress, logger: logger)
         let reporter = StatusReporter(
             coordinator: coordinator, forges: forges,
-            recordOnly: Set(configuration.forges.filter { $0.statusAPI == .none }.map(\.name)),
+            recordOnly: Set(configuration.forges.filter { $0.statusAPI == .none }.map(\.name) + [BuildService.forge]),
             publicURL: configuration.server.publicURL, logger: logger)
         var dependencies =
             HTTPDependencies(
@@ -184,6 +190,9 @@ public enum KilnServer {
                 publicURL: configuration.server.publicURL, metricsRegistry: registry, workerSlots: configuration.nix.maxParallelJobs,
                 tokens: store, isPrivate: configuration.server.isPrivate)
         dependencies.cache = keeper
+        dependencies.adHoc = BuildService(
+            coordinator: coordinator, repository: buildServiceSource, repositoryID: buildServiceID, settings: configuration.buildService,
+            limits: configuration.nix.limits, nix: nixExecutor)
         let router = buildRouter(dependencies)
         let application = Application(
             router: router,

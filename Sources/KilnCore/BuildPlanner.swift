@@ -111,6 +111,11 @@ struct BuildPlanner: Sendable {
         _ build: BuildRecord, event: PipelineEvent, pipelineAt commit: String, tree: String,
         _ resolution: inout BuildResolution, _ repository: Repository
     ) async throws -> (PlanningResult, BuildResolution?) {
+        if let adHoc = build.adHoc {
+            // An ad-hoc build's one job comes from its request; the same tree and request reuse a build.
+            resolution.treeKey = "\(tree):ad-hoc:\(Self.digest(adHoc.canonicalBytes))"
+            return try await plan(build, adHoc.spec, event: event, &resolution)
+        }
         let file = try await source.readFile(repository, sha: commit, path: PipelineFile.name, maxBytes: PipelineFile.maxBytes)
         let bytes: [UInt8]
         switch file {
@@ -125,11 +130,16 @@ struct BuildPlanner: Sendable {
             bytes = contents
         }
         resolution.treeKey = "\(tree):\(Self.digest(bytes))"
-        let spec: PipelineSpec
         switch PipelineFile.parse(bytes) {
         case .invalid(let diagnostics): return (Self.invalid(diagnostics), resolution)
-        case .valid(let valid): spec = valid
+        case .valid(let spec): return try await plan(build, spec, event: event, &resolution)
         }
+    }
+
+    /// Plans `spec` (the pipeline file's, or an ad-hoc build's) for `event`.
+    private func plan(_ build: BuildRecord, _ spec: PipelineSpec, event: PipelineEvent, _ resolution: inout BuildResolution)
+        async throws -> (PlanningResult, BuildResolution?)
+    {
         switch BuildPlan.make(spec, for: event, limits: limits) {
         case .skipped(let reason, let announce):
             return (.skipped(reason: reason, announce: announce), resolution)

@@ -19,6 +19,10 @@ public struct NewDelivery: Sendable, Hashable {
     public var before: String?
     /// The pull request, for pull request builds.
     public var pullRequest: PullRequestInfo?
+    /// For an ad-hoc build: what it builds (no `.kiln.yml` is read).
+    public var adHoc: AdHocPlan?
+    /// The service an ad-hoc build is for (`service` in the request), for statistics.
+    public var service: String?
 
     /// Creates a delivery.
     public init(

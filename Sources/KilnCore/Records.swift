@@ -118,6 +118,10 @@ public struct BuildRecord: Sendable, Hashable {
     public var rerunFailedOnly = false
     /// The tree built with the pipeline file's digest, once planning resolved it.
     public var treeKey: String?
+    /// For an ad-hoc build: what it builds.
+    public var adHoc: AdHocPlan?
+    /// The service an ad-hoc build is for.
+    public var service: String?
 
     /// Creates a record.
     public init(

@@ -20,7 +20,7 @@ enum LibGit2 {
 
 /// One open repository. Not thread-safe: use it on one thread (the repository's queue) and let it go.
 final class GitRepository {
-    private let pointer: OpaquePointer
+    let pointer: OpaquePointer
     private let path: String
 
     private init(pointer: OpaquePointer, path: String) {

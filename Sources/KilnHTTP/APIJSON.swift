@@ -52,6 +52,9 @@ struct BuildJSON: Encodable {
     var duration_seconds: Double?
     var jobs: [JobJSON]?
     var statuses: [StatusJSON]?
+    /// An ad-hoc build's service and source.
+    var service: String?
+    var source: String?
 
     init(
         _ build: BuildRecord, jobs: [JobRecord]?, statuses: [OutboxEntry]?, _ publicURL: String,
@@ -82,6 +85,8 @@ struct BuildJSON: Encodable {
                 derivationLogs: logs?.derivations(job.id) ?? [])
         }
         self.statuses = statuses?.map(StatusJSON.init)
+        service = build.service
+        source = build.adHoc?.origin
     }
 }
 

@@ -39,6 +39,8 @@ public struct HTTPDependencies: Sendable {
     public var workerSlots: Int
     /// The cache service; nil serves no `/cache` and `/api/v1/cache`.
     public var cache: StoreKeeper?
+    /// The build service; nil serves no `POST /api/v1/builds`.
+    public var adHoc: (any AdHocBuilds)?
 
     /// Creates dependencies.
     public init(

@@ -170,6 +170,7 @@ enum Pages {
     /// What started a build (an approval queues a pull request's build again: it shows as that).
     static func trigger(_ build: BuildRecord) -> String {
         if let original = build.rerunOf { return "re-run of #\(original)" }
+        if let adHoc = build.adHoc { return "API build: \(adHoc.origin)" + (build.service.map { " for \($0)" } ?? "") }
         if let pullRequest = build.pullRequest {
             return "pull request #\(pullRequest.number)" + (pullRequest.isFork ? " from a fork" : "")
         }

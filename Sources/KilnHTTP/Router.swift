@@ -37,6 +37,11 @@ public func buildRouter(_ dependencies: HTTPDependencies) -> Router<BasicRequest
             store: store, events: dependencies.coordinator.store, progress: dependencies.progress, logs: dependencies.logs,
             access: access, coordinator: dependencies.coordinator, publicURL: dependencies.publicURL
         ).endpoints)
+    if let adHoc = dependencies.adHoc {
+        router.addRoutes(
+            AdHocController(builds: adHoc, access: access, publicURL: dependencies.publicURL, maxBodyBytes: dependencies.maxBodyBytes)
+                .endpoints)
+    }
     if let keeper = dependencies.cache {
         router.addRoutes(CacheController(keeper: keeper, access: access).endpoints)
     }

@@ -132,7 +132,15 @@ enum NixMessages {
     /// The last `error:` line of nix's standard error, without colours, or its last line.
     /// Store path prefixes are dropped (`builder for 'hello.drv' failed…`): descriptions are short.
     static func lastError(_ tail: [UInt8]) -> String {
-        let text = ANSI.strip(String(decoding: tail, as: UTF8.self))
+        // With --log-format internal-json, nix's messages are `@nix {"action":"msg","msg":…}` lines.
+        let messages = String(decoding: tail, as: UTF8.self).split(whereSeparator: \.isNewline).map { line -> Substring in
+            guard line.hasPrefix("@nix {"),
+                let object = try? JSONSerialization.jsonObject(with: Data(line.dropFirst(5).utf8)) as? [String: Any],
+                object["action"] as? String == "msg", let message = object["msg"] as? String
+            else { return line }
+            return Substring(message)
+        }
+        let text = ANSI.strip(messages.joined(separator: "\n"))
             .replacingOccurrences(of: "/nix/store/[0-9a-z]{32}-", with: "", options: .regularExpression)
         let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
         if let error = lines.last(where: { $0.hasPrefix("error:") }) {

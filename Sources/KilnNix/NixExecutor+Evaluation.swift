@@ -194,7 +194,7 @@ extension NixExecutor {
                 command = (
                     binaries.nixInstantiate,
                     ["--eval", "--strict", "--json", "--read-write-mode", "-E", Self.classicExpression, "--argstr", "request", json]
-                        + optionArguments + systemArguments + ["-I", request.workspace]
+                        + optionArguments + systemArguments + Self.searchPath(request.workspace)
                 )
             }
             let ended = try await session.process(
@@ -270,8 +270,7 @@ extension NixExecutor {
                 let ended = try await session.process(
                     binaries.nixInstantiate,
                     ["./" + file] + (attribute.map { ["-A", $0] } ?? []) + optionArguments + systemArguments
-                        // restrict-eval allows the search path only: the work tree and nothing else.
-                        + ["-I", request.workspace],
+                        + Self.searchPath(request.workspace),
                     killGrace: settings.killGrace, maxResidentKilobytes: memory, errorLine: capture)
                 return finish(derivations(ended))
             case .flakeCheck:
@@ -394,4 +393,10 @@ extension JobTarget {
         if case .classic(_, let attribute) = self { return attribute }
         return nil
     }
+}
+
+extension NixExecutor {
+    /// restrict-eval reads only the search path: the work tree and the store (a store path named
+    /// in an expression, such as a builder added with `nix-store --add`), nothing else.
+    static func searchPath(_ workspace: String) -> [String] { ["-I", workspace, "-I", "/nix/store"] }
 }

@@ -74,7 +74,7 @@ public struct ImageSpec: Sendable, Hashable, Codable {
     }
 
     /// Why `repository` cannot name an image repository, or nil when it can.
-    static func repositoryProblem(_ repository: String) -> String? {
+    public static func repositoryProblem(_ repository: String) -> String? {
         let example = "write it as HOST/PATH, such as registry.example.org/team/app or 127.0.0.1:5000/app"
         if repository.contains("://") { return "image repository '\(repository)' has a scheme; \(example)" }
         if repository.contains("@") { return "image repository '\(repository)' must not hold credentials or a digest; \(example)" }
@@ -95,7 +95,7 @@ public struct ImageSpec: Sendable, Hashable, Codable {
     }
 
     /// Why `tag` (before its placeholders are filled) cannot be an image tag, or nil when it can.
-    static func tagProblem(_ tag: String) -> String? {
+    public static func tagProblem(_ tag: String) -> String? {
         var rest = tag
         for placeholder in ["{build}", "{timestamp}", "{commit}"] { rest = rest.replacingOccurrences(of: placeholder, with: "") }
         if let open = rest.firstIndex(of: "{") {

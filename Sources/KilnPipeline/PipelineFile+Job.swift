@@ -257,7 +257,7 @@ extension PipelineFile {
     }
 
     /// Why an installable cannot be passed to nix, or nil when it can.
-    static func installableProblem(_ installable: String) -> String? {
+    public static func installableProblem(_ installable: String) -> String? {
         if installable.isEmpty { return "an installable must not be empty" }
         if installable.hasPrefix("-") {
             return "installable '\(installable)' starts with '-'; nix would read it as an option"

@@ -36,6 +36,8 @@ enum Rows {
             title: row["title"])
         build.rerunFailedOnly = row["rerun_failed_only"] ?? false
         build.treeKey = row["tree_key"]
+        build.service = row["service"]
+        if let plan: String = row["ad_hoc"] { build.adHoc = try decode(AdHocPlan.self, plan, column: "builds.ad_hoc") }
         return build
     }
 

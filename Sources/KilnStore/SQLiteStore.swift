@@ -100,15 +100,15 @@ public struct SQLiteStore: KilnStore {
         try db.cachedStatement(
             sql: """
                 INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at,
-                                    pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                    pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, ad_hoc, service)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
         ).execute(
             arguments: [
                 delivery.repositoryID, delivery.forge, delivery.repository, delivery.sha, delivery.ref.fullName,
                 delivery.before, BuildState.queued.rawValue, BuildStateMachine.acceptedSummary, now.timeIntervalSince1970, delivery.pullRequest?.number,
                 delivery.pullRequest?.headBranch, delivery.pullRequest?.baseBranch, delivery.pullRequest?.isFork ?? false,
-                delivery.pullRequest?.headRepository,
+                delivery.pullRequest?.headRepository, delivery.adHoc.map(Rows.encode), delivery.service,
             ])
         let buildID = db.lastInsertedRowID
         try db.cachedStatement(sql: "INSERT INTO deliveries (forge, delivery_id, build_id, received_at) VALUES (?, ?, ?, ?)")

@@ -285,6 +285,14 @@ enum Schema {
                     CREATE INDEX jobs_queued_at ON jobs (queued_at);
                     """)
         }
+        migrator.registerMigration("v16: ad-hoc builds") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE builds ADD COLUMN ad_hoc TEXT;
+                    ALTER TABLE builds ADD COLUMN service TEXT;
+                    CREATE INDEX builds_service ON builds (service, id);
+                    """)
+        }
         return migrator
     }
 }

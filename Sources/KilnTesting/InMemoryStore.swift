@@ -59,6 +59,8 @@ public final class InMemoryStore: KilnStore, TokenStore {
                 id: id, repositoryID: delivery.repositoryID, forge: delivery.forge, repository: delivery.repository, sha: delivery.sha,
                 ref: delivery.ref.fullName, state: .queued, summary: BuildStateMachine.acceptedSummary, createdAt: now,
                 beforeSHA: delivery.before, pullRequest: delivery.pullRequest)
+            state.builds[id]?.adHoc = delivery.adHoc
+            state.builds[id]?.service = delivery.service
             state.deliveries[key] = id
             Self.append([BuildEvents.queued(id, delivery)], at: now, &state)
             return (id, true)

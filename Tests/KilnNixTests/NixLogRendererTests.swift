@@ -30,3 +30,15 @@ import Testing
         }
     }
 }
+
+/// The reason a job's status gives: nix's last error, also from its internal-json messages.
+@Suite struct NixMessagesTests {
+    @Test func theLastErrorIsReadFromPlainAndJSONMessages() {
+        let plain = "building...\nerror: builder for '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello.drv' failed with exit code 1\n"
+        #expect(NixMessages.lastError(Array(plain.utf8)) == "builder for 'hello.drv' failed with exit code 1")
+        let json = #"@nix {"action":"msg","level":0,"msg":"\u001b[31;1merror:\u001b[0m builder for '\u001b[35;1m/nix/store/0123456789abcdfghijklmnpqrsvwxyz-adhoc.drv\u001b[0m' failed with exit code 1"}"#
+            + "\n"
+        #expect(NixMessages.lastError(Array(json.utf8)) == "builder for 'adhoc.drv' failed with exit code 1")
+        #expect(NixMessages.lastError(Array("@nix {not json\n".utf8)) == "@nix {not json")
+    }
+}

@@ -1,0 +1,42 @@
+import Foundation
+import KilnPipeline
+
+/// What an ad-hoc build (`POST /api/v1/builds`) builds: one job, planned from the request rather
+/// than from a `.kiln.yml`. Its source (an expression, a template or a git repository) is a
+/// commit of the build service's own repository, so planning, checkout, evaluation, the
+/// sandbox, timeouts, logs and events are those of every build.
+public struct AdHocPlan: Sendable, Hashable, Codable {
+    /// What the job builds.
+    public var target: JobTarget
+    /// Its wall-clock limit; nil for the server's default.
+    public var timeoutSeconds: Int64?
+    /// Where the source came from, for pages: `expression`, `template node-app`, `git https://…#main`.
+    public var origin: String
+    /// The image its output is pushed as.
+    public var image: ImageSpec?
+
+    /// Creates a plan.
+    public init(target: JobTarget, timeoutSeconds: Int64? = nil, origin: String, image: ImageSpec? = nil) {
+        self.target = target
+        self.timeoutSeconds = timeoutSeconds
+        self.origin = origin
+        self.image = image
+    }
+
+    /// The plan as JSON with sorted keys: the same plan, the same bytes.
+    public var canonicalBytes: [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array((try? encoder.encode(self)) ?? Data())
+    }
+
+    /// The job's name, and its status context `kiln/build`.
+    public static let jobName = "build"
+
+    /// The plan as a pipeline of one job.
+    public var spec: PipelineSpec {
+        var job = JobSpec(name: Self.jobName, target: target, timeout: timeoutSeconds.map { .seconds($0) })
+        job.image = image
+        return PipelineSpec(triggers: nil, jobs: [job])
+    }
+}
