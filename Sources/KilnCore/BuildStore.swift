@@ -275,6 +275,9 @@ public protocol BuildQueries: Sendable {
     /// `since` did with the store and the binary cache.
     func cacheActivity(since: Date) async throws -> CacheActivity
 
+    /// Figures of the builds (of one repository or service, or all) that ended at or after `since`.
+    func buildStatistics(repository: String?, service: String?, since: Date) async throws -> BuildStatistics
+
     /// Jobs that pass `query`, newest first, each with its build.
     func jobHistory(_ query: JobHistoryQuery) async throws -> [(job: JobRecord, build: BuildRecord)]
 
@@ -320,6 +323,34 @@ public struct BuildListQuery: Sendable, Hashable {
         (forge.map { $0 == build.forge } ?? true) && (repository.map { $0 == build.repository } ?? true)
             && (branch.map { "refs/heads/\($0)" == build.ref && build.pullRequest == nil } ?? true) && (state.map { $0 == build.state } ?? true)
     }
+}
+
+/// What the builds that ended in a window came to (`GET /api/v1/statistics`).
+public struct BuildStatistics: Sendable, Hashable {
+    /// Builds that ended, by final state.
+    public var builds: [BuildState: Int] = [:]
+    /// Their mean time from start (or creation) to end, in seconds.
+    public var averageBuildSeconds: Double?
+    /// Outputs of their succeeded jobs: how many, and their NAR sizes together.
+    public var outputs = 0
+    public var outputBytes: Int64 = 0
+    /// Seconds their jobs ran, together (for worker utilisation).
+    public var jobSeconds: Double = 0
+    /// What their jobs did with the store.
+    public var activity = CacheActivity()
+
+    /// Creates figures.
+    public init() {}
+
+    /// Succeeded over succeeded, failed and errored; nil when none of those ended.
+    public var successRate: Double? {
+        let succeeded = builds[.succeeded] ?? 0
+        let decided = succeeded + (builds[.failed] ?? 0) + (builds[.errored] ?? 0)
+        return decided == 0 ? nil : Double(succeeded) / Double(decided)
+    }
+
+    /// The mean NAR size of an output.
+    public var averageOutputBytes: Double? { outputs == 0 ? nil : Double(outputBytes) / Double(outputs) }
 }
 
 /// Which jobs to list as build records.

@@ -32,6 +32,7 @@ public func buildRouter(_ dependencies: HTTPDependencies) -> Router<BasicRequest
         ).endpoints)
     router.addRoutes(BadgeController(store: store).endpoints)
     router.addRoutes(NixbuildController(store: store, host: .current).endpoints)
+    router.addRoutes(StatisticsController(store: store, workerSlots: dependencies.workerSlots).endpoints)
     router.addRoutes(
         PagesController(
             store: store, events: dependencies.coordinator.store, progress: dependencies.progress, logs: dependencies.logs,

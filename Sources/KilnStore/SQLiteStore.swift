@@ -242,6 +242,66 @@ public struct SQLiteStore: KilnStore {
         }
     }
 
+    public func buildStatistics(repository: String?, service: String?, since: Date) async throws -> BuildStatistics {
+        var filter = "b.finished_at >= ?"
+        var arguments: [(any DatabaseValueConvertible)?] = [since.timeIntervalSince1970]
+        if let repository {
+            filter += " AND b.repository = ?"
+            arguments.append(repository)
+        }
+        if let service {
+            filter += " AND b.service = ?"
+            arguments.append(service)
+        }
+        let buildSQL = """
+            SELECT b.state AS state, COUNT(*) AS n, AVG(b.finished_at - COALESCE(b.started_at, b.created_at)) AS seconds
+            FROM builds b WHERE \(filter) GROUP BY b.state
+            """
+        // Jobs that ran (a reused build's copies did not).
+        let jobSQL = """
+            SELECT COUNT(*) AS jobs,
+                   COALESCE(SUM(j.finished_at - j.started_at), 0) AS seconds,
+                   COALESCE(SUM(CASE WHEN j.state = \(JobState.succeeded.sql) THEN json_array_length(j.outputs) ELSE 0 END), 0) AS outputs,
+                   COALESCE(SUM(CASE WHEN j.state = \(JobState.succeeded.sql)
+                       THEN (SELECT COALESCE(SUM(json_extract(o.value, '$.narSize')), 0) FROM json_each(j.outputs) o) ELSE 0 END), 0) AS bytes,
+                   COALESCE(SUM(json_array_length(j.built)), 0) AS built,
+                   COALESCE(SUM(json_array_length(j.waited_for)), 0) AS waited,
+                   COALESCE(SUM(j.substituted), 0) AS substituted,
+                   COALESCE(SUM(CASE WHEN j.state = \(JobState.succeeded.sql)
+                       THEN MAX(0, json_array_length(j.derivations) - json_array_length(j.built) - json_array_length(j.waited_for))
+                       ELSE 0 END), 0) AS valid,
+                   COUNT(j.cache_pushed_bytes) AS pushes,
+                   COALESCE(SUM(j.cache_pushed_bytes), 0) AS pushed
+            FROM jobs j JOIN builds b ON b.id = j.build_id
+            WHERE \(filter) AND j.attempt > 0 AND j.started_at IS NOT NULL AND j.finished_at IS NOT NULL
+            """
+        let statementArguments = StatementArguments(arguments)
+        return try await database.read { db in
+            var statistics = BuildStatistics()
+            var total = 0
+            var weighted = 0.0
+            for row in try Row.fetchAll(db, sql: buildSQL, arguments: statementArguments) {
+                guard let state = BuildState(rawValue: row["state"]) else { continue }
+                let count: Int = row["n"]
+                statistics.builds[state] = count
+                if let seconds: Double = row["seconds"] {
+                    total += count
+                    weighted += seconds * Double(count)
+                }
+            }
+            statistics.averageBuildSeconds = total == 0 ? nil : weighted / Double(total)
+            if let row = try Row.fetchOne(db, sql: jobSQL, arguments: statementArguments) {
+                statistics.jobSeconds = row["seconds"]
+                statistics.outputs = row["outputs"]
+                statistics.outputBytes = row["bytes"]
+                statistics.activity = CacheActivity(
+                    jobs: row["jobs"], built: row["built"], waitedFor: row["waited"], substituted: row["substituted"],
+                    alreadyValid: row["valid"], pushes: row["pushes"], pushedBytes: row["pushed"])
+            }
+            return statistics
+        }
+    }
+
     public func jobHistory(_ query: JobHistoryQuery) async throws -> [(job: JobRecord, build: BuildRecord)] {
         var conditions: [String] = []
         var arguments: [(any DatabaseValueConvertible)?] = []

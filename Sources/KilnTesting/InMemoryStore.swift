@@ -187,6 +187,41 @@ public final class InMemoryStore: KilnStore, TokenStore {
         }
     }
 
+    public func buildStatistics(repository: String?, service: String?, since: Date) async throws -> BuildStatistics {
+        state.withLock { state in
+            var statistics = BuildStatistics()
+            let builds = state.builds.values.filter { build in
+                (build.finishedAt.map { $0 >= since } ?? false) && (repository.map { $0 == build.repository } ?? true)
+                    && (service.map { $0 == build.service } ?? true)
+            }
+            var seconds = 0.0
+            for build in builds {
+                statistics.builds[build.state, default: 0] += 1
+                seconds += build.finishedAt!.timeIntervalSince(build.startedAt ?? build.createdAt)
+            }
+            statistics.averageBuildSeconds = builds.isEmpty ? nil : seconds / Double(builds.count)
+            let ids = Set(builds.map(\.id))
+            for job in state.jobs.values where ids.contains(job.buildID) && job.attempt > 0 {
+                guard let started = job.startedAt, let finished = job.finishedAt else { continue }
+                statistics.jobSeconds += finished.timeIntervalSince(started)
+                statistics.activity.jobs += 1
+                statistics.activity.built += job.built.count
+                statistics.activity.waitedFor += job.waitedFor.count
+                statistics.activity.substituted += job.substituted
+                if job.state == .succeeded {
+                    statistics.outputs += job.outputs.count
+                    statistics.outputBytes += job.outputs.reduce(0) { $0 + ($1.narSize ?? 0) }
+                    statistics.activity.alreadyValid += max(0, job.derivations.count - job.built.count - job.waitedFor.count)
+                }
+                if let bytes = job.cachePushedBytes {
+                    statistics.activity.pushes += 1
+                    statistics.activity.pushedBytes += bytes
+                }
+            }
+            return statistics
+        }
+    }
+
     public func jobHistory(_ query: JobHistoryQuery) async throws -> [(job: JobRecord, build: BuildRecord)] {
         state.withLock { state in
             let jobs = state.jobs.values.filter { job in query.matches(job) && query.before.map { job.id < $0 } != false }

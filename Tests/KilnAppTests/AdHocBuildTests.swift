@@ -90,6 +90,16 @@ struct AdHocBuildTests {
         let job = try #require((build["jobs"] as? [[String: Any]])?.first)
         #expect(job["name"] as? String == "build" && job["timeout_seconds"] as? Int == 2400)
 
+        // Its service's statistics.
+        let statistics = try await HTTPTestClient.send("GET", "\(kiln.url)/api/v1/statistics?service=service-123&window=1h").json
+        #expect(statistics["builds"] as? [String: Int] == ["succeeded": 1])
+        #expect(statistics["success_rate"] as? Double == 1 && statistics["artifacts"] as? Int == 1)
+        let narSize = try #require((job["outputs"] as? [[String: Any]])?.first?["nar_size_bytes"] as? Int)
+        #expect(statistics["average_artifact_bytes"] as? Double == Double(narSize))
+        #expect((statistics["worker_utilisation"] as? [String: Any])?["slots"] as? Int == 2)
+        #expect((try await HTTPTestClient.send("GET", "\(kiln.url)/api/v1/statistics?repository=octo/hello").json["builds"] as? [String: Int]) == [:])
+        #expect(try await HTTPTestClient.send("GET", "\(kiln.url)/api/v1/statistics?service=a&repository=b").status == 400)
+
         // A parse error names its line and column; nothing is queued.
         let broken = try await Self.submit(kiln, ["expression": "{ env ? {} }:\nlet x = 1;\nin { a = x +; }"])
         #expect(broken.status == 400)

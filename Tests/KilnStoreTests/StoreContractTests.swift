@@ -101,6 +101,40 @@ import Testing
     }
 
     @Test(arguments: Backend.allCases)
+    func buildStatisticsCountWhatEndedInTheWindow(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            var first = delivery("d1", repository)
+            first.service = "svc"
+            let succeeded = try await store.accept(first, at: now).buildID
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(succeeded, .planned([Self.jobs[0]]), resolution: nil, at: now)
+            let a = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            var report = JobReport(
+                outcome: .succeeded, derivations: ["/nix/store/a.drv"], outputs: [BuiltOutput(name: "out", path: "/nix/store/a", narSize: 300)],
+                duration: .seconds(1), built: ["/nix/store/a.drv"])
+            report.substituted = 1
+            _ = try await store.finishJob(a.job.id, report, details: nil, at: now.addingTimeInterval(10))
+            let failed = try await store.accept(delivery("d2", repository, sha: String(repeating: "2", count: 40)), at: now).buildID
+            _ = try await store.claimBuildToPlan()
+            try await store.finishPlanning(failed, .planned([Self.jobs[0]]), resolution: nil, at: now)
+            let b = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            _ = try await store.finishJob(
+                b.job.id, JobReport(outcome: .failed(exitCode: 1, reason: "x"), duration: .seconds(1)), details: nil, at: now.addingTimeInterval(20))
+
+            let all = try await store.buildStatistics(repository: nil, service: nil, since: now.addingTimeInterval(-60))
+            #expect(all.builds == [.succeeded: 1, .failed: 1])
+            #expect(all.successRate == 0.5)
+            #expect(all.outputs == 1 && all.outputBytes == 300 && all.averageOutputBytes == 300)
+            #expect(all.activity.jobs == 2 && all.activity.built == 1 && all.activity.substituted == 1)
+            #expect(all.jobSeconds == 30)
+            let service = try await store.buildStatistics(repository: nil, service: "svc", since: now.addingTimeInterval(-60))
+            #expect(service.builds == [.succeeded: 1] && service.successRate == 1)
+            #expect(try await store.buildStatistics(repository: "octo/other", service: nil, since: now.addingTimeInterval(-60)).builds.isEmpty)
+            #expect(try await store.buildStatistics(repository: nil, service: nil, since: now.addingTimeInterval(60)).builds.isEmpty)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
     func jobHistoryFiltersByDerivationStateTimeAndCursor(backend: Backend) async throws {
         try await withStore(backend) { store, repository in
             let build = try await store.accept(delivery("d1", repository), at: now).buildID
