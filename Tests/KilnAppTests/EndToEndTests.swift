@@ -272,7 +272,11 @@ struct RestartTests {
         let first = try await KilnInstance.start(config: world.configPath)
         let accepted = try await first.push(repository: World.name, sha: sha, secret: World.secret)
         #expect(accepted.status == 202)
-        try await eventually("the first, failing attempt", within: .seconds(60)) { world.github.attempts >= 1 }
+        let firstBuild = try #require(accepted.json["build_id"] as? Int)
+        // Recorded, not only sent: Kiln notes the forge's answer a moment after the forge has it.
+        try await eventually("the first, failing attempt to be recorded", within: .seconds(60)) {
+            ((try await first.build(firstBuild))["statuses"] as? [[String: Any]])?.first?["attempts"] as? Int == 1
+        }
         await first.stop()
         #expect(world.github.statuses.isEmpty)
 
