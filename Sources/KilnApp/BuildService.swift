@@ -33,8 +33,10 @@ struct BuildService: AdHocBuilds {
 
         """
 
-    static let keys: Set<String> = ["expression", "git", "template", "customizations", "build", "service", "env", "timeout", "image"]
-    static let gitKeys: Set<String> = ["url", "branch", "token", "token-file", "username", "shallow"]
+    static let keys: Set<String> = [
+        "expression", "git", "template", "customizations", "build", "file", "attr", "service", "env", "timeout", "image",
+    ]
+    static let gitKeys: Set<String> = ["url", "workdir", "branch", "token", "token-file", "username", "shallow"]
 
     struct Refusal: Error {
         var status: Int
@@ -147,17 +149,41 @@ struct BuildService: AdHocBuilds {
         if let unknown = git.keys.sorted().first(where: { !Self.gitKeys.contains($0) }) {
             throw Refusal.bad("unknown key 'git.\(unknown)'; the keys are \(Self.gitKeys.sorted().joined(separator: ", "))")
         }
-        guard let url = git["url"] as? String else { throw Refusal.bad("git.url is required") }
-        if let problem = Self.urlProblem(url, allowed: settings.gitHosts) { throw Refusal.bad(problem) }
+        let url: String
+        if git["workdir"] as? Bool == true {
+            // The Iglu Builder's noClone: the operator's own work directory, a git repository.
+            guard let workdir = settings.igluWorkdir else {
+                throw Refusal.bad("noClone builds from build-service.iglu-workdir, which this server does not set")
+            }
+            url = "file://" + workdir
+        } else {
+            guard let given = git["url"] as? String else { throw Refusal.bad("git.url is required") }
+            if let problem = Self.urlProblem(given, allowed: settings.gitHosts) { throw Refusal.bad(problem) }
+            url = given
+        }
         let branch = git["branch"] as? String ?? "main"
         guard GitRef(fullName: "refs/heads/\(branch)") != nil, !branch.hasPrefix("-"),
             branch.range(of: #"^[A-Za-z0-9._/-]{1,200}$"#, options: .regularExpression) != nil, !branch.contains("..")
         else { throw Refusal.bad("git.branch '\(branch)' is not a branch name") }
-        guard let build = request["build"] as? String else {
-            throw Refusal.bad("build is required with git: the installable to build, such as .#app")
-        }
-        if let problem = PipelineFile.installableProblem(build) ?? JobTarget.installableConfinementProblem(build) {
-            throw Refusal.bad("build: \(problem)")
+        let target: JobTarget
+        if let file = request["file"] as? String {
+            let attribute = request["attr"] as? String
+            if let problem = JobTarget.fileConfinementProblem(file) { throw Refusal.bad("file: \(problem)") }
+            if file.hasPrefix("-") || attribute.map({ $0.hasPrefix("-") || $0.contains(where: \.isWhitespace) }) == true {
+                throw Refusal.bad("file and attr must not start with '-'")
+            }
+            target = .classic(file: file, attribute: attribute)
+        } else {
+            let installables = (request["build"] as? [String]) ?? (request["build"] as? String).map { [$0] } ?? []
+            guard !installables.isEmpty, installables.count <= 16 else {
+                throw Refusal.bad("build is required with git: the installable to build, such as .#app")
+            }
+            for build in installables {
+                if let problem = PipelineFile.installableProblem(build) ?? JobTarget.installableConfinementProblem(build) {
+                    throw Refusal.bad("build: \(problem)")
+                }
+            }
+            target = .installables(installables)
         }
         var token: Secret?
         if let text = git["token"] {
@@ -179,7 +205,7 @@ struct BuildService: AdHocBuilds {
         } catch {
             throw Refusal(status: 422, message: Self.fetchProblem(error.message, hasToken: token != nil))
         }
-        return (sha, .installables([build]), "git \(url)#\(branch) at \(CommitID.short(sha))")
+        return (sha, target, "git \(url)#\(branch) at \(CommitID.short(sha))")
     }
 
     /// A fetch's error, with what to do about it.

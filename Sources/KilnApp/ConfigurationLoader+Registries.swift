@@ -51,7 +51,7 @@ extension ConfigReader {
         return registries
     }
 
-    static let buildServiceKeys = ["git-hosts", "templates-dir", "secrets-dir"]
+    static let buildServiceKeys = ["git-hosts", "templates-dir", "secrets-dir", "iglu-workdir", "iglu-slots"]
 
     mutating func buildService(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.BuildService {
         var settings = KilnConfiguration.BuildService()
@@ -66,7 +66,11 @@ extension ConfigReader {
             }
             settings.gitHosts = items.map(\.0)
         }
-        for (key, keyPath) in [("templates-dir", \KilnConfiguration.BuildService.templatesDirectory), ("secrets-dir", \.secretsDirectory)] {
+        settings.igluSlots = integer(keys, "iglu-slots", path, in: 1...64) ?? 1
+        for (key, keyPath) in [
+            ("templates-dir", \KilnConfiguration.BuildService.templatesDirectory), ("secrets-dir", \.secretsDirectory),
+            ("iglu-workdir", \.igluWorkdir),
+        ] {
             guard let directory = text(keys, key, path).map(resolve) else { continue }
             var isDirectory: ObjCBool = false
             if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {

@@ -219,6 +219,10 @@ public struct KilnConfiguration: Sendable {
         public var templatesDirectory: String?
         /// Files that `git.token-file` names.
         public var secretsDirectory: String?
+        /// The git repository the Iglu Builder socket's `noClone` jobs build from.
+        public var igluWorkdir: String?
+        /// Builds the Iglu Builder socket runs at once.
+        public var igluSlots = 1
     }
 }
 

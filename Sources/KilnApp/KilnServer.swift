@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import KilnCore
 import KilnForges
 import KilnGit
@@ -193,9 +194,12 @@ public enum KilnServer {
         dependencies.adHoc = BuildService(
             coordinator: coordinator, repository: buildServiceSource, repositoryID: buildServiceID, settings: configuration.buildService,
             limits: configuration.nix.limits, nix: nixExecutor)
+        dependencies.igluSlots = configuration.buildService.igluSlots
         let router = buildRouter(dependencies)
+        // HTTP/1 with WebSocket upgrades: the Iglu Builder socket.
+        let webSocketRouter = buildWebSocketRouter(dependencies) ?? Router(context: BasicWebSocketRequestContext.self)
         let application = Application(
-            router: router,
+            router: router, server: .http1WebSocketUpgrade(webSocketRouter: webSocketRouter),
             configuration: .init(address: .hostname(configuration.server.host, port: configuration.server.port), serverName: "kiln"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.server.port

@@ -41,6 +41,8 @@ public struct HTTPDependencies: Sendable {
     public var cache: StoreKeeper?
     /// The build service; nil serves no `POST /api/v1/builds`.
     public var adHoc: (any AdHocBuilds)?
+    /// Builds the Iglu Builder socket runs at once.
+    public var igluSlots = 1
 
     /// Creates dependencies.
     public init(

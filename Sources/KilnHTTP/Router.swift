@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import KilnCore
 import NIOCore
 
@@ -98,4 +99,22 @@ enum JSONBody {
     static func error(_ status: HTTPResponse.Status, _ message: String) throws -> Response {
         try response(status, ["error": message])
     }
+}
+
+/// The WebSocket routes: the Iglu Builder socket, `/api/v1/build`, for `control` tokens; nil
+/// when the server has no build service.
+public func buildWebSocketRouter(_ dependencies: HTTPDependencies) -> Router<BasicWebSocketRequestContext>? {
+    guard let adHoc = dependencies.adHoc else { return nil }
+    let access = Access(
+        adminToken: dependencies.adminToken, tokens: dependencies.tokens, sessions: Sessions(secure: dependencies.publicURL.hasPrefix("https://")))
+    let socket = IgluSocket(
+        builds: adHoc, store: dependencies.store, logs: dependencies.logs, slots: Slots(dependencies.igluSlots))
+    let router = Router(context: BasicWebSocketRequestContext.self)
+    router.ws("/api/v1/build") { request, _ in
+        guard let scope = await access.scope(request), scope >= .control else { return .dontUpgrade }
+        return .upgrade([:])
+    } onUpgrade: { inbound, outbound, _ in
+        try await socket.handle(inbound, outbound)
+    }
+    return router
 }
