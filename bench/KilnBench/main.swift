@@ -15,6 +15,9 @@
 //           events delivered per second, and the delay from a push's 202 to its event at a client.
 // intake:   signed pushes with wrk at 32 connections against `kiln serve` and against a bare
 //           Hummingbird route that only verifies the HMAC (IntakeLoad.swift), side by side.
+// iglu:     Iglu Builder socket jobs (`nix build .#app` of a repository on a loopback git server):
+//           job message → `Start Building`, job message → the socket's success, against the same
+//           `nix build` by hand of a clone; fresh derivations each round.
 import Foundation
 import KilnApp
 import KilnCore
@@ -27,7 +30,7 @@ import Logging
 import ServiceLifecycle
 
 let rounds = Int(ProcessInfo.processInfo.environment["KILN_BENCH_ROUNDS"] ?? "20") ?? 20
-let sections = CommandLine.arguments.dropFirst().isEmpty ? ["server", "pipeline", "executor", "forges", "intake", "events", "pages"] : Array(CommandLine.arguments.dropFirst())
+let sections = CommandLine.arguments.dropFirst().isEmpty ? ["server", "pipeline", "executor", "forges", "intake", "events", "pages", "iglu"] : Array(CommandLine.arguments.dropFirst())
 let clock = ContinuousClock()
 let nixOptions = ["--extra-experimental-features", "nix-command flakes", "--option", "sandbox", "true",
                   "--option", "sandbox-fallback", "false", "--option", "substituters", ""]
@@ -261,6 +264,69 @@ if sections.contains("executor") {
     print("[executor] the same 10 installables, one nix build:      \(format(sharedHand))")
     print(String(format: "[executor]   ratio (medians): %.2f", median(sharedKiln) / median(sharedHand)))
     print(String(format: "[executor]   evaluator's peak memory: median %.0f MiB (max %.0f)", median(sharedPeak), sharedPeak.max() ?? 0))
+}
+
+// MARK: - iglu
+
+if sections.contains("iglu") {
+    let directory = try TemporaryDirectory("kiln-bench-iglu")
+    defer { directory.remove() }
+    let server = try await GitHTTPServer(root: directory.appending("served"), user: "x-access-token", password: "bench-key")
+    let origin = try TestGitRepository(at: directory.appending("served/app.git"))
+    let github = try await FakeForge(token: "bench-token", repositories: ["bench/hello"])
+    for (name, text) in [("secret", "bench-secret"), ("token", "bench-token"), ("admin", "bench-admin-token")] {
+        try text.write(toFile: directory.appending(name), atomically: true, encoding: .utf8)
+    }
+    try """
+        server: {listen: "127.0.0.1:0", public-url: "http://kiln.bench", admin-token-file: admin}
+        storage: {data-dir: data}
+        nix: {options: {substituters: ""}}
+        forges:
+          github: {type: github, api-url: "\(github.url)", webhook-secret-files: [secret], token-file: token}
+        repositories:
+          - {forge: github, name: bench/hello, clone-url: "file://\(directory.appending("origin"))"}
+        build-service: {git-hosts: ["\(server.url)"]}
+        """.write(toFile: directory.appending("kiln.yaml"), atomically: true, encoding: .utf8)
+    var logger = Logger(label: "bench")
+    logger.logLevel = .critical
+    let configuration = try KilnConfiguration.load(path: directory.appending("kiln.yaml"))
+    let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+    let group = try await KilnServer.make(configuration, logger: logger) { port in
+        portContinuation.yield(port)
+        portContinuation.finish()
+    }
+    let running = Task { try await group.run() }
+    let port = await ports.first { _ in true }!
+    let job = #"{"git": {"noClone": false, "repository": "\#(server.url)/app.git", "branch": "main", "gitKey": "bench-key", "requiresAuth": true}, "buildOptions": {"command": "nix build .#app", "cachix": {"push": false}}}"#
+    var toStart: [Double] = []
+    var toSuccess: [Double] = []
+    var byHand: [Double] = []
+    for round in 1...max(3, rounds / 2) {
+        try TestFlake(packages: ["app": TestFlake.succeeding("iglu-\(UUID().uuidString)")]).write(to: origin.path)
+        _ = try origin.commit("round \(round)")
+        let session = try await IgluClient.run(url: "ws://127.0.0.1:\(port)/api/v1/build", token: "bench-admin-token", job: job)
+        guard let sent = session.sentAt, let start = session.answers.first?.at, let end = session.answers.last?.at,
+            session.objects.last?["jobStatus"] as? String == "success"
+        else { fatalError("iglu round \(round): \(session.objects)") }
+        toStart.append(milliseconds(start - sent))
+        toSuccess.append(milliseconds(end - sent))
+        // The same build by hand, fresh: a clone of the same repository, then nix build.
+        try TestFlake(packages: ["app": TestFlake.succeeding("hand-\(UUID().uuidString)")]).write(to: origin.path)
+        _ = try origin.commit("round \(round), by hand")
+        let clone = directory.appending("clone-\(round)")
+        let started = clock.now
+        timed("/usr/bin/git", ["clone", "--quiet", "file://\(origin.path)", clone])
+        timed("/usr/bin/nix", ["build"] + nixOptions + ["--no-link", "path:\(clone)#app"])
+        byHand.append(milliseconds(clock.now - started))
+    }
+    await group.triggerGracefulShutdown()
+    _ = try? await running.value
+    await server.stop()
+    await github.stop()
+    print("[iglu] job message → Start Building:                 \(format(toStart))")
+    print("[iglu] job message → Build was successfull:          \(format(toSuccess))")
+    print("[iglu] git clone + nix build by hand, same flake:    \(format(byHand))")
+    print(String(format: "[iglu]   Kiln's overhead (medians): %.0f ms, ratio %.2f", median(toSuccess) - median(byHand), median(toSuccess) / median(byHand)))
 }
 
 // MARK: - forges
