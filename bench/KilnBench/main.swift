@@ -76,6 +76,21 @@ func timed(_ executable: String, _ arguments: [String], expectStatus: Int32 = 0)
     return elapsed
 }
 
+/// `kiln serve` in this process from the configuration at `path`: its group, the task running
+/// it, and the port it listens on.
+func startKiln(_ path: String) async throws -> (ServiceGroup, Task<Void, any Error>, Int) {
+    var logger = Logger(label: "bench")
+    logger.logLevel = .critical
+    let configuration = try KilnConfiguration.load(path: path)
+    let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+    let group = try await KilnServer.make(configuration, logger: logger) { port in
+        portContinuation.yield(port)
+        portContinuation.finish()
+    }
+    let running = Task { try await group.run() }
+    return (group, running, await ports.first { _ in true }!)
+}
+
 func nixVersion() -> String {
     (try? runCommand("/usr/bin/nix", ["--version"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? "nix (unknown)"
 }
@@ -101,16 +116,7 @@ if sections.contains("server") {
           - {forge: github, name: bench/hello, clone-url: "file://\(repository.path)"}
         """.write(toFile: directory.appending("kiln.yaml"), atomically: true, encoding: .utf8)
     try repository.write(".kiln.yml", "jobs:\n  job:\n    build: .#kiln\n")
-    var logger = Logger(label: "bench")
-    logger.logLevel = .critical
-    let configuration = try KilnConfiguration.load(path: directory.appending("kiln.yaml"))
-    let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-    let group = try await KilnServer.make(configuration, logger: logger) { port in
-        portContinuation.yield(port)
-        portContinuation.finish()
-    }
-    let server = Task { try await group.run() }
-    let port = await ports.first { _ in true }!
+    let (group, server, port) = try await startKiln(directory.appending("kiln.yaml"))
 
     var firstPending: [Double] = []
     var webhookToFinal: [Double] = []
@@ -287,16 +293,7 @@ if sections.contains("iglu") {
           - {forge: github, name: bench/hello, clone-url: "file://\(directory.appending("origin"))"}
         build-service: {git-hosts: ["\(server.url)"]}
         """.write(toFile: directory.appending("kiln.yaml"), atomically: true, encoding: .utf8)
-    var logger = Logger(label: "bench")
-    logger.logLevel = .critical
-    let configuration = try KilnConfiguration.load(path: directory.appending("kiln.yaml"))
-    let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-    let group = try await KilnServer.make(configuration, logger: logger) { port in
-        portContinuation.yield(port)
-        portContinuation.finish()
-    }
-    let running = Task { try await group.run() }
-    let port = await ports.first { _ in true }!
+    let (group, running, port) = try await startKiln(directory.appending("kiln.yaml"))
     let job = #"{"git": {"noClone": false, "repository": "\#(server.url)/app.git", "branch": "main", "gitKey": "bench-key", "requiresAuth": true}, "buildOptions": {"command": "nix build .#app", "cachix": {"push": false}}}"#
     var toStart: [Double] = []
     var toSuccess: [Double] = []
