@@ -19,6 +19,8 @@ struct BuildService: AdHocBuilds {
     let settings: KilnConfiguration.BuildService
     let limits: JobLimits
     let nix: NixExecutor
+    /// Where the requests' Cachix secrets are kept, in memory, for the worker.
+    let secrets: AdHocSecrets
 
     /// The files of an expression or template build: Kiln's `default.nix` calls the request's
     /// function with the arguments it takes, from `request.json` (never the environment).
@@ -34,8 +36,9 @@ struct BuildService: AdHocBuilds {
         """
 
     static let keys: Set<String> = [
-        "expression", "git", "template", "customizations", "build", "file", "attr", "service", "env", "timeout", "image",
+        "expression", "git", "template", "customizations", "build", "file", "attr", "service", "env", "timeout", "image", "cachix",
     ]
+    static let cachixKeys: Set<String> = ["target", "api-key", "signing-key"]
     static let gitKeys: Set<String> = ["url", "workdir", "branch", "token", "token-file", "username", "shallow"]
 
     struct Refusal: Error {
@@ -86,6 +89,7 @@ struct BuildService: AdHocBuilds {
             timeout = duration.components.seconds
         }
         let image = try Self.image(request["image"])
+        let cachix = try Self.cachix(request["cachix"], allowed: settings.cachixHosts)
         let id = UUID().uuidString.lowercased()
         let ref = "refs/heads/adhoc/\(id)"
         let sha: String
@@ -119,8 +123,10 @@ struct BuildService: AdHocBuilds {
         var delivery = NewDelivery(
             forge: Self.forge, deliveryID: id, repositoryID: repositoryID, repository: Self.repositoryName, ref: .branch("adhoc/\(id)"),
             sha: sha)
-        delivery.adHoc = AdHocPlan(target: target, timeoutSeconds: timeout, origin: origin, image: image)
+        delivery.adHoc = AdHocPlan(target: target, timeoutSeconds: timeout, origin: origin, image: image, cachix: cachix?.display)
         delivery.service = service
+        // The secrets stay in memory, for the worker; the database has only where they push.
+        if let cachix { secrets.keep(cachix, for: id) }
         return (delivery, origin)
     }
 
@@ -260,6 +266,33 @@ struct BuildService: AdHocBuilds {
             map[key] = text
         }
         return map
+    }
+
+    /// A request's `cachix`: `{"target": "https://cachix.org/NAME", "api-key": …, "signing-key": …}`,
+    /// to a host in `build-service.cachix-hosts`.
+    static func cachix(_ value: Any?, allowed: [String]) throws -> CachixPush? {
+        guard let value else { return nil }
+        guard let object = value as? [String: Any], let target = object["target"] as? String else {
+            throw Refusal.bad("cachix must be an object with a target, such as {\"target\": \"https://cachix.org/NAME\", \"api-key\": …}")
+        }
+        if let unknown = object.keys.sorted().first(where: { !cachixKeys.contains($0) }) {
+            throw Refusal.bad("unknown key 'cachix.\(unknown)'; the keys are \(cachixKeys.sorted().joined(separator: ", "))")
+        }
+        guard let (host, cache) = CachixPush.split(target) else {
+            throw Refusal.bad("cachix.target '\(target)' is not an http(s) URL ending in the cache's name, such as https://cachix.org/NAME")
+        }
+        guard let origin = URLComponents(string: host).map({ "\($0.scheme ?? "")://\($0.host ?? "")" + ($0.port.map { ":\($0)" } ?? "") }),
+            allowed.contains(where: { $0.lowercased() == origin.lowercased() || $0.lowercased() == host.lowercased() })
+        else { throw Refusal.bad("cachix.target's host \(host) is not in build-service.cachix-hosts") }
+        for key in ["api-key", "signing-key"] where object[key] != nil && !(object[key] is String) {
+            throw Refusal.bad("cachix.\(key) must be a string")
+        }
+        if let key = object["signing-key"] as? String, Data(base64Encoded: key)?.count != 64 {
+            throw Refusal.bad("cachix.signing-key must be base64 of a 64-byte ed25519 secret key (cachix generate-keypair)")
+        }
+        return CachixPush(
+            host: host, cache: cache, token: Secret(object["api-key"] as? String ?? ""),
+            signingKey: (object["signing-key"] as? String).map(Secret.init))
     }
 
     static func image(_ value: Any?) throws -> ImageSpec? {

@@ -51,7 +51,7 @@ extension ConfigReader {
         return registries
     }
 
-    static let buildServiceKeys = ["git-hosts", "templates-dir", "secrets-dir", "iglu-workdir", "iglu-slots"]
+    static let buildServiceKeys = ["git-hosts", "templates-dir", "secrets-dir", "iglu-workdir", "iglu-slots", "cachix-hosts"]
 
     mutating func buildService(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.BuildService {
         var settings = KilnConfiguration.BuildService()
@@ -67,6 +67,13 @@ extension ConfigReader {
             settings.gitHosts = items.map(\.0)
         }
         settings.igluSlots = integer(keys, "iglu-slots", path, in: 1...64) ?? 1
+        if let hosts = keys["cachix-hosts"], let items = yaml.stringList(hosts, allowSingle: false) {
+            for (entry, item) in items
+            where entry.range(of: #"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$"#, options: .regularExpression) == nil {
+                yaml.report(item, "'\(entry)' is not an origin such as https://cachix.org or http://127.0.0.1:8082", code: .invalidValue)
+            }
+            settings.cachixHosts = items.map(\.0)
+        }
         for (key, keyPath) in [
             ("templates-dir", \KilnConfiguration.BuildService.templatesDirectory), ("secrets-dir", \.secretsDirectory),
             ("iglu-workdir", \.igluWorkdir),

@@ -223,6 +223,8 @@ public struct KilnConfiguration: Sendable {
         public var igluWorkdir: String?
         /// Builds the Iglu Builder socket runs at once.
         public var igluSlots = 1
+        /// Where ad-hoc builds may push as the cachix client does: origins such as `https://cachix.org`.
+        public var cachixHosts: [String] = []
     }
 }
 

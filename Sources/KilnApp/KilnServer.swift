@@ -166,6 +166,7 @@ public enum KilnServer {
             logCapBytes: configuration.storage.maxLogBytes, paths: paths)
         workerSettings.evaluationTimeout = nixSettings.evalTimeout
         workerSettings.registries = configuration.registries
+        let adHocSecrets = workerSettings.adHocSecrets
         let nixExecutor = NixExecutor(settings: nixSettings)
         // The warm-up's private nix home is not a work tree's: the worker's start-up clears those.
         var keeperSettings = nixSettings
@@ -193,7 +194,7 @@ public enum KilnServer {
         dependencies.cache = keeper
         dependencies.adHoc = BuildService(
             coordinator: coordinator, repository: buildServiceSource, repositoryID: buildServiceID, settings: configuration.buildService,
-            limits: configuration.nix.limits, nix: nixExecutor)
+            limits: configuration.nix.limits, nix: nixExecutor, secrets: adHocSecrets)
         dependencies.igluSlots = configuration.buildService.igluSlots
         let router = buildRouter(dependencies)
         // HTTP/1 with WebSocket upgrades: the Iglu Builder socket.

@@ -14,9 +14,13 @@ public struct AdHocPlan: Sendable, Hashable, Codable {
     public var origin: String
     /// The image its output is pushed as.
     public var image: ImageSpec?
+    /// Where the outputs' closure is pushed as the `cachix` client does (its secrets are kept
+    /// in memory, not here): `cachix cache NAME at HOST`.
+    public var cachix: String?
 
     /// Creates a plan.
-    public init(target: JobTarget, timeoutSeconds: Int64? = nil, origin: String, image: ImageSpec? = nil) {
+    public init(target: JobTarget, timeoutSeconds: Int64? = nil, origin: String, image: ImageSpec? = nil, cachix: String? = nil) {
+        self.cachix = cachix
         self.target = target
         self.timeoutSeconds = timeoutSeconds
         self.origin = origin

@@ -155,7 +155,7 @@ struct BuildPlanner: Sendable {
             // one never pushed); otherwise it builds afresh and pushes.
             let trustedOnly = resolution.trusted && jobs.contains { $0.cachePush }
             // A build that pushes images pushes them with its own tags: it never reuses another.
-            let pushesImages = resolution.trusted && jobs.contains { $0.image != nil }
+            let pushesImages = resolution.trusted && jobs.contains { $0.image != nil } || build.adHoc?.cachix != nil
             if build.rerunOf == nil, !pushesImages, let key = resolution.treeKey,
                 let earlier = try await store.reusableBuild(
                     treeKey: key, repository: build.repositoryID, excluding: build.id, trustedOnly: trustedOnly)

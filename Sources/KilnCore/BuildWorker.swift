@@ -44,6 +44,8 @@ public struct WorkerSettings: Sendable {
     public var evaluationTimeout: Duration = .seconds(600)
     /// The registries images may be pushed to (`registries`).
     public var registries: [Registry] = []
+    /// Ad-hoc builds' secrets (their Cachix tokens and keys), in memory only.
+    public var adHocSecrets = AdHocSecrets()
 
     /// Creates settings.
     public init(
@@ -361,6 +363,14 @@ public struct BuildWorker: Service {
                 pushToCache: job.cachePush && claimed.build.trusted, derivationLogDirectory: settings.paths.derivationLogs(job.id),
                 missing: evaluation.missing(of: job.name), knownOutputs: evaluation.outputs)
             run.constraints = job.constraints
+            if let cachix = claimed.build.adHoc?.cachix {
+                guard let push = settings.adHocSecrets.cachix(forRef: claimed.build.ref) else {
+                    return JobReport(
+                        outcome: .errored("the credentials for \(cachix) were lost when Kiln restarted; send the job again"),
+                        duration: .zero)
+                }
+                run.cachix = push
+            }
             var imageNotPushed: ImagePushResult?
             if let image = job.image {
                 let values = ImageSpec.Placeholders(
@@ -376,6 +386,8 @@ public struct BuildWorker: Service {
             }
             var report = await executor.run(
                 run, log: ProgressSink(log: log, job: job, build: claimed.build, board: progress, coordinator: coordinator), stop: stop)
+            // An ad-hoc build has one job: its secrets are done with.
+            if run.cachix != nil, report.outcome != .cancelled(.shutdown) { settings.adHocSecrets.forget(ref: claimed.build.ref) }
             if let imageNotPushed, report.outcome == .succeeded {
                 log.note(imageNotPushed.summary)
                 report.image = imageNotPushed

@@ -91,21 +91,31 @@ extension StoreKeeper {
         let activity = try await coordinator.store.cacheActivity(since: now.addingTimeInterval(-Double(window.components.seconds)))
         let kept = (try? FileManager.default.contentsOfDirectory(atPath: settings.roots))?
             .filter { BuildID($0) != nil && FileManager.default.fileExists(atPath: settings.roots + "/\($0)/done") }.count ?? 0
+        let size = await storeSize.value(now: now) {
+            (try? await maintenance.storeSize()).map { StoreSize(paths: $0.paths, bytes: $0.bytes) }
+        }
         return CacheStatistics(
-            store: await storeSize.value(now: now) { try? await maintenance.storeSize() }, freeBytes: maintenance.freeBytes(),
-            binaryCache: settings.binaryCache.map(BinaryCacheStatistics.read), window: window, activity: activity, keptBuilds: kept,
-            keepOutputs: settings.keepOutputs, warm: warmState.current)
+            store: size.map { ($0.paths, $0.bytes) }, freeBytes: maintenance.freeBytes(), binaryCache: settings.binaryCache.map(BinaryCacheStatistics.read), window: window,
+            activity: activity, keptBuilds: kept, keepOutputs: settings.keepOutputs, warm: warmState.current)
     }
 }
 
-/// The store's size, asked of nix at most once a minute (`nix path-info --all` reads every path).
-final class StoreSizeCache: Sendable {
-    private let cached = Mutex<(at: Date, value: (paths: Int, bytes: Int64))?>(nil)
+/// A figure that is costly to measure (every store path, every file of a cache), measured at
+/// most once a minute.
+final class MinuteCache<Value: Sendable>: Sendable {
+    private let cached = Mutex<(at: Date, value: Value)?>(nil)
 
-    func value(now: Date, _ measure: () async -> (paths: Int, bytes: Int64)?) async -> (paths: Int, bytes: Int64)? {
+    func value(now: Date, _ measure: () async -> Value?) async -> Value? {
         if let hit = cached.withLock({ $0 }), now.timeIntervalSince(hit.at) < 60 { return hit.value }
         guard let value = await measure() else { return nil }
         cached.withLock { $0 = (now, value) }
         return value
     }
 }
+
+/// A store's path count and NAR size.
+struct StoreSize: Sendable {
+    var paths: Int
+    var bytes: Int64
+}
+

@@ -24,6 +24,8 @@ public struct JobRun: Sendable, Hashable {
     public var image: ImagePush?
     /// What the build needs of the sandbox.
     public var constraints = BuildConstraints()
+    /// Push the outputs' closure to a Cachix cache after a successful build; a failed push fails the job.
+    public var cachix: CachixPush?
 
     /// Creates a run.
     public init(

@@ -77,7 +77,7 @@ public struct StoreKeeper: Service {
     let logger: Logger
     /// The warm-up's state, for the cache page and API.
     public let warmState: WarmState
-    let storeSize = StoreSizeCache()
+    let storeSize = MinuteCache<StoreSize>()
 
     /// A keeper of `repositories`' outputs.
     public init(
@@ -164,14 +164,20 @@ public struct StoreKeeper: Service {
         for id in kept.subtracting(complete).sorted() {
             guard let details = try await store.buildDetails(id) else { continue }
             let directory = settings.roots + "/\(id)"
-            try fileManager.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            for job in details.jobs {
-                for output in job.outputs {
-                    try await maintenance.addRoot(output.path, at: directory + "/\(job.id)-\(output.name)")
+            do {
+                try fileManager.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                for job in details.jobs {
+                    for output in job.outputs {
+                        try await maintenance.addRoot(output.path, at: directory + "/\(job.id)-\(output.name)")
+                    }
                 }
+                fileManager.createFile(atPath: directory + "/done", contents: nil)
+                added += 1
+            } catch {
+                // One build whose outputs are gone (collected before Kiln kept them) keeps no
+                // other build from its roots; it is tried again at the next sync.
+                logger.warning("could not keep build #\(id)'s outputs as roots: \(error)")
             }
-            fileManager.createFile(atPath: directory + "/done", contents: nil)
-            added += 1
         }
         let removed = directories.subtracting(kept)
         for id in removed { try fileManager.removeItem(atPath: settings.roots + "/\(id)") }

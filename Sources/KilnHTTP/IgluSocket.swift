@@ -142,12 +142,16 @@ enum IgluJob {
         if options["extraArgs"] != nil, !(options["extraArgs"] is String) { return .invalidSchema }
         for key in ["substituters", "trustedPublicKeys"] where options[key] != nil && !(options[key] is [String]) { return .invalidSchema }
         for key in ["target", "apiKey", "signingKey"] where cachix[key] != nil && !(cachix[key] is String) { return .invalidSchema }
-        if push {
-            return .unsupported("cachix push is not supported by this Kiln; send \"push\": false (Kiln's own binary cache is nix.cache)")
-        }
         let full = command + ((options["extraArgs"] as? String).map { " " + $0 } ?? "")
         guard let target = IgluCommand.target(full) else { return .invalidCommand(command) }
         var request: [String: Any] = ["service": "iglu"]
+        if push {
+            guard let target = cachix["target"] as? String else { return .invalidSchema }
+            var settings: [String: Any] = ["target": target]
+            if let key = cachix["apiKey"] { settings["api-key"] = key }
+            if let key = cachix["signingKey"] { settings["signing-key"] = key }
+            request["cachix"] = settings
+        }
         switch target {
         case .installables(let installables):
             request["build"] = installables

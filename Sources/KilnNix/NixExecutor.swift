@@ -166,6 +166,14 @@ public struct NixExecutor: Executor {
                     return run.report(.failed(exitCode: 0, reason: "binary cache push failed: \(error)"), exitCode: 0, session)
                 }
             }
+            // A Cachix cache the job's request named: it asked for the push, so a failed one fails it.
+            if let cachix = job.cachix {
+                let pushed = await pushToCachix(cachix, run.outputs.map(\.path), &session, binaries)
+                run.cache = pushed
+                if case .failed(let error, _) = pushed {
+                    return run.report(.failed(exitCode: 1, reason: "cachix push failed: \(error)"), exitCode: 1, session)
+                }
+            }
             // The image.
             if let image = job.image {
                 let pushed = await pushImage(image, outputs: run.outputs, &session, binaries)

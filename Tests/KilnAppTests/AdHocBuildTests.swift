@@ -10,7 +10,7 @@ struct AdHocBuildTests {
     static let adminToken = "adhoc-admin-token-0123456789"
 
     /// A world whose server takes ad-hoc builds, with `busybox` in the store for expressions.
-    static func world(gitOrigins: [String]) async throws -> (World, busybox: String) {
+    static func world(gitOrigins: [String], cachixHosts: [String] = []) async throws -> (World, busybox: String) {
         let world = try await World.make()
         try adminToken.write(toFile: world.directory.appending("admin-token"), atomically: true, encoding: .utf8)
         for directory in ["templates", "secrets", "bb/bin"] {
@@ -28,6 +28,7 @@ struct AdHocBuildTests {
               git-hosts: [\((gitOrigins.map { "\"\($0)\"" } + ["github.com"]).joined(separator: ", "))]
               templates-dir: templates
               secrets-dir: secrets
+              cachix-hosts: [\(cachixHosts.map { "\"\($0)\"" }.joined(separator: ", "))]
             """
         try config.write(toFile: world.configPath, atomically: true, encoding: .utf8)
         return (world, busybox)

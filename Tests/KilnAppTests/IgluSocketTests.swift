@@ -1,4 +1,6 @@
+import Crypto
 import Foundation
+import KilnCore
 import KilnTesting
 import Testing
 
@@ -88,6 +90,67 @@ struct IgluSocketTests {
 
             // Without a control token the socket does not open.
             await #expect(throws: (any Error).self) { _ = try await IgluClient.run(url: socket, token: nil, job: nil) }
+        }
+    }
+
+    /// `cachix.push: true`: the closure goes to a strict fake Cachix, NARs and signed narinfos;
+    /// a second push sends nothing the cache has; a refused token fails the job.
+    @Test(.timeLimit(.minutes(3))) func cachixPushUploadsTheClosureSigned() async throws {
+        try await withTemporaryDirectory("kiln-iglu-cachix") { served in
+            let password = "iglu-key-\(UInt64.random(in: 1_000_000_000...9_999_999_999))"
+            let server = try await GitHTTPServer(root: served.appending("served"), user: "x-access-token", password: password)
+            defer { Task { await server.stop() } }
+            let origin = try TestGitRepository(at: served.appending("served/app.git"))
+            let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
+            try TestFlake(packages: ["app": TestFlake.succeeding("cachix-\(marker)")]).write(to: origin.path)
+            _ = try origin.commit("an app")
+            let key = Curve25519.Signing.PrivateKey()
+            let signingKey = (key.rawRepresentation + key.publicKey.rawRepresentation).base64EncodedString()
+            let cachix = try await FakeCachix(name: "default", token: "cachix-token", publicKey: key.publicKey.rawRepresentation)
+            defer { Task { await cachix.stop() } }
+            let (world, _) = try await AdHocBuildTests.world(gitOrigins: [server.url], cachixHosts: [cachix.url])
+            defer { Task { await world.close() } }
+            let kiln = try await KilnInstance.start(config: world.configPath)
+            defer { Task { await kiln.stop() } }
+            let socket = kiln.url.replacingOccurrences(of: "http://", with: "ws://") + "/api/v1/build"
+            func job(token: String) -> String {
+                #"{"git": {"noClone": false, "repository": "\#(server.url)/app.git", "gitKey": "\#(password)", "requiresAuth": true}, "buildOptions": {"command": "nix build .#app", "cachix": {"push": true, "target": "\#(cachix.url)/default", "apiKey": "\#(token)", "signingKey": "\#(signingKey)"}}}"#
+            }
+
+            let pushed = try await IgluClient.run(url: socket, token: AdHocBuildTests.adminToken, job: job(token: "cachix-token"))
+            #expect(pushed.objects.last?["jobStatus"] as? String == "success", "\(pushed.objects) \(cachix.refusals)")
+            #expect(pushed.closeCode == 1000)
+            #expect(cachix.refusals.isEmpty, "\(cachix.refusals)")
+            // The app's output and everything it refers to, each with nix's own NAR hash.
+            let build = try #require((try await HTTPTestClient.send("GET", "\(kiln.url)/api/v1/builds?limit=1").json["builds"] as? [[String: Any]])?.first)
+            let details = try await kiln.build(try #require(build["id"] as? Int))
+            let output = try #require(((details["jobs"] as? [[String: Any]])?.first?["outputs"] as? [[String: Any]])?.first?["path"] as? String)
+            let (status, info) = try await Processes.run(
+                "/usr/bin/nix", ["path-info", "--extra-experimental-features", "nix-command", "--json", "--recursive", output])
+            try #require(status == 0)
+            let closure = try #require(try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [[String: Any]])
+            #expect(cachix.stored.count == closure.count)
+            for entry in closure {
+                let path = try #require(entry["path"] as? String)
+                let stored = try #require(cachix.stored[String((path as NSString).lastPathComponent.prefix(32))], "\(path) was not pushed")
+                #expect(stored.narHash == "sha256:" + (NixHash.sha256Nix32(entry["narHash"] as? String ?? "") ?? ""))
+                #expect(stored.narSize == (entry["narSize"] as? NSNumber)?.int64Value)
+                #expect(stored.signature != nil)
+            }
+            #expect((details["jobs"] as? [[String: Any]])?.first?["cache"] as? String == "pushed to cachix cache default at \(cachix.url)")
+            let uploads = cachix.uploadedNARs
+
+            // The same job again: built afresh (a push is never reused away), nothing new uploaded.
+            let again = try await IgluClient.run(url: socket, token: AdHocBuildTests.adminToken, job: job(token: "cachix-token"))
+            #expect(again.objects.last?["jobStatus"] as? String == "success")
+            #expect(cachix.uploadedNARs == uploads)
+
+            // A token the cache refuses fails the job, and says so in its log.
+            let refused = try await IgluClient.run(url: socket, token: AdHocBuildTests.adminToken, job: job(token: "wrong"))
+            #expect(refused.objects.last?["error"] as? String == "Something went wrong while building. Builder exited with error code 1")
+            #expect(refused.objects.contains { ($0["stdout"] as? String)?.contains("the cache refused the token (HTTP 401)") == true })
+            #expect(refused.closeCode == 1011)
+            #expect(!refused.answers.contains { $0.text.contains(signingKey) })
         }
     }
 }
