@@ -37,6 +37,7 @@ struct BuildService: AdHocBuilds {
 
     static let keys: Set<String> = [
         "expression", "git", "template", "customizations", "build", "file", "attr", "service", "env", "timeout", "image", "cachix",
+        "build-options",
     ]
     static let cachixKeys: Set<String> = ["target", "api-key", "signing-key"]
     static let gitKeys: Set<String> = ["url", "workdir", "branch", "token", "token-file", "username", "shallow"]
@@ -90,6 +91,7 @@ struct BuildService: AdHocBuilds {
         }
         let image = try Self.image(request["image"])
         let cachix = try Self.cachix(request["cachix"], allowed: settings.cachixHosts)
+        let buildOptions = try Self.buildOptions(request["build-options"])
         let id = UUID().uuidString.lowercased()
         let ref = "refs/heads/adhoc/\(id)"
         let sha: String
@@ -124,6 +126,7 @@ struct BuildService: AdHocBuilds {
             forge: Self.forge, deliveryID: id, repositoryID: repositoryID, repository: Self.repositoryName, ref: .branch("adhoc/\(id)"),
             sha: sha)
         delivery.adHoc = AdHocPlan(target: target, timeoutSeconds: timeout, origin: origin, image: image, cachix: cachix?.display)
+        delivery.adHoc?.buildOptions = buildOptions
         delivery.service = service
         // The secrets stay in memory, for the worker; the database has only where they push.
         if let cachix { secrets.keep(cachix, for: id) }
@@ -293,6 +296,28 @@ struct BuildService: AdHocBuilds {
         return CachixPush(
             host: host, cache: cache, token: Secret(object["api-key"] as? String ?? ""),
             signingKey: (object["signing-key"] as? String).map(Secret.init))
+    }
+
+    /// `build-options`: `{"cores": 2, "max-jobs": 1, "keep-going": true}`, within the machine.
+    static func buildOptions(_ value: Any?) throws -> AdHocBuildOptions {
+        guard let value else { return AdHocBuildOptions() }
+        guard let object = value as? [String: Any], Set(object.keys).isSubset(of: ["cores", "max-jobs", "keep-going"]) else {
+            throw Refusal.bad("build-options must be an object of cores, max-jobs and keep-going")
+        }
+        var options = AdHocBuildOptions()
+        let machine = ProcessInfo.processInfo.activeProcessorCount
+        for (key, keyPath) in [("cores", \AdHocBuildOptions.cores), ("max-jobs", \.maxJobs)] {
+            guard let number = object[key] else { continue }
+            guard let count = (number as? NSNumber)?.intValue, number is NSNumber, (key == "cores" ? 0 : 1)...machine ~= count else {
+                throw Refusal.bad("build-options.\(key) must be a whole number from \(key == "cores" ? 0 : 1) to \(machine), this machine's cores")
+            }
+            options[keyPath: keyPath] = count
+        }
+        if let flag = object["keep-going"] {
+            guard let flag = flag as? Bool else { throw Refusal.bad("build-options.keep-going must be true or false") }
+            options.keepGoing = flag
+        }
+        return options
     }
 
     static func image(_ value: Any?) throws -> ImageSpec? {

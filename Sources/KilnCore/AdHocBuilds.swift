@@ -17,6 +17,8 @@ public struct AdHocPlan: Sendable, Hashable, Codable {
     /// Where the outputs' closure is pushed as the `cachix` client does (its secrets are kept
     /// in memory, not here): `cachix cache NAME at HOST`.
     public var cachix: String?
+    /// How nix builds it: `cores`, `max-jobs` (numbers) and `keep-going`, as the request asked.
+    public var buildOptions = AdHocBuildOptions()
 
     /// Creates a plan.
     public init(target: JobTarget, timeoutSeconds: Int64? = nil, origin: String, image: ImageSpec? = nil, cachix: String? = nil) {
@@ -42,5 +44,28 @@ public struct AdHocPlan: Sendable, Hashable, Codable {
         var job = JobSpec(name: Self.jobName, target: target, timeout: timeoutSeconds.map { .seconds($0) })
         job.image = image
         return PipelineSpec(triggers: nil, jobs: [job])
+    }
+}
+
+/// What an ad-hoc request may say of how nix builds: nothing that changes what is built or where.
+public struct AdHocBuildOptions: Sendable, Hashable, Codable {
+    /// `--option cores N` (0: all the machine's).
+    public var cores: Int?
+    /// `--option max-jobs N`.
+    public var maxJobs: Int?
+    /// `--keep-going`.
+    public var keepGoing = false
+
+    /// Creates options.
+    public init(cores: Int? = nil, maxJobs: Int? = nil, keepGoing: Bool = false) {
+        self.cores = cores
+        self.maxJobs = maxJobs
+        self.keepGoing = keepGoing
+    }
+
+    /// nix's arguments for them.
+    public var arguments: [String] {
+        (cores.map { ["--option", "cores", String($0)] } ?? []) + (maxJobs.map { ["--option", "max-jobs", String($0)] } ?? [])
+            + (keepGoing ? ["--keep-going"] : [])
     }
 }

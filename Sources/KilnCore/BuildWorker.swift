@@ -363,6 +363,7 @@ public struct BuildWorker: Service {
                 pushToCache: job.cachePush && claimed.build.trusted, derivationLogDirectory: settings.paths.derivationLogs(job.id),
                 missing: evaluation.missing(of: job.name), knownOutputs: evaluation.outputs)
             run.constraints = job.constraints
+            run.buildOptions = claimed.build.adHoc?.buildOptions ?? AdHocBuildOptions()
             if let cachix = claimed.build.adHoc?.cachix {
                 guard let push = settings.adHocSecrets.cachix(forRef: claimed.build.ref) else {
                     return JobReport(

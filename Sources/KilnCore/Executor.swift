@@ -26,6 +26,8 @@ public struct JobRun: Sendable, Hashable {
     public var constraints = BuildConstraints()
     /// Push the outputs' closure to a Cachix cache after a successful build; a failed push fails the job.
     public var cachix: CachixPush?
+    /// An ad-hoc build's options for nix (`cores`, `max-jobs`, `keep-going`).
+    public var buildOptions = AdHocBuildOptions()
 
     /// Creates a run.
     public init(

@@ -145,6 +145,12 @@ enum IgluJob {
         let full = command + ((options["extraArgs"] as? String).map { " " + $0 } ?? "")
         guard let target = IgluCommand.target(full) else { return .invalidCommand(command) }
         var request: [String: Any] = ["service": "iglu"]
+        var buildOptions: [String: Any] = [:]
+        if let cores = options["cores"] as? NSNumber { buildOptions["cores"] = cores.intValue }
+        if let jobs = options["maxJobs"] as? NSNumber { buildOptions["max-jobs"] = jobs.intValue }
+        if options["keep_going"] as? Bool == true { buildOptions["keep-going"] = true }
+        for (key, value) in IgluCommand.options(full) { buildOptions[key] = value }
+        if !buildOptions.isEmpty { request["build-options"] = buildOptions }
         if push {
             guard let target = cachix["target"] as? String else { return .invalidSchema }
             var settings: [String: Any] = ["target": target]
@@ -188,6 +194,22 @@ enum IgluCommand {
         "-L": false, "--print-build-logs": false, "--keep-going": false, "-k": false, "-j": true, "--max-jobs": true,
         "--cores": true, "--no-link": false,
     ]
+
+    /// The build options the command's words give (`-j 2`, `--cores 1`, `--keep-going`).
+    static func options(_ command: String) -> [String: Any] {
+        let words = command.split(separator: " ").map(String.init)
+        var found: [String: Any] = [:]
+        for (index, word) in words.enumerated() {
+            let next = index + 1 < words.count ? Int(words[index + 1]) : nil
+            switch word {
+            case "-j", "--max-jobs": if let next { found["max-jobs"] = next }
+            case "--cores": if let next { found["cores"] = next }
+            case "--keep-going", "-k": found["keep-going"] = true
+            default: break
+            }
+        }
+        return found
+    }
 
     static func target(_ command: String) -> Target? {
         // Only plain words: no quotes, substitutions, redirections or separators to interpret.

@@ -112,7 +112,7 @@ public struct NixExecutor: Executor {
                 built = try await session.process(
                     binaries.nixStore,
                     ["--realise", "--max-silent-time", String(silentSeconds), "--log-format", "internal-json"]
-                        + optionArguments + sandboxPaths + ["--"] + job.derivations,
+                        + optionArguments + sandboxPaths + job.buildOptions.arguments + ["--"] + job.derivations,
                     // nix stops a silent builder itself; Kiln's own limit is a backstop for a nix that hangs.
                     killGrace: settings.killGrace, maxSilent: job.maxSilent + .seconds(30), confined: false,
                     errorLine: { renderer.line($0) })

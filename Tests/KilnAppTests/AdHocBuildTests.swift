@@ -10,7 +10,7 @@ struct AdHocBuildTests {
     static let adminToken = "adhoc-admin-token-0123456789"
 
     /// A world whose server takes ad-hoc builds, with `busybox` in the store for expressions.
-    static func world(gitOrigins: [String], cachixHosts: [String] = []) async throws -> (World, busybox: String) {
+    static func world(gitOrigins: [String], cachixHosts: [String] = [], igluWorkdir: String? = nil) async throws -> (World, busybox: String) {
         let world = try await World.make()
         try adminToken.write(toFile: world.directory.appending("admin-token"), atomically: true, encoding: .utf8)
         for directory in ["templates", "secrets", "bb/bin"] {
@@ -29,6 +29,7 @@ struct AdHocBuildTests {
               templates-dir: templates
               secrets-dir: secrets
               cachix-hosts: [\(cachixHosts.map { "\"\($0)\"" }.joined(separator: ", "))]
+            \(igluWorkdir.map { "  iglu-workdir: \($0)" } ?? "")
             """
         try config.write(toFile: world.configPath, atomically: true, encoding: .utf8)
         return (world, busybox)
@@ -113,6 +114,7 @@ struct AdHocBuildTests {
             (["expression": expression, "env": ["bad-name": "x"]], "env: 'bad-name' is not a variable name"),
             (["expression": expression, "colour": "red"], "unknown key 'colour'"),
             (["template": "missing"], "no template 'missing'"),
+            (["expression": expression, "build-options": ["cores": 999]], "build-options.cores must be a whole number"),
         ] {
             let refused = try await Self.submit(kiln, request)
             #expect([400, 404].contains(refused.status) && (refused.json["error"] as? String ?? "").hasPrefix(message), "\(refused.body)")

@@ -153,4 +153,28 @@ struct IgluSocketTests {
             #expect(!refused.answers.contains { $0.text.contains(signingKey) })
         }
     }
+
+    /// `noClone: true` builds the configured work directory's branch, whatever `repository` says.
+    @Test(.timeLimit(.minutes(2))) func noCloneBuildsTheConfiguredWorkDirectory() async throws {
+        try await withTemporaryDirectory("kiln-iglu-workdir") { directory in
+            let workdir = try TestGitRepository(at: directory.appending("workdir"))
+            let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
+            try TestFlake(packages: ["local": "echo cores=$NIX_BUILD_CORES; " + TestFlake.succeeding("workdir-\(marker)")]).write(to: workdir.path)
+            let sha = try workdir.commit("the work directory")
+            let (world, _) = try await AdHocBuildTests.world(gitOrigins: [], igluWorkdir: workdir.path)
+            defer { Task { await world.close() } }
+            let kiln = try await KilnInstance.start(config: world.configPath)
+            defer { Task { await kiln.stop() } }
+            let socket = kiln.url.replacingOccurrences(of: "http://", with: "ws://") + "/api/v1/build"
+            let job = #"{"git": {"noClone": true, "repository": "https://elsewhere.example/x.git", "branch": "main"}, "buildOptions": {"command": "nix build .#local --cores 1 -L", "maxJobs": 1, "cachix": {"push": false}}}"#
+            let session = try await IgluClient.run(url: socket, token: AdHocBuildTests.adminToken, job: job)
+            #expect(session.objects.last?["jobStatus"] as? String == "success", "\(session.objects)")
+            #expect(session.objects.contains { ($0["stdout"] as? String)?.contains("workdir-\(marker)") == true })
+            // The command's --cores reached nix.
+            #expect(session.objects.contains { ($0["stdout"] as? String)?.hasSuffix("cores=1") == true }, "\(session.objects)")
+            let build = try #require((try await HTTPTestClient.send("GET", "\(kiln.url)/api/v1/builds?limit=1").json["builds"] as? [[String: Any]])?.first)
+            #expect(build["sha"] as? String == sha)
+            #expect(build["service"] as? String == "iglu")
+        }
+    }
 }
