@@ -25,21 +25,43 @@ public enum IgluClient {
 
     /// Connects to `url` (`ws://…/api/v1/build`) with `token`, sends `job` (when given) and reads
     /// until the server closes.
-    public static func run(url: String, token: String?, job: String?) async throws -> Session {
+    public static func run(url: String, token: String?, job: String?, within deadline: Duration = .seconds(90)) async throws -> Session {
+        // A server that never closes fails the test at the deadline, saying what it had sent.
+        let partial = Partial()
+        return try await withThrowingTaskGroup(of: Session?.self) { group in
+            group.addTask { try await connect(url: url, token: token, job: job, into: partial) }
+            group.addTask {
+                try await Task.sleep(for: deadline)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let session = try await group.next() ?? nil else {
+                let sent = partial.state.withLock { $0.answers.map(\.text) }
+                throw TimedOut(what: "the Iglu socket to close after \(deadline); it had answered \(sent)")
+            }
+            return session
+        }
+    }
+
+    /// What a connection got so far, readable when it times out.
+    private final class Partial: Sendable {
+        let state = Mutex(Session(answers: []))
+    }
+
+    private static func connect(url: String, token: String?, job: String?, into partial: Partial) async throws -> Session {
         var configuration = WebSocketClientConfiguration()
         if let token { configuration.additionalHeaders[.authorization] = "Bearer \(token)" }
-        let state = Mutex(Session(answers: []))
         let close = try await WebSocketClient.connect(url: url, configuration: configuration, logger: Logger(label: "iglu-client")) {
             inbound, outbound, _ in
             if let job {
-                state.withLock { $0.sentAt = .now }
+                partial.state.withLock { $0.sentAt = .now }
                 try await outbound.write(.text(job))
             }
             for try await message in inbound.messages(maxSize: 1 << 20) {
-                if case .text(let text) = message { state.withLock { $0.answers.append((text, .now)) } }
+                if case .text(let text) = message { partial.state.withLock { $0.answers.append((text, .now)) } }
             }
         }
-        var session = state.withLock { $0 }
+        var session = partial.state.withLock { $0 }
         session.closeCode = close.map { Int(UInt16(webSocketErrorCode: $0.closeCode)) }
         return session
     }
