@@ -45,16 +45,7 @@ public final class BuildServiceRepository: Sendable {
     }
 
     private func onQueue<T: Sendable>(_ work: @escaping @Sendable () throws(SourceError) -> T) async throws(SourceError) -> T {
-        let result: Result<T, SourceError> = await withCheckedContinuation { continuation in
-            queue.async {
-                do throws(SourceError) {
-                    continuation.resume(returning: .success(try work()))
-                } catch {
-                    continuation.resume(returning: .failure(error))
-                }
-            }
-        }
-        return try result.get()
+        try await queue.gitWork(work)
     }
 }
 

@@ -174,16 +174,7 @@ public final class GitMirrors: SourceProvider {
             queues[id] = queue
             return queue
         }
-        let result: Result<T, SourceError> = await withCheckedContinuation { continuation in
-            queue.async {
-                do throws(SourceError) {
-                    continuation.resume(returning: .success(try work()))
-                } catch {
-                    continuation.resume(returning: .failure(error))
-                }
-            }
-        }
-        return try result.get()
+        return try await queue.gitWork(work)
     }
 
     static func isBranchOrTag(_ ref: String) -> Bool {
@@ -222,4 +213,21 @@ public struct FetchLimits: Sendable, Hashable {
 struct Credentials: Sendable {
     var user: String
     var token: Secret?
+}
+
+extension DispatchQueue {
+    /// Runs libgit2 work on this queue (libgit2 blocks; one repository's work goes in order) and
+    /// returns its result to the caller's task.
+    func gitWork<T: Sendable>(_ work: @escaping @Sendable () throws(SourceError) -> T) async throws(SourceError) -> T {
+        let result: Result<T, SourceError> = await withCheckedContinuation { continuation in
+            self.async {
+                do throws(SourceError) {
+                    continuation.resume(returning: .success(try work()))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
 }
