@@ -271,10 +271,6 @@ public protocol BuildQueries: Sendable {
     /// What waits and runs now, for metrics.
     func queueStats() async throws -> QueueStats
 
-    /// What the jobs that ran (not those copied from a reused build) and ended at or after
-    /// `since` did with the store and the binary cache.
-    func cacheActivity(since: Date) async throws -> CacheActivity
-
     /// Figures of the builds (of one repository or service, or all) that ended at or after `since`.
     func buildStatistics(repository: String?, service: String?, since: Date) async throws -> BuildStatistics
 

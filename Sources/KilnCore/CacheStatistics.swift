@@ -88,7 +88,10 @@ public struct BinaryCacheStatistics: Sendable, Hashable {
 extension StoreKeeper {
     /// The cache service's figures, over the last `window`.
     public func statistics(window: Duration, now: Date = Date()) async throws -> CacheStatistics {
-        let activity = try await coordinator.store.cacheActivity(since: now.addingTimeInterval(-Double(window.components.seconds)))
+        // The same figures as /api/v1/statistics: the jobs of the builds that ended in the window.
+        let activity = try await coordinator.store.buildStatistics(
+            repository: nil, service: nil, since: now.addingTimeInterval(-Double(window.components.seconds))
+        ).activity
         let kept = (try? FileManager.default.contentsOfDirectory(atPath: settings.roots))?
             .filter { BuildID($0) != nil && FileManager.default.fileExists(atPath: settings.roots + "/\($0)/done") }.count ?? 0
         let size = await storeSize.value(now: now) {

@@ -347,31 +347,6 @@ public struct SQLiteStore: KilnStore {
         }
     }
 
-    public func cacheActivity(since: Date) async throws -> CacheActivity {
-        try await database.read { db in
-            // Copied jobs (a reused build's) keep attempt 0: only jobs that ran count.
-            guard
-                let row = try Row.fetchOne(
-                    db,
-                    sql: """
-                        SELECT COUNT(*) AS jobs,
-                               COALESCE(SUM(json_array_length(built)), 0) AS built,
-                               COALESCE(SUM(json_array_length(waited_for)), 0) AS waited,
-                               COALESCE(SUM(substituted), 0) AS substituted,
-                               COALESCE(SUM(CASE WHEN state = \(JobState.succeeded.sql)
-                                   THEN MAX(0, json_array_length(derivations) - json_array_length(built) - json_array_length(waited_for))
-                                   ELSE 0 END), 0) AS valid,
-                               COUNT(cache_pushed_bytes) AS pushes,
-                               COALESCE(SUM(cache_pushed_bytes), 0) AS pushed
-                        FROM jobs WHERE finished_at >= ? AND attempt > 0
-                        """, arguments: [since.timeIntervalSince1970])
-            else { return CacheActivity() }
-            return CacheActivity(
-                jobs: row["jobs"], built: row["built"], waitedFor: row["waited"], substituted: row["substituted"],
-                alreadyValid: row["valid"], pushes: row["pushes"], pushedBytes: row["pushed"])
-        }
-    }
-
     public func builds(_ query: BuildListQuery) async throws -> [BuildRecord] {
         var conditions: [String] = []
         var arguments: [(any DatabaseValueConvertible)?] = []

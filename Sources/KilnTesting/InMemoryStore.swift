@@ -230,24 +230,6 @@ public final class InMemoryStore: KilnStore, TokenStore {
         }
     }
 
-    public func cacheActivity(since: Date) async throws -> CacheActivity {
-        state.withLock { state in
-            var activity = CacheActivity()
-            for job in state.jobs.values where job.attempt > 0 && (job.finishedAt.map { $0 >= since } ?? false) {
-                activity.jobs += 1
-                activity.built += job.built.count
-                activity.waitedFor += job.waitedFor.count
-                activity.substituted += job.substituted
-                if job.state == .succeeded { activity.alreadyValid += max(0, job.derivations.count - job.built.count - job.waitedFor.count) }
-                if let bytes = job.cachePushedBytes {
-                    activity.pushes += 1
-                    activity.pushedBytes += bytes
-                }
-            }
-            return activity
-        }
-    }
-
     public func builds(_ query: BuildListQuery) async throws -> [BuildRecord] {
         state.withLock { state in
             Array(

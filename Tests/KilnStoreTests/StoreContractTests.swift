@@ -91,12 +91,12 @@ import Testing
                 b.job.id,
                 JobReport(outcome: .failed(exitCode: 100, reason: "x"), derivations: ["/nix/store/d.drv"], duration: .seconds(1), built: ["/nix/store/d.drv"]),
                 details: nil, at: now.addingTimeInterval(5))
-            let activity = try await store.cacheActivity(since: now.addingTimeInterval(-60))
+            // The build ended with its second job, at now + 5 s.
+            let activity = try await store.buildStatistics(repository: nil, service: nil, since: now.addingTimeInterval(-60)).activity
             #expect(activity == CacheActivity(jobs: 2, built: 2, substituted: 3, alreadyValid: 2, pushes: 1, pushedBytes: 1000))
             #expect(activity.hitRate == 5.0 / 7.0)
-            // The window starts after the first job's end.
-            #expect(try await store.cacheActivity(since: now.addingTimeInterval(1)).jobs == 1)
-            #expect(try await store.cacheActivity(since: now.addingTimeInterval(60)) == CacheActivity())
+            #expect(try await store.buildStatistics(repository: nil, service: nil, since: now.addingTimeInterval(4)).activity.jobs == 2)
+            #expect(try await store.buildStatistics(repository: nil, service: nil, since: now.addingTimeInterval(6)).activity == CacheActivity())
         }
     }
 
