@@ -65,7 +65,7 @@ struct ConfigReader {
     // MARK: The tree
 
     mutating func configuration(_ root: YAMLNode) -> KilnConfiguration? {
-        let sections = root.isNull ? [:] : mapping(root, ["server", "storage", "nix", "forges", "repositories", "registries", "build-service"])
+        let sections = root.isNull ? [:] : mapping(root, ["server", "storage", "nix", "forges", "repositories", "registries", "build-service", "reconcile"])
         let server = self.server(sections["server"], path: ["server"])
         let storage = self.storage(sections["storage"], path: ["storage"])
         let nix = self.nix(sections["nix"], path: ["nix"])
@@ -73,11 +73,26 @@ struct ConfigReader {
         let repositories = self.repositories(sections["repositories"], path: ["repositories"], forges: forges ?? [])
         let registries = self.registries(sections["registries"], path: ["registries"])
         let buildService = self.buildService(sections["build-service"], path: ["build-service"])
+        let reconcileInterval = self.reconcileInterval(sections["reconcile"], path: ["reconcile"])
         guard let server, let storage, var nix, let forges, let repositories, let registries else { return nil }
         nix.limits.registryHosts = Set(registries.map(\.host))
-        return KilnConfiguration(
+        var configuration = KilnConfiguration(
             server: server, storage: storage, nix: nix, forges: forges, repositories: repositories, registries: registries,
             buildService: buildService)
+        configuration.reconcileInterval = reconcileInterval
+        return configuration
+    }
+
+    /// `reconcile.interval`: a duration of at least a second, or `off`; 10 minutes when not given.
+    mutating func reconcileInterval(_ node: YAMLNode?, path: [String]) -> Duration? {
+        let keys = mapping(node, ["interval"])
+        guard let text = text(keys, "interval", path) else { return .seconds(600) }
+        if text == "off" { return nil }
+        guard let value = KilnDuration.parse(text), value >= .seconds(1) else {
+            report(keys["interval"], path + ["interval"], "'\(text)' is not a duration of at least 1s, or off; write it like 10m")
+            return .seconds(600)
+        }
+        return value
     }
 
     mutating func server(_ node: YAMLNode?, path: [String]) -> KilnConfiguration.Server? {

@@ -210,6 +210,9 @@ public struct KilnConfiguration: Sendable {
     public var registries: [Registry] = []
     /// `build-service`: ad-hoc builds.
     public var buildService = BuildService()
+    /// `reconcile.interval`: how often the forges are asked for heads whose webhook never
+    /// arrived; nil (`off`) never.
+    public var reconcileInterval: Duration? = .seconds(600)
 
     /// `build-service`.
     public struct BuildService: Sendable, Hashable {

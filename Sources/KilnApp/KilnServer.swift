@@ -175,8 +175,10 @@ public enum KilnServer {
             coordinator: coordinator, maintenance: (executor as? any StoreMaintenance) ?? NixExecutor(settings: keeperSettings),
             repositories: configuration.repositories.map { ($0.forge, $0.name) }, settings: storeKeeperSettings(configuration),
             logger: logger)
+        // One mirror set: its calls for one repository are serialised.
+        let mirrors = GitMirrors(root: dataDirectory + "/mirrors")
         let worker = BuildWorker(
-            coordinator: coordinator, source: GitMirrors(root: dataDirectory + "/mirrors"),
+            coordinator: coordinator, source: mirrors,
             executor: executor ?? nixExecutor, repositories: repositoryConfigs,
             settings: workerSettings, health: health, progress: progress, logger: logger)
         let reporter = StatusReporter(
@@ -214,6 +216,11 @@ public enum KilnServer {
             .init(service: lock), .init(service: reporter), .init(service: collector), .init(service: worker), .init(service: application),
             .init(service: keeper),
         ]
+        if let interval = configuration.reconcileInterval {
+            services.append(.init(service: Reconciler(
+                coordinator: coordinator, endpoints: endpoints.filter { !$0.value.repositories.isEmpty }, source: mirrors,
+                interval: interval, logger: logger)))
+        }
         if let socket = configuration.server.eventsSocket {
             try EventsSocketFile.prepare(socket)
             services.append(.init(service: Application(

@@ -23,6 +23,8 @@ public struct NewDelivery: Sendable, Hashable {
     public var adHoc: AdHocPlan?
     /// The service an ad-hoc build is for (`service` in the request), for statistics.
     public var service: String?
+    /// Queued by the reconciler: the forge's webhook never arrived.
+    public var reconciled = false
 
     /// Creates a delivery.
     public init(
@@ -224,6 +226,11 @@ public protocol BuildStore: BuildQueries {
 public protocol BuildControl: Sendable {
     /// Unfinished builds of `key` in the repository, older than `build`.
     func unfinishedBuilds(_ key: BuildKey, repository: RepositoryID, olderThan build: BuildID) async throws -> [BuildRecord]
+
+    /// Whether any build, of any outcome, of commit `sha` exists in the repository: of pull
+    /// request `pullRequest`, or when nil a push of `ref`. A prefix (Bitbucket Cloud's) matches
+    /// the full id and the other way round.
+    func hasBuild(sha: String, ref: String?, pullRequest: Int?, repository: RepositoryID) async throws -> Bool
 
     /// The head commit of the newest build of a pull request, if any.
     func latestHead(pullRequest number: Int, repository: RepositoryID) async throws -> String?

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Kiln's states for a commit status; each forge maps them to its own words (DESIGN.md §6).
 public enum StatusState: String, Sendable, Hashable, Codable, CaseIterable {
     /// Queued, or waiting for approval.
@@ -92,6 +94,12 @@ public protocol Forge: Sendable {
     /// read-only call (`kiln doctor`). Returns when the forge answered with the repository.
     /// - Throws: `ForgeAPIError` with the forge's answer (401, 404) or the network's failure.
     func checkAccess(to repository: String) async throws(ForgeAPIError)
+
+    /// The repository's default branch, its branches' heads, and its open pull requests updated
+    /// at or after `since` (all open ones when nil), read through the forge's API page by page
+    /// (at most `ForgeHeads.maxPages` pages of each list). For the reconciler.
+    /// - Throws: `ForgeAPIError` with the forge's answer or the network's failure.
+    func heads(of repository: String, pullRequestsUpdatedSince since: Date?) async throws(ForgeAPIError) -> ForgeHeads
 }
 
 extension Forge {
@@ -101,5 +109,10 @@ extension Forge {
     /// A forge that cannot be checked says so.
     public func checkAccess(to repository: String) async throws(ForgeAPIError) {
         throw .rejected(status: 0, body: "this forge cannot check its credentials")
+    }
+
+    /// A forge that cannot list heads says so.
+    public func heads(of repository: String, pullRequestsUpdatedSince since: Date?) async throws(ForgeAPIError) -> ForgeHeads {
+        throw .rejected(status: 0, body: "this forge cannot list branches and pull requests")
     }
 }

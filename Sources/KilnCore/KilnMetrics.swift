@@ -101,6 +101,13 @@ public final class KilnMetrics: Sendable {
         count("kiln_status_posts_total", [("forge", forgeType(forge)), ("outcome", outcome)])
     }
 
+    /// One reconcile pass over a repository of forge `forge` (by name): `ok` or `failed`, and
+    /// how many builds it queued for heads whose webhook never arrived.
+    public func reconciled(forge: String, outcome: String, builds: Int) {
+        count("kiln_reconcile_passes_total", [("forge", forgeType(forge)), ("outcome", outcome)])
+        count("kiln_reconciled_builds_total", [("forge", forgeType(forge))], by: builds)
+    }
+
     /// Sets a gauge (queue lengths and the like, read when metrics are scraped).
     public func gauge(_ label: String, _ value: Double, _ dimensions: [(String, String)] = []) {
         guard let factory else { return }

@@ -122,6 +122,8 @@ public struct BuildRecord: Sendable, Hashable {
     public var adHoc: AdHocPlan?
     /// The service an ad-hoc build is for.
     public var service: String?
+    /// Queued by the reconciler: the forge's webhook never arrived.
+    public var reconciled = false
 
     /// Creates a record.
     public init(

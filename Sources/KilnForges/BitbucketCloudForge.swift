@@ -26,8 +26,8 @@ public struct BitbucketCloudForge: Forge {
     /// Bitbucket refuses status keys longer than this.
     static let keyLimit = 40
 
-    private let settings: Settings
-    private let api: ForgeHTTP
+    let settings: Settings
+    let api: ForgeHTTP
 
     /// Creates the adapter.
     public init(settings: Settings, client: HTTPClient = .shared) {

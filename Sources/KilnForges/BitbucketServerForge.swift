@@ -23,8 +23,8 @@ public struct BitbucketServerForge: Forge {
         }
     }
 
-    private let settings: Settings
-    private let api: ForgeHTTP
+    let settings: Settings
+    let api: ForgeHTTP
 
     /// Creates the adapter.
     public init(settings: Settings, client: HTTPClient = .shared) {

@@ -48,8 +48,8 @@ public struct GitHubForge: Forge {
     static let rerunAction = "rerun"
     static let approveAction = "approve"
 
-    private let settings: Settings
-    private let api: ForgeHTTP
+    let settings: Settings
+    let api: ForgeHTTP
 
     /// Creates the adapter.
     public init(settings: Settings, client: HTTPClient = .shared) {
@@ -266,7 +266,7 @@ public struct GitHubForge: Forge {
         }
     }
 
-    private func token(for repository: String) async throws(ForgeAPIError) -> Secret {
+    func token(for repository: String) async throws(ForgeAPIError) -> Secret {
         switch settings.credentials {
         case .token(let token): return token
         case .app(let app): return try await app.accessToken(for: repository)

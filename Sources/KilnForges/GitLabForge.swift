@@ -37,9 +37,9 @@ public struct GitLabForge: Forge {
         }
     }
 
-    private let settings: Settings
+    let settings: Settings
     private let signingKeys: [SymmetricKey]
-    private let api: ForgeHTTP
+    let api: ForgeHTTP
 
     /// Creates the adapter.
     public init(settings: Settings, client: HTTPClient = .shared) {

@@ -24,8 +24,8 @@ public struct GiteaForge: Forge {
         }
     }
 
-    private let settings: Settings
-    private let api: ForgeHTTP
+    let settings: Settings
+    let api: ForgeHTTP
 
     /// Creates the adapter.
     public init(settings: Settings, client: HTTPClient = .shared) {

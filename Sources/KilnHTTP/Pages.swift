@@ -169,6 +169,12 @@ enum Pages {
 
     /// What started a build (an approval queues a pull request's build again: it shows as that).
     static func trigger(_ build: BuildRecord) -> String {
+        // The forge's webhook never arrived: the reconciler found the head.
+        if build.reconciled { return "reconciled " + event(build) }
+        return event(build)
+    }
+
+    private static func event(_ build: BuildRecord) -> String {
         if let original = build.rerunOf { return "re-run of #\(original)" }
         if let adHoc = build.adHoc { return "API build: \(adHoc.origin)" + (build.service.map { " for \($0)" } ?? "") }
         if let pullRequest = build.pullRequest {

@@ -287,3 +287,9 @@ enum EventMatch {
 
     private static func list(_ globs: [Glob]) -> String { globs.map(\.pattern).joined(separator: ", ") }
 }
+
+extension PipelineSpec {
+    /// Why the pipeline's `on` section does not build `event`, or nil when it does (changed
+    /// files unknown: every `paths` filter passes). The reconciler asks this of each branch.
+    public func reasonNotBuilt(_ event: PipelineEvent) -> String? { EventMatch.reason(triggers, event) }
+}

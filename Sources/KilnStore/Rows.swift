@@ -37,6 +37,7 @@ enum Rows {
         build.rerunFailedOnly = row["rerun_failed_only"] ?? false
         build.treeKey = row["tree_key"]
         build.service = row["service"]
+        build.reconciled = row["reconciled"]
         if let plan: String = row["ad_hoc"] { build.adHoc = try decode(AdHocPlan.self, plan, column: "builds.ad_hoc") }
         return build
     }

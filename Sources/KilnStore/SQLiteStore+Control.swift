@@ -27,6 +27,22 @@ extension SQLiteStore {
         }
     }
 
+    public func hasBuild(sha: String, ref: String?, pullRequest: Int?, repository: RepositoryID) async throws -> Bool {
+        try await database.read { db in
+            // Either id may be the other's prefix: Bitbucket Cloud lists 12 digits, the build keeps all 40.
+            let commit = "(substr(sha, 1, length(:sha)) = :sha OR substr(:sha, 1, length(sha)) = sha)"
+            if let pullRequest {
+                return try Bool.fetchOne(
+                    db, sql: "SELECT 1 FROM builds WHERE repository_id = :repository AND pr_number = :number AND \(commit) LIMIT 1",
+                    arguments: ["repository": repository, "number": pullRequest, "sha": sha]) ?? false
+            }
+            return try Bool.fetchOne(
+                db,
+                sql: "SELECT 1 FROM builds WHERE repository_id = :repository AND pr_number IS NULL AND ref = :ref AND \(commit) LIMIT 1",
+                arguments: ["repository": repository, "ref": ref ?? "", "sha": sha]) ?? false
+        }
+    }
+
     public func latestHead(pullRequest number: Int, repository: RepositoryID) async throws -> String? {
         try await database.read { db in
             try String.fetchOne(

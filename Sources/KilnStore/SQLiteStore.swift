@@ -100,15 +100,15 @@ public struct SQLiteStore: KilnStore {
         try db.cachedStatement(
             sql: """
                 INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at,
-                                    pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, ad_hoc, service)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                    pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, ad_hoc, service, reconciled)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
         ).execute(
             arguments: [
                 delivery.repositoryID, delivery.forge, delivery.repository, delivery.sha, delivery.ref.fullName,
                 delivery.before, BuildState.queued.rawValue, BuildStateMachine.acceptedSummary, now.timeIntervalSince1970, delivery.pullRequest?.number,
                 delivery.pullRequest?.headBranch, delivery.pullRequest?.baseBranch, delivery.pullRequest?.isFork ?? false,
-                delivery.pullRequest?.headRepository, delivery.adHoc.map(Rows.encode), delivery.service,
+                delivery.pullRequest?.headRepository, delivery.adHoc.map(Rows.encode), delivery.service, delivery.reconciled,
             ])
         let buildID = db.lastInsertedRowID
         try db.cachedStatement(sql: "INSERT INTO deliveries (forge, delivery_id, build_id, received_at) VALUES (?, ?, ?, ?)")
@@ -385,7 +385,12 @@ public struct SQLiteStore: KilnStore {
     public func removeBuilds(endedBefore date: Date) async throws -> (builds: Int, jobs: [JobID]) {
         try await database.write { db in
             let cutoff = date.timeIntervalSince1970
-            let old = "SELECT id FROM builds WHERE finished_at IS NOT NULL AND finished_at < ?"
+            // The newest build of each branch and pull request stays: its badge and branch row
+            // stay, and the reconciler does not build its head again.
+            let old = """
+                SELECT id FROM builds WHERE finished_at IS NOT NULL AND finished_at < ? AND id NOT IN (
+                  SELECT MAX(id) FROM builds WHERE ad_hoc IS NULL GROUP BY repository_id, ref, pr_number)
+                """
             let jobs = try JobID.fetchAll(db, sql: "SELECT id FROM jobs WHERE build_id IN (\(old))", arguments: [cutoff])
             for table in ["status_outbox", "jobs", "deliveries"] {
                 try db.execute(sql: "DELETE FROM \(table) WHERE build_id IN (\(old))", arguments: [cutoff])

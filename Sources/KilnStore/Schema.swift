@@ -293,6 +293,9 @@ enum Schema {
                     CREATE INDEX builds_service ON builds (service, id);
                     """)
         }
+        migrator.registerMigration("v17: reconciled builds") { db in
+            try db.execute(sql: "ALTER TABLE builds ADD COLUMN reconciled INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 }

@@ -43,7 +43,7 @@ public final class FakeForge: Sendable {
         public var actions: [String] = []
     }
 
-    private struct State {
+    struct State {
         var accepted: [Status] = []
         var attempts = 0
         var refusals: [String] = []
@@ -51,6 +51,8 @@ public final class FakeForge: Sendable {
         var minted: [String: Date] = [:]
         var exchanges = 0
         var checkRuns: [Int: (name: String, sha: String)] = [:]
+        var heads: [String: Heads] = [:]
+        var reads: [String] = []
     }
 
     /// Which forge this is.
@@ -63,7 +65,7 @@ public final class FakeForge: Sendable {
     private let app: (key: _RSA.Signing.PublicKey, id: String)?
     /// How long minted installation tokens live.
     private let tokenLifetime: TimeInterval
-    private let state = Mutex(State())
+    let state = Mutex(State())
     private let server: TestHTTPServer
 
     /// Starts the fake on a free port.
@@ -139,6 +141,9 @@ public final class FakeForge: Sendable {
         let path = request.uri.path
         let json = (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any] ?? [:]
         if kind == .github, let answer = try githubApp(request, path) { return answer }
+        // Reads (the repository, its branches and pull requests) are not status posts: they
+        // neither count as attempts nor take scripted failures.
+        if request.method == .get, let answer = read(request, segments(path)) { return answer }
         let scripted = state.withLock { state -> (Int, Int?)? in
             state.attempts += 1
             return state.scripted.isEmpty ? nil : state.scripted.removeFirst()
@@ -150,11 +155,6 @@ public final class FakeForge: Sendable {
         }
         guard authorized(request) else { return refuse(401, "Bad credentials") }
         guard request.headers[.userAgent] != nil else { return refuse(403, "a User-Agent is required") }
-        if request.method == .get, let repository = repositoryRead(segments(path)) {
-            // Reading a repository (what `kiln doctor` does): known ones only.
-            guard repositories.contains(repository) else { return refuse(404, "Not Found") }
-            return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: #"{"name":"\#(repository)"}"#)))
-        }
         switch kind {
         case .github: return github(request, path, json)
         case .gitlab: return gitlab(path, json)
@@ -164,7 +164,7 @@ public final class FakeForge: Sendable {
         }
     }
 
-    private func authorized(_ request: Request) -> Bool {
+    func authorized(_ request: Request) -> Bool {
         let header = request.headers[.authorization] ?? ""
         switch kind {
         case .gitlab:
@@ -183,7 +183,7 @@ public final class FakeForge: Sendable {
 
     /// The repository a GET of these path segments reads, as each forge's API names it; nil for
     /// any other request.
-    private func repositoryRead(_ parts: [String]) -> String? {
+    func repositoryRead(_ parts: [String]) -> String? {
         switch kind {
         case .github where parts.count == 3 && parts[0] == "repos": return "\(parts[1])/\(parts[2])"
         case .gitea where parts.count == 5 && parts[0...2] == ["api", "v1", "repos"]: return "\(parts[3])/\(parts[4])"
@@ -195,7 +195,7 @@ public final class FakeForge: Sendable {
         }
     }
 
-    private func refuse(_ code: Int, _ message: String) -> Response {
+    func refuse(_ code: Int, _ message: String) -> Response {
         state.withLock { $0.refusals.append(message) }
         return Response(status: .init(code: code), body: .init(byteBuffer: ByteBuffer(string: "{\"message\":\"\(message)\"}")))
     }

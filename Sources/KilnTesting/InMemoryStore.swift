@@ -61,6 +61,7 @@ public final class InMemoryStore: KilnStore, TokenStore {
                 beforeSHA: delivery.before, pullRequest: delivery.pullRequest)
             state.builds[id]?.adHoc = delivery.adHoc
             state.builds[id]?.service = delivery.service
+            state.builds[id]?.reconciled = delivery.reconciled
             state.deliveries[key] = id
             Self.append([BuildEvents.queued(id, delivery)], at: now, &state)
             return (id, true)
@@ -148,7 +149,13 @@ public final class InMemoryStore: KilnStore, TokenStore {
 
     public func removeBuilds(endedBefore date: Date) async throws -> (builds: Int, jobs: [JobID]) {
         state.withLock { state in
-            let old = Set(state.builds.values.filter { ($0.finishedAt ?? .distantFuture) < date }.map(\.id))
+            // The newest build of each branch and pull request stays.
+            let newest = Set(
+                Dictionary(grouping: state.builds.values.filter { $0.adHoc == nil }) {
+                    "\($0.repositoryID)\n\($0.ref)\n\($0.pullRequest?.number ?? 0)"
+                }.values.compactMap { $0.map(\.id).max() })
+            let old = Set(
+                state.builds.values.filter { ($0.finishedAt ?? .distantFuture) < date && !newest.contains($0.id) }.map(\.id))
             let jobs = state.jobs.values.filter { old.contains($0.buildID) }.map(\.id).sorted()
             for job in jobs { state.jobs[job] = nil }
             state.outbox.removeAll { old.contains($0.buildID) }
@@ -256,6 +263,15 @@ public final class InMemoryStore: KilnStore, TokenStore {
                 case .pullRequest(let number): return other.pullRequest?.number == number
                 }
             }.sorted { $0.id < $1.id }
+        }
+    }
+
+    public func hasBuild(sha: String, ref: String?, pullRequest: Int?, repository: RepositoryID) async throws -> Bool {
+        state.withLock { state in
+            state.builds.values.contains { build in
+                build.repositoryID == repository && (build.sha.hasPrefix(sha) || sha.hasPrefix(build.sha))
+                    && (pullRequest.map { build.pullRequest?.number == $0 } ?? (build.pullRequest == nil && build.ref == ref))
+            }
         }
     }
 

@@ -115,6 +115,38 @@ extension StoreContractTests {
     }
 
     @Test(arguments: Backend.allCases)
+    func retentionKeepsTheNewestBuildOfEachBranchAndPullRequest(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            let (a, b, c) = (String(repeating: "a", count: 40), String(repeating: "b", count: 40), String(repeating: "c", count: 40))
+            var builds: [BuildID] = []
+            for (id, ref, sha, pull) in [("1", "main", a, nil), ("2", "main", b, nil), ("3", "dev", a, nil), ("4", "feature", c, 7)] as [(String, String, String, Int?)] {
+                var push = delivery(id, repository, sha: sha)
+                push.ref = .branch(ref)
+                push.pullRequest = pull.map { PullRequestInfo(number: $0, headBranch: ref, baseBranch: "main", isFork: false) }
+                push.reconciled = id == "3"
+                let build = try await store.accept(push, at: now).buildID
+                _ = try await store.claimBuildToPlan()
+                try await store.finishPlanning(build, .skipped(reason: "nothing", announce: false), resolution: nil, at: now)
+                builds.append(build)
+            }
+            #expect(try await store.buildDetails(builds[2])?.build.reconciled == true)
+            #expect(try await store.buildDetails(builds[1])?.build.reconciled == false)
+            // Seen: by ref for pushes, by number for pull requests, a prefix matching the full id.
+            #expect(try await store.hasBuild(sha: a, ref: "refs/heads/main", pullRequest: nil, repository: repository))
+            #expect(try await store.hasBuild(sha: String(b.prefix(12)), ref: "refs/heads/main", pullRequest: nil, repository: repository))
+            #expect(try await !store.hasBuild(sha: c, ref: "refs/heads/main", pullRequest: nil, repository: repository))
+            #expect(try await !store.hasBuild(sha: c, ref: "refs/heads/feature", pullRequest: nil, repository: repository))
+            #expect(try await store.hasBuild(sha: String(c.prefix(12)), ref: nil, pullRequest: 7, repository: repository))
+            #expect(try await !store.hasBuild(sha: c, ref: nil, pullRequest: 8, repository: repository))
+
+            let removed = try await store.removeBuilds(endedBefore: now.addingTimeInterval(1))
+            #expect(removed.builds == 1)
+            #expect(try await store.buildDetails(builds[0]) == nil)
+            for kept in builds.dropFirst() { #expect(try await store.buildDetails(kept) != nil) }
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
     func aNewerStatusSupersedesAPendingOneAndRetriesWait(backend: Backend) async throws {
         try await withStore(backend) { store, repository in
             let build = try await planned(store, repository, "d1", jobs: [Self.jobs[0]])
