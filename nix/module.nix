@@ -104,6 +104,7 @@ in
           repositories = mkOption { type = types.listOf yaml.type; default = [ ]; description = "Repositories Kiln builds."; };
           build-service = mkOption { type = types.attrsOf yaml.type; default = { }; description = "Ad-hoc builds: git-hosts, templates-dir, secrets-dir."; };
           registries = mkOption { type = types.attrsOf yaml.type; default = { }; description = "Image registries, by name: host, auth-file, tls-verify, attempts, fallback."; };
+          reconcile = mkOption { type = types.attrsOf yaml.type; default = { }; description = "interval: how often forges are asked for heads whose webhook never arrived (10m; off)."; };
         };
       };
     };

@@ -153,6 +153,17 @@ import KilnNix
         #expect(error.problems.first?.hasPrefix("kiln.yaml:2:20: nix.eval-max-memory:") == true, "\(error.problems)")
     }
 
+    @Test func reconcileIntervalIsReadOrTurnedOff() throws {
+        #expect(try load(Self.minimal).get().reconcileInterval == .seconds(600))
+        #expect(try load("reconcile: {interval: 30s}\n" + Self.minimal).get().reconcileInterval == .seconds(30))
+        #expect(try load("reconcile: {interval: \"off\"}\n" + Self.minimal).get().reconcileInterval == nil)
+        guard case .failure(let error) = try load("reconcile: {interval: 0s}\n" + Self.minimal) else {
+            Issue.record("expected a configuration error")
+            return
+        }
+        #expect(error.problems.first?.contains("reconcile.interval: '0s' is not a duration of at least 1s, or off") == true, "\(error.problems)")
+    }
+
     @Test(arguments: problems)
     func problemNamesItsKeyPath(yaml: String, expected: String) throws {
         guard case .failure(let error) = try load(yaml) else {

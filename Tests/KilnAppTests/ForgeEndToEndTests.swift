@@ -32,7 +32,7 @@ struct ForgeWorld {
 
     var words: ForgeWords { ForgeWords.all[kind]! }
 
-    static func make(_ kind: FakeForge.Kind) async throws -> ForgeWorld {
+    static func make(_ kind: FakeForge.Kind, extraConfig: String = "") async throws -> ForgeWorld {
         let repository = kind == .bitbucketServer ? "PRJ/hello" : kind == .gitlab ? "group/hello" : "octo/hello"
         let directory = try TemporaryDirectory("kiln-\(kind.rawValue)")
         let origin = try TestGitRepository(at: directory.appending("origin"))
@@ -53,6 +53,7 @@ struct ForgeWorld {
                 token-file: token
             repositories:
               - {forge: forge, name: "\(repository)", clone-url: "file://\(origin.path)"}
+            \(extraConfig)
             """
         let gitURL = kind == .bitbucketCloud ? "git-url: \"file://\(directory.appending("forks"))\"" : ""
         try config.replacingOccurrences(of: "git-url-placeholder: x", with: gitURL)

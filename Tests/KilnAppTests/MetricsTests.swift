@@ -42,7 +42,7 @@ import Testing
         "event": ["push", "tag_push", "pull_request", "pull_request_closed", "rerun", "approval", "other", "unknown"],
         "outcome": [
             "accepted", "duplicate", "ignored", "rejected", "unknown_forge", "unknown_repository", "succeeded", "failed", "errored",
-            "cancelled", "skipped", "timed_out", "delivered", "recorded", "retried", "dropped", "pushed", "not_pushed",
+            "cancelled", "skipped", "timed_out", "delivered", "recorded", "retried", "dropped", "pushed", "not_pushed", "ok",
         ],
         "system": ["host", "other", "x86_64-linux", "aarch64-linux", "i686-linux", "armv7l-linux", "riscv64-linux", "x86_64-darwin", "aarch64-darwin"],
         "how": ["built", "substituted", "cached"],
