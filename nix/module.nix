@@ -98,6 +98,7 @@ in
             warm = option (types.listOf types.str) "Installables realised at start and daily.";
             allowed-read-only-paths = option (types.listOf types.str) "Host paths jobs may see read-only in the sandbox.";
             sandbox-shell = option types.str "The static shell jobs with provide-bin-sh get as /bin/sh.";
+            ssh-options = option (types.listOf types.str) "Arguments nix gives ssh for remote builders (NIX_SSHOPTS), one word each.";
           };
           # end of keys
           forges = mkOption { type = types.attrsOf yaml.type; default = { }; description = "Forges, by name (the webhook URL's last part)."; };

@@ -87,6 +87,14 @@ extension ConfigReader {
             }
             warm = items.map(\.0)
         }
+        var sshOptions: [String] = []
+        if let node = keys["ssh-options"], let items = yaml.stringList(node, allowSingle: false) {
+            // nix splits NIX_SSHOPTS at white space: one word each, or it would not reach ssh as written.
+            for (word, item) in items where word.isEmpty || word.contains(where: \.isWhitespace) {
+                yaml.report(item, "'\(word)' must be one word without spaces; write -p and 2222 as two items", code: .invalidValue)
+            }
+            sshOptions = items.map(\.0)
+        }
         var section = KilnConfiguration.Nix(
             settings: NixSettings(
                 binary: binary, options: options, cache: cache, evalTimeout: evalTimeout,
@@ -96,6 +104,7 @@ extension ConfigReader {
         section.warm = warm
         section.settings.allowedReadOnlyPaths = allowedPaths
         section.settings.sandboxShell = sandboxShell
+        section.settings.sshOptions = sshOptions
         section.limits.allowedReadOnlyPaths = Set(allowedPaths)
         return section
     }

@@ -189,6 +189,7 @@ struct ConfigReader {
     static let nixKeys = [
         "binary", "max-parallel-jobs", "default-timeout", "max-timeout", "default-max-silent", "eval-timeout", "eval-max-memory",
         "max-parallel-evals", "builders", "options", "cache", "warm", "allowed-read-only-paths", "sandbox-shell",
+        "ssh-options",
     ]
     static let cacheKeys = ["push-to", "secret-key-file", "required"]
 

@@ -13,7 +13,8 @@ public enum JobDetails {
         if let code = report.exitCode { text += "| nix exit code | \(code) |\n" }
         if !report.derivations.isEmpty {
             text += "| Derivations | \(report.derivations.count): built \(report.built.count) here"
-                + (report.waitedFor.isEmpty ? "" : ", waited for \(report.waitedFor.count) another job built") + " |\n"
+                + (report.waitedFor.isEmpty ? "" : ", waited for \(report.waitedFor.count) another job built")
+                + (report.machines.isEmpty ? "" : ", on \(report.machines.joined(separator: ", "))") + " |\n"
         }
         if let cache = report.cache { text += "| Binary cache | \(cache.summary) |\n" }
         if let image = report.image { text += "| Image | \(image.summary) |\n" }

@@ -108,6 +108,8 @@ public struct JobReport: Sendable, Hashable {
     public var cachePushedBytes: Int64?
     /// Largest size of the builds' temporary directories together, sampled while nix built.
     public var peakStorageKilobytes: Int?
+    /// The remote builders (`nix.builders`, their URIs without query) that built any of `built`.
+    public var machines: [String] = []
 
     /// Creates a report.
     public init(

@@ -196,6 +196,8 @@ public struct JobRecord: Sendable, Hashable {
     public var built: [String] = []
     /// Derivations another job or build was building, which it waited for.
     public var waitedFor: [String] = []
+    /// The remote builders that built any of `built`; empty when all of it was built here.
+    public var machines: [String] = []
     /// Outputs built.
     public var outputs: [BuiltOutput]
     /// CPU seconds of every process the job ran.

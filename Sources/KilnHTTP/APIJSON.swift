@@ -132,6 +132,8 @@ struct JobJSON: Encodable {
     var derivations: [String]
     var built_derivations: [String]
     var waited_for_derivations: [String]
+    /// The remote builders that built any of it.
+    var machines: [String]
     var outputs: [Output]
     var attempt: Int
     var timeout_seconds: Int64
@@ -169,6 +171,7 @@ struct JobJSON: Encodable {
         derivations = job.derivations
         built_derivations = job.built
         waited_for_derivations = job.waitedFor
+        machines = job.machines
         outputs = job.outputs.map { Output(name: $0.name, path: $0.path, nar_hash: $0.narHash, nar_size_bytes: $0.narSize) }
         attempt = job.attempt
         timeout_seconds = job.timeout.components.seconds

@@ -68,6 +68,7 @@ extension Pages {
             "logs": logsHTML(view, markFirstError: open && job.state != .running),
         ]
         if let cache = job.cacheSummary { values["cache"] = cache }
+        if !job.machines.isEmpty { values["machines"] = job.machines.joined(separator: ", ") }
         if let image = job.imagePush { values["image"] = image.summary }
         return values
     }

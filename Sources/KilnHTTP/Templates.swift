@@ -72,6 +72,7 @@ enum Templates {
         {{#statuses}}<tr><td><code>{{context}}</code></td><td class="{{state}}">{{state}}</td><td>{{description}}</td><td class="{{delivery}}">{{deliveryText}}</td></tr>
         {{/statuses}}</tbody></table>{{/hasStatuses}}
         {{#jobs}}<section id="job-{{id}}" class="job"><h3><span class="{{state}}">{{icon}}</span> {{name}} · <a href="/api/v1/jobs/{{id}}/log">raw log</a> · <a href="/api/v1/jobs/{{id}}/log" download="job-{{id}}.log">download</a></h3>
+        {{#machines}}<p>Built on {{machines}}</p>{{/machines}}
         {{#cache}}<p>Binary cache: {{cache}}</p>{{/cache}}
         {{#image}}<p>Image: {{image}}</p>{{/image}}
         {{{logs}}}</section>

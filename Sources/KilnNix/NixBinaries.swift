@@ -143,9 +143,24 @@ enum NixMessages {
         let text = ANSI.strip(messages.joined(separator: "\n"))
             .replacingOccurrences(of: "/nix/store/[0-9a-z]{32}-", with: "", options: .regularExpression)
         let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        // A remote builder nix could not reach is named first: the last error alone (no machine
+        // offers what the derivation needs) would not say why.
+        let unreachable = lines.compactMap(unreachableBuilder).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let prefix = unreachable.isEmpty ? "" : unreachable.joined(separator: "; ") + "; "
         if let error = lines.last(where: { $0.hasPrefix("error:") }) {
-            return String(error.dropFirst("error:".count)).trimmingCharacters(in: .whitespaces)
+            return prefix + String(error.dropFirst("error:".count)).trimmingCharacters(in: .whitespaces)
         }
-        return lines.last(where: { !$0.isEmpty }) ?? "no error message"
+        return prefix + (lines.last(where: { !$0.isEmpty }) ?? "no error message")
+    }
+
+    /// `cannot build on 'URI': REASON` as "remote builder URI (without its query) could not be
+    /// reached: REASON"; nil for any other line.
+    static func unreachableBuilder(_ line: String) -> String? {
+        let start = "cannot build on '"
+        guard line.hasPrefix(start), let end = line.range(of: "': ", range: line.index(line.startIndex, offsetBy: start.count)..<line.endIndex)
+        else { return nil }
+        let uri = line[line.index(line.startIndex, offsetBy: start.count)..<end.lowerBound].prefix { $0 != "?" }
+        let reason = line[end.upperBound...].replacingOccurrences(of: "error: ", with: "")
+        return "remote builder \(uri) could not be reached: \(reason)"
     }
 }

@@ -120,6 +120,7 @@ public struct NixExecutor: Executor {
                 return run.report(Self.interrupted(stop, error), session)
             }
             run.built = renderer.builtDerivations.sorted()
+            run.machines = Set(renderer.machines.values).sorted()
             run.failedDerivations = renderer.failedDerivations
             run.substituted = renderer.substituted.count
             run.built = run.built.filter { !run.failedDerivations.contains($0) }
@@ -214,7 +215,8 @@ public struct NixExecutor: Executor {
         }
         let session = NixSession(
             log: log, stop: stop, deadline: deadline, workingDirectory: workingDirectory ?? home, jail: jail, home: home,
-            nixDirectories: binaries.directories, mark: settings.processMark.map(ProcessMark.init(value:)))
+            nixDirectories: binaries.directories, mark: settings.processMark.map(ProcessMark.init(value:)),
+            sshOptions: settings.sshOptions)
         return .success((session, binaries))
     }
 
@@ -413,6 +415,7 @@ private struct JobRunState {
     var builtOutputs: [String: [String]] = [:]
     var failedDerivations: [String] = []
     var substituted = 0
+    var machines: [String] = []
 
     func report(_ outcome: JobOutcome, exitCode: Int32? = nil, _ session: NixSession? = nil) -> JobReport {
         var report = JobReport(
@@ -423,6 +426,7 @@ private struct JobRunState {
         report.image = image
         report.cachePushedBytes = cachePushedBytes
         report.peakStorageKilobytes = peakStorageKilobytes
+        report.machines = machines
         return report
     }
 }

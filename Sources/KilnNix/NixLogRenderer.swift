@@ -18,6 +18,8 @@ final class NixLogRenderer: @unchecked Sendable {
     private(set) var failedDerivations: [String] = []
     /// Store paths nix substituted (fetched from a binary cache).
     private(set) var substituted: Set<String> = []
+    /// The remote builder of each derivation built elsewhere, by derivation.
+    private(set) var machines: [String: String] = [:]
 
     private struct Build {
         var derivation: String
@@ -63,9 +65,16 @@ final class NixLogRenderer: @unchecked Sendable {
             builds[id] = Build(derivation: derivation, label: label)
             builtDerivations.insert(derivation)
             progress.building = label
-            sink.write(Array("building '\(derivation)'\n".utf8))
+            // The machine, when a remote builder (`nix.builders`) builds it; its URI without the query.
+            var line = "building '\(derivation)'"
+            if fields.count > 1, let uri = fields[1] as? String, !uri.isEmpty {
+                let machine = String(uri.prefix { $0 != "?" })
+                machines[derivation] = machine
+                line += " on \(machine)"
+            }
+            sink.write(Array((line + "\n").utf8))
             sink.progress(progress)
-            openLog(derivation)?.write(Array("building '\(derivation)'\n".utf8))
+            openLog(derivation)?.write(Array((line + "\n").utf8))
         case "result":
             let fields = object["fields"] as? [Any] ?? []
             switch object["type"] as? Int {

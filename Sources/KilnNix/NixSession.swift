@@ -13,12 +13,15 @@ struct NixSession {
     let home: String
     let nixDirectories: [String]
     let mark: ProcessMark?
+    /// `NIX_SSHOPTS`, for the remote builders' ssh; empty for none.
+    var sshOptions: [String] = []
     var cpuSeconds: Double?
     var peakKilobytes: Int?
 
     var environment: [String: String] {
         var variables = ScrubbedEnvironment.variables(home: home)
         if let mark { variables[mark.variable] = mark.value }
+        if !sshOptions.isEmpty { variables["NIX_SSHOPTS"] = sshOptions.joined(separator: " ") }
         return variables
     }
 

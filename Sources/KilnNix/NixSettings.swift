@@ -28,6 +28,9 @@ public struct NixSettings: Sendable, Hashable {
     public var allowedReadOnlyPaths: [String] = []
     /// The static shell a job with `provide-bin-sh` gets as `/bin/sh`.
     public var sandboxShell = "/bin/busybox"
+    /// Arguments nix gives ssh when it reaches a remote builder (`NIX_SSHOPTS`): `-p 2222`,
+    /// `-o ConnectTimeout=10`. Each is one word: nix splits them at white space.
+    public var sshOptions: [String] = []
 
     /// Creates settings.
     public init(

@@ -70,6 +70,7 @@ enum Rows {
             startedAt: date(row["started_at"]), finishedAt: date(row["finished_at"]))
         job.built = try strings(row["built"], column: "jobs.built")
         job.waitedFor = try strings(row["waited_for"], column: "jobs.waited_for")
+        job.machines = try strings(row["machines"], column: "jobs.machines")
         if let image: String = row["image"] { job.image = try decode(ImageSpec.self, image, column: "jobs.image") }
         job.substituted = row["substituted"] ?? 0
         job.peakStorageKilobytes = row["peak_storage_kb"]

@@ -93,14 +93,14 @@ extension SQLiteStore {
                     sql: """
                         UPDATE jobs SET state = ?, summary = ?, exit_code = ?, derivations = ?, outputs = ?, cpu_seconds = ?,
                                         peak_memory_kb = ?, cache_summary = ?, built = ?, waited_for = ?, image_push = ?,
-                                        substituted = ?, cache_pushed_bytes = ?, peak_storage_kb = ?, finished_at = ?
+                                        substituted = ?, cache_pushed_bytes = ?, peak_storage_kb = ?, machines = ?, finished_at = ?
                         WHERE id = ?
                         """,
                     arguments: [
                         state.rawValue, summary, report.exitCode, Rows.json(report.derivations), Rows.encode(report.outputs),
                         report.cpuSeconds, report.peakMemoryKilobytes, report.cache?.summary, Rows.json(report.built),
                         Rows.json(report.waitedFor), report.image.map(Rows.encode), report.substituted, report.cachePushedBytes,
-                        report.peakStorageKilobytes, time, job,
+                        report.peakStorageKilobytes, Rows.json(report.machines), time, job,
                     ])
             case .requeueJobs(let jobs, let summary):
                 for job in jobs {
@@ -128,12 +128,12 @@ extension SQLiteStore {
                     INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
                                       allow_failure, cache_push, min_memory, image, image_push, constraints, tags, peak_storage_kb,
                                       state, summary, exit_code,
-                                      derivations, outputs, cpu_seconds, peak_memory_kb, cache_summary, built, waited_for,
+                                      derivations, outputs, cpu_seconds, peak_memory_kb, cache_summary, built, waited_for, machines,
                                       substituted, cache_pushed_bytes, attempt, queued_at, started_at, finished_at)
                     SELECT ?, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
                            allow_failure, cache_push, min_memory, image, image_push, constraints, tags, peak_storage_kb,
                            state, ?, exit_code,
-                           derivations, outputs, cpu_seconds, peak_memory_kb, cache_summary, built, waited_for,
+                           derivations, outputs, cpu_seconds, peak_memory_kb, cache_summary, built, waited_for, machines,
                            substituted, cache_pushed_bytes, 0, ?, NULL, ?
                     FROM jobs WHERE id = ?
                     """,

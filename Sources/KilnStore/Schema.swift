@@ -296,6 +296,9 @@ enum Schema {
         migrator.registerMigration("v17: reconciled builds") { db in
             try db.execute(sql: "ALTER TABLE builds ADD COLUMN reconciled INTEGER NOT NULL DEFAULT 0")
         }
+        migrator.registerMigration("v18: remote builders") { db in
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN machines TEXT NOT NULL DEFAULT '[]'")
+        }
         return migrator
     }
 }

@@ -85,6 +85,7 @@ extension InMemoryStore {
                 state.jobs[job]?.cacheSummary = report.cache?.summary
                 state.jobs[job]?.built = report.built
                 state.jobs[job]?.waitedFor = report.waitedFor
+                state.jobs[job]?.machines = report.machines
                 state.jobs[job]?.imagePush = report.image
                 state.jobs[job]?.substituted = report.substituted
                 state.jobs[job]?.cachePushedBytes = report.cachePushedBytes

@@ -10,6 +10,8 @@ public struct TestFlake: Sendable {
     public var packages: [String: String]
     /// Attributes that throw at evaluation, with the message.
     public var evaluationErrors: [String: String] = [:]
+    /// The system features (`requiredSystemFeatures`) some packages' derivations need, by name.
+    public var features: [String: [String]] = [:]
 
     /// Creates a flake description.
     public init(packages: [String: String], evaluationErrors: [String: String] = [:]) {
@@ -67,7 +69,8 @@ public struct TestFlake: Sendable {
             try FileManager.default.copyItem(atPath: Self.busybox, toPath: bin + "/busybox")
         }
         var attributes = packages.sorted { $0.key < $1.key }.map { name, script in
-            "      \(name) = mk \"\(name)\" \(NixString.literal(script));"
+            let needs = (features[name] ?? []).map(NixString.literal).joined(separator: " ")
+            return "      \(name) = mk \"\(name)\" \(NixString.literal(script)) [ \(needs) ];"
         }
         attributes += evaluationErrors.sorted { $0.key < $1.key }.map { name, message in
             "      \(name) = throw \(NixString.literal(message));"
@@ -76,12 +79,12 @@ public struct TestFlake: Sendable {
             {
               outputs = { self }: let
                 bb = "${./bin}/busybox";
-                mk = name: script: derivation {
+                mk = name: script: features: derivation ({
                   inherit name;
                   system = "x86_64-linux";
                   builder = bb;
                   args = [ "sh" "-c" ("bb=" + bb + "; " + script) ];
-                };
+                } // (if features == [ ] then { } else { requiredSystemFeatures = features; }));
               in {
                 packages.x86_64-linux = {
             \(attributes.joined(separator: "\n"))

@@ -153,6 +153,16 @@ import KilnNix
         #expect(error.problems.first?.hasPrefix("kiln.yaml:2:20: nix.eval-max-memory:") == true, "\(error.problems)")
     }
 
+    @Test func sshOptionsAreOneWordEach() throws {
+        let configuration = try load("nix:\n  ssh-options: [-p, \"2222\"]\n" + Self.minimal).get()
+        #expect(configuration.nix.settings.sshOptions == ["-p", "2222"])
+        guard case .failure(let error) = try load("nix:\n  ssh-options: [\"-p 2222\"]\n" + Self.minimal) else {
+            Issue.record("expected a configuration error")
+            return
+        }
+        #expect(error.problems.first?.contains("'-p 2222' must be one word without spaces") == true, "\(error.problems)")
+    }
+
     @Test func reconcileIntervalIsReadOrTurnedOff() throws {
         #expect(try load(Self.minimal).get().reconcileInterval == .seconds(600))
         #expect(try load("reconcile: {interval: 30s}\n" + Self.minimal).get().reconcileInterval == .seconds(30))

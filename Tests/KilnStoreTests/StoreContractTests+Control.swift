@@ -147,6 +147,18 @@ extension StoreContractTests {
     }
 
     @Test(arguments: Backend.allCases)
+    func aJobRecordsTheRemoteBuildersThatBuiltIt(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            _ = try await planned(store, repository, "d1", jobs: [Self.jobs[0]])
+            let job = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max))
+            var report = JobReport(outcome: .succeeded, duration: .seconds(1), built: ["/nix/store/x.drv"])
+            report.machines = ["ssh-ng://builder@10.0.0.2"]
+            _ = try await store.finishJob(job.job.id, report, details: nil, at: now)
+            #expect(try await store.job(job.job.id)?.machines == ["ssh-ng://builder@10.0.0.2"])
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
     func aNewerStatusSupersedesAPendingOneAndRetriesWait(backend: Backend) async throws {
         try await withStore(backend) { store, repository in
             let build = try await planned(store, repository, "d1", jobs: [Self.jobs[0]])
