@@ -19,12 +19,12 @@ final class GroupCommit: Sendable {
         var writing = false
     }
 
-    private let database: any DatabaseWriter
+    private let database: any SQLDatabase
     private let state = Mutex(State())
     /// Most deliveries in one transaction.
     static let maxBatch = 512
 
-    init(database: any DatabaseWriter) { self.database = database }
+    init(database: any SQLDatabase) { self.database = database }
 
     /// Records `delivery` (idempotent on its id) and returns once it is on disk.
     func accept(_ delivery: NewDelivery, at now: Date) async throws -> (buildID: BuildID, isNew: Bool) {

@@ -25,7 +25,7 @@ enum Rows {
         return value
     }
 
-    static func build(_ row: Row) throws -> BuildRecord {
+    static func build(_ row: SQLRow) throws -> BuildRecord {
         var build = BuildRecord(
             id: row["id"], repositoryID: row["repository_id"], forge: row["forge"], repository: row["repository"],
             sha: row["sha"], ref: row["ref"], state: try enumValue(BuildState.self, row["state"], column: "builds.state"),
@@ -42,14 +42,14 @@ enum Rows {
         return build
     }
 
-    static func pullRequest(_ row: Row) -> PullRequestInfo? {
+    static func pullRequest(_ row: SQLRow) -> PullRequestInfo? {
         guard let number: Int = row["pr_number"] else { return nil }
         return PullRequestInfo(
             number: number, headBranch: row["pr_head_branch"] ?? "", baseBranch: row["pr_base_branch"] ?? "",
             isFork: row["pr_is_fork"], headRepository: row["pr_head_repository"])
     }
 
-    static func job(_ row: Row) throws -> JobRecord {
+    static func job(_ row: SQLRow) throws -> JobRecord {
         let installables = try strings(row["installables"], column: "jobs.installables")
         let target: JobTarget
         if let json: String = row["target"] {
@@ -101,7 +101,7 @@ enum Rows {
         }
     }
 
-    static func outbox(_ row: Row) throws -> OutboxEntry {
+    static func outbox(_ row: SQLRow) throws -> OutboxEntry {
         OutboxEntry(
             id: row["id"], buildID: row["build_id"], forge: row["forge"],
             commit: CommitRef(repository: row["repository"], sha: row["sha"], branch: row["branch"]),

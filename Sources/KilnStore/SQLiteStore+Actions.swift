@@ -5,7 +5,7 @@ import KilnPipeline
 
 extension SQLiteStore {
     /// Carries out a build's state machine's actions in the open transaction `db`.
-    func apply(_ actions: [BuildStateMachine.Action], to build: BuildRecord, at now: Date, _ db: Database) throws {
+    func apply(_ actions: [BuildStateMachine.Action], to build: BuildRecord, at now: Date, _ db: any SQLConnection) throws {
         var build = build
         let time = now.timeIntervalSince1970
         for action in actions {
@@ -13,30 +13,26 @@ extension SQLiteStore {
             case .persist(let state, let summary, let diagnostics):
                 switch state {
                 case .planning:
-                    try db.execute(
-                        sql: "UPDATE builds SET state = ?, summary = ?, planning_since = ? WHERE id = ?",
-                        arguments: [state.rawValue, summary, time, build.id])
+                    try db.execute("UPDATE builds SET state = ?, summary = ?, planning_since = ? WHERE id = ?",
+                        [state.rawValue, summary, time, build.id])
                 case .running:
-                    try db.execute(
-                        sql: "UPDATE builds SET state = ?, summary = ?, started_at = ? WHERE id = ?",
-                        arguments: [state.rawValue, summary, time, build.id])
+                    try db.execute("UPDATE builds SET state = ?, summary = ?, started_at = ? WHERE id = ?",
+                        [state.rawValue, summary, time, build.id])
                 case .queued, .awaitingApproval:
-                    try db.execute(
-                        sql: "UPDATE builds SET state = ?, summary = ? WHERE id = ?", arguments: [state.rawValue, summary, build.id])
+                    try db.execute("UPDATE builds SET state = ?, summary = ? WHERE id = ?", [state.rawValue, summary, build.id])
                 case .succeeded, .failed, .errored, .cancelled, .skipped:
                     try end(build, state, summary: summary, at: time, db, diagnostics: diagnostics)
                 }
             case .queueJobs(let jobs):
                 for queued in jobs {
                     let job = queued.job
-                    try db.execute(
-                        sql: """
+                    try db.execute("""
                             INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds,
                                               max_silent_seconds, allow_failure, cache_push, min_memory, image, constraints, tags,
                                               state, summary, queued_at)
                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                             """,
-                        arguments: [
+                        [
                             build.id, job.name, Rows.json(job.installables), Rows.encode(job.target), job.system,
                             Rows.json(job.needs), job.timeout.components.seconds, job.maxSilent.components.seconds,
                             job.allowFailure, job.cachePush, job.minMemory, job.image.map(Rows.encode),
@@ -46,27 +42,24 @@ extension SQLiteStore {
                 }
             case .reuseJobs(let earlierID, let summaries):
                 try copyJobs(summaries, into: build, at: time, db)
-                try db.execute(
-                    sql: "UPDATE builds SET reused_from = ?, started_at = ? WHERE id = ?", arguments: [earlierID, time, build.id])
+                try db.execute("UPDATE builds SET reused_from = ?, started_at = ? WHERE id = ?", [earlierID, time, build.id])
             case .keepJobs(_, let summaries):
                 try copyJobs(summaries, into: build, at: time, db)
             case .enqueue(let statuses):
                 try enqueue(statuses, for: build, at: now, db)
             case .cancelJobs(let jobs, let summary):
                 for job in jobs {
-                    try db.execute(
-                        sql: "UPDATE jobs SET state = ?, summary = ?, finished_at = ? WHERE id = ?",
-                        arguments: [JobState.cancelled.rawValue, summary, time, job])
+                    try db.execute("UPDATE jobs SET state = ?, summary = ?, finished_at = ? WHERE id = ?",
+                        [JobState.cancelled.rawValue, summary, time, job])
                 }
             case .stopJobs(_, let summary):
                 // The owner stops them; should Kiln die first, recovery ends them with this summary.
-                try db.execute(sql: "UPDATE builds SET cancel_reason = ? WHERE id = ?", arguments: [summary, build.id])
+                try db.execute("UPDATE builds SET cancel_reason = ? WHERE id = ?", [summary, build.id])
             case .summarize(let summary):
-                try db.execute(sql: "UPDATE builds SET summary = ? WHERE id = ?", arguments: [summary, build.id])
+                try db.execute("UPDATE builds SET summary = ? WHERE id = ?", [summary, build.id])
             case .resolve(let resolution):
-                try db.execute(
-                    sql: "UPDATE builds SET sha = ?, built_sha = ?, trusted = ?, tree_key = ?, title = COALESCE(?, title) WHERE id = ?",
-                    arguments: [
+                try db.execute("UPDATE builds SET sha = ?, built_sha = ?, trusted = ?, tree_key = ?, title = COALESCE(?, title) WHERE id = ?",
+                    [
                         resolution.sha, resolution.builtSHA, resolution.trusted, resolution.treeKey, resolution.title, build.id,
                     ])
                 // Statuses enqueued after this report on the resolved commit.
@@ -74,29 +67,25 @@ extension SQLiteStore {
                 build.builtSHA = resolution.builtSHA
                 build.trusted = resolution.trusted
             case .recordApproval(let number, let sha, let approver):
-                try db.execute(
-                    sql: """
+                try db.execute("""
                         INSERT INTO approvals (repository_id, pr_number, sha, approved_by, approved_at) VALUES (?, ?, ?, ?, ?)
                         ON CONFLICT (repository_id, pr_number, sha) DO NOTHING
                         """,
-                    arguments: [build.repositoryID, number, sha, approver, time])
+                    [build.repositoryID, number, sha, approver, time])
             case .startJob(let job, let summary):
-                try db.execute(
-                    sql: "UPDATE jobs SET state = ?, summary = ?, attempt = attempt + 1, started_at = ? WHERE id = ?",
-                    arguments: [JobState.running.rawValue, summary, time, job])
+                try db.execute("UPDATE jobs SET state = ?, summary = ?, attempt = attempt + 1, started_at = ? WHERE id = ?",
+                    [JobState.running.rawValue, summary, time, job])
             case .endJob(let job, let state, let summary, nil):
-                try db.execute(
-                    sql: "UPDATE jobs SET state = ?, summary = ?, finished_at = ? WHERE id = ?",
-                    arguments: [state.rawValue, summary, time, job])
+                try db.execute("UPDATE jobs SET state = ?, summary = ?, finished_at = ? WHERE id = ?",
+                    [state.rawValue, summary, time, job])
             case .endJob(let job, let state, let summary, let report?):
-                try db.execute(
-                    sql: """
+                try db.execute("""
                         UPDATE jobs SET state = ?, summary = ?, exit_code = ?, derivations = ?, outputs = ?, cpu_seconds = ?,
                                         peak_memory_kb = ?, cache_summary = ?, built = ?, waited_for = ?, image_push = ?,
                                         substituted = ?, cache_pushed_bytes = ?, peak_storage_kb = ?, machines = ?, finished_at = ?
                         WHERE id = ?
                         """,
-                    arguments: [
+                    [
                         state.rawValue, summary, report.exitCode, Rows.json(report.derivations), Rows.encode(report.outputs),
                         report.cpuSeconds, report.peakMemoryKilobytes, report.cache?.summary, Rows.json(report.built),
                         Rows.json(report.waitedFor), report.image.map(Rows.encode), report.substituted, report.cachePushedBytes,
@@ -104,27 +93,25 @@ extension SQLiteStore {
                     ])
             case .requeueJobs(let jobs, let summary):
                 for job in jobs {
-                    try db.execute(
-                        sql: "UPDATE jobs SET state = ?, summary = ?, queued_at = ? WHERE id = ?",
-                        arguments: [JobState.queued.rawValue, summary, time, job])
+                    try db.execute("UPDATE jobs SET state = ?, summary = ?, queued_at = ? WHERE id = ?",
+                        [JobState.queued.rawValue, summary, time, job])
                 }
             case .recordDerivations(let found):
                 for (job, derivations) in found.sorted(by: { $0.key < $1.key }) {
-                    try db.execute(sql: "UPDATE jobs SET derivations = ? WHERE id = ?", arguments: [Rows.json(derivations), job])
+                    try db.execute("UPDATE jobs SET derivations = ? WHERE id = ?", [Rows.json(derivations), job])
                 }
             case .restartClocks(let jobs):
                 for job in jobs {
-                    try db.execute(sql: "UPDATE jobs SET started_at = ? WHERE id = ?", arguments: [time, job])
+                    try db.execute("UPDATE jobs SET started_at = ? WHERE id = ?", [time, job])
                 }
             }
         }
     }
 
     /// Copies jobs of another build into `build`, with their results and these summaries.
-    private func copyJobs(_ summaries: [JobID: String], into build: BuildRecord, at time: Double, _ db: Database) throws {
+    private func copyJobs(_ summaries: [JobID: String], into build: BuildRecord, at time: Double, _ db: any SQLConnection) throws {
         for (jobID, summary) in summaries.sorted(by: { $0.key < $1.key }) {
-            try db.execute(
-                sql: """
+            try db.execute("""
                     INSERT INTO jobs (build_id, name, installables, target, system, needs, timeout_seconds, max_silent_seconds,
                                       allow_failure, cache_push, min_memory, image, image_push, constraints, tags, peak_storage_kb,
                                       state, summary, exit_code,
@@ -137,7 +124,7 @@ extension SQLiteStore {
                            substituted, cache_pushed_bytes, 0, ?, NULL, ?
                     FROM jobs WHERE id = ?
                     """,
-                arguments: [build.id, summary, time, time, jobID])
+                [build.id, summary, time, time, jobID])
         }
     }
 }

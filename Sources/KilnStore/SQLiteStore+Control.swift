@@ -12,16 +12,12 @@ extension SQLiteStore {
             let unfinished = "state IN (\([BuildState.queued, .planning, .running, .awaitingApproval].sql))"
             switch key {
             case .ref(let ref):
-                return try Row.fetchAll(
-                    db,
-                    sql: "SELECT * FROM builds WHERE repository_id = ? AND ref = ? AND pr_number IS NULL AND id < ? AND \(unfinished) ORDER BY id",
-                    arguments: [repository, ref, build]
+                return try db.rows("SELECT * FROM builds WHERE repository_id = ? AND ref = ? AND pr_number IS NULL AND id < ? AND \(unfinished) ORDER BY id",
+                    [repository, ref, build]
                 ).map(Rows.build)
             case .pullRequest(let number):
-                return try Row.fetchAll(
-                    db,
-                    sql: "SELECT * FROM builds WHERE repository_id = ? AND pr_number = ? AND id < ? AND \(unfinished) ORDER BY id",
-                    arguments: [repository, number, build]
+                return try db.rows("SELECT * FROM builds WHERE repository_id = ? AND pr_number = ? AND id < ? AND \(unfinished) ORDER BY id",
+                    [repository, number, build]
                 ).map(Rows.build)
             }
         }
@@ -30,41 +26,36 @@ extension SQLiteStore {
     public func hasBuild(sha: String, ref: String?, pullRequest: Int?, repository: RepositoryID) async throws -> Bool {
         try await database.read { db in
             // Either id may be the other's prefix: Bitbucket Cloud lists 12 digits, the build keeps all 40.
-            let commit = "(substr(sha, 1, length(:sha)) = :sha OR substr(:sha, 1, length(sha)) = sha)"
+            let commit = "(substr(sha, 1, length(?)) = ? OR substr(?, 1, length(sha)) = sha)"
             if let pullRequest {
-                return try Bool.fetchOne(
-                    db, sql: "SELECT 1 FROM builds WHERE repository_id = :repository AND pr_number = :number AND \(commit) LIMIT 1",
-                    arguments: ["repository": repository, "number": pullRequest, "sha": sha]) ?? false
+                return try db.value(
+                    Bool.self, "SELECT 1 FROM builds WHERE repository_id = ? AND pr_number = ? AND \(commit) LIMIT 1",
+                    [repository, pullRequest, sha, sha, sha]) ?? false
             }
-            return try Bool.fetchOne(
-                db,
-                sql: "SELECT 1 FROM builds WHERE repository_id = :repository AND pr_number IS NULL AND ref = :ref AND \(commit) LIMIT 1",
-                arguments: ["repository": repository, "ref": ref ?? "", "sha": sha]) ?? false
+            return try db.value(
+                Bool.self, "SELECT 1 FROM builds WHERE repository_id = ? AND pr_number IS NULL AND ref = ? AND \(commit) LIMIT 1",
+                [repository, ref ?? "", sha, sha, sha]) ?? false
         }
     }
 
     public func latestHead(pullRequest number: Int, repository: RepositoryID) async throws -> String? {
         try await database.read { db in
-            try String.fetchOne(
-                db, sql: "SELECT sha FROM builds WHERE repository_id = ? AND pr_number = ? ORDER BY id DESC LIMIT 1",
-                arguments: [repository, number])
+            try db.value(String.self, "SELECT sha FROM builds WHERE repository_id = ? AND pr_number = ? ORDER BY id DESC LIMIT 1",
+                [repository, number])
         }
     }
 
     public func isApproved(pullRequest number: Int, sha: String, repository: RepositoryID) async throws -> Bool {
         try await database.read { db in
-            try Bool.fetchOne(
-                db, sql: "SELECT 1 FROM approvals WHERE repository_id = ? AND pr_number = ? AND sha = ?",
-                arguments: [repository, number, sha]) ?? false
+            try db.value(Bool.self, "SELECT 1 FROM approvals WHERE repository_id = ? AND pr_number = ? AND sha = ?",
+                [repository, number, sha]) ?? false
         }
     }
 
     public func awaitingApproval(sha: String, repository: RepositoryID) async throws -> BuildID? {
         try await database.read { db in
-            try BuildID.fetchOne(
-                db,
-                sql: "SELECT id FROM builds WHERE repository_id = ? AND sha = ? AND state = \(BuildState.awaitingApproval.sql) ORDER BY id DESC LIMIT 1",
-                arguments: [repository, sha])
+            try db.value(BuildID.self, "SELECT id FROM builds WHERE repository_id = ? AND sha = ? AND state = \(BuildState.awaitingApproval.sql) ORDER BY id DESC LIMIT 1",
+                [repository, sha])
         }
     }
 
@@ -73,34 +64,34 @@ extension SQLiteStore {
         summary: @Sendable (BuildID) -> String
     ) async throws -> (buildID: BuildID, isNew: Bool)? {
         try await database.write { db in
-            if let existing = try BuildID.fetchOne(
-                db, sql: "SELECT build_id FROM deliveries WHERE forge = ? AND delivery_id = ?", arguments: [forge, deliveryID])
+            if let existing = try db.value(BuildID.self, "SELECT build_id FROM deliveries WHERE forge = ? AND delivery_id = ?", [forge, deliveryID])
             {
                 return (existing, false)
             }
-            var row: Row?
+            var row: SQLRow?
             if let build {
-                row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ? AND repository_id = ?", arguments: [build, repository])
+                row = try db.row("SELECT * FROM builds WHERE id = ? AND repository_id = ?", [build, repository])
             } else {
-                row = try Row.fetchOne(
-                    db, sql: "SELECT * FROM builds WHERE repository_id = ? AND sha = ? ORDER BY id DESC LIMIT 1", arguments: [repository, sha])
+                row = try db.row("SELECT * FROM builds WHERE repository_id = ? AND sha = ? ORDER BY id DESC LIMIT 1", [repository, sha])
             }
             guard let row else { return nil }
             let original = try Rows.build(row)
-            try db.execute(
-                sql: """
+            guard
+                let buildID = try db.value(
+                    BuildID.self,
+                    """
                     INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at,
                                         pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, rerun_of,
                                         rerun_failed_only)
                     SELECT repository_id, forge, repository, sha, ref, before_sha, ?, ?, ?,
                            pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, id, ?
                     FROM builds WHERE id = ?
+                    RETURNING id
                     """,
-                arguments: [BuildState.queued.rawValue, summary(original.id), now.timeIntervalSince1970, failedOnly, original.id])
-            let buildID = db.lastInsertedRowID
-            try db.execute(
-                sql: "INSERT INTO deliveries (forge, delivery_id, build_id, received_at) VALUES (?, ?, ?, ?)",
-                arguments: [forge, deliveryID, buildID, now.timeIntervalSince1970])
+                    [BuildState.queued.rawValue, summary(original.id), now.timeIntervalSince1970, failedOnly, original.id])
+            else { throw StoreError.corrupt("build \(original.id) vanished while it was run again") }
+            try db.execute("INSERT INTO deliveries (forge, delivery_id, build_id, received_at) VALUES (?, ?, ?, ?)",
+                [forge, deliveryID, buildID, now.timeIntervalSince1970])
             return (buildID, true)
         }
     }
@@ -109,13 +100,11 @@ extension SQLiteStore {
         async throws -> BuildID?
     {
         try await database.read { db in
-            try BuildID.fetchOne(
-                db,
-                sql: """
+            try db.value(BuildID.self, """
                     SELECT id FROM builds WHERE repository_id = ? AND tree_key = ? AND id <> ?
                       AND state IN (\([BuildState.succeeded, .failed].sql)) AND (trusted = 1 OR ? = 0) ORDER BY id DESC LIMIT 1
                     """,
-                arguments: [repository, treeKey, build, trustedOnly])
+                [repository, treeKey, build, trustedOnly])
         }
     }
 }

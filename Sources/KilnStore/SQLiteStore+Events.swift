@@ -9,16 +9,15 @@ extension SQLiteStore {
         guard !events.isEmpty else { return }
         try await database.write { db in
             for event in events {
-                try db.execute(
-                    sql: "INSERT INTO events (type, build_id, job_id, repository, data, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    arguments: [event.type, event.buildID, event.jobID, event.repository, event.data, now.timeIntervalSince1970])
+                try db.execute("INSERT INTO events (type, build_id, job_id, repository, data, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [event.type, event.buildID, event.jobID, event.repository, event.data, now.timeIntervalSince1970])
             }
         }
     }
 
     public func events(after id: Int64, filter: EventQuery, limit: Int) async throws -> [StoredEvent] {
         var conditions = ["id > ?"]
-        var arguments: [(any DatabaseValueConvertible)?] = [id]
+        var arguments: [(any SQLBindable)?] = [id]
         if let repository = filter.repository {
             conditions.append("repository = ?")
             arguments.append(repository)
@@ -32,9 +31,9 @@ extension SQLiteStore {
             arguments += types.sorted().map { $0 }
         }
         let sql = "SELECT * FROM events WHERE \(conditions.joined(separator: " AND ")) ORDER BY id LIMIT \(max(1, limit))"
-        let statementArguments = StatementArguments(arguments)
+        let statementArguments = arguments
         return try await database.read { db in
-            try Row.fetchAll(db, sql: sql, arguments: statementArguments).map { row in
+            try db.rows(sql, statementArguments).map { row in
                 StoredEvent(
                     id: row["id"],
                     event: KilnEvent(
@@ -46,7 +45,7 @@ extension SQLiteStore {
 
     public func eventRange() async throws -> ClosedRange<Int64>? {
         try await database.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT MIN(id) AS low, MAX(id) AS high FROM events"),
+            guard let row = try db.row("SELECT MIN(id) AS low, MAX(id) AS high FROM events"),
                 let low = row["low"] as Int64?, let high = row["high"] as Int64?
             else { return nil }
             return low...high
@@ -55,9 +54,8 @@ extension SQLiteStore {
 
     public func pruneEvents(olderThan date: Date, keep: Int) async throws {
         try await database.write { db in
-            try db.execute(sql: "DELETE FROM events WHERE created_at < ?", arguments: [date.timeIntervalSince1970])
-            try db.execute(
-                sql: "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", arguments: [max(0, keep)])
+            try db.execute("DELETE FROM events WHERE created_at < ?", [date.timeIntervalSince1970])
+            try db.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", [max(0, keep)])
         }
     }
 }

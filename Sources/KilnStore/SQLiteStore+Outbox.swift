@@ -8,14 +8,11 @@ extension SQLiteStore {
     public func dueStatuses(at now: Date, limit: Int) async throws -> (due: [OutboxEntry], nextDue: Date?) {
         try await database.read { db in
             let time = now.timeIntervalSince1970
-            let due = try Row.fetchAll(
-                db,
-                sql: "SELECT * FROM status_outbox WHERE delivery = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-                arguments: [time, limit]
+            let due = try db.rows("SELECT * FROM status_outbox WHERE delivery = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+                [time, limit]
             ).map(Rows.outbox)
-            let next = try Double.fetchOne(
-                db, sql: "SELECT MIN(next_attempt_at) FROM status_outbox WHERE delivery = 'pending' AND next_attempt_at > ?",
-                arguments: [time])
+            let next = try db.value(Double.self, "SELECT MIN(next_attempt_at) FROM status_outbox WHERE delivery = 'pending' AND next_attempt_at > ?",
+                [time])
             return (due, Rows.date(next))
         }
     }
@@ -25,24 +22,21 @@ extension SQLiteStore {
             let time = now.timeIntervalSince1970
             switch result {
             case .delivered, .recorded:
-                try db.execute(
-                    sql: """
+                try db.execute("""
                         UPDATE status_outbox SET delivery = ?, attempts = attempts + ?, delivered_at = ?, last_error = NULL
                         WHERE id = ?
                         """,
-                    arguments: [result == .delivered ? "delivered" : "recorded", result == .delivered ? 1 : 0, time, entryID])
+                    [result == .delivered ? "delivered" : "recorded", result == .delivered ? 1 : 0, time, entryID])
             case .retry(let at, let error):
                 // A newer status may have superseded this one while it was being posted: then it stays superseded.
-                try db.execute(
-                    sql: """
+                try db.execute("""
                         UPDATE status_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?
                         WHERE id = ? AND delivery = 'pending'
                         """,
-                    arguments: [at.timeIntervalSince1970, error, entryID])
+                    [at.timeIntervalSince1970, error, entryID])
             case .dropped(let error):
-                try db.execute(
-                    sql: "UPDATE status_outbox SET delivery = 'dropped', attempts = attempts + 1, last_error = ? WHERE id = ?",
-                    arguments: [error, entryID])
+                try db.execute("UPDATE status_outbox SET delivery = 'dropped', attempts = attempts + 1, last_error = ? WHERE id = ?",
+                    [error, entryID])
             }
         }
     }
@@ -50,22 +44,20 @@ extension SQLiteStore {
     /// Adds statuses to the outbox. An older status for the same commit and context that
     /// has not been sent yet is superseded: only the newest is worth posting, and this keeps
     /// at most one pending entry per context, so posts for a context never overtake.
-    func enqueue(_ statuses: [StatusUpdate], for build: BuildRecord, at now: Date, _ db: Database) throws {
+    func enqueue(_ statuses: [StatusUpdate], for build: BuildRecord, at now: Date, _ db: any SQLConnection) throws {
         let time = now.timeIntervalSince1970
         for status in statuses {
-            try db.execute(
-                sql: """
+            try db.execute("""
                     UPDATE status_outbox SET delivery = 'superseded'
                     WHERE delivery = 'pending' AND forge = ? AND repository = ? AND sha = ? AND context = ?
                     """,
-                arguments: [build.forge, build.repository, build.sha, status.context])
-            try db.execute(
-                sql: """
+                [build.forge, build.repository, build.sha, status.context])
+            try db.execute("""
                     INSERT INTO status_outbox (build_id, forge, repository, sha, branch, context, state, description, details,
                                                delivery, next_attempt_at, created_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
                     """,
-                arguments: [
+                [
                     build.id, build.forge, build.repository, build.sha, build.statusBranch, status.context,
                     status.state.rawValue, status.description, status.details, time, time,
                 ])

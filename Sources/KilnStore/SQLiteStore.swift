@@ -9,7 +9,8 @@ import KilnPipeline
 /// are skipped, when a build ends, which statuses to post) are `KilnCore`'s pure
 /// functions; this type reads the rows they need and writes what they return.
 public struct SQLiteStore: KilnStore {
-    let database: any DatabaseWriter
+    /// Every transaction of the store goes through this.
+    let database: any SQLDatabase
     private let intake: GroupCommit
 
     /// Opens (creating if needed) and migrates the database at `path`.
@@ -28,8 +29,8 @@ public struct SQLiteStore: KilnStore {
     /// A store over `database` (migrated here): a file's pool, or an in-memory queue for tests.
     public init(_ database: any DatabaseWriter) throws {
         try Schema.migrator.migrate(database)
-        self.database = database
-        intake = GroupCommit(database: database)
+        self.database = GRDBDatabase(writer: database)
+        intake = GroupCommit(database: self.database)
     }
 
     /// The migrations a database file has and lacks, read without changing it (`kiln doctor`).
@@ -55,13 +56,13 @@ public struct SQLiteStore: KilnStore {
 
     /// The `synchronous` setting of the writing connection (2 is FULL).
     func synchronousSetting() async throws -> Int {
-        try await database.write { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
+        try await database.write { db in try db.value(Int.self, "PRAGMA synchronous") ?? -1 }
     }
 
     /// Whether the database accepts writes; for `/health`.
     public func isWritable() async -> Bool {
         do {
-            try await database.write { db in try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS health (x)") }
+            try await database.write { db in try db.execute("CREATE TEMP TABLE IF NOT EXISTS health (x)", []) }
             return true
         } catch {
             return false
@@ -74,12 +75,10 @@ public struct SQLiteStore: KilnStore {
     public func syncRepositories(_ repositories: [(forge: String, name: String)]) async throws -> [RepositoryID] {
         try await database.write { db in
             try repositories.map { repository in
-                try db.execute(
-                    sql: "INSERT INTO repositories (forge, name) VALUES (?, ?) ON CONFLICT (forge, name) DO NOTHING",
-                    arguments: [repository.forge, repository.name])
-                return try RepositoryID.fetchOne(
-                    db, sql: "SELECT id FROM repositories WHERE forge = ? AND name = ?",
-                    arguments: [repository.forge, repository.name])!
+                try db.execute("INSERT INTO repositories (forge, name) VALUES (?, ?) ON CONFLICT (forge, name) DO NOTHING",
+                    [repository.forge, repository.name])
+                return try db.value(RepositoryID.self, "SELECT id FROM repositories WHERE forge = ? AND name = ?",
+                    [repository.forge, repository.name])!
             }
         }
     }
@@ -89,35 +88,37 @@ public struct SQLiteStore: KilnStore {
     }
 
     /// Records one delivery and its queued build in the open transaction `db`; idempotent on the delivery id.
-    /// Its statements are prepared once per connection (intake runs them for every delivery).
-    static func insert(_ delivery: NewDelivery, at now: Date, _ db: Database) throws -> (buildID: BuildID, isNew: Bool) {
-        if let existing = try BuildID.fetchOne(
-            db.cachedStatement(sql: "SELECT build_id FROM deliveries WHERE forge = ? AND delivery_id = ?"),
-            arguments: [delivery.forge, delivery.deliveryID])
+    static func insert(_ delivery: NewDelivery, at now: Date, _ db: any SQLConnection) throws -> (buildID: BuildID, isNew: Bool) {
+        if let existing = try db.value(
+            BuildID.self, "SELECT build_id FROM deliveries WHERE forge = ? AND delivery_id = ?", [delivery.forge, delivery.deliveryID])
         {
             return (existing, false)
         }
-        try db.cachedStatement(
-            sql: """
+        guard
+            let buildID = try db.value(
+                BuildID.self,
+                """
                 INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at,
                                     pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, ad_hoc, service, reconciled)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """
-        ).execute(
-            arguments: [
-                delivery.repositoryID, delivery.forge, delivery.repository, delivery.sha, delivery.ref.fullName,
-                delivery.before, BuildState.queued.rawValue, BuildStateMachine.acceptedSummary, now.timeIntervalSince1970, delivery.pullRequest?.number,
-                delivery.pullRequest?.headBranch, delivery.pullRequest?.baseBranch, delivery.pullRequest?.isFork ?? false,
-                delivery.pullRequest?.headRepository, delivery.adHoc.map(Rows.encode), delivery.service, delivery.reconciled,
-            ])
-        let buildID = db.lastInsertedRowID
-        try db.cachedStatement(sql: "INSERT INTO deliveries (forge, delivery_id, build_id, received_at) VALUES (?, ?, ?, ?)")
-            .execute(arguments: [delivery.forge, delivery.deliveryID, buildID, now.timeIntervalSince1970])
+                RETURNING id
+                """,
+                [
+                    delivery.repositoryID, delivery.forge, delivery.repository, delivery.sha, delivery.ref.fullName,
+                    delivery.before, BuildState.queued.rawValue, BuildStateMachine.acceptedSummary, now.timeIntervalSince1970,
+                    delivery.pullRequest?.number, delivery.pullRequest?.headBranch, delivery.pullRequest?.baseBranch,
+                    delivery.pullRequest?.isFork ?? false, delivery.pullRequest?.headRepository, delivery.adHoc.map(Rows.encode),
+                    delivery.service, delivery.reconciled,
+                ])
+        else { throw StoreError.corrupt("a new build got no id") }
+        try db.execute(
+            "INSERT INTO deliveries (forge, delivery_id, build_id, received_at) VALUES (?, ?, ?, ?)",
+            [delivery.forge, delivery.deliveryID, buildID, now.timeIntervalSince1970])
         // Its event in the same transaction: the build and its announcement are one commit.
         let event = BuildEvents.queued(buildID, delivery)
-        try db.cachedStatement(
-            sql: "INSERT INTO events (type, build_id, job_id, repository, data, created_at) VALUES (?, ?, NULL, ?, ?, ?)"
-        ).execute(arguments: [event.type, buildID, event.repository, event.data, now.timeIntervalSince1970])
+        try db.execute(
+            "INSERT INTO events (type, build_id, job_id, repository, data, created_at) VALUES (?, ?, NULL, ?, ?, ?)",
+            [event.type, buildID, event.repository, event.data, now.timeIntervalSince1970])
         return (buildID, true)
     }
 
@@ -127,8 +128,7 @@ public struct SQLiteStore: KilnStore {
         try await database.write { db in
             let others = busy.isEmpty ? "" : " AND repository_id NOT IN (\(busy.sorted().map(String.init).joined(separator: ",")))"
             guard
-                let row = try Row.fetchOne(
-                    db, sql: "SELECT * FROM builds WHERE state = ?\(others) ORDER BY id LIMIT 1", arguments: [BuildState.queued.rawValue])
+                let row = try db.row("SELECT * FROM builds WHERE state = ?\(others) ORDER BY id LIMIT 1", [BuildState.queued.rawValue])
             else { return nil }
             let build = try Rows.build(row)
             try apply(decide(build), to: build, at: now, db)
@@ -140,10 +140,8 @@ public struct SQLiteStore: KilnStore {
         -> ClaimedJob?
     {
         try await database.write { db in
-            let candidates = try BuildID.fetchAll(
-                db,
-                sql: "SELECT id FROM builds WHERE state = ? AND id IN (SELECT build_id FROM jobs WHERE state = ?) ORDER BY id",
-                arguments: [BuildState.running.rawValue, JobState.queued.rawValue])
+            let candidates = try db.values(BuildID.self, "SELECT id FROM builds WHERE state = ? AND id IN (SELECT build_id FROM jobs WHERE state = ?) ORDER BY id",
+                [BuildState.running.rawValue, JobState.queued.rawValue])
             for id in candidates {
                 guard let snapshot = try Self.snapshot(id, db) else { continue }
                 let actions = decide(snapshot)
@@ -174,16 +172,15 @@ public struct SQLiteStore: KilnStore {
 
     public func underWay() async throws -> [BuildID] {
         try await database.read { db in
-            try BuildID.fetchAll(
-                db, sql: "SELECT id FROM builds WHERE state IN (?, ?) ORDER BY id",
-                arguments: [BuildState.planning.rawValue, BuildState.running.rawValue])
+            try db.values(BuildID.self, "SELECT id FROM builds WHERE state IN (?, ?) ORDER BY id",
+                [BuildState.planning.rawValue, BuildState.running.rawValue])
         }
     }
 
     /// A build with its jobs, read in the open transaction `db`; nil when there is no such build.
-    static func snapshot(_ id: BuildID, _ db: Database) throws -> BuildSnapshot? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [id]) else { return nil }
-        let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [id]).map(Rows.job)
+    static func snapshot(_ id: BuildID, _ db: any SQLConnection) throws -> BuildSnapshot? {
+        guard let row = try db.row("SELECT * FROM builds WHERE id = ?", [id]) else { return nil }
+        let jobs = try db.rows("SELECT * FROM jobs WHERE build_id = ? ORDER BY id", [id]).map(Rows.job)
         return BuildSnapshot(build: try Rows.build(row), jobs: jobs)
     }
 
@@ -192,25 +189,22 @@ public struct SQLiteStore: KilnStore {
     {
         try await database.read { db in
             let time = now.timeIntervalSince1970
-            let jobs = try JobID.fetchAll(
-                db, sql: "SELECT id FROM jobs WHERE state = \(JobState.running.sql) AND started_at + timeout_seconds + ? < ? ORDER BY id",
-                arguments: [jobGrace, time])
-            let builds = try BuildID.fetchAll(
-                db, sql: "SELECT id FROM builds WHERE state = \(BuildState.planning.sql) AND planning_since + ? < ? ORDER BY id",
-                arguments: [planningLimit, time])
+            let jobs = try db.values(JobID.self, "SELECT id FROM jobs WHERE state = \(JobState.running.sql) AND started_at + timeout_seconds + ? < ? ORDER BY id",
+                [jobGrace, time])
+            let builds = try db.values(BuildID.self, "SELECT id FROM builds WHERE state = \(BuildState.planning.sql) AND planning_since + ? < ? ORDER BY id",
+                [planningLimit, time])
             return (jobs, builds)
         }
     }
 
     public func buildDetails(_ id: BuildID) async throws -> BuildDetails? {
         try await database.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM builds WHERE id = ?", arguments: [id]) else {
+            guard let row = try db.row("SELECT * FROM builds WHERE id = ?", [id]) else {
                 return nil
             }
-            let jobs = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ? ORDER BY id", arguments: [id])
+            let jobs = try db.rows("SELECT * FROM jobs WHERE build_id = ? ORDER BY id", [id])
                 .map(Rows.job)
-            let statuses = try Row.fetchAll(
-                db, sql: "SELECT * FROM status_outbox WHERE build_id = ? ORDER BY id", arguments: [id]
+            let statuses = try db.rows("SELECT * FROM status_outbox WHERE build_id = ? ORDER BY id", [id]
             ).map(Rows.outbox)
             return BuildDetails(build: try Rows.build(row), jobs: jobs, statuses: statuses)
         }
@@ -218,24 +212,22 @@ public struct SQLiteStore: KilnStore {
 
     public func job(_ id: JobID) async throws -> JobRecord? {
         try await database.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]).map(Rows.job)
+            try db.row("SELECT * FROM jobs WHERE id = ?", [id]).map(Rows.job)
         }
     }
 
     public func recentBuilds(limit: Int) async throws -> [BuildRecord] {
         try await database.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM builds ORDER BY id DESC LIMIT ?", arguments: [limit]).map(Rows.build)
+            try db.rows("SELECT * FROM builds ORDER BY id DESC LIMIT ?", [limit]).map(Rows.build)
         }
     }
 
     public func queueStats() async throws -> QueueStats {
         try await database.read { db in
-            let builds = try Row.fetchOne(
-                db, sql: "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM builds WHERE state = \(BuildState.queued.sql)")
-            let jobs = try Row.fetchOne(
-                db, sql: "SELECT COUNT(*) AS n, MIN(queued_at) AS oldest FROM jobs WHERE state = \(JobState.queued.sql)")
-            let running = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM jobs WHERE state = \(JobState.running.sql)") ?? 0
-            let pending = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM status_outbox WHERE delivery = 'pending'") ?? 0
+            let builds = try db.row("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM builds WHERE state = \(BuildState.queued.sql)")
+            let jobs = try db.row("SELECT COUNT(*) AS n, MIN(queued_at) AS oldest FROM jobs WHERE state = \(JobState.queued.sql)")
+            let running = try db.value(Int.self, "SELECT COUNT(*) FROM jobs WHERE state = \(JobState.running.sql)") ?? 0
+            let pending = try db.value(Int.self, "SELECT COUNT(*) FROM status_outbox WHERE delivery = 'pending'") ?? 0
             return QueueStats(
                 queuedBuilds: builds?["n"] ?? 0, oldestQueuedBuild: Rows.date(builds?["oldest"]), queuedJobs: jobs?["n"] ?? 0,
                 oldestQueuedJob: Rows.date(jobs?["oldest"]), runningJobs: running, pendingStatuses: pending)
@@ -244,7 +236,7 @@ public struct SQLiteStore: KilnStore {
 
     public func buildStatistics(repository: String?, service: String?, since: Date) async throws -> BuildStatistics {
         var filter = "b.finished_at >= ?"
-        var arguments: [(any DatabaseValueConvertible)?] = [since.timeIntervalSince1970]
+        var arguments: [(any SQLBindable)?] = [since.timeIntervalSince1970]
         if let repository {
             filter += " AND b.repository = ?"
             arguments.append(repository)
@@ -253,6 +245,7 @@ public struct SQLiteStore: KilnStore {
             filter += " AND b.service = ?"
             arguments.append(service)
         }
+        let sql = database.dialect
         let buildSQL = """
             SELECT b.state AS state, COUNT(*) AS n, AVG(b.finished_at - COALESCE(b.started_at, b.created_at)) AS seconds
             FROM builds b WHERE \(filter) GROUP BY b.state
@@ -261,26 +254,26 @@ public struct SQLiteStore: KilnStore {
         let jobSQL = """
             SELECT COUNT(*) AS jobs,
                    COALESCE(SUM(j.finished_at - j.started_at), 0) AS seconds,
-                   COALESCE(SUM(CASE WHEN j.state = \(JobState.succeeded.sql) THEN json_array_length(j.outputs) ELSE 0 END), 0) AS outputs,
+                   COALESCE(SUM(CASE WHEN j.state = \(JobState.succeeded.sql) THEN \(sql.jsonLength("j.outputs")) ELSE 0 END), 0) AS outputs,
                    COALESCE(SUM(CASE WHEN j.state = \(JobState.succeeded.sql)
-                       THEN (SELECT COALESCE(SUM(json_extract(o.value, '$.narSize')), 0) FROM json_each(j.outputs) o) ELSE 0 END), 0) AS bytes,
-                   COALESCE(SUM(json_array_length(j.built)), 0) AS built,
-                   COALESCE(SUM(json_array_length(j.waited_for)), 0) AS waited,
+                       THEN \(sql.jsonSum("narSize", of: "j.outputs")) ELSE 0 END), 0) AS bytes,
+                   COALESCE(SUM(\(sql.jsonLength("j.built"))), 0) AS built,
+                   COALESCE(SUM(\(sql.jsonLength("j.waited_for"))), 0) AS waited,
                    COALESCE(SUM(j.substituted), 0) AS substituted,
                    COALESCE(SUM(CASE WHEN j.state = \(JobState.succeeded.sql)
-                       THEN MAX(0, json_array_length(j.derivations) - json_array_length(j.built) - json_array_length(j.waited_for))
+                       THEN \(sql.greatest("0", "\(sql.jsonLength("j.derivations")) - \(sql.jsonLength("j.built")) - \(sql.jsonLength("j.waited_for"))"))
                        ELSE 0 END), 0) AS valid,
                    COUNT(j.cache_pushed_bytes) AS pushes,
                    COALESCE(SUM(j.cache_pushed_bytes), 0) AS pushed
             FROM jobs j JOIN builds b ON b.id = j.build_id
             WHERE \(filter) AND j.attempt > 0 AND j.started_at IS NOT NULL AND j.finished_at IS NOT NULL
             """
-        let statementArguments = StatementArguments(arguments)
+        let statementArguments = arguments
         return try await database.read { db in
             var statistics = BuildStatistics()
             var total = 0
             var weighted = 0.0
-            for row in try Row.fetchAll(db, sql: buildSQL, arguments: statementArguments) {
+            for row in try db.rows(buildSQL, statementArguments) {
                 guard let state = BuildState(rawValue: row["state"]) else { continue }
                 let count: Int = row["n"]
                 statistics.builds[state] = count
@@ -290,7 +283,7 @@ public struct SQLiteStore: KilnStore {
                 }
             }
             statistics.averageBuildSeconds = total == 0 ? nil : weighted / Double(total)
-            if let row = try Row.fetchOne(db, sql: jobSQL, arguments: statementArguments) {
+            if let row = try db.row(jobSQL, statementArguments) {
                 statistics.jobSeconds = row["seconds"]
                 statistics.outputs = row["outputs"]
                 statistics.outputBytes = row["bytes"]
@@ -304,7 +297,7 @@ public struct SQLiteStore: KilnStore {
 
     public func jobHistory(_ query: JobHistoryQuery) async throws -> [(job: JobRecord, build: BuildRecord)] {
         var conditions: [String] = []
-        var arguments: [(any DatabaseValueConvertible)?] = []
+        var arguments: [(any SQLBindable)?] = []
         if let derivation = query.derivation {
             // As the column holds it: a JSON string (with its slashes escaped).
             let encoded = String(Rows.json([derivation]).dropFirst().dropLast())
@@ -333,14 +326,13 @@ public struct SQLiteStore: KilnStore {
         let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         arguments.append(max(1, query.limit))
         let sql = "SELECT * FROM jobs \(filter) ORDER BY id DESC LIMIT ?"
-        let statementArguments = StatementArguments(arguments)
+        let statementArguments = arguments
         return try await database.read { db in
-            let jobs = try Row.fetchAll(db, sql: sql, arguments: statementArguments).map(Rows.job)
+            let jobs = try db.rows(sql, statementArguments).map(Rows.job)
             let ids = Set(jobs.map(\.buildID))
             guard !ids.isEmpty else { return [] }
-            let builds = try Row.fetchAll(
-                db, sql: "SELECT * FROM builds WHERE id IN (" + ids.map { _ in "?" }.joined(separator: ", ") + ")",
-                arguments: StatementArguments(Array(ids))
+            let builds = try db.rows("SELECT * FROM builds WHERE id IN (" + ids.map { _ in "?" }.joined(separator: ", ") + ")",
+                Array(ids)
             ).map(Rows.build)
             let byID = Dictionary(uniqueKeysWithValues: builds.map { ($0.id, $0) })
             return jobs.compactMap { job in byID[job.buildID].map { (job, $0) } }
@@ -349,8 +341,8 @@ public struct SQLiteStore: KilnStore {
 
     public func builds(_ query: BuildListQuery) async throws -> [BuildRecord] {
         var conditions: [String] = []
-        var arguments: [(any DatabaseValueConvertible)?] = []
-        func add(_ condition: String, _ value: (any DatabaseValueConvertible)?) {
+        var arguments: [(any SQLBindable)?] = []
+        func add(_ condition: String, _ value: (any SQLBindable)?) {
             conditions.append(condition)
             arguments.append(value)
         }
@@ -364,20 +356,18 @@ public struct SQLiteStore: KilnStore {
         if let before = query.before { add("id < ?", before) }
         let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         let sql = "SELECT * FROM builds \(filter) ORDER BY id DESC LIMIT \(max(1, query.limit))"
-        let statementArguments = StatementArguments(arguments)
-        return try await database.read { db in try Row.fetchAll(db, sql: sql, arguments: statementArguments).map(Rows.build) }
+        let statementArguments = arguments
+        return try await database.read { db in try db.rows(sql, statementArguments).map(Rows.build) }
     }
 
     public func branches(forge: String, repository: String) async throws -> [BuildRecord] {
         try await database.read { db in
-            try Row.fetchAll(
-                db,
-                sql: """
+            try db.rows("""
                     SELECT * FROM builds WHERE id IN (
                       SELECT MAX(id) FROM builds WHERE forge = ? AND repository = ? AND pr_number IS NULL GROUP BY ref)
                     ORDER BY ref
                     """,
-                arguments: [forge, repository]
+                [forge, repository]
             ).map(Rows.build)
         }
     }
@@ -391,17 +381,17 @@ public struct SQLiteStore: KilnStore {
                 SELECT id FROM builds WHERE finished_at IS NOT NULL AND finished_at < ? AND id NOT IN (
                   SELECT MAX(id) FROM builds WHERE ad_hoc IS NULL GROUP BY repository_id, ref, pr_number)
                 """
-            let jobs = try JobID.fetchAll(db, sql: "SELECT id FROM jobs WHERE build_id IN (\(old))", arguments: [cutoff])
+            let jobs = try db.values(JobID.self, "SELECT id FROM jobs WHERE build_id IN (\(old))", [cutoff])
             for table in ["status_outbox", "jobs", "deliveries"] {
-                try db.execute(sql: "DELETE FROM \(table) WHERE build_id IN (\(old))", arguments: [cutoff])
+                try db.execute("DELETE FROM \(table) WHERE build_id IN (\(old))", [cutoff])
             }
             // A kept build may have reused or re-run an old one: it keeps its own copies of the
             // jobs, and only loses the link (which would otherwise fail the whole clean-up).
             for column in ["reused_from", "rerun_of"] {
-                try db.execute(sql: "UPDATE builds SET \(column) = NULL WHERE \(column) IN (\(old))", arguments: [cutoff])
+                try db.execute("UPDATE builds SET \(column) = NULL WHERE \(column) IN (\(old))", [cutoff])
             }
-            try db.execute(sql: "DELETE FROM builds WHERE id IN (\(old))", arguments: [cutoff])
-            return (db.changesCount, jobs)
+            let removed = try db.execute("DELETE FROM builds WHERE id IN (\(old))", [cutoff])
+            return (removed, jobs)
         }
     }
 
@@ -412,19 +402,17 @@ public struct SQLiteStore: KilnStore {
     {
         try await database.read { db in
             guard
-                let earlier = try BuildID.fetchOne(
-                    db,
-                    sql: """
+                let earlier = try db.value(BuildID.self, """
                         SELECT earlier.id FROM builds AS this JOIN builds AS earlier
                           ON earlier.repository_id = this.repository_id AND earlier.tree_key = this.tree_key AND earlier.id <> this.id
                         WHERE this.id = ? AND EXISTS (
                           SELECT 1 FROM jobs WHERE build_id = earlier.id AND derivations IS NOT NULL AND derivations <> '[]')
                         ORDER BY earlier.id DESC LIMIT 1
                         """,
-                    arguments: [buildID])
+                    [buildID])
             else { return nil }
             var derivations: [String: [String]] = [:]
-            for job in try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE build_id = ?", arguments: [earlier]).map(Rows.job)
+            for job in try db.rows("SELECT * FROM jobs WHERE build_id = ?", [earlier]).map(Rows.job)
             where !job.derivations.isEmpty {
                 derivations[job.name] = job.derivations
             }
@@ -435,11 +423,10 @@ public struct SQLiteStore: KilnStore {
     // MARK: Helpers inside a transaction
 
     func end(
-        _ build: BuildRecord, _ state: BuildState, summary: String, at time: Double, _ db: Database,
+        _ build: BuildRecord, _ state: BuildState, summary: String, at time: Double, _ db: any SQLConnection,
         diagnostics: [String] = []
     ) throws {
-        try db.execute(
-            sql: "UPDATE builds SET state = ?, summary = ?, diagnostics = ?, finished_at = ? WHERE id = ?",
-            arguments: [state.rawValue, summary, Rows.json(diagnostics), time, build.id])
+        try db.execute("UPDATE builds SET state = ?, summary = ?, diagnostics = ?, finished_at = ? WHERE id = ?",
+            [state.rawValue, summary, Rows.json(diagnostics), time, build.id])
     }
 }
