@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # chromium and chromium-driver for the tests of the pages in a real browser.
 DEBIAN_PACKAGES := pkg-config git python3 python3-pip libgit2-dev libyaml-dev libssl-dev libsqlite3-dev \
                    nix-bin nix-setup-systemd busybox-static bubblewrap nginx-light chromium chromium-driver sqlite3 \
-                   skopeo docker-registry apache2-utils zstd openssh-server
+                   skopeo docker-registry apache2-utils zstd openssh-server postgresql
 # The tests check config/kiln.schema.json with Python's jsonschema.
 PYTHON_PACKAGES := jsonschema pyyaml
 CONFIG ?= config/kiln.yaml

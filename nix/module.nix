@@ -81,6 +81,8 @@ in
             retention = option types.str "Builds older than this are removed (90d).";
             keep-outputs = option types.ints.unsigned "Successful builds of each branch whose outputs are kept as roots (3).";
             min-free = option types.str "Collect the store when less space than this is free (10GiB).";
+            database = option types.str "A PostgreSQL database instead of SQLite: postgres://USER@HOST[:PORT]/DATABASE.";
+            database-password-file = option types.str "The PostgreSQL password (a credential's path).";
           };
           # keys of nix:
           nix = {

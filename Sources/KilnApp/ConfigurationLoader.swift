@@ -3,6 +3,7 @@ import KilnCore
 import KilnForges
 import KilnNix
 import KilnPipeline
+import KilnStore
 
 extension KilnConfiguration {
     /// Reads and validates the configuration file at `path`.
@@ -145,6 +146,20 @@ struct ConfigReader {
                 report(keys["min-free"], path + ["min-free"], "'\(text)' is not a size; write it like 10GiB or 500MiB")
             }
         }
+        if let url = text(keys, "database", path) {
+            let password = text(keys, "database-password-file", path).flatMap {
+                readSecret($0, keys["database-password-file"], path + ["database-password-file"])
+            }
+            if let location = PostgresLocation(url: url, password: password?.value) {
+                storage.database = location
+            } else {
+                report(
+                    keys["database"], path + ["database"],
+                    "'\(url)' is not postgres://USER@HOST[:PORT]/DATABASE (a password goes in database-password-file; only sslmode=disable is understood)")
+            }
+        } else if keys["database-password-file"] != nil {
+            report(keys["database-password-file"], path + ["database-password-file"], "database-password-file needs storage.database")
+        }
         return storage
     }
 
@@ -185,7 +200,7 @@ struct ConfigReader {
         "listen", "public-url", "max-body-bytes", "max-concurrent-webhooks", "max-event-streams", "admin-token-file", "events-socket",
         "private",
     ]
-    static let storageKeys = ["data-dir", "max-log-bytes", "retention", "keep-outputs", "min-free"]
+    static let storageKeys = ["data-dir", "max-log-bytes", "retention", "keep-outputs", "min-free", "database", "database-password-file"]
     static let nixKeys = [
         "binary", "max-parallel-jobs", "default-timeout", "max-timeout", "default-max-silent", "eval-timeout", "eval-max-memory",
         "max-parallel-evals", "builders", "options", "cache", "warm", "allowed-read-only-paths", "sandbox-shell",

@@ -5,6 +5,7 @@ import KilnForges
 import KilnGit
 import KilnNix
 import KilnStore
+import Logging
 import KilnPipeline
 import NIOCore
 import NIOHTTP1
@@ -94,6 +95,22 @@ public struct Doctor: Sendable {
     }
 
     private func database() async -> Check {
+        if let location = configuration.storage.database {
+            let name = "postgres://\(location.username)@\(location.host):\(location.port)/\(location.database)"
+            do {
+                let (applied, missing) = try await SQLStore.migrations(location, logger: Logger(label: "kiln-doctor"))
+                guard missing.isEmpty else {
+                    return Check(
+                        name: "database", ok: false, detail: "\(name) lacks \(missing.count) migrations (\(missing.joined(separator: ", ")))",
+                        fix: "start kiln serve once: it migrates the database at start-up (back it up first: pg_dump)")
+                }
+                return Check(name: "database", ok: true, detail: "\(name): reachable, all \(applied.count) migrations applied")
+            } catch {
+                return Check(
+                    name: "database", ok: false, detail: "\(error)",
+                    fix: "check storage.database, the password file, and that the server lets Kiln's role in (pg_hba.conf)")
+            }
+        }
         let path = configuration.storage.dataDirectory + "/kiln.sqlite"
         guard FileManager.default.fileExists(atPath: path) else {
             return Check(name: "database", ok: true, detail: "\(path) does not exist yet; kiln serve creates it")
@@ -103,7 +120,7 @@ public struct Doctor: Sendable {
             guard FileManager.default.isWritableFile(atPath: path) else {
                 return Check(name: "database", ok: false, detail: "\(path) is read-only", fix: "make the data directory writable by Kiln")
             }
-            let (applied, missing) = try SQLiteStore.migrations(at: path)
+            let (applied, missing) = try SQLStore.migrations(at: path)
             let size = ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int) ?? 0
             guard missing.isEmpty else {
                 return Check(

@@ -2,6 +2,7 @@ import KilnCore
 import KilnForges
 import KilnNix
 import KilnPipeline
+import KilnStore
 
 /// The server's configuration (DESIGN.md §4), read once at start-up and validated.
 /// Each component is handed only its own part.
@@ -40,6 +41,8 @@ public struct KilnConfiguration: Sendable {
         public var keepOutputs: Int = 3
         /// The store is collected when its file system has less free space than this.
         public var minFree: Int64?
+        /// A PostgreSQL database instead of `kiln.sqlite` in the data directory (`storage.database`).
+        public var database: PostgresLocation?
     }
 
     /// `nix`.

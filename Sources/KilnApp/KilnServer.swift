@@ -29,10 +29,16 @@ public enum KilnServer {
         }
     }
 
-    /// The API tokens of the configured data directory (`kiln token`).
-    public static func tokenStore(_ configuration: KilnConfiguration) throws -> any TokenStore {
+    /// The configured database: `storage.database` (PostgreSQL), or `kiln.sqlite` in the data directory.
+    public static func openStore(_ configuration: KilnConfiguration, logger: Logger) async throws -> SQLStore {
+        if let location = configuration.storage.database { return try await SQLStore.postgres(location, logger: logger) }
         try FileManager.default.createDirectory(atPath: configuration.storage.dataDirectory, withIntermediateDirectories: true)
-        return try SQLiteStore(path: configuration.storage.dataDirectory + "/kiln.sqlite")
+        return try SQLStore(path: configuration.storage.dataDirectory + "/kiln.sqlite")
+    }
+
+    /// The API tokens of the configured database (`kiln token`).
+    public static func tokenStore(_ configuration: KilnConfiguration, logger: Logger) async throws -> any TokenStore {
+        try await openStore(configuration, logger: logger)
     }
 
     /// The cache service's settings from the configuration.
@@ -52,7 +58,7 @@ public enum KilnServer {
     public static func collectStore(_ configuration: KilnConfiguration, collect: Bool, optimise: Bool, logger: Logger) async throws
         -> (collected: CollectedGarbage?, saved: Int64?)
     {
-        let store = try SQLiteStore(path: configuration.storage.dataDirectory + "/kiln.sqlite")
+        let store = try await openStore(configuration, logger: logger)
         let executor = NixExecutor(settings: configuration.nix.settings)
         let keeper = StoreKeeper(
             coordinator: BuildCoordinator(store: store, logger: logger), maintenance: executor,
@@ -73,7 +79,7 @@ public enum KilnServer {
 
     /// `kiln gc`: removes builds and logs older than `storage.retention` once; returns how many builds and jobs went.
     public static func collectGarbage(_ configuration: KilnConfiguration, logger: Logger) async throws -> (builds: Int, jobs: Int) {
-        let store = try SQLiteStore(path: configuration.storage.dataDirectory + "/kiln.sqlite")
+        let store = try await openStore(configuration, logger: logger)
         let collector = GarbageCollector(
             coordinator: BuildCoordinator(store: store, logger: logger),
             paths: WorkerPaths(dataDirectory: configuration.storage.dataDirectory),
@@ -112,7 +118,7 @@ public enum KilnServer {
         onListening: @escaping @Sendable (Int) async -> Void
     ) async throws -> ServiceGroup {
         let dataDirectory = configuration.storage.dataDirectory
-        let store = try SQLiteStore(path: dataDirectory + "/kiln.sqlite")
+        let store = try await openStore(configuration, logger: logger)
         // The build service's synthetic repository comes last.
         let ids = try await store.syncRepositories(
             configuration.repositories.map { ($0.forge, $0.name) } + [(BuildService.forge, BuildService.repositoryName)])

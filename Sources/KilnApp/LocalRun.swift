@@ -80,7 +80,7 @@ public struct LocalRun: Sendable {
         do {
             // The server's lifecycle, over a database in memory: the coordinator decides, and
             // the terminal shows its events.
-            let store = try SQLiteStore.inMemory()
+            let store = try SQLStore.inMemory()
             let coordinator = BuildCoordinator(store: store, logger: Logger(label: "kiln.run"))
             let repositoryID = try await store.syncRepositories([("local", repository)])[0]
             let build = try await coordinator.accept(

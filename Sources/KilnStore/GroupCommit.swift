@@ -52,14 +52,14 @@ final class GroupCommit: Sendable {
             if batch.isEmpty { return }
             do {
                 let results = try await database.write { db in
-                    try batch.map { try SQLiteStore.insert($0.delivery, at: $0.now, db) }
+                    try batch.map { try SQLStore.insert($0.delivery, at: $0.now, db) }
                 }
                 for (waiting, result) in zip(batch, results) { waiting.answer.resume(returning: result) }
             } catch {
                 // One delivery's failure must not fail the others': each is written alone.
                 for waiting in batch {
                     do {
-                        let result = try await database.write { db in try SQLiteStore.insert(waiting.delivery, at: waiting.now, db) }
+                        let result = try await database.write { db in try SQLStore.insert(waiting.delivery, at: waiting.now, db) }
                         waiting.answer.resume(returning: result)
                     } catch {
                         waiting.answer.resume(throwing: error)

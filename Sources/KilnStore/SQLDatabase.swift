@@ -108,17 +108,30 @@ public struct SQLRow: Sendable {
 
 /// The SQL dialect of a database: the few expressions that differ.
 public enum SQLDialect: Sendable {
-    case sqlite
+    case sqlite, postgres
 
     /// The length of the JSON list in the text column `expression`.
-    func jsonLength(_ expression: String) -> String { "json_array_length(\(expression))" }
+    func jsonLength(_ expression: String) -> String {
+        switch self {
+        case .sqlite: return "json_array_length(\(expression))"
+        case .postgres: return "json_array_length(\(expression)::json)"
+        }
+    }
 
     /// The larger of two numbers.
-    func greatest(_ a: String, _ b: String) -> String { "MAX(\(a), \(b))" }
+    func greatest(_ a: String, _ b: String) -> String {
+        switch self {
+        case .sqlite: return "MAX(\(a), \(b))"
+        case .postgres: return "GREATEST(\(a), \(b))"
+        }
+    }
 
     /// The sum of the number `field` of the objects in the JSON list in text column `expression`.
     func jsonSum(_ field: String, of expression: String) -> String {
-        "(SELECT COALESCE(SUM(json_extract(o.value, '$.\(field)')), 0) FROM json_each(\(expression)) o)"
+        switch self {
+        case .sqlite: return "(SELECT COALESCE(SUM(json_extract(o.value, '$.\(field)')), 0) FROM json_each(\(expression)) o)"
+        case .postgres: return "(SELECT COALESCE(SUM((o.value->>'\(field)')::bigint), 0) FROM json_array_elements(\(expression)::json) o)"
+        }
     }
 }
 

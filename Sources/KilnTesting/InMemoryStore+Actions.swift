@@ -3,7 +3,7 @@ import KilnCore
 import KilnPipeline
 
 extension InMemoryStore {
-    /// Carries out a state machine's actions on `build`, as `SQLiteStore` does in a transaction.
+    /// Carries out a state machine's actions on `build`, as `SQLStore` does in a transaction.
     static func apply(_ actions: [BuildStateMachine.Action], to build: BuildRecord, at now: Date, _ state: inout State) {
         let id = build.id
         for action in actions {

@@ -38,7 +38,7 @@ public final class InMemoryStore: KilnStore, TokenStore {
     /// An empty store.
     public init() {}
 
-    /// The id of a repository, added on first use (as `SQLiteStore.syncRepositories` does).
+    /// The id of a repository, added on first use (as `SQLStore.syncRepositories` does).
     public func repository(forge: String, name: String) -> RepositoryID {
         state.withLock { state in
             let key = "\(forge)\n\(name)"

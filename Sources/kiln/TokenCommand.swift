@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KilnApp
+import Logging
 import KilnCore
 
 /// `kiln token create|list|revoke`: API tokens, kept as digests in the database.
@@ -19,8 +20,8 @@ struct TokenCommand: AsyncParsableCommand {
         @Option(name: .long, help: "The configuration file.")
         var config = "config/kiln.yaml"
 
-        func store() throws -> any TokenStore {
-            try KilnServer.tokenStore(try loadConfiguration(config))
+        func store() async throws -> any TokenStore {
+            try await KilnServer.tokenStore(try loadConfiguration(config), logger: Logger(label: "kiln"))
         }
     }
 
@@ -38,7 +39,7 @@ struct TokenCommand: AsyncParsableCommand {
                 throw ValidationError("'\(scope)' is not a scope; use read, control or admin")
             }
             do {
-                let (token, text) = try await TokenText.create(name: name, scope: scope, in: try options.store())
+                let (token, text) = try await TokenText.create(name: name, scope: scope, in: try await options.store())
                 print(text)
                 FileHandle.standardError.write(
                     Data("kiln: token '\(token.name)' (\(token.scope.rawValue)) created; it is not shown again\n".utf8))

@@ -28,7 +28,7 @@ import Testing
         let kiln = try await KilnInstance.start(config: world.configPath)
         defer { Task { await kiln.stop() } }
         let (_, token) = try await TokenText.create(
-            name: "browser", scope: .control, in: try SQLiteStore(path: world.directory.appending("data/kiln.sqlite")))
+            name: "browser", scope: .control, in: try SQLStore(path: world.directory.appending("data/kiln.sqlite")))
         try FileManager.default.createDirectory(atPath: Self.screenshots, withIntermediateDirectories: true)
 
         let browser = try await WebDriver()

@@ -7,6 +7,7 @@ import Testing
 @testable import KilnApp
 import KilnPipeline
 import KilnNix
+import KilnStore
 
 @Suite struct ConfigurationTests {
     /// Writes `yaml` as kiln.yaml beside a secret and a token file, and loads it.
@@ -151,6 +152,23 @@ import KilnNix
             return
         }
         #expect(error.problems.first?.hasPrefix("kiln.yaml:2:20: nix.eval-max-memory:") == true, "\(error.problems)")
+    }
+
+    @Test func aPostgreSQLDatabaseIsReadWithItsPasswordFromAFile() throws {
+        let configuration = try load(
+            "storage: {database: \"postgres://kiln@db.example.org:6543/kiln?sslmode=disable\", database-password-file: token}\n" + Self.minimal
+        ).get()
+        #expect(
+            configuration.storage.database
+                == PostgresLocation(host: "db.example.org", port: 6543, username: "kiln", password: "token", database: "kiln"))
+        #expect(try load(Self.minimal).get().storage.database == nil)
+        for bad in ["postgres://kiln:secret@db/kiln", "mysql://kiln@db/kiln", "postgres://db/kiln", "postgres://kiln@db/", "postgres://kiln@db/k?sslmode=require"] {
+            guard case .failure(let error) = try load("storage: {database: \"\(bad)\"}\n" + Self.minimal) else {
+                Issue.record("expected \(bad) to be refused")
+                continue
+            }
+            #expect(error.problems.first?.contains("storage.database: '\(bad)' is not postgres://USER@HOST[:PORT]/DATABASE") == true, "\(error.problems)")
+        }
     }
 
     @Test func sshOptionsAreOneWordEach() throws {

@@ -32,7 +32,7 @@ struct ForgeWorld {
 
     var words: ForgeWords { ForgeWords.all[kind]! }
 
-    static func make(_ kind: FakeForge.Kind, extraConfig: String = "") async throws -> ForgeWorld {
+    static func make(_ kind: FakeForge.Kind, extraConfig: String = "", database: String? = nil) async throws -> ForgeWorld {
         let repository = kind == .bitbucketServer ? "PRJ/hello" : kind == .gitlab ? "group/hello" : "octo/hello"
         let directory = try TemporaryDirectory("kiln-\(kind.rawValue)")
         let origin = try TestGitRepository(at: directory.appending("origin"))
@@ -42,7 +42,7 @@ struct ForgeWorld {
         }
         let config = """
             server: {listen: "127.0.0.1:0", public-url: "http://kiln.test", admin-token-file: admin}
-            storage: {data-dir: data}
+            storage: {data-dir: data\(database.map { ", database: \"\($0)\"" } ?? "")}
             nix: {options: {substituters: ""}}
             forges:
               forge:

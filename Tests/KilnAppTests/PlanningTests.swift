@@ -80,10 +80,10 @@ import Testing
 
     /// Runs a worker over two repositories until `body` returns.
     func withWorker(
-        _ source: ScriptedSource, _ body: (SQLiteStore, [RepositoryID], Doorbells) async throws -> Void
+        _ source: ScriptedSource, _ body: (SQLStore, [RepositoryID], Doorbells) async throws -> Void
     ) async throws {
         try await withTemporaryDirectory("kiln-planning") { directory in
-            let store = try SQLiteStore(path: directory.appending("kiln.sqlite"))
+            let store = try SQLStore(path: directory.appending("kiln.sqlite"))
             let ids = try await store.syncRepositories([("github", "octo/one"), ("github", "octo/two")])
             var repositories: [RepositoryID: Repository] = [:]
             for (id, name) in zip(ids, ["octo/one", "octo/two"]) {

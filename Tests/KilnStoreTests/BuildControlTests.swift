@@ -12,9 +12,9 @@ import Logging
     let head = String(repeating: "1", count: 40)
     let other = String(repeating: "2", count: 40)
 
-    func withStore(_ body: (SQLiteStore, RepositoryID) async throws -> Void) async throws {
+    func withStore(_ body: (SQLStore, RepositoryID) async throws -> Void) async throws {
         try await withTemporaryDirectory("kiln-control") { directory in
-            let store = try SQLiteStore(path: directory.appending("kiln.sqlite"))
+            let store = try SQLStore(path: directory.appending("kiln.sqlite"))
             try await body(store, try await store.syncRepositories([("github", "octo/hello")])[0])
         }
     }
@@ -132,7 +132,7 @@ import Logging
     }
 
     /// Plans `build` with both jobs and runs them to `outcome`; returns the build.
-    func finish(_ build: BuildID, _ store: SQLiteStore, trusted: Bool, tree: String) async throws {
+    func finish(_ build: BuildID, _ store: SQLStore, trusted: Bool, tree: String) async throws {
         _ = try await store.claimBuildToPlan()
         try await store.finishPlanning(
             build, .planned(Self.jobs), resolution: BuildResolution(sha: head, builtSHA: head, trusted: trusted, treeKey: tree), at: now)
@@ -193,7 +193,7 @@ import Logging
 @Suite struct WatchdogTests {
     @Test func overdueJobsAndHungPlanningEndErrored() async throws {
         try await withTemporaryDirectory("kiln-watchdog") { directory in
-            let store = try SQLiteStore(path: directory.appending("kiln.sqlite"))
+            let store = try SQLStore(path: directory.appending("kiln.sqlite"))
             let repository = try await store.syncRepositories([("github", "octo/hello")])[0]
             let start = Date()
             let delivery = { (id: String, sha: String) in

@@ -8,13 +8,13 @@ import Testing
 
 @testable import KilnStore
 
-@Suite struct SQLiteStoreTests {
+@Suite struct SQLStoreTests {
     let sha = String(repeating: "b", count: 40)
     let now = Date(timeIntervalSince1970: 1_800_000_000)
 
-    func withStore(_ body: (SQLiteStore, RepositoryID) async throws -> Void) async throws {
+    func withStore(_ body: (SQLStore, RepositoryID) async throws -> Void) async throws {
         try await withTemporaryDirectory("kiln-store") { directory in
-            let store = try SQLiteStore(path: directory.appending("kiln.sqlite"))
+            let store = try SQLStore(path: directory.appending("kiln.sqlite"))
             let ids = try await store.syncRepositories([("github", "octo/hello")])
             try await body(store, ids[0])
         }
@@ -43,8 +43,8 @@ import Testing
     @Test func repositoryIDsAreStableAcrossSyncs() async throws {
         try await withTemporaryDirectory("kiln-store") { directory in
             let path = directory.appending("kiln.sqlite")
-            let first = try await SQLiteStore(path: path).syncRepositories([("github", "a/b"), ("github", "c/d")])
-            let second = try await SQLiteStore(path: path).syncRepositories([("github", "c/d"), ("github", "A/B"), ("github", "e/f")])
+            let first = try await SQLStore(path: path).syncRepositories([("github", "a/b"), ("github", "c/d")])
+            let second = try await SQLStore(path: path).syncRepositories([("github", "c/d"), ("github", "A/B"), ("github", "e/f")])
             #expect(second[0] == first[1])
             #expect(second[1] == first[0])
             #expect(!first.contains(second[2]))
@@ -147,7 +147,7 @@ import Testing
                 }
                 try old.close()
             }
-            let store = try SQLiteStore(path: path)
+            let store = try SQLStore(path: path)
             let kept = try #require(try await store.buildDetails(1)).statuses
             #expect(kept.map { "\($0.status.state.rawValue) \($0.status.description) \($0.delivery.rawValue)" }
                 == ["pending unsent before the upgrade pending"])
@@ -197,7 +197,7 @@ import Testing
 
     @Test func garbageCollectionRemovesOnlyOldFinishedBuildsAndTheirLogs() async throws {
         try await withTemporaryDirectory("kiln-gc") { directory in
-            let store = try SQLiteStore(path: directory.appending("kiln.sqlite"))
+            let store = try SQLStore(path: directory.appending("kiln.sqlite"))
             let repository = try await store.syncRepositories([("github", "octo/hello")])[0]
             let paths = WorkerPaths(dataDirectory: directory.path)
             try FileManager.default.createDirectory(atPath: paths.logs, withIntermediateDirectories: true)
@@ -252,7 +252,7 @@ import Testing
 @Suite struct GroupCommitTests {
     @Test func commitsAreFullySynchronous() async throws {
         try await withTemporaryDirectory("kiln-sync") { directory in
-            let store = try SQLiteStore(path: directory.appending("kiln.sqlite"))
+            let store = try SQLStore(path: directory.appending("kiln.sqlite"))
             #expect(try await store.synchronousSetting() == 2)
         }
     }
@@ -262,7 +262,7 @@ import Testing
     @Test func concurrentDeliveriesAreAllRecordedOnce() async throws {
         try await withTemporaryDirectory("kiln-group") { directory in
             let path = directory.appending("kiln.sqlite")
-            let store = try SQLiteStore(path: path)
+            let store = try SQLStore(path: path)
             let repository = try await store.syncRepositories([("github", "octo/hello")])[0]
             let ids = (0..<300).map { "d\($0 % 250)" }
             let results = try await withThrowingTaskGroup(of: (String, BuildID, Bool).self) { group in
@@ -280,7 +280,7 @@ import Testing
             #expect(results.filter(\.2).count == 250)
             #expect(Set(results.map(\.1)).count == 250)
             for (id, build, _) in results { #expect(results.filter { $0.0 == id }.allSatisfy { $0.1 == build }) }
-            let reopened = try SQLiteStore(path: path)
+            let reopened = try SQLStore(path: path)
             #expect(try await reopened.recentBuilds(limit: 1000).count == 250)
         }
     }

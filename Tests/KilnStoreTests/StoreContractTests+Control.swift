@@ -147,6 +147,38 @@ extension StoreContractTests {
     }
 
     @Test(arguments: Backend.allCases)
+    func concurrentChangesToOneBuildLoseNothing(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            // Twelve jobs of one build end at once, and deliveries arrive meanwhile: every change
+            // is a transaction that sees the others' (PostgreSQL runs a conflicting one again).
+            let jobs = (0..<12).map {
+                PlannedJob(name: "j\($0)", target: .installables([".#j\($0)"]), needs: [], timeout: .seconds(60), maxSilent: .seconds(60))
+            }
+            let build = try await planned(store, repository, "d0", jobs: jobs)
+            var claimed: [JobID] = []
+            while let job = try await store.claimRunnableJob(at: now, freeMemory: .max) { claimed.append(job.job.id) }
+            #expect(claimed.count == 12)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for job in claimed {
+                    group.addTask {
+                        _ = try await store.finishJob(job, JobReport(outcome: .succeeded, duration: .seconds(1)), details: nil, at: self.now)
+                    }
+                }
+                for index in 0..<12 {
+                    group.addTask { _ = try await store.accept(self.delivery("c\(index)", repository), at: self.now) }
+                }
+                try await group.waitForAll()
+            }
+            let details = try #require(try await store.buildDetails(build))
+            #expect(details.build.state == .succeeded, "\(details.build.summary)")
+            #expect(details.jobs.allSatisfy { $0.state == .succeeded })
+            let pending = details.statuses.filter { $0.delivery == .pending && $0.status.context == "kiln" }
+            #expect(pending.map(\.status.state) == [.succeeded])
+            #expect(try await store.queueStats().queuedBuilds == 12)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
     func aJobRecordsTheRemoteBuildersThatBuiltIt(backend: Backend) async throws {
         try await withStore(backend) { store, repository in
             _ = try await planned(store, repository, "d1", jobs: [Self.jobs[0]])

@@ -2,15 +2,17 @@ import Foundation
 import KilnCore
 import KilnPipeline
 import KilnTesting
+import Logging
 import Testing
 
 @testable import KilnStore
 
 /// What every store backend must do, run against each: a file (a pool, WAL, synchronous FULL),
-/// SQLite in memory (a queue), and the hand-written fake the coordinator tests use.
+/// SQLite in memory (a queue), a fresh database on a throwaway PostgreSQL server, and the
+/// hand-written fake the coordinator tests use.
 @Suite struct StoreContractTests {
     enum Backend: String, CaseIterable, Sendable {
-        case file, memory, fake
+        case file, memory, postgres, fake
     }
 
     let now = Date(timeIntervalSince1970: 1_800_000_000)
@@ -19,8 +21,20 @@ import Testing
         try await withTemporaryDirectory("kiln-contract") { directory in
             switch backend {
             case .file, .memory:
-                let store = backend == .file ? try SQLiteStore(path: directory.appending("kiln.sqlite")) : try SQLiteStore.inMemory()
+                let store = backend == .file ? try SQLStore(path: directory.appending("kiln.sqlite")) : try SQLStore.inMemory()
                 try await body(store, try await store.syncRepositories([("github", "octo/hello")])[0])
+            case .postgres:
+                let server = try await PostgresServer.shared()
+                let store = try await SQLStore.postgres(
+                    PostgresLocation(host: "127.0.0.1", port: server.port, username: "postgres", database: try server.newDatabase()),
+                    logger: Logger(label: "contract"))
+                do {
+                    try await body(store, try await store.syncRepositories([("github", "octo/hello")])[0])
+                    await store.close()
+                } catch {
+                    await store.close()
+                    throw error
+                }
             case .fake:
                 let store = InMemoryStore()
                 try await body(store, store.repository(forge: "github", name: "octo/hello"))

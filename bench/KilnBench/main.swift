@@ -350,7 +350,7 @@ if sections.contains("forges") {
 
     /// Intake over a fresh database that knows the fixture's repository.
     func intake(_ adapter: FixtureForge, repository: String, database: String) async throws -> WebhookIntake {
-        let store = try SQLiteStore(path: directory.appending(database))
+        let store = try SQLStore(path: directory.appending(database))
         let id = try await store.syncRepositories([(adapter.kind, repository)])[0]
         return WebhookIntake(
             endpoints: [adapter.kind: ForgeEndpoint(

@@ -3,7 +3,7 @@ import GRDB
 import KilnCore
 import KilnPipeline
 
-extension SQLiteStore {
+extension SQLStore {
     /// Carries out a build's state machine's actions in the open transaction `db`.
     func apply(_ actions: [BuildStateMachine.Action], to build: BuildRecord, at now: Date, _ db: any SQLConnection) throws {
         var build = build

@@ -4,7 +4,7 @@ import KilnCore
 import KilnPipeline
 
 /// The status outbox: what is due, what became of it, and adding to it.
-extension SQLiteStore {
+extension SQLStore {
     public func dueStatuses(at now: Date, limit: Int) async throws -> (due: [OutboxEntry], nextDue: Date?) {
         try await database.read { db in
             let time = now.timeIntervalSince1970

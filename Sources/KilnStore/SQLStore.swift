@@ -2,13 +2,15 @@ import Foundation
 import GRDB
 import KilnCore
 import KilnPipeline
+import Logging
 
-/// `BuildStore` on a SQLite file (WAL mode), through GRDB.
+/// `BuildStore` on a SQLite file (WAL mode, through GRDB), or on a PostgreSQL database
+/// (through PostgresNIO): the same statements on either, through `SQLDatabase`.
 ///
 /// Each method is one transaction. Decisions about what a change implies (which jobs
 /// are skipped, when a build ends, which statuses to post) are `KilnCore`'s pure
 /// functions; this type reads the rows they need and writes what they return.
-public struct SQLiteStore: KilnStore {
+public struct SQLStore: KilnStore {
     /// Every transaction of the store goes through this.
     let database: any SQLDatabase
     private let intake: GroupCommit
@@ -29,8 +31,44 @@ public struct SQLiteStore: KilnStore {
     /// A store over `database` (migrated here): a file's pool, or an in-memory queue for tests.
     public init(_ database: any DatabaseWriter) throws {
         try Schema.migrator.migrate(database)
-        self.database = GRDBDatabase(writer: database)
-        intake = GroupCommit(database: self.database)
+        self.init(database: GRDBDatabase(writer: database))
+    }
+
+    private init(database: any SQLDatabase) {
+        self.database = database
+        intake = GroupCommit(database: database)
+    }
+
+    /// Connects to the PostgreSQL database at `location` (at most `connections` connections)
+    /// and migrates it.
+    /// - Throws: `StoreError.unavailable` naming the server and what it said.
+    public static func postgres(_ location: PostgresLocation, connections: Int = 4, logger: Logger) async throws -> SQLStore {
+        let database = PostgresDatabase(location, maxConnections: connections, logger: logger)
+        do {
+            try await database.migrate(PostgresSchema.migrations)
+        } catch {
+            await database.close()
+            throw StoreError.unavailable(path: "postgres://\(location.username)@\(location.host):\(location.port)/\(location.database)", reason: "\(error)")
+        }
+        return SQLStore(database: database)
+    }
+
+    /// The migrations a PostgreSQL database has and lacks, read without changing it (`kiln doctor`).
+    public static func migrations(_ location: PostgresLocation, logger: Logger) async throws -> (applied: [String], missing: [String]) {
+        let database = PostgresDatabase(location, maxConnections: 1, logger: logger)
+        do {
+            let applied = try await database.appliedMigrations()
+            await database.close()
+            return (applied, PostgresSchema.migrations.map(\.name).filter { !applied.contains($0) })
+        } catch {
+            await database.close()
+            throw error
+        }
+    }
+
+    /// Closes a PostgreSQL store's connections (nothing for SQLite, whose files close with the process).
+    public func close() async {
+        await (database as? PostgresDatabase)?.close()
     }
 
     /// The migrations a database file has and lacks, read without changing it (`kiln doctor`).
@@ -43,8 +81,8 @@ public struct SQLiteStore: KilnStore {
     }
 
     /// A store in memory, gone with the process (tests).
-    public static func inMemory() throws -> SQLiteStore {
-        try SQLiteStore(DatabaseQueue(configuration: configuration))
+    public static func inMemory() throws -> SQLStore {
+        try SQLStore(DatabaseQueue(configuration: configuration))
     }
 
     static var configuration: Configuration {
@@ -62,7 +100,7 @@ public struct SQLiteStore: KilnStore {
     /// Whether the database accepts writes; for `/health`.
     public func isWritable() async -> Bool {
         do {
-            try await database.write { db in try db.execute("CREATE TEMP TABLE IF NOT EXISTS health (x)", []) }
+            try await database.write { db in try db.execute("CREATE TEMP TABLE IF NOT EXISTS health (x INTEGER)", []) }
             return true
         } catch {
             return false

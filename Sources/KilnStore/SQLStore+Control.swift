@@ -4,7 +4,7 @@ import KilnCore
 import KilnPipeline
 
 /// Decisions across builds: superseding, cancelling, approving, running again, reusing.
-extension SQLiteStore {
+extension SQLStore {
     public func unfinishedBuilds(_ key: BuildKey, repository: RepositoryID, olderThan build: BuildID) async throws
         -> [BuildRecord]
     {

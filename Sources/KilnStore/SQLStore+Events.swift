@@ -4,7 +4,7 @@ import KilnCore
 import KilnPipeline
 
 /// The event log: appended by the coordinator, read by every event stream.
-extension SQLiteStore {
+extension SQLStore {
     public func appendEvents(_ events: [KilnEvent], at now: Date) async throws {
         guard !events.isEmpty else { return }
         try await database.write { db in

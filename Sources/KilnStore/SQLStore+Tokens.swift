@@ -3,7 +3,7 @@ import GRDB
 import KilnCore
 
 /// API tokens: names, scopes and digests; never a token's text.
-extension SQLiteStore: TokenStore {
+extension SQLStore: TokenStore {
     public func createToken(name: String, scope: TokenScope, digest: [UInt8], at now: Date) async throws -> APIToken {
         try await database.write { db in
             // A revoked token keeps its name, so that its uses stay attributable in logs.
