@@ -172,6 +172,7 @@ public enum KilnServer {
             logCapBytes: configuration.storage.maxLogBytes, paths: paths)
         workerSettings.evaluationTimeout = nixSettings.evalTimeout
         workerSettings.registries = configuration.registries
+        workerSettings.sharedDatabase = configuration.storage.database != nil
         let adHocSecrets = workerSettings.adHocSecrets
         let nixExecutor = NixExecutor(settings: nixSettings)
         // The warm-up's private nix home is not a work tree's: the worker's start-up clears those.

@@ -167,9 +167,9 @@ public struct BuildCoordinator: Sendable {
 
     /// After a restart: builds that were planning are queued again, interrupted jobs too (those
     /// of cancelled builds end cancelled).
-    public func recoverInterrupted() async throws -> (builds: Int, jobs: Int) {
+    public func recoverInterrupted(leasesEndedBy cutoff: Date = .distantFuture) async throws -> (builds: Int, jobs: Int) {
         let underWay = try await store.underWay()
-        let recovered = try await changing(underWay) { try await store.recoverInterrupted(at: Date()) }
+        let recovered = try await changing(underWay) { try await store.recoverInterrupted(at: Date(), leasesEndedBy: cutoff) }
         bells.planning.ring()
         bells.statuses.ring()
         return recovered

@@ -43,14 +43,19 @@ extension BuildStateMachine {
 
     /// After a restart, for a build that was under way: planning starts again; running jobs are
     /// queued again, or, in a build cancelled while they ran, end cancelled.
-    public mutating func recover(_ build: BuildRecord, jobs: [JobRecord], at now: Date) -> [Action] {
+    public mutating func recover(_ build: BuildRecord, jobs: [JobRecord], at now: Date, leasesEndedBy cutoff: Date = .distantFuture)
+        -> [Action]
+    {
+        // Only what no living instance holds: a lease that ended before `cutoff` (or none).
+        func lapsed(_ until: Date?) -> Bool { (until ?? .distantPast) < cutoff }
         switch state {
         case .planning:
+            guard lapsed(build.leaseUntil) else { return [] }
             state = .queued
             summary = "queued again: Kiln restarted while planning it"
             return [.persist(.queued, summary: summary, diagnostics: [])]
         case .running:
-            let running = jobs.filter { $0.state == .running }
+            let running = jobs.filter { $0.state == .running && lapsed($0.leaseUntil) }
             guard !running.isEmpty else { return [] }
             guard let reason = build.cancelReason else {
                 var machine = JobStateMachine(state: .running)
@@ -59,7 +64,8 @@ extension BuildStateMachine {
             }
             var ended = jobs
             var actions: [Action] = []
-            for index in ended.indices where ended[index].state == .running {
+            let lapsedJobs = Set(running.map(\.id))
+            for index in ended.indices where lapsedJobs.contains(ended[index].id) {
                 ended[index].state = .cancelled
                 ended[index].summary = reason
                 actions.append(.endJob(ended[index].id, .cancelled, summary: reason, report: nil))

@@ -44,7 +44,14 @@ extension BuildStore {
     /// Returns the build as it now stands.
     public func finishJob(_ jobID: JobID, _ report: JobReport, details: String?, at now: Date) async throws -> BuildRecord {
         guard let job = try await job(jobID),
-            let (build, _) = try await change(job.buildID, reading: nil, at: now, { snapshot, _ in
+            let (build, _) = try await change(job.buildID, reading: nil, at: now, { [owner = lease.owner] snapshot, _ in
+                // A report from an instance that lost the job (its lease lapsed: queued again, or
+                // taken over by another instance) changes nothing.
+                if let current = snapshot.jobs.first(where: { $0.id == jobID }),
+                    current.state == .queued || (current.state == .running && current.owner != nil && current.owner != owner)
+                {
+                    return ([], ())
+                }
                 var machine = BuildStateMachine(snapshot.build)
                 let actions = machine.finishJob(
                     jobID, report, details: details, build: snapshot.build, jobs: snapshot.jobs, at: now)
@@ -67,13 +74,17 @@ extension BuildStore {
     /// After a restart: builds that were planning are queued again, running jobs are re-queued
     /// (those of a build cancelled while they ran end cancelled). Returns how many builds and
     /// jobs were queued again.
-    public func recoverInterrupted(at now: Date) async throws -> (builds: Int, jobs: Int) {
+    ///
+    /// With `leasesEndedBy`, only what no instance holds past that time: planning builds and
+    /// running jobs whose lease ended (what a dead instance held). Without, everything under way
+    /// (one instance, at its start).
+    public func recoverInterrupted(at now: Date, leasesEndedBy cutoff: Date = .distantFuture) async throws -> (builds: Int, jobs: Int) {
         var builds = 0
         var jobs = 0
         for id in try await underWay() {
             let recovered = try await change(id, reading: nil, at: now) { snapshot, _ in
                 var machine = BuildStateMachine(snapshot.build)
-                let actions = machine.recover(snapshot.build, jobs: snapshot.jobs, at: now)
+                let actions = machine.recover(snapshot.build, jobs: snapshot.jobs, at: now, leasesEndedBy: cutoff)
                 return (actions, actions)
             }
             for action in recovered?.decision ?? [] {

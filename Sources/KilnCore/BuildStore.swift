@@ -162,6 +162,21 @@ public enum ApprovalResult: Sendable, Hashable {
     case differentCommit(current: String)
 }
 
+/// Who claims work through a store: one Kiln instance (a fresh owner each start), and how long
+/// its claims last unless it renews them. Another instance takes over a claim that lapsed.
+public struct Lease: Sendable, Hashable {
+    /// The instance's name in `owner` columns.
+    public var owner: String
+    /// How long a claim holds without renewal.
+    public var duration: TimeInterval
+
+    /// A lease for a new instance.
+    public init(owner: String = "kiln-" + UUID().uuidString.prefix(8).lowercased(), duration: TimeInterval = 30) {
+        self.owner = owner
+        self.duration = duration
+    }
+}
+
 /// A build and its jobs, as one transaction read them.
 public struct BuildSnapshot: Sendable, Hashable {
     /// The build.
@@ -204,6 +219,14 @@ public protocol BuildStore: BuildQueries {
         _ id: BuildID, reading earlier: BuildID?, at now: Date,
         _ decide: @Sendable (BuildSnapshot, BuildSnapshot?) -> (actions: [BuildStateMachine.Action], decision: Decision)
     ) async throws -> (build: BuildRecord, decision: Decision)?
+
+    /// This store's instance: the owner its claims record, and how long a claim holds unrenewed.
+    var lease: Lease { get }
+
+    /// Extends this instance's leases on its planning builds and running jobs to `now` plus the
+    /// lease's length. Returns the running jobs it still holds, each with its build's cancel
+    /// summary (nil when the build is not cancelled): a job missing here was taken over.
+    func renewLeases(at now: Date) async throws -> [JobID: String?]
 
     /// Builds that were planning or running, oldest first: what a restart interrupted.
     func underWay() async throws -> [BuildID]

@@ -46,6 +46,9 @@ public struct WorkerSettings: Sendable {
     public var registries: [Registry] = []
     /// Ad-hoc builds' secrets (their Cachix tokens and keys), in memory only.
     public var adHocSecrets = AdHocSecrets()
+    /// Other Kiln instances may use the database (PostgreSQL): at start and every third of a
+    /// lease, only work whose lease lapsed (a dead instance's) is taken over, not all that is under way.
+    public var sharedDatabase = false
 
     /// Creates settings.
     public init(
@@ -121,7 +124,7 @@ public struct BuildWorker: Service {
         try? FileManager.default.removeItem(atPath: settings.paths.workspaces)
         try FileManager.default.createDirectory(atPath: settings.paths.workspaces, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: settings.paths.logs, withIntermediateDirectories: true)
-        let recovered = try await coordinator.recoverInterrupted()
+        let recovered = try await coordinator.recoverInterrupted(leasesEndedBy: settings.sharedDatabase ? Date() : .distantFuture)
         if recovered.builds + recovered.jobs > 0 {
             logger.notice("resuming work interrupted by a restart", metadata: [
                 "builds": "\(recovered.builds)", "jobs": "\(recovered.jobs)",
@@ -147,6 +150,7 @@ public struct BuildWorker: Service {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.planLoop() }
                 group.addTask { await self.watchLoop() }
+                group.addTask { await self.leaseLoop() }
                 for _ in 0..<max(1, self.settings.maxParallelJobs) {
                     group.addTask { await self.jobLoop() }
                 }
@@ -163,6 +167,42 @@ public struct BuildWorker: Service {
         while !Task.isCancelled {
             await watchdog.sweep(now: Date())
             try? await Task.sleep(for: .seconds(60))
+        }
+    }
+
+    /// Every third of a lease: renews this instance's leases, stops the jobs it lost (another
+    /// instance took them over) or whose build another instance cancelled, and, on a shared
+    /// database, takes over what a dead instance held.
+    private func leaseLoop() async {
+        let every = max(1, store.lease.duration / 3)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(every))
+            await keepLeases(now: Date())
+        }
+    }
+
+    func keepLeases(now: Date) async {
+        do {
+            let held = try await store.renewLeases(at: now)
+            let local = coordinator.running.registered()
+            let lost = local.filter { held[$0] == nil }
+            if !lost.isEmpty {
+                logger.warning("stopping jobs whose lease lapsed; another instance runs them", metadata: ["jobs": "\(lost.sorted())"])
+                coordinator.running.stop(lost.sorted(), .shutdown)
+            }
+            for (job, summary) in held.sorted(by: { $0.key < $1.key }) where local.contains(job) {
+                guard let summary = summary ?? nil else { continue }
+                coordinator.running.stop([job], JobStateMachine.reason(described: summary))
+            }
+            guard settings.sharedDatabase else { return }
+            let recovered = try await coordinator.recoverInterrupted(leasesEndedBy: now)
+            if recovered.builds + recovered.jobs > 0 {
+                logger.notice("took over work whose instance stopped renewing its lease", metadata: [
+                    "builds": "\(recovered.builds)", "jobs": "\(recovered.jobs)",
+                ])
+            }
+        } catch {
+            logger.error("could not renew leases: \(error)")
         }
     }
 
@@ -219,6 +259,28 @@ public struct BuildWorker: Service {
         }
     }
 
+    /// The commit a build's jobs check out, in this instance's mirror. Another instance (on the
+    /// same database) may have planned the build: then this mirror fetches its commits first,
+    /// and a pull request's merge is made again here. The merge is the same commit (its
+    /// signature and time are fixed) unless the base branch moved since, when it is the merge
+    /// with the base's tip now.
+    private func localCommit(_ build: BuildRecord, _ repository: Repository) async throws(SourceError) -> String {
+        let built = build.builtSHA ?? build.sha
+        if try await source.resolve(repository, commit: built) != nil { return built }
+        guard let pullRequest = build.pullRequest else {
+            _ = try await source.fetch(repository, ref: build.ref)
+            return built
+        }
+        let baseTip = try await source.fetch(repository, ref: "refs/heads/\(pullRequest.baseBranch)")
+        _ = try await source.fetchPullRequest(repository, pullRequest)
+        guard built != build.sha else { return built }
+        switch try await source.merge(repository, base: baseTip, head: build.sha) {
+        case .merged(let merge): return merge
+        case .conflict(let paths):
+            throw SourceError("cannot merge into \(pullRequest.baseBranch) at \(CommitID.short(baseTip)) again: conflicts in \(paths.prefix(5).joined(separator: ", "))")
+        }
+    }
+
     /// Checks the build's commit out into a fresh work tree at `target`. The tree is written to
     /// a temporary directory and renamed, so a tree at `target` is always complete.
     private func prepareWorkspace(_ target: String, _ build: BuildRecord, _ repository: Repository)
@@ -226,7 +288,7 @@ public struct BuildWorker: Service {
     {
         try? FileManager.default.removeItem(atPath: target)
         let temporary = "\(settings.paths.workspaces)/.checkout-\(UUID().uuidString)"
-        try await source.checkout(repository, sha: build.builtSHA ?? build.sha, into: temporary)
+        try await source.checkout(repository, sha: try await localCommit(build, repository), into: temporary)
         guard rename(temporary, target) == 0 else {
             try? FileManager.default.removeItem(atPath: temporary)
             throw SourceError("could not move the work tree into place at \(target): errno \(errno)")

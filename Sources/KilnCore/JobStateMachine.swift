@@ -119,6 +119,15 @@ public struct JobStateMachine: Sendable, Hashable {
         }
     }
 
+    /// The reason `describe` wrote as `text` (a build's cancel summary, read back by the instance
+    /// that runs its job); `requested` for any other text.
+    public static func reason(described text: String) -> CancelReason {
+        if text.hasPrefix("superseded by ") { return .superseded(by: String(text.dropFirst("superseded by ".count))) }
+        if text == describe(.pullRequestClosed(merged: true)) { return .pullRequestClosed(merged: true) }
+        if text == describe(.pullRequestClosed(merged: false)) { return .pullRequestClosed(merged: false) }
+        return .requested
+    }
+
     static func phrase(_ state: JobState) -> String {
         switch state {
         case .failed: return "failed"

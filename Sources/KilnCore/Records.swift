@@ -124,6 +124,10 @@ public struct BuildRecord: Sendable, Hashable {
     public var service: String?
     /// Queued by the reconciler: the forge's webhook never arrived.
     public var reconciled = false
+    /// The Kiln instance planning it, while it plans.
+    public var owner: String?
+    /// Until when that instance holds it; past this, another takes it over.
+    public var leaseUntil: Date?
 
     /// Creates a record.
     public init(
@@ -198,6 +202,10 @@ public struct JobRecord: Sendable, Hashable {
     public var waitedFor: [String] = []
     /// The remote builders that built any of `built`; empty when all of it was built here.
     public var machines: [String] = []
+    /// The Kiln instance running it, while it runs.
+    public var owner: String?
+    /// Until when that instance holds it; past this, another takes it over.
+    public var leaseUntil: Date?
     /// Outputs built.
     public var outputs: [BuiltOutput]
     /// CPU seconds of every process the job ran.

@@ -32,6 +32,9 @@ public final class RunningJobs: Sendable {
         return signal
     }
 
+    /// The jobs running here now.
+    public func registered() -> Set<JobID> { state.withLock { Set($0.signals.keys) } }
+
     /// Forgets a job that ended.
     public func end(_ job: JobID) { _ = state.withLock { $0.signals.removeValue(forKey: job) } }
 

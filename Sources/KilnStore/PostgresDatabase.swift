@@ -92,7 +92,13 @@ final class PostgresDatabase: SQLDatabase {
             let connection = try await take()
             var broken = false
             do {
-                let result = try PostgresSQLConnection(connection: connection, logger: logger).transaction(readOnly: readOnly, body)
+                // The statements wait for their answers: on a thread of their own, never on one
+                // of Swift's few cooperative threads (two on two cores), which would stall every
+                // other task meanwhile. The closure does not outlive this call: it is awaited here.
+                let transaction = PostgresSQLConnection(connection: connection, logger: logger)
+                let result = try await withoutActuallyEscaping(body) { body in
+                    try await Self.onStatementThread { try transaction.transaction(readOnly: readOnly, body) }
+                }
                 give(connection)
                 return result
             } catch let error as PSQLError where error.code == .server && ["40001", "40P01"].contains(error.serverInfo?[.sqlState] ?? "") {
@@ -108,6 +114,30 @@ final class PostgresDatabase: SQLDatabase {
                 give(connection)
                 throw error
             }
+        }
+    }
+
+    /// Runs `work` where it may wait for PostgreSQL: a serial queue of its own, which Dispatch
+    /// gives a thread of its own (an overcommitting queue) instead of one of its CPU-bound few.
+    private static func onStatementThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        // The queue lets go of the work before the caller resumes: the caller's closure must not
+        // outlive `withoutActuallyEscaping`.
+        let held = Held(work)
+        return try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue(label: "kiln.postgres.transaction").async {
+                let result = Result { try held.take()() }
+                continuation.resume(with: result)
+            }
+        }
+    }
+
+    private final class Held<T: Sendable>: @unchecked Sendable {
+        private var work: (@Sendable () throws -> T)?
+        init(_ work: @escaping @Sendable () throws -> T) { self.work = work }
+        /// The work, no longer held here.
+        func take() -> @Sendable () throws -> T {
+            defer { work = nil }
+            return work!
         }
     }
 

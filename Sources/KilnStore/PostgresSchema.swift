@@ -175,6 +175,22 @@ enum PostgresSchema {
                 )
                 """,
             ]
-        )
+        ),
+        leases,
     ]
+
+    /// Who holds a planning build, a running job or a status being posted, and until when:
+    /// the same statements on both databases.
+    static let leases: (name: String, statements: [String]) = (
+        "v19: leases",
+        [
+            "ALTER TABLE builds ADD COLUMN owner TEXT",
+            "ALTER TABLE builds ADD COLUMN lease_until DOUBLE PRECISION",
+            "ALTER TABLE jobs ADD COLUMN owner TEXT",
+            "ALTER TABLE jobs ADD COLUMN lease_until DOUBLE PRECISION",
+            "ALTER TABLE status_outbox ADD COLUMN owner TEXT",
+            "ALTER TABLE status_outbox ADD COLUMN lease_until DOUBLE PRECISION",
+            "CREATE INDEX status_outbox_by_context ON status_outbox(sha, context)",
+        ]
+    )
 }

@@ -38,6 +38,8 @@ enum Rows {
         build.treeKey = row["tree_key"]
         build.service = row["service"]
         build.reconciled = row["reconciled"]
+        build.owner = row["owner"]
+        build.leaseUntil = date(row["lease_until"])
         if let plan: String = row["ad_hoc"] { build.adHoc = try decode(AdHocPlan.self, plan, column: "builds.ad_hoc") }
         return build
     }
@@ -71,6 +73,8 @@ enum Rows {
         job.built = try strings(row["built"], column: "jobs.built")
         job.waitedFor = try strings(row["waited_for"], column: "jobs.waited_for")
         job.machines = try strings(row["machines"], column: "jobs.machines")
+        job.owner = row["owner"]
+        job.leaseUntil = date(row["lease_until"])
         if let image: String = row["image"] { job.image = try decode(ImageSpec.self, image, column: "jobs.image") }
         job.substituted = row["substituted"] ?? 0
         job.peakStorageKilobytes = row["peak_storage_kb"]

@@ -13,8 +13,9 @@ extension SQLStore {
             case .persist(let state, let summary, let diagnostics):
                 switch state {
                 case .planning:
-                    try db.execute("UPDATE builds SET state = ?, summary = ?, planning_since = ? WHERE id = ?",
-                        [state.rawValue, summary, time, build.id])
+                    try db.execute(
+                        "UPDATE builds SET state = ?, summary = ?, planning_since = ?, owner = ?, lease_until = ? WHERE id = ?",
+                        [state.rawValue, summary, time, lease.owner, time + lease.duration, build.id])
                 case .running:
                     try db.execute("UPDATE builds SET state = ?, summary = ?, started_at = ? WHERE id = ?",
                         [state.rawValue, summary, time, build.id])
@@ -73,8 +74,9 @@ extension SQLStore {
                         """,
                     [build.repositoryID, number, sha, approver, time])
             case .startJob(let job, let summary):
-                try db.execute("UPDATE jobs SET state = ?, summary = ?, attempt = attempt + 1, started_at = ? WHERE id = ?",
-                    [JobState.running.rawValue, summary, time, job])
+                try db.execute(
+                    "UPDATE jobs SET state = ?, summary = ?, attempt = attempt + 1, started_at = ?, owner = ?, lease_until = ? WHERE id = ?",
+                    [JobState.running.rawValue, summary, time, lease.owner, time + lease.duration, job])
             case .endJob(let job, let state, let summary, nil):
                 try db.execute("UPDATE jobs SET state = ?, summary = ?, finished_at = ? WHERE id = ?",
                     [state.rawValue, summary, time, job])

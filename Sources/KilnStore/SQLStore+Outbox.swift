@@ -5,21 +5,43 @@ import KilnPipeline
 
 /// The status outbox: what is due, what became of it, and adding to it.
 extension SQLStore {
+    /// Claims the due entries for this instance (until `statusLease` from now), so that another
+    /// instance never posts them too. An entry waits while another of its commit and context is
+    /// being posted (claimed, its lease running), so that posts for a context never overtake.
     public func dueStatuses(at now: Date, limit: Int) async throws -> (due: [OutboxEntry], nextDue: Date?) {
-        try await database.read { db in
+        let greatest = database.dialect.greatest("next_attempt_at", "COALESCE(lease_until, 0)")
+        return try await database.write { [lease] db in
             let time = now.timeIntervalSince1970
-            let due = try db.rows("SELECT * FROM status_outbox WHERE delivery = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-                [time, limit]
+            let due = try db.rows(
+                """
+                SELECT * FROM status_outbox o
+                WHERE delivery = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
+                  AND NOT EXISTS (
+                    SELECT 1 FROM status_outbox s
+                    WHERE s.sha = o.sha AND s.context = o.context AND s.forge = o.forge AND s.repository = o.repository
+                      AND s.id <> o.id AND s.lease_until >= ?)
+                ORDER BY id LIMIT ?
+                """,
+                [time, time, time, limit]
             ).map(Rows.outbox)
-            let next = try db.value(Double.self, "SELECT MIN(next_attempt_at) FROM status_outbox WHERE delivery = 'pending' AND next_attempt_at > ?",
-                [time])
+            for entry in due {
+                try db.execute(
+                    "UPDATE status_outbox SET owner = ?, lease_until = ? WHERE id = ?", [lease.owner, time + Self.statusLease, entry.id])
+            }
+            let next = try db.value(
+                Double.self, "SELECT MIN(\(greatest)) FROM status_outbox WHERE delivery = 'pending' AND \(greatest) > ?", [time])
             return (due, Rows.date(next))
         }
     }
 
+    /// How long an instance holds the statuses it is posting (a post takes at most 15 s a try).
+    static let statusLease: TimeInterval = 120
+
     public func recordStatusDelivery(_ entryID: Int64, _ result: StatusDeliveryResult, at now: Date) async throws {
         try await database.write { db in
             let time = now.timeIntervalSince1970
+            // Posted or not, the claim ends: the next post of its context may go.
+            try db.execute("UPDATE status_outbox SET lease_until = NULL WHERE id = ?", [entryID])
             switch result {
             case .delivered, .recorded:
                 try db.execute("""

@@ -14,6 +14,8 @@ public struct SQLStore: KilnStore {
     /// Every transaction of the store goes through this.
     let database: any SQLDatabase
     private let intake: GroupCommit
+    /// This instance's claims.
+    public let lease: Lease
 
     /// Opens (creating if needed) and migrates the database at `path`.
     public init(path: String) throws {
@@ -34,15 +36,18 @@ public struct SQLStore: KilnStore {
         self.init(database: GRDBDatabase(writer: database))
     }
 
-    private init(database: any SQLDatabase) {
+    private init(database: any SQLDatabase, lease: Lease = Lease()) {
         self.database = database
+        self.lease = lease
         intake = GroupCommit(database: database)
     }
 
     /// Connects to the PostgreSQL database at `location` (at most `connections` connections)
     /// and migrates it.
     /// - Throws: `StoreError.unavailable` naming the server and what it said.
-    public static func postgres(_ location: PostgresLocation, connections: Int = 4, logger: Logger) async throws -> SQLStore {
+    public static func postgres(_ location: PostgresLocation, connections: Int = 4, lease: Lease = Lease(), logger: Logger)
+        async throws -> SQLStore
+    {
         let database = PostgresDatabase(location, maxConnections: connections, logger: logger)
         do {
             try await database.migrate(PostgresSchema.migrations)
@@ -50,7 +55,26 @@ public struct SQLStore: KilnStore {
             await database.close()
             throw StoreError.unavailable(path: "postgres://\(location.username)@\(location.host):\(location.port)/\(location.database)", reason: "\(error)")
         }
-        return SQLStore(database: database)
+        return SQLStore(database: database, lease: lease)
+    }
+
+    public func renewLeases(at now: Date) async throws -> [JobID: String?] {
+        try await database.write { [lease] db in
+            let until = now.timeIntervalSince1970 + lease.duration
+            try db.execute(
+                "UPDATE builds SET lease_until = ? WHERE owner = ? AND state = \(BuildState.planning.sql)", [until, lease.owner])
+            try db.execute("UPDATE jobs SET lease_until = ? WHERE owner = ? AND state = \(JobState.running.sql)", [until, lease.owner])
+            var held: [JobID: String?] = [:]
+            for row in try db.rows(
+                """
+                SELECT j.id AS id, b.cancel_reason AS reason FROM jobs j JOIN builds b ON b.id = j.build_id
+                WHERE j.owner = ? AND j.state = \(JobState.running.sql)
+                """, [lease.owner])
+            {
+                held[row["id"] as JobID] = row["reason"] as String?
+            }
+            return held
+        }
     }
 
     /// The migrations a PostgreSQL database has and lacks, read without changing it (`kiln doctor`).

@@ -4,7 +4,7 @@ import KilnPipeline
 
 extension InMemoryStore {
     /// Carries out a state machine's actions on `build`, as `SQLStore` does in a transaction.
-    static func apply(_ actions: [BuildStateMachine.Action], to build: BuildRecord, at now: Date, _ state: inout State) {
+    static func apply(_ actions: [BuildStateMachine.Action], to build: BuildRecord, at now: Date, lease: Lease, _ state: inout State) {
         let id = build.id
         for action in actions {
             switch action {
@@ -12,7 +12,10 @@ extension InMemoryStore {
                 state.builds[id]?.state = next
                 state.builds[id]?.summary = summary
                 switch next {
-                case .planning: state.planningSince[id] = now
+                case .planning:
+                    state.planningSince[id] = now
+                    state.builds[id]?.owner = lease.owner
+                    state.builds[id]?.leaseUntil = now.addingTimeInterval(lease.duration)
                 case .running: state.builds[id]?.startedAt = now
                 case .queued, .awaitingApproval: break
                 case .succeeded, .failed, .errored, .cancelled, .skipped:
@@ -74,6 +77,8 @@ extension InMemoryStore {
                 state.jobs[job]?.summary = summary
                 state.jobs[job]?.attempt += 1
                 state.jobs[job]?.startedAt = now
+                state.jobs[job]?.owner = lease.owner
+                state.jobs[job]?.leaseUntil = now.addingTimeInterval(lease.duration)
             case .endJob(let job, let next, let summary, let report):
                 end(job, next, summary, at: now, &state)
                 guard let report else { continue }

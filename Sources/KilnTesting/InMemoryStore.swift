@@ -11,6 +11,8 @@ public final class InMemoryStore: KilnStore, TokenStore {
         var builds: [BuildID: BuildRecord] = [:]
         var jobs: [JobID: JobRecord] = [:]
         var outbox: [OutboxEntry] = []
+        /// Until when each claimed status entry is being posted.
+        var outboxLeases: [Int64: Date] = [:]
         var events: [StoredEvent] = []
         var eventTimes: [Int64: Date] = [:]
         var deliveries: [String: BuildID] = [:]
@@ -36,7 +38,26 @@ public final class InMemoryStore: KilnStore, TokenStore {
     private let state = Mutex(State())
 
     /// An empty store.
-    public init() {}
+    /// This instance's claims.
+    public let lease: Lease
+
+    /// An empty store, claiming as `lease` says.
+    public init(lease: Lease = Lease()) { self.lease = lease }
+
+    public func renewLeases(at now: Date) async throws -> [JobID: String?] {
+        state.withLock { state in
+            let until = now.addingTimeInterval(lease.duration)
+            for (id, build) in state.builds where build.owner == lease.owner && build.state == .planning {
+                state.builds[id]?.leaseUntil = until
+            }
+            var held: [JobID: String?] = [:]
+            for (id, job) in state.jobs where job.owner == lease.owner && job.state == .running {
+                state.jobs[id]?.leaseUntil = until
+                held[id] = state.builds[job.buildID]?.cancelReason
+            }
+            return held
+        }
+    }
 
     /// The id of a repository, added on first use (as `SQLStore.syncRepositories` does).
     public func repository(forge: String, name: String) -> RepositoryID {
@@ -75,7 +96,7 @@ public final class InMemoryStore: KilnStore, TokenStore {
             guard let build = state.builds.values.filter({ $0.state == .queued && !busy.contains($0.repositoryID) })
                 .min(by: { $0.id < $1.id })
             else { return nil }
-            Self.apply(decide(build), to: build, at: now, &state)
+            Self.apply(decide(build), to: build, at: now, lease: lease, &state)
             return state.builds[build.id]
         }
     }
@@ -90,7 +111,7 @@ public final class InMemoryStore: KilnStore, TokenStore {
                 guard let snapshot = state.snapshot(id) else { continue }
                 let actions = decide(snapshot)
                 guard let started = BuildStateMachine.startedJob(actions) else { continue }
-                Self.apply(actions, to: snapshot.build, at: now, &state)
+                Self.apply(actions, to: snapshot.build, at: now, lease: lease, &state)
                 return ClaimedJob(job: state.jobs[started]!, build: state.builds[id]!)
             }
             return nil
@@ -104,7 +125,7 @@ public final class InMemoryStore: KilnStore, TokenStore {
         state.withLock { state in
             guard let snapshot = state.snapshot(id) else { return nil }
             let (actions, decision) = decide(snapshot, earlier.flatMap { state.snapshot($0) })
-            Self.apply(actions, to: snapshot.build, at: now, &state)
+            Self.apply(actions, to: snapshot.build, at: now, lease: lease, &state)
             return (state.builds[id]!, decision)
         }
     }
@@ -328,15 +349,23 @@ public final class InMemoryStore: KilnStore, TokenStore {
 
     public func dueStatuses(at now: Date, limit: Int) async throws -> (due: [OutboxEntry], nextDue: Date?) {
         state.withLock { state in
+            func key(_ entry: OutboxEntry) -> String { "\(entry.forge)\n\(entry.commit.repository)\n\(entry.commit.sha)\n\(entry.status.context)" }
+            let posting = Set(state.outbox.filter { (state.outboxLeases[$0.id] ?? .distantPast) >= now }.map(key))
             let pending = state.outbox.filter { $0.delivery == .pending }
-            let due = Array(pending.filter { $0.nextAttemptAt <= now }.prefix(limit))
-            return (due, pending.filter { $0.nextAttemptAt > now }.map(\.nextAttemptAt).min())
+            let due = Array(
+                pending.filter {
+                    $0.nextAttemptAt <= now && (state.outboxLeases[$0.id] ?? .distantPast) < now && !posting.contains(key($0))
+                }.prefix(limit))
+            for entry in due { state.outboxLeases[entry.id] = now.addingTimeInterval(120) }
+            let next = pending.map { max($0.nextAttemptAt, state.outboxLeases[$0.id] ?? .distantPast) }.filter { $0 > now }.min()
+            return (due, next)
         }
     }
 
     public func recordStatusDelivery(_ entryID: Int64, _ result: StatusDeliveryResult, at now: Date) async throws {
         state.withLock { state in
             guard let index = state.outbox.firstIndex(where: { $0.id == entryID }) else { return }
+            state.outboxLeases[entryID] = nil
             switch result {
             case .delivered, .recorded:
                 state.outbox[index].delivery = result == .delivered ? .delivered : .recorded

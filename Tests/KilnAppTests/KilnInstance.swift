@@ -155,9 +155,14 @@ enum KilnProcess {
         let config = try String(contentsOfFile: world.configPath, encoding: .utf8)
             .replacingOccurrences(of: "listen: 127.0.0.1:0", with: "listen: 127.0.0.1:\(port)")
         try config.write(toFile: world.configPath, atomically: true, encoding: .utf8)
+        return try await serve(config: world.configPath, port: port)
+    }
+
+    /// Starts `kiln serve` with the configuration at `path`, which listens on `port`, and waits until it answers.
+    static func serve(config path: String, port: Int) async throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: kiln)
-        process.arguments = ["serve", "--config", world.configPath]
+        process.arguments = ["serve", "--config", path]
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()

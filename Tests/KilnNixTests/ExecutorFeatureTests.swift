@@ -167,7 +167,8 @@ struct ExecutorFeatureTests {
             }
             #expect(message.hasPrefix("no builder for aarch64-linux: this machine builds "))
             #expect(message.contains("x86_64-linux") && message.hasSuffix("; add a machine for aarch64-linux to nix.builders"))
-            #expect(report.duration < .seconds(10))
+            // Failing fast: nothing was evaluated or built for a system no machine has.
+            #expect(report.derivations.isEmpty)
         }
     }
 

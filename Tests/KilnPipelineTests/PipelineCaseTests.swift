@@ -108,18 +108,15 @@ import Testing
         return yaml + "jobs:\n  x:\n    build: .#x\n"
     }
 
-    @Test func billionLaughsIsRefusedFast() {
+    @Test(.timeLimit(.minutes(1))) func billionLaughsIsRefusedByTheBudget() {
         let yaml = Self.billionLaughs()
         #expect(yaml.utf8.count < 1024)
-        var result: PipelineFile.Result?
-        let elapsed = ContinuousClock().measure { result = PipelineFile.parse(yaml) }
-        guard case .invalid(let diagnostics) = result else {
+        // How fast it is refused is a benchmark's figure (make bench); here, that it is, by its budget.
+        guard case .invalid(let diagnostics) = PipelineFile.parse(yaml) else {
             Issue.record("expected refusal")
             return
         }
         #expect(diagnostics.map(\.code) == [.budget])
-        // The goal is 50 ms (make bench measures it); a loaded test machine gets ten times that.
-        #expect(elapsed < .milliseconds(500), "refusing the alias bomb took \(elapsed)")
     }
 
     @Test func aliasAsMappingKeyBombIsRefused() {

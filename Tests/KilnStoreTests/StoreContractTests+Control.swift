@@ -179,6 +179,51 @@ extension StoreContractTests {
     }
 
     @Test(arguments: Backend.allCases)
+    func aLapsedLeaseIsTakenOverAndTheLateReportChangesNothing(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            _ = try await planned(store, repository, "d1", jobs: [Self.jobs[0]])
+            let job = try #require(try await store.claimRunnableJob(at: now, freeMemory: .max)).job
+            #expect(job.owner == store.lease.owner)
+            #expect(job.leaseUntil == now.addingTimeInterval(store.lease.duration))
+            // Held: another instance finds nothing to take over.
+            let early = now.addingTimeInterval(10)
+            let none = try await store.recoverInterrupted(at: early, leasesEndedBy: early)
+            #expect(none.builds == 0 && none.jobs == 0)
+            let renewed = now.addingTimeInterval(20)
+            #expect(try await store.renewLeases(at: renewed) == [job.id: nil])
+            #expect(try await store.job(job.id)?.leaseUntil == renewed.addingTimeInterval(store.lease.duration))
+            // Lapsed: queued again; the old holder's late report changes nothing.
+            let late = renewed.addingTimeInterval(store.lease.duration + 1)
+            let taken = try await store.recoverInterrupted(at: late, leasesEndedBy: late)
+            #expect(taken.builds == 0 && taken.jobs == 1)
+            #expect(try await store.renewLeases(at: late) == [:])
+            _ = try await store.finishJob(job.id, JobReport(outcome: .succeeded, duration: .seconds(1)), details: nil, at: late)
+            #expect(try await store.job(job.id)?.state == .queued)
+            #expect(try await store.claimRunnableJob(at: late, freeMemory: .max)?.job.attempt == 2)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func statusesAreClaimedOnceUntilPostedOrTheClaimLapses(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            _ = try await planned(store, repository, "d1", jobs: [Self.jobs[0]])
+            let first = try await store.dueStatuses(at: now, limit: 50).due
+            #expect(!first.isEmpty)
+            // Claimed: not handed out again while it is being posted.
+            #expect(try await store.dueStatuses(at: now, limit: 50).due.isEmpty)
+            try await store.recordStatusDelivery(first[0].id, .delivered, at: now)
+            // A newer status of a context still being posted waits for that post.
+            let pendingContext = first[1].status.context
+            _ = try await store.claimRunnableJob(at: now, freeMemory: .max)
+            let next = try await store.dueStatuses(at: now, limit: 50).due
+            #expect(!next.map(\.status.context).contains(pendingContext), "\(next.map(\.status.context))")
+            // A claim that lapses (its instance died) is handed out again.
+            let lapsed = try await store.dueStatuses(at: now.addingTimeInterval(121), limit: 50).due
+            #expect(Set(lapsed.map(\.status.context)).contains(pendingContext))
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
     func aJobRecordsTheRemoteBuildersThatBuiltIt(backend: Backend) async throws {
         try await withStore(backend) { store, repository in
             _ = try await planned(store, repository, "d1", jobs: [Self.jobs[0]])
