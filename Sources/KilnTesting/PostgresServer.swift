@@ -17,8 +17,9 @@ public final class PostgresServer: Sendable {
     nonisolated(unsafe) private static var running: pid_t = 0
     nonisolated(unsafe) private static var runningDirectory = ""
 
-    /// The process's server, started on first use.
-    public static func shared() async throws -> PostgresServer {
+    /// The process's server, started on first use: for tests, without waiting for the disk
+    /// (`fsync=off`); `durable` (benchmarks, first caller decides) keeps PostgreSQL's defaults.
+    public static func shared(durable: Bool = false) async throws -> PostgresServer {
         while true {
             if let server = started.withLock({ $0 }) { return server }
             let lead = starting.withLock { starting -> Bool in
@@ -28,7 +29,7 @@ public final class PostgresServer: Sendable {
             }
             if lead {
                 do {
-                    let server = try await PostgresServer()
+                    let server = try await PostgresServer(durable: durable)
                     started.withLock { $0 = server }
                     return server
                 } catch {
@@ -68,7 +69,7 @@ public final class PostgresServer: Sendable {
         }
     }
 
-    private init() async throws {
+    private init(durable: Bool) async throws {
         let bin = try Self.binaries()
         Self.removeOrphans()
         directory = "/tmp/kiln-postgres-" + UUID().uuidString.prefix(8).lowercased()
@@ -82,9 +83,8 @@ public final class PostgresServer: Sendable {
         // Not through Foundation's Process, which loses track of children that close what they inherit.
         let arguments = [
             "/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "\(bin)/postgres", "-D", directory + "/data",
-            "-p", String(port), "-k", directory, "-h", "127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-            "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "logging_collector=off",
-        ]
+            "-p", String(port), "-k", directory, "-h", "127.0.0.1", "-c", "max_connections=200", "-c", "logging_collector=off",
+        ] + (durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
         var argv = arguments.map { strdup($0) } + [nil]
         defer { for argument in argv { free(argument) } }
         var fileActions = posix_spawn_file_actions_t()

@@ -52,6 +52,13 @@ enum IntakeLoad {
         let kilnFigures = try wrk(port: kiln.port, script: script, seconds: seconds)
         await kiln.stop()
 
+        // The same on PostgreSQL 15 (fsync and synchronous commit on, as shipped), on loopback.
+        let postgres = try await PostgresServer.shared(durable: true)
+        let onPostgres = try await Serving.start(
+            in: directory, database: "postgres://postgres@127.0.0.1:\(postgres.port)/\(try postgres.newDatabase())", data: "data-pg")
+        let postgresFigures = try wrk(port: onPostgres.port, script: script, seconds: seconds)
+        await onPostgres.stop()
+
         func line(_ label: String, _ figures: Figures) -> String {
             String(format: "%@ %8.0f requests/s, p50 %@, p99 %@%@", label.padding(toLength: 44, withPad: " ", startingAt: 0),
                 figures.requestsPerSecond, figures.p50, figures.p99, figures.errors.isEmpty ? "" : " (\(figures.errors))")
@@ -60,6 +67,8 @@ enum IntakeLoad {
         print("[intake] " + line("bare Hummingbird route (read + HMAC)", bareFigures))
         print("[intake] " + line("kiln serve /webhooks/github (durable)", kilnFigures))
         print(String(format: "[intake] kiln / bare: %.2f", kilnFigures.requestsPerSecond / bareFigures.requestsPerSecond))
+        print("[intake] " + line("kiln serve on PostgreSQL 15 (loopback)", postgresFigures))
+        print(String(format: "[intake] PostgreSQL / SQLite: %.2f", postgresFigures.requestsPerSecond / kilnFigures.requestsPerSecond))
     }
 
     /// wrk's script: the same body and signature, a new delivery id on every request.
@@ -139,11 +148,11 @@ struct Serving {
     let server: Task<Void, any Error>
     let port: Int
 
-    static func start(in directory: TemporaryDirectory) async throws -> Serving {
+    static func start(in directory: TemporaryDirectory, database: String? = nil, data: String = "data") async throws -> Serving {
         try IntakeLoad.secret.write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
         try """
             server: {listen: "127.0.0.1:0", public-url: "http://kiln.bench", max-concurrent-webhooks: 256}
-            storage: {data-dir: data}
+            storage: {data-dir: \(data)\(database.map { ", database: \"\($0)\"" } ?? "")}
             forges:
               github: {type: github, webhook-secret-files: [secret], status-api: none}
             repositories:

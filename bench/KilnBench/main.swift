@@ -30,7 +30,7 @@ import Logging
 import ServiceLifecycle
 
 let rounds = Int(ProcessInfo.processInfo.environment["KILN_BENCH_ROUNDS"] ?? "20") ?? 20
-let sections = CommandLine.arguments.dropFirst().isEmpty ? ["server", "pipeline", "executor", "forges", "intake", "events", "pages", "iglu"] : Array(CommandLine.arguments.dropFirst())
+let sections = CommandLine.arguments.dropFirst().isEmpty ? ["server", "pipeline", "executor", "forges", "intake", "events", "pages", "iglu", "instances"] : Array(CommandLine.arguments.dropFirst())
 let clock = ContinuousClock()
 let nixOptions = ["--extra-experimental-features", "nix-command flakes", "--option", "sandbox", "true",
                   "--option", "sandbox-fallback", "false", "--option", "substituters", ""]
@@ -419,4 +419,10 @@ if sections.contains("events") {
 
 if sections.contains("pages") {
     try await PageLoad.run()
+}
+
+// MARK: - instances
+
+if sections.contains("instances") {
+    try await InstanceLoad.run(builds: Int(ProcessInfo.processInfo.environment["KILN_BENCH_INSTANCE_BUILDS"] ?? "30") ?? 30)
 }
