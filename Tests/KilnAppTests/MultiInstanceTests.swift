@@ -3,9 +3,9 @@ import KilnTesting
 import Testing
 
 /// Three `kiln serve` processes on one PostgreSQL database, each with its own data directory:
-/// pushes arrive at any of them, one is killed with SIGKILL while it builds, and the other two
-/// finish everything: the dead one's job is taken over once its lease lapses, every build ends
-/// succeeded, and each commit gets its final status once.
+/// thirty pushes over six branches arrive at any of them, one is killed with SIGKILL while it
+/// builds, and the other two finish everything: the dead one's job is taken over once its lease
+/// lapses, every branch's newest commit builds, and each commit gets its final status once.
 @Suite(.enabled(if: NixTest.enabled, "nix is not installed (set KILN_REQUIRE_NIX to make this a failure)"))
 struct MultiInstanceTests {
     @Test(.timeLimit(.minutes(5))) func threeInstancesShareTheWorkAndTakeOverADeadOnesJob() async throws {
@@ -39,19 +39,25 @@ struct MultiInstanceTests {
         }
         defer { for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 
-        // Twelve branches, one commit each, pushed round-robin to the three.
+        // Thirty pushes: five rounds over six branches, round-robin to the three instances, so
+        // that a push to one instance supersedes a build another plans or runs.
         var commits: [String] = []
-        for index in 0..<12 {
-            try world.repository.git(["checkout", "--quiet", "-B", "b\(index)", "main"])
-            try flake("b\(index)").write(to: world.repository.path)
-            let sha = try world.repository.commit("commit \(index)")
-            commits.append(sha)
-            let body = Payloads.githubPush(repository: World.name, ref: "refs/heads/b\(index)", sha: sha)
-            let answer = try await HTTPTestClient.send(
-                "POST", "http://127.0.0.1:\(ports[index % 3])/webhooks/github",
-                headers: WebhookSigner.githubHeaders(event: "push", body: body, secret: World.secret, delivery: UUID().uuidString),
-                body: body)
-            #expect(answer.status == 202, "\(answer.body)")
+        var newest: [Int: String] = [:]
+        for round in 0..<5 {
+            for branch in 0..<6 {
+                let index = round * 6 + branch
+                try world.repository.git(["checkout", "--quiet"] + (round == 0 ? ["-B", "b\(branch)", "main"] : ["b\(branch)"]))
+                try flake("b\(branch)-\(round)").write(to: world.repository.path)
+                let sha = try world.repository.commit("round \(round) of b\(branch)")
+                commits.append(sha)
+                newest[branch] = sha
+                let body = Payloads.githubPush(repository: World.name, ref: "refs/heads/b\(branch)", sha: sha)
+                let answer = try await HTTPTestClient.send(
+                    "POST", "http://127.0.0.1:\(ports[index % 3])/webhooks/github",
+                    headers: WebhookSigner.githubHeaders(event: "push", body: body, secret: World.secret, delivery: UUID().uuidString),
+                    body: body)
+                #expect(answer.status == 202, "\(answer.body)")
+            }
         }
 
         // Instance 0 dies while one of its jobs runs (its log is in its own data directory).
@@ -73,26 +79,42 @@ struct MultiInstanceTests {
         processes[0].waitUntilExit()
         let job = try #require(victim)
 
-        // The others finish everything; the victim's job runs again, once its lease lapsed.
-        try await eventually("every build to end", within: .seconds(180)) {
+        // The others finish everything: the newest commit of each branch builds; what it
+        // superseded ends cancelled; the victim's job runs again once its lease lapsed (or ends
+        // cancelled, when a newer push superseded its build meanwhile).
+        let final = ["succeeded", "failed", "errored", "cancelled", "skipped"]
+        try await eventually("every build to end", within: .seconds(240)) {
             let builds = (try? await HTTPTestClient.send("GET", "\(api)/builds?limit=50").json["builds"] as? [[String: Any]]) ?? []
-            return builds.count == 12 && builds.allSatisfy { ["succeeded", "failed", "errored", "cancelled"].contains($0["state"] as? String ?? "") }
+            return builds.count == 30 && builds.allSatisfy { final.contains($0["state"] as? String ?? "") }
         }
         let builds = try await HTTPTestClient.send("GET", "\(api)/builds?limit=50").json["builds"] as? [[String: Any]] ?? []
         #expect(
-            builds.allSatisfy { $0["state"] as? String == "succeeded" },
+            builds.allSatisfy { ["succeeded", "cancelled", "skipped"].contains($0["state"] as? String ?? "") },
             "\(builds.map { ($0["id"] ?? "", $0["state"] ?? "", $0["summary"] ?? "") })")
+        for sha in newest.values {
+            #expect(builds.first { $0["sha"] as? String == sha }?["state"] as? String == "succeeded", "newest commit \(sha.prefix(7))")
+        }
         let taken = try await HTTPTestClient.send("GET", "\(api)/jobs/\(job)").json
-        #expect(taken["state"] as? String == "succeeded")
-        #expect(taken["attempt"] as? Int == 2, "the dead instance's job ran again: \(taken)")
+        if taken["state"] as? String == "succeeded" {
+            #expect(taken["attempt"] as? Int == 2, "the dead instance's job ran again: \(taken)")
+        } else {
+            #expect(taken["state"] as? String == "cancelled", "\(taken)")
+        }
+        var attempts: [Int] = []
+        for build in builds {
+            let jobs = try await HTTPTestClient.send("GET", "\(api)/builds/\(build["id"] as? Int ?? 0)").json["jobs"] as? [[String: Any]] ?? []
+            attempts += jobs.map { $0["attempt"] as? Int ?? 0 }
+        }
+        #expect(attempts.allSatisfy { $0 <= 2 }, "no job ran more than twice: \(attempts)")
+        // Every commit's `kiln` status ends final, posted once, whatever the number of instances.
         try await eventually("every commit's final status", within: .seconds(60)) {
-            commits.allSatisfy { world.github.states("kiln", sha: $0).last == "success" }
+            commits.allSatisfy { ["success", "error"].contains(world.github.states("kiln", sha: $0).last ?? "") }
         }
-        // Posted once per change, whatever the number of instances.
         for sha in commits {
-            let finals = world.github.statuses.filter { $0.sha == sha && $0.context == "kiln" && $0.state == "success" }
-            #expect(finals.count == 1, "commit \(sha.prefix(7)): \(finals.count) final statuses")
+            let finals = world.github.statuses.filter { $0.sha == sha && $0.context == "kiln" && $0.state != "pending" }
+            #expect(finals.count == 1, "commit \(sha.prefix(7)): \(finals.map(\.state)) final statuses")
         }
+        for sha in newest.values { #expect(world.github.states("kiln", sha: sha).last == "success") }
         #expect(world.github.refusals.isEmpty, "\(world.github.refusals)")
     }
 }
