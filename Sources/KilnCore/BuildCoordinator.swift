@@ -170,6 +170,7 @@ public struct BuildCoordinator: Sendable {
     public func recoverInterrupted(leasesEndedBy cutoff: Date = .distantFuture) async throws -> (builds: Int, jobs: Int) {
         let underWay = try await store.underWay()
         let recovered = try await changing(underWay) { try await store.recoverInterrupted(at: Date(), leasesEndedBy: cutoff) }
+        try await store.releaseStatusClaims(endedBy: cutoff)
         bells.planning.ring()
         bells.statuses.ring()
         return recovered

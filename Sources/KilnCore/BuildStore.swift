@@ -285,6 +285,10 @@ public protocol StatusOutbox: Sendable {
 
     /// Records what posting an entry came to.
     func recordStatusDelivery(_ entryID: Int64, _ result: StatusDeliveryResult, at now: Date) async throws
+
+    /// Ends the claims on entries being posted whose lease ends before `cutoff` (all of them, at
+    /// the start of the one instance of a database: whoever held them is gone).
+    func releaseStatusClaims(endedBy cutoff: Date) async throws
 }
 
 /// Reading builds for pages and the API.

@@ -35,7 +35,13 @@ extension SQLStore {
     }
 
     /// How long an instance holds the statuses it is posting (a post takes at most 15 s a try).
-    static let statusLease: TimeInterval = 120
+    static let statusLease: TimeInterval = 60
+
+    public func releaseStatusClaims(endedBy cutoff: Date) async throws {
+        try await database.write { db in
+            try db.execute("UPDATE status_outbox SET lease_until = NULL WHERE lease_until < ?", [cutoff.timeIntervalSince1970])
+        }
+    }
 
     public func recordStatusDelivery(_ entryID: Int64, _ result: StatusDeliveryResult, at now: Date) async throws {
         try await database.write { db in

@@ -356,10 +356,14 @@ public final class InMemoryStore: KilnStore, TokenStore {
                 pending.filter {
                     $0.nextAttemptAt <= now && (state.outboxLeases[$0.id] ?? .distantPast) < now && !posting.contains(key($0))
                 }.prefix(limit))
-            for entry in due { state.outboxLeases[entry.id] = now.addingTimeInterval(120) }
+            for entry in due { state.outboxLeases[entry.id] = now.addingTimeInterval(60) }
             let next = pending.map { max($0.nextAttemptAt, state.outboxLeases[$0.id] ?? .distantPast) }.filter { $0 > now }.min()
             return (due, next)
         }
+    }
+
+    public func releaseStatusClaims(endedBy cutoff: Date) async throws {
+        state.withLock { state in state.outboxLeases = state.outboxLeases.filter { $0.value >= cutoff } }
     }
 
     public func recordStatusDelivery(_ entryID: Int64, _ result: StatusDeliveryResult, at now: Date) async throws {

@@ -74,8 +74,10 @@ public final class PostgresServer: Sendable {
         Self.removeOrphans()
         directory = "/tmp/kiln-postgres-" + UUID().uuidString.prefix(8).lowercased()
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        _ = try runCommand("/bin/chown", ["postgres:postgres", directory])
-        _ = try runCommand(
+        // On threads of their own (Processes.run): initdb takes seconds, which would stall the
+        // few cooperative threads every other test needs.
+        try await Self.check("/bin/chown", ["postgres:postgres", directory])
+        try await Self.check(
             "/usr/bin/setpriv",
             ["--reuid=postgres", "--regid=postgres", "--init-groups", "\(bin)/initdb", "-D", directory + "/data", "-U", "postgres",
              "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
@@ -107,21 +109,27 @@ public final class PostgresServer: Sendable {
         }
         let port = self.port
         try await eventually("PostgreSQL on port \(port) to accept connections", within: .seconds(30)) {
-            (try? runCommand("\(bin)/pg_isready", ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres"])) != nil
+            (try? await Processes.run("\(bin)/pg_isready", ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres"]))?.status == 0
         }
     }
 
     /// A new, empty database; returns its name.
-    public func newDatabase() throws -> String {
+    public func newDatabase() async throws -> String {
         let name = "kiln_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
-        try psql("CREATE DATABASE \(name)")
+        try await psql("CREATE DATABASE \(name)")
         return name
     }
 
     /// Runs one statement as `postgres` in database `database`.
-    public func psql(_ statement: String, database: String = "postgres") throws {
-        _ = try runCommand(
+    public func psql(_ statement: String, database: String = "postgres") async throws {
+        try await Self.check(
             "/usr/bin/psql", ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-q", "-c", statement])
+    }
+
+    /// Runs a program to its end on a thread of its own; throws with its output when it fails.
+    private static func check(_ executable: String, _ arguments: [String]) async throws {
+        let (status, output) = try await Processes.run(executable, arguments)
+        guard status == 0 else { throw CommandFailed(arguments: [executable] + arguments, message: output) }
     }
 
     /// What the server logged.

@@ -30,7 +30,7 @@ struct CrashTests {
             second.terminate()
             second.waitUntilExit()
         }
-        try await eventually("the build to finish after the restart", within: .seconds(60)) {
+        try await eventually("the build to finish after the restart", within: .seconds(120)) {
             world.github.states("kiln").count == 2 && world.github.states("kiln/slow").count == 2
         }
         #expect(world.github.states("kiln") == ["pending", "success"])

@@ -10,7 +10,7 @@ import Testing
 struct MultiInstanceTests {
     @Test(.timeLimit(.minutes(5))) func threeInstancesShareTheWorkAndTakeOverADeadOnesJob() async throws {
         let server = try await PostgresServer.shared()
-        let database = try server.newDatabase()
+        let database = try await server.newDatabase()
         let world = try await World.make()
         defer { Task { await world.close() } }
         let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
@@ -29,6 +29,7 @@ struct MultiInstanceTests {
         for index in 0..<3 {
             let port = try KilnProcess.freePort()
             let config = template.replacingOccurrences(of: "listen: 127.0.0.1:0", with: "listen: 127.0.0.1:\(port)")
+                .replacingOccurrences(of: "max-parallel-jobs: 2", with: "max-parallel-jobs: 1")
                 .replacingOccurrences(
                     of: "  data-dir: data\n",
                     with: "  data-dir: data\(index)\n  database: \"postgres://postgres@127.0.0.1:\(server.port)/\(database)\"\n")
@@ -110,9 +111,13 @@ struct MultiInstanceTests {
         try await eventually("every commit's final status", within: .seconds(60)) {
             commits.allSatisfy { ["success", "error"].contains(world.github.states("kiln", sha: $0).last ?? "") }
         }
+        // A post under way when its instance died is posted again by another once its claim
+        // lapses (the forge may have taken it or not): at most twice, and the same.
         for sha in commits {
             let finals = world.github.statuses.filter { $0.sha == sha && $0.context == "kiln" && $0.state != "pending" }
-            #expect(finals.count == 1, "commit \(sha.prefix(7)): \(finals.map(\.state)) final statuses")
+            #expect(
+                finals.count == 1 || (finals.count == 2 && Set(finals.map { "\($0.state) \($0.description)" }).count == 1),
+                "commit \(sha.prefix(7)): \(finals.map(\.state)) final statuses")
         }
         for sha in newest.values { #expect(world.github.states("kiln", sha: sha).last == "success") }
         #expect(world.github.refusals.isEmpty, "\(world.github.refusals)")

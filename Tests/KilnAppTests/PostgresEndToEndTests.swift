@@ -8,7 +8,7 @@ import Testing
 struct PostgresEndToEndTests {
     @Test(.timeLimit(.minutes(3))) func aPushIsBuiltAndRecordedInPostgreSQL() async throws {
         let server = try await PostgresServer.shared()
-        let database = try server.newDatabase()
+        let database = try await server.newDatabase()
         let world = try await ForgeWorld.make(.github, database: "postgres://postgres@127.0.0.1:\(server.port)/\(database)")
         defer { Task { await world.close() } }
         let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))

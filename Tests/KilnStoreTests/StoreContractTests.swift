@@ -26,7 +26,7 @@ import Testing
             case .postgres:
                 let server = try await PostgresServer.shared()
                 let store = try await SQLStore.postgres(
-                    PostgresLocation(host: "127.0.0.1", port: server.port, username: "postgres", database: try server.newDatabase()),
+                    PostgresLocation(host: "127.0.0.1", port: server.port, username: "postgres", database: try await server.newDatabase()),
                     logger: Logger(label: "contract"))
                 do {
                     try await body(store, try await store.syncRepositories([("github", "octo/hello")])[0])

@@ -28,10 +28,10 @@ enum InstanceLoad {
         let origin: TestGitRepository
         let database: String
 
-        init(server: PostgresServer) throws {
+        init(server: PostgresServer) async throws {
             directory = try TemporaryDirectory("kiln-bench-instances")
             origin = try TestGitRepository(at: directory.appending("origin"))
-            database = "postgres://postgres@127.0.0.1:\(server.port)/\(try server.newDatabase())"
+            database = "postgres://postgres@127.0.0.1:\(server.port)/\(try await server.newDatabase())"
             try InstanceLoad.secret.write(toFile: directory.appending("secret"), atomically: true, encoding: .utf8)
             try TestFlake(packages: ["job": TestFlake.succeeding("base")]).write(to: origin.path)
             try origin.write(".kiln.yml", "jobs:\n  job:\n    build: .#job\n")
@@ -73,7 +73,7 @@ enum InstanceLoad {
     }
 
     static func buildsPerMinute(instances: Int, builds: Int, server: PostgresServer) async throws -> Double {
-        let world = try World(server: server)
+        let world = try await World(server: server)
         defer { world.directory.remove() }
         let salt = UUID().uuidString.prefix(8)
         let commits = try (0..<builds).map { index in
@@ -107,7 +107,7 @@ enum InstanceLoad {
     /// Two `kiln serve` processes; a long job runs on the first, which is killed; the time until
     /// the job runs again (attempt 2) on the second.
     static func takeoverSeconds(server: PostgresServer) async throws -> Double {
-        let world = try World(server: server)
+        let world = try await World(server: server)
         defer { world.directory.remove() }
         let kiln = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("kiln").path
         func serve(_ index: Int) async throws -> (Process, Int) {

@@ -55,7 +55,7 @@ enum IntakeLoad {
         // The same on PostgreSQL 15 (fsync and synchronous commit on, as shipped), on loopback.
         let postgres = try await PostgresServer.shared(durable: true)
         let onPostgres = try await Serving.start(
-            in: directory, database: "postgres://postgres@127.0.0.1:\(postgres.port)/\(try postgres.newDatabase())", data: "data-pg")
+            in: directory, database: "postgres://postgres@127.0.0.1:\(postgres.port)/\(try await postgres.newDatabase())", data: "data-pg")
         let postgresFigures = try wrk(port: onPostgres.port, script: script, seconds: seconds)
         await onPostgres.stop()
 
