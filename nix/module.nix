@@ -83,6 +83,7 @@ in
             min-free = option types.str "Collect the store when less space than this is free (10GiB).";
             database = option types.str "A PostgreSQL database instead of SQLite: postgres://USER@HOST[:PORT]/DATABASE.";
             database-password-file = option types.str "The PostgreSQL password (a credential's path).";
+            logs-dir = option types.str "Job logs, instead of data-dir/logs: a directory instances on one database share.";
           };
           # keys of nix:
           nix = {

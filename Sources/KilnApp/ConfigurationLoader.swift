@@ -160,6 +160,7 @@ struct ConfigReader {
         } else if keys["database-password-file"] != nil {
             report(keys["database-password-file"], path + ["database-password-file"], "database-password-file needs storage.database")
         }
+        storage.logsDirectory = text(keys, "logs-dir", path).map(resolve)
         return storage
     }
 
@@ -200,7 +201,9 @@ struct ConfigReader {
         "listen", "public-url", "max-body-bytes", "max-concurrent-webhooks", "max-event-streams", "admin-token-file", "events-socket",
         "private",
     ]
-    static let storageKeys = ["data-dir", "max-log-bytes", "retention", "keep-outputs", "min-free", "database", "database-password-file"]
+    static let storageKeys = [
+        "data-dir", "max-log-bytes", "retention", "keep-outputs", "min-free", "database", "database-password-file", "logs-dir",
+    ]
     static let nixKeys = [
         "binary", "max-parallel-jobs", "default-timeout", "max-timeout", "default-max-silent", "eval-timeout", "eval-max-memory",
         "max-parallel-evals", "builders", "options", "cache", "warm", "allowed-read-only-paths", "sandbox-shell",

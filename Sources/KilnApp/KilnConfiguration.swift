@@ -43,6 +43,9 @@ public struct KilnConfiguration: Sendable {
         public var minFree: Int64?
         /// A PostgreSQL database instead of `kiln.sqlite` in the data directory (`storage.database`).
         public var database: PostgresLocation?
+        /// Where job logs go instead of `DATA/logs` (`storage.logs-dir`): a directory the
+        /// instances on one database share, so that each shows every job's log.
+        public var logsDirectory: String?
     }
 
     /// `nix`.

@@ -82,7 +82,7 @@ public enum KilnServer {
         let store = try await openStore(configuration, logger: logger)
         let collector = GarbageCollector(
             coordinator: BuildCoordinator(store: store, logger: logger),
-            paths: WorkerPaths(dataDirectory: configuration.storage.dataDirectory),
+            paths: WorkerPaths(dataDirectory: configuration.storage.dataDirectory, logs: configuration.storage.logsDirectory),
             retention: configuration.storage.retention, logger: logger)
         return try await collector.collect(now: Date())
     }
@@ -161,7 +161,7 @@ public enum KilnServer {
         let coordinator = BuildCoordinator(store: store, metrics: metrics, logger: logger)
         let health = HealthState()
         let progress = ProgressBoard()
-        let paths = WorkerPaths(dataDirectory: dataDirectory)
+        let paths = WorkerPaths(dataDirectory: dataDirectory, logs: configuration.storage.logsDirectory)
         var nixSettings = configuration.nix.settings
         // Private nix homes live beside the work trees, and go with them at start-up.
         nixSettings.scratchDirectory = nixSettings.scratchDirectory ?? paths.workspaces

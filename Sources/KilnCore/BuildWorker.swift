@@ -11,10 +11,10 @@ public struct WorkerPaths: Sendable, Hashable {
     /// Directory of per-job logs.
     public var logs: String
 
-    /// Creates paths under a data directory.
-    public init(dataDirectory: String) {
+    /// Creates paths under a data directory; logs in `logs` when given (a directory instances share).
+    public init(dataDirectory: String, logs: String? = nil) {
         self.workspaces = dataDirectory + "/workspaces"
-        self.logs = dataDirectory + "/logs"
+        self.logs = logs ?? dataDirectory + "/logs"
     }
 
     /// The work tree a build's jobs are evaluated in; it exists only while they are.

@@ -43,7 +43,7 @@ extension GitHubForge {
         // Newest first: the listing stops at the first pull request older than `since`.
         let pulls = try await api.pages(
             headers: headers, url: { "\(base)/pulls?state=open&sort=updated&direction=desc&per_page=100&page=\($0 + 1)" },
-            enough: { ($0.last?.updatedAt).map { updated in since.map { updated < $0 } ?? false } ?? false }
+            enough: ForgeDates.reached(since)
         ) { body in
             let page = try JSONDecoder().decode([Pull].self, from: Data(body))
             let pulls = page.map { pull in
@@ -56,7 +56,7 @@ extension GitHubForge {
         }
         return ForgeHeads(
             defaultBranch: info.default_branch, branches: branches,
-            pullRequests: pulls.filter { ForgeDates.isRecent($0.updatedAt, since: since) })
+            pullRequests: ForgeDates.recent(pulls, since: since))
     }
 }
 
@@ -99,7 +99,7 @@ extension GiteaForge {
         }
         let pulls = try await api.pages(
             headers: headers, url: { "\(base)/pulls?state=open&sort=recentupdate&page=\($0 + 1)&limit=\(size)" },
-            enough: { ($0.last?.updatedAt).map { updated in since.map { updated < $0 } ?? false } ?? false }
+            enough: ForgeDates.reached(since)
         ) { body in
             let page = try JSONDecoder().decode([Pull].self, from: Data(body))
             let pulls = page.map { pull in
@@ -112,7 +112,7 @@ extension GiteaForge {
         }
         return ForgeHeads(
             defaultBranch: info.default_branch, branches: branches,
-            pullRequests: pulls.filter { ForgeDates.isRecent($0.updatedAt, since: since) })
+            pullRequests: ForgeDates.recent(pulls, since: since))
     }
 }
 
@@ -160,7 +160,7 @@ extension GitLabForge {
         }
         return ForgeHeads(
             defaultBranch: info.default_branch ?? "", branches: branches,
-            pullRequests: requests.filter { ForgeDates.isRecent($0.updatedAt, since: since) })
+            pullRequests: ForgeDates.recent(requests, since: since))
     }
 }
 
@@ -213,7 +213,7 @@ extension BitbucketCloudForge {
         }
         let pulls = try await api.pages(
             headers: headers, url: { "\(base)/pullrequests?state=OPEN&sort=-updated_on&pagelen=50&page=\($0 + 1)" },
-            enough: { ($0.last?.updatedAt).map { updated in since.map { updated < $0 } ?? false } ?? false }
+            enough: ForgeDates.reached(since)
         ) { body in
             let page = try JSONDecoder().decode(Page<Pull>.self, from: Data(body))
             let pulls = page.values.compactMap { pull -> OpenPullRequest? in
@@ -228,7 +228,7 @@ extension BitbucketCloudForge {
         }
         return ForgeHeads(
             defaultBranch: info.mainbranch?.name ?? "", branches: branches,
-            pullRequests: pulls.filter { ForgeDates.isRecent($0.updatedAt, since: since) })
+            pullRequests: ForgeDates.recent(pulls, since: since))
     }
 }
 
@@ -291,6 +291,6 @@ extension BitbucketServerForge {
         return ForgeHeads(
             defaultBranch: branchPages.first { $0.isDefault == true }?.displayId ?? "",
             branches: branchPages.map { BranchHead(name: $0.displayId, sha: $0.latestCommit) },
-            pullRequests: pulls.filter { ForgeDates.isRecent($0.updatedAt, since: since) })
+            pullRequests: ForgeDates.recent(pulls, since: since))
     }
 }

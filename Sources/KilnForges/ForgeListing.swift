@@ -61,9 +61,17 @@ enum ForgeDates {
         return formatter.string(from: date)
     }
 
-    /// Whether a pull request updated at `updated` is wanted when asked for those since `since`.
-    static func isRecent(_ updated: Date?, since: Date?) -> Bool {
-        guard let since, let updated else { return true }
-        return updated >= since
+    /// The pull requests updated at or after `since` (all when nil; one without a time counts).
+    static func recent(_ pulls: [OpenPullRequest], since: Date?) -> [OpenPullRequest] {
+        guard let since else { return pulls }
+        return pulls.filter { ($0.updatedAt ?? since) >= since }
+    }
+
+    /// For a listing newest first: whether the pages so far reach back past `since`.
+    static func reached(_ since: Date?) -> ([OpenPullRequest]) -> Bool {
+        { pulls in
+            guard let since, let oldest = pulls.last?.updatedAt else { return false }
+            return oldest < since
+        }
     }
 }

@@ -134,6 +134,8 @@ struct JobJSON: Encodable {
     var waited_for_derivations: [String]
     /// The remote builders that built any of it.
     var machines: [String]
+    /// The Kiln instance that runs (or last ran) it; `/health` names each instance.
+    var instance: String?
     var outputs: [Output]
     var attempt: Int
     var timeout_seconds: Int64
@@ -172,6 +174,7 @@ struct JobJSON: Encodable {
         built_derivations = job.built
         waited_for_derivations = job.waitedFor
         machines = job.machines
+        instance = job.owner
         outputs = job.outputs.map { Output(name: $0.name, path: $0.path, nar_hash: $0.narHash, nar_size_bytes: $0.narSize) }
         attempt = job.attempt
         timeout_seconds = job.timeout.components.seconds

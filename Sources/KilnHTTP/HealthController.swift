@@ -8,6 +8,8 @@ struct HealthController: Sendable {
     let health: HealthState
     /// Whether the database accepts writes.
     let databaseWritable: @Sendable () async -> Bool
+    /// This instance's name in the database (a job's `instance`).
+    let instance: String
 
     /// Its routes.
     var endpoints: RouteCollection<BasicRequestContext> {
@@ -18,7 +20,7 @@ struct HealthController: Sendable {
 
     private func answer() async -> Response {
         let writable = await databaseWritable()
-        var body: [String: String] = ["database": writable ? "writable" : "not writable"]
+        var body: [String: String] = ["database": writable ? "writable" : "not writable", "instance": instance]
         var ready = writable
         switch health.readiness {
         case .ready(let detail):

@@ -17,7 +17,11 @@ public func buildRouter(_ dependencies: HTTPDependencies) -> Router<BasicRequest
             intake: dependencies.intake, slots: dependencies.webhookSlots, maxBodyBytes: dependencies.maxBodyBytes,
             publicURL: dependencies.publicURL
         ).endpoints)
-    router.addRoutes(HealthController(health: dependencies.health, databaseWritable: dependencies.databaseWritable).endpoints)
+    router.addRoutes(
+        HealthController(
+            health: dependencies.health, databaseWritable: dependencies.databaseWritable,
+            instance: dependencies.coordinator.store.lease.owner
+        ).endpoints)
     router.addRoutes(
         BuildsController(store: store, progress: dependencies.progress, logs: dependencies.logs, publicURL: dependencies.publicURL)
             .endpoints)

@@ -32,12 +32,13 @@ struct MultiInstanceTests {
                 .replacingOccurrences(of: "max-parallel-jobs: 2", with: "max-parallel-jobs: 1")
                 .replacingOccurrences(
                     of: "  data-dir: data\n",
-                    with: "  data-dir: data\(index)\n  database: \"postgres://postgres@127.0.0.1:\(server.port)/\(database)\"\n")
+                    with: "  data-dir: data\(index)\n  logs-dir: shared-logs\n  database: \"postgres://postgres@127.0.0.1:\(server.port)/\(database)\"\n")
             let path = world.directory.appending("kiln\(index).yaml")
             try config.write(toFile: path, atomically: true, encoding: .utf8)
             processes.append(try await KilnProcess.serve(config: path, port: port))
             ports.append(port)
         }
+        let firstInstance = try #require(try await HTTPTestClient.send("GET", "http://127.0.0.1:\(ports[0])/health").json["instance"] as? String)
         defer { for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 
         // Thirty pushes: five rounds over six branches, round-robin to the three instances, so
@@ -61,15 +62,15 @@ struct MultiInstanceTests {
             }
         }
 
-        // Instance 0 dies while one of its jobs runs (its log is in its own data directory).
+        // Instance 0 dies while one of its jobs runs (each job names its instance).
         let api = "http://127.0.0.1:\(ports[1])/api/v1"
         var victim: Int?
         try await eventually("instance 0 to run a job", within: .seconds(90)) {
-            let logs = (try? FileManager.default.contentsOfDirectory(atPath: world.directory.appending("data0/logs"))) ?? []
+            let logs = (try? FileManager.default.contentsOfDirectory(atPath: world.directory.appending("shared-logs"))) ?? []
             for name in logs where name.hasSuffix(".log") {
                 guard let id = Int(name.dropLast(4)),
                     let job = try? await HTTPTestClient.send("GET", "\(api)/jobs/\(id)").json,
-                    job["state"] as? String == "running"
+                    job["state"] as? String == "running", job["instance"] as? String == firstInstance
                 else { continue }
                 victim = id
                 return true
@@ -107,6 +108,9 @@ struct MultiInstanceTests {
             attempts += jobs.map { $0["attempt"] as? Int ?? 0 }
         }
         #expect(attempts.allSatisfy { $0 <= 2 }, "no job ran more than twice: \(attempts)")
+        // One logs directory: any instance shows the log of a job another ran.
+        let log = try await HTTPTestClient.send("GET", "http://127.0.0.1:\(ports[2])/api/v1/jobs/\(job)/log").body
+        #expect(log.contains(marker), "\(log.prefix(300))")
         // Every commit's `kiln` status ends final, posted once, whatever the number of instances.
         try await eventually("every commit's final status", within: .seconds(60)) {
             commits.allSatisfy { ["success", "error"].contains(world.github.states("kiln", sha: $0).last ?? "") }

@@ -232,10 +232,11 @@ import Testing
         let health = HealthState()
         health.update(.ready("ok"))
         let router = Router()
-        router.addRoutes(HealthController(health: health, databaseWritable: { false }).endpoints)
+        router.addRoutes(HealthController(health: health, databaseWritable: { false }, instance: "kiln-test").endpoints)
         try await Application(router: router).test(.router) { client in
             let answer = try await client.execute(uri: "/health", method: .get)
             #expect(answer.status == .serviceUnavailable && Self.text(answer).contains("not writable"))
+            #expect(Self.text(answer).contains("\"kiln-test\""), "the instance is named")
         }
     }
 
