@@ -223,6 +223,9 @@ public enum KilnServer {
             .init(service: lock), .init(service: reporter), .init(service: collector), .init(service: worker), .init(service: application),
             .init(service: keeper),
         ]
+        if configuration.storage.database != nil {
+            services.append(.init(service: WorkAnnouncements(store: store, bells: coordinator.bells)))
+        }
         if let interval = configuration.reconcileInterval {
             services.append(.init(service: Reconciler(
                 coordinator: coordinator, endpoints: endpoints.filter { !$0.value.repositories.isEmpty }, source: mirrors,
@@ -251,3 +254,20 @@ public enum KilnServer {
     }
 }
 
+/// Wakes this instance's loops when another instance on the same PostgreSQL database has new
+/// work or news (`LISTEN`), instead of their waiting for their next look.
+struct WorkAnnouncements: Service {
+    let store: SQLStore
+    let bells: Doorbells
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await store.listenForWork { [bells] in
+                bells.planning.ring()
+                bells.jobs.ring()
+                bells.statuses.ring()
+                bells.events.ring()
+            }
+        }
+    }
+}

@@ -206,6 +206,33 @@ final class PostgresDatabase: SQLDatabase {
         waiter?.resume(returning: nil)
     }
 
+    /// Calls `wake` whenever any instance on the database (this one too) announces work, on a
+    /// connection of its own, connecting again every 10 s after it is lost; until `stop` is cancelled.
+    func listen(_ wake: @escaping @Sendable () -> Void) async {
+        while !Task.isCancelled {
+            do {
+                let connection = try await PostgresConnection.connect(
+                    configuration: .init(
+                        host: location.host, port: location.port, username: location.username, password: location.password,
+                        database: location.database, tls: .disable),
+                    id: nextID.add(1, ordering: .relaxed).oldValue, logger: logger)
+                let context = connection.addListener(channel: PostgresSQLConnection.channel) { _, _ in wake() }
+                // Work announced while this instance was not listening is found by its loops' next look.
+                wake()
+                await withTaskCancellationHandler {
+                    _ = try? await connection.closeFuture.get()
+                } onCancel: {
+                    context.stop()
+                    let _: EventLoopFuture<Void> = connection.close()
+                }
+                if !connection.isClosed { try? await connection.close() }
+            } catch {
+                logger.warning("cannot listen for other instances' work; looking every 10 s: \(PostgresStoreError(error))")
+            }
+            try? await Task.sleep(for: .seconds(10))
+        }
+    }
+
     /// Applies the steps of `migrations` that `kiln_migrations` does not list, each in one
     /// transaction, holding an advisory lock meanwhile: instances that start together migrate once.
     func migrate(_ migrations: [(name: String, statements: [String])]) async throws {
@@ -273,11 +300,29 @@ struct PostgresSQLConnection: SQLConnection {
     let connection: PostgresConnection
     let logger: Logger
     var dialect: SQLDialect { .postgres }
+    private let announced = Announced()
+
+    /// The channel on which instances tell each other of new work.
+    static let channel = "kiln_work"
+
+    init(connection: PostgresConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+    }
+
+    private final class Announced: @unchecked Sendable {
+        var raised = false
+    }
+
+    func announceWork() { announced.raised = true }
 
     func transaction<T>(readOnly: Bool, _ body: (any SQLConnection) throws -> T) throws -> T {
+        announced.raised = false
         try command(readOnly ? "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY" : "BEGIN ISOLATION LEVEL SERIALIZABLE")
         do {
             let result = try body(self)
+            // Delivered at the commit, once however often it was raised.
+            if announced.raised { try command("NOTIFY \(Self.channel)") }
             try command("COMMIT")
             return result
         } catch {

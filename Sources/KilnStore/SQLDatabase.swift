@@ -144,6 +144,9 @@ public protocol SQLConnection {
     func execute(_ sql: String, _ arguments: [(any SQLBindable)?]) throws -> Int
     /// Runs a query; returns its rows.
     func rows(_ sql: String, _ arguments: [(any SQLBindable)?]) throws -> [SQLRow]
+    /// Tells other instances on the database, once the transaction commits, that there is new
+    /// work or news (PostgreSQL's NOTIFY); nothing where only one instance can use the database.
+    func announceWork()
 }
 
 extension SQLConnection {
@@ -204,6 +207,8 @@ struct GRDBConnection: SQLConnection {
         try db.cachedStatement(sql: sql).execute(arguments: Self.arguments(arguments))
         return db.changesCount
     }
+
+    func announceWork() {}
 
     func rows(_ sql: String, _ arguments: [(any SQLBindable)?]) throws -> [SQLRow] {
         try Row.fetchAll(db.cachedStatement(sql: sql), arguments: Self.arguments(arguments)).map { row in

@@ -6,6 +6,8 @@ import KilnPipeline
 extension SQLStore {
     /// Carries out a build's state machine's actions in the open transaction `db`.
     func apply(_ actions: [BuildStateMachine.Action], to build: BuildRecord, at now: Date, _ db: any SQLConnection) throws {
+        // Builds, jobs and statuses changed: other instances have work (or news) to look at.
+        if !actions.isEmpty { db.announceWork() }
         var build = build
         let time = now.timeIntervalSince1970
         for action in actions {

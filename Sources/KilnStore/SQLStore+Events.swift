@@ -8,6 +8,7 @@ extension SQLStore {
     public func appendEvents(_ events: [KilnEvent], at now: Date) async throws {
         guard !events.isEmpty else { return }
         try await database.write { db in
+            db.announceWork()
             for event in events {
                 try db.execute("INSERT INTO events (type, build_id, job_id, repository, data, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                     [event.type, event.buildID, event.jobID, event.repository, event.data, now.timeIntervalSince1970])

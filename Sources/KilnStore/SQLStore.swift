@@ -90,6 +90,13 @@ public struct SQLStore: KilnStore {
         }
     }
 
+    /// Calls `wake` whenever another instance on a PostgreSQL database (or this one) changes
+    /// builds, jobs, statuses or events, until the task is cancelled; returns at once on SQLite,
+    /// which one instance alone uses.
+    public func listenForWork(_ wake: @escaping @Sendable () -> Void) async {
+        await (database as? PostgresDatabase)?.listen(wake)
+    }
+
     /// Closes a PostgreSQL store's connections (nothing for SQLite, whose files close with the process).
     public func close() async {
         await (database as? PostgresDatabase)?.close()
@@ -176,6 +183,7 @@ public struct SQLStore: KilnStore {
         try db.execute(
             "INSERT INTO deliveries (forge, delivery_id, build_id, received_at) VALUES (?, ?, ?, ?)",
             [delivery.forge, delivery.deliveryID, buildID, now.timeIntervalSince1970])
+        db.announceWork()
         // Its event in the same transaction: the build and its announcement are one commit.
         let event = BuildEvents.queued(buildID, delivery)
         try db.execute(

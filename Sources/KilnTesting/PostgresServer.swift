@@ -94,6 +94,9 @@ public final class PostgresServer: Sendable {
         defer { posix_spawn_file_actions_destroy(&fileActions) }
         posix_spawn_file_actions_addopen(&fileActions, 1, directory + "/server.log", O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_addopen(&fileActions, 2, directory + "/server.log", O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        // Nothing else the test process has open: a pipe of another test's child, inherited by
+        // a server that outlives it, would never reach its end, and that test would wait for good.
+        Processes.closeInheritedDescriptors(&fileActions)
         var child: pid_t = 0
         let status = posix_spawn(&child, arguments[0], &fileActions, nil, &argv, environ)
         guard status == 0 else { throw CommandFailed(arguments: arguments, message: String(cString: strerror(status))) }

@@ -43,3 +43,17 @@ extension Processes {
         }
     }
 }
+
+extension Processes {
+    /// Has a child started with `actions` close every descriptor above standard error
+    /// (glibc's `posix_spawn_file_actions_addclosefrom_np`, looked up at run time: Swift's Glibc
+    /// module does not declare it). A server the tests start must not hold another test's pipe
+    /// open: that test would wait for the pipe's end for as long as the server lives.
+    public static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else {
+            fatalError("this glibc lacks posix_spawn_file_actions_addclosefrom_np (2.34 and later have it)")
+        }
+        _ = unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3)
+    }
+}

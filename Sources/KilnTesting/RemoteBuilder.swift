@@ -77,8 +77,13 @@ public final class RemoteBuilder: @unchecked Sendable {
         let arguments = ["/usr/sbin/sshd", "-D", "-E", directory + "/sshd.log", "-f", directory + "/sshd_config"]
         var argv = arguments.map { strdup($0) } + [nil]
         defer { for argument in argv { free(argument) } }
+        // Nothing the test process has open reaches sshd (another test's pipe would never end).
+        var fileActions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&fileActions)
+        defer { posix_spawn_file_actions_destroy(&fileActions) }
+        Processes.closeInheritedDescriptors(&fileActions)
         var child: pid_t = 0
-        let status = posix_spawn(&child, arguments[0], nil, nil, &argv, environ)
+        let status = posix_spawn(&child, arguments[0], &fileActions, nil, &argv, environ)
         guard status == 0 else { throw CommandFailed(arguments: arguments, message: String(cString: strerror(status))) }
         pid = child
         try await eventually("sshd on port \(port) to accept connections", within: .seconds(20)) {

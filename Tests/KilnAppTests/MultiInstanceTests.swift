@@ -110,7 +110,8 @@ struct MultiInstanceTests {
         #expect(attempts.allSatisfy { $0 <= 2 }, "no job ran more than twice: \(attempts)")
         // One logs directory: any instance shows the log of a job another ran.
         let log = try await HTTPTestClient.send("GET", "http://127.0.0.1:\(ports[2])/api/v1/jobs/\(job)/log").body
-        #expect(log.contains(marker), "\(log.prefix(300))")
+        // (The killed run may have ended before its builder printed anything; its evaluation is there.)
+        #expect(log.contains("-slow.drv"), "\(log.prefix(300))")
         // Every commit's `kiln` status ends final, posted once, whatever the number of instances.
         try await eventually("every commit's final status", within: .seconds(60)) {
             commits.allSatisfy { ["success", "error"].contains(world.github.states("kiln", sha: $0).last ?? "") }
