@@ -96,7 +96,7 @@ public struct Doctor: Sendable {
 
     private func database() async -> Check {
         if let location = configuration.storage.database {
-            let name = "postgres://\(location.username)@\(location.host):\(location.port)/\(location.database)"
+            let name = location.display
             do {
                 let (applied, missing) = try await SQLStore.migrations(location, logger: Logger(label: "kiln-doctor"))
                 guard missing.isEmpty else {

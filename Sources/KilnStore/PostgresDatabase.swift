@@ -26,6 +26,9 @@ public struct PostgresLocation: Sendable, Hashable {
         self.database = database
     }
 
+    /// `postgres://user@host:port/database`, for messages (never a password).
+    public var display: String { "postgres://\(username)@\(host):\(port)/\(database)" }
+
     /// Reads `postgres://user@host[:port]/database` (or `postgresql://`); nil for anything else.
     /// A password in the URL is refused: it belongs in `storage.database-password-file`.
     public init?(url: String, password: String?) {
@@ -159,11 +162,7 @@ final class PostgresDatabase: SQLDatabase {
             return try await take()
         case .open:
             do {
-                return try await PostgresConnection.connect(
-                    configuration: .init(
-                        host: location.host, port: location.port, username: location.username, password: location.password,
-                        database: location.database, tls: .disable),
-                    id: nextID.add(1, ordering: .relaxed).oldValue, logger: logger)
+                return try await connect()
             } catch {
                 pool.withLock { $0.open -= 1 }
                 throw PostgresStoreError(error, connecting: location)
@@ -206,16 +205,21 @@ final class PostgresDatabase: SQLDatabase {
         waiter?.resume(returning: nil)
     }
 
+    /// A new connection to the database.
+    private func connect() async throws -> PostgresConnection {
+        try await PostgresConnection.connect(
+            configuration: .init(
+                host: location.host, port: location.port, username: location.username, password: location.password,
+                database: location.database, tls: .disable),
+            id: nextID.add(1, ordering: .relaxed).oldValue, logger: logger)
+    }
+
     /// Calls `wake` whenever any instance on the database (this one too) announces work, on a
     /// connection of its own, connecting again every 10 s after it is lost; until `stop` is cancelled.
     func listen(_ wake: @escaping @Sendable () -> Void) async {
         while !Task.isCancelled {
             do {
-                let connection = try await PostgresConnection.connect(
-                    configuration: .init(
-                        host: location.host, port: location.port, username: location.username, password: location.password,
-                        database: location.database, tls: .disable),
-                    id: nextID.add(1, ordering: .relaxed).oldValue, logger: logger)
+                let connection = try await connect()
                 let context = connection.addListener(channel: PostgresSQLConnection.channel) { _, _ in wake() }
                 // Work announced while this instance was not listening is found by its loops' next look.
                 wake()

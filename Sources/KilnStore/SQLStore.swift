@@ -53,7 +53,7 @@ public struct SQLStore: KilnStore {
             try await database.migrate(PostgresSchema.migrations)
         } catch {
             await database.close()
-            throw StoreError.unavailable(path: "postgres://\(location.username)@\(location.host):\(location.port)/\(location.database)", reason: "\(error)")
+            throw StoreError.unavailable(path: location.display, reason: "\(error)")
         }
         return SQLStore(database: database, lease: lease)
     }

@@ -10,7 +10,6 @@ public final class PostgresServer: Sendable {
     public let port: Int
     /// Its data directory.
     public let directory: String
-    private let pid: pid_t
     private static let started = Mutex<PostgresServer?>(nil)
     private static let starting = Mutex(false)
     /// The server's pid, for the exit handler (a C function pointer cannot capture).
@@ -100,7 +99,6 @@ public final class PostgresServer: Sendable {
         var child: pid_t = 0
         let status = posix_spawn(&child, arguments[0], &fileActions, nil, &argv, environ)
         guard status == 0 else { throw CommandFailed(arguments: arguments, message: String(cString: strerror(status))) }
-        pid = child
         Self.running = child
         Self.runningDirectory = directory
         atexit {
