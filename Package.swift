@@ -83,7 +83,7 @@ let package = Package(
         .target(
             name: "KilnStore",
             dependencies: [
-                "KilnCore", "KilnPipeline", .product(name: "GRDB", package: "GRDB.swift"),
+                "KilnCore", "KilnPipeline", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -125,15 +125,23 @@ public struct StoreKeeper: Service {
             } catch {
                 logger.error("could not keep build outputs as roots: \(error)")
             }
-            // Wait for a build's end.
+            // Wait for a build's end, looking at most once a second: every delivery rings the
+            // events bell, and a look for each would compete with intake for the database.
             while !Task.isCancelled {
+                let looked = ContinuousClock.now
                 let generation = coordinator.bells.events.generation
+                // What the log held before looking: if none of it is a build's end, the next look
+                // starts after it, so each ring reads only the events since the last (not every
+                // event since the last build ended, which grows without bound while builds queue).
+                let newest = try? await coordinator.store.eventRange()?.upperBound
                 let ended = (try? await coordinator.store.events(after: seen, filter: EventQuery(types: ["build.finished"]), limit: 100)) ?? []
                 if let last = ended.last {
                     seen = last.id
                     break
                 }
+                if let newest { seen = max(seen, newest) }
                 await coordinator.bells.events.wait(after: generation, upTo: .seconds(60))
+                try? await Task.sleep(until: looked + .seconds(1))
             }
         }
     }

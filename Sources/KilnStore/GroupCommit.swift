@@ -37,19 +37,46 @@ final class GroupCommit: Sendable {
             }
             // The first to arrive writes until the queue is empty; the others only wait. The
             // writer is short-lived: it ends as soon as nothing waits.
-            if lead { Task { await self.drain() } }
+            guard lead else { return }
+            if let sqlite = database as? GRDBDatabase {
+                // SQLite writes on a thread of its own, batch after batch, without a hop to the
+                // task pool and back around each commit: under load the pool's threads are busy
+                // with requests, and every hop made the one writer wait for one of them.
+                Self.writers.async { self.drain(sqlite) }
+            } else {
+                Task { await self.drain() }
+            }
+        }
+    }
+
+    private static let writers = DispatchQueue(label: "kiln.intake", qos: .userInitiated, attributes: .concurrent)
+
+    /// Takes the next batch; marks the writer gone when there is none.
+    private func nextBatch() -> [Waiting] {
+        state.withLock { state -> [Waiting] in
+            let batch = Array(state.queue.prefix(Self.maxBatch))
+            state.queue.removeFirst(batch.count)
+            if batch.isEmpty { state.writing = false }
+            return batch
+        }
+    }
+
+    private func drain(_ sqlite: GRDBDatabase) {
+        while case let batch = nextBatch(), !batch.isEmpty {
+            do {
+                let results = try sqlite.writeBlocking { db in try batch.map { try SQLStore.insert($0.delivery, at: $0.now, db) } }
+                for (waiting, result) in zip(batch, results) { waiting.answer.resume(returning: result) }
+            } catch {
+                // One delivery's failure must not fail the others': each is written alone.
+                for waiting in batch {
+                    waiting.answer.resume(with: Result { try sqlite.writeBlocking { db in try SQLStore.insert(waiting.delivery, at: waiting.now, db) } })
+                }
+            }
         }
     }
 
     private func drain() async {
-        while true {
-            let batch = state.withLock { state -> [Waiting] in
-                let batch = Array(state.queue.prefix(Self.maxBatch))
-                state.queue.removeFirst(batch.count)
-                if batch.isEmpty { state.writing = false }
-                return batch
-            }
-            if batch.isEmpty { return }
+        while case let batch = nextBatch(), !batch.isEmpty {
             do {
                 let results = try await database.write { db in
                     try batch.map { try SQLStore.insert($0.delivery, at: $0.now, db) }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 
 /// A value bound to a statement or read from a row: the types both of Kiln's databases store.
 /// Booleans are integers (0 and 1), timestamps seconds since 1970, lists and objects JSON text.
@@ -196,45 +197,97 @@ struct GRDBDatabase: SQLDatabase {
     func write<T: Sendable>(_ body: @Sendable (any SQLConnection) throws -> T) async throws -> T {
         try await writer.write { db in try body(GRDBConnection(db: db)) }
     }
+
+    /// Runs `body` in a write transaction on the calling thread, which waits for the writer.
+    func writeBlocking<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
+        try writer.write { db in try body(GRDBConnection(db: db)) }
+    }
 }
 
-/// A GRDB connection; statements are prepared once per connection and SQL text.
+/// A GRDB connection; statements are prepared once per connection and SQL text, and bound,
+/// stepped and read through SQLite's own calls: GRDB's `StatementArguments` and `Row` cost
+/// more than the statements themselves on intake's path.
 struct GRDBConnection: SQLConnection {
     let db: Database
     var dialect: SQLDialect { .sqlite }
 
     func execute(_ sql: String, _ arguments: [(any SQLBindable)?]) throws -> Int {
-        try db.cachedStatement(sql: sql).execute(arguments: Self.arguments(arguments))
+        let statement = try prepared(sql, arguments)
+        while try step(statement, sql) {}
         return db.changesCount
     }
 
     func announceWork() {}
 
     func rows(_ sql: String, _ arguments: [(any SQLBindable)?]) throws -> [SQLRow] {
-        try Row.fetchAll(db.cachedStatement(sql: sql), arguments: Self.arguments(arguments)).map { row in
-            SQLRow(names: Array(row.columnNames), values: row.databaseValues.map(Self.value))
+        let statement = try prepared(sql, arguments)
+        let handle = statement.sqliteStatement
+        let count = sqlite3_column_count(handle)
+        var names: [String]?
+        var rows: [SQLRow] = []
+        while try step(statement, sql) {
+            if names == nil { names = (0..<count).map { String(cString: sqlite3_column_name(handle, $0)) } }
+            rows.append(SQLRow(names: names!, values: (0..<count).map { Self.column($0, of: handle) }))
+        }
+        return rows
+    }
+
+    /// The cached statement for `sql`, reset and bound to `arguments`.
+    private func prepared(_ sql: String, _ arguments: [(any SQLBindable)?]) throws -> Statement {
+        let statement = try db.cachedStatement(sql: sql)
+        let handle = statement.sqliteStatement
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+        guard Int(sqlite3_bind_parameter_count(handle)) == arguments.count else {
+            throw DatabaseError(
+                resultCode: .SQLITE_MISUSE, message: "\(arguments.count) arguments for \(sqlite3_bind_parameter_count(handle)) parameters", sql: sql)
+        }
+        for (offset, argument) in arguments.enumerated() {
+            let index = Int32(offset + 1)
+            let code: Int32
+            switch argument?.sqlValue ?? .null {
+            case .null: code = sqlite3_bind_null(handle, index)
+            case .integer(let integer): code = sqlite3_bind_int64(handle, index, integer)
+            case .real(let real): code = sqlite3_bind_double(handle, index, real)
+            case .text(let text): code = sqlite3_bind_text(handle, index, text, -1, Self.transient)
+            case .blob(let bytes):
+                code = bytes.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), Self.transient) }
+            }
+            guard code == SQLITE_OK else { throw error(code, sql) }
+        }
+        return statement
+    }
+
+    /// Steps once: true when a row is ready, false when done.
+    private func step(_ statement: Statement, _ sql: String) throws -> Bool {
+        switch sqlite3_step(statement.sqliteStatement) {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        case let code:
+            let failure = error(code, sql)
+            sqlite3_reset(statement.sqliteStatement)
+            throw failure
         }
     }
 
-    static func arguments(_ values: [(any SQLBindable)?]) -> StatementArguments {
-        StatementArguments(values.map { value -> DatabaseValue in
-            switch value?.sqlValue ?? .null {
-            case .null: return .null
-            case .integer(let integer): return integer.databaseValue
-            case .real(let real): return real.databaseValue
-            case .text(let text): return text.databaseValue
-            case .blob(let bytes): return Data(bytes).databaseValue
-            }
-        })
+    private func error(_ code: Int32, _ sql: String) -> DatabaseError {
+        DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: sql)
     }
 
-    static func value(_ value: DatabaseValue) -> SQLValue {
-        switch value.storage {
-        case .null: return .null
-        case .int64(let integer): return .integer(integer)
-        case .double(let real): return .real(real)
-        case .string(let text): return .text(text)
-        case .blob(let data): return .blob(Array(data))
+    private static let transient = unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
+
+    private static func column(_ index: Int32, of handle: OpaquePointer) -> SQLValue {
+        switch sqlite3_column_type(handle, index) {
+        case SQLITE_INTEGER: return .integer(sqlite3_column_int64(handle, index))
+        case SQLITE_FLOAT: return .real(sqlite3_column_double(handle, index))
+        case SQLITE_TEXT:
+            guard let text = sqlite3_column_text(handle, index) else { return .text("") }
+            return .text(String(decoding: UnsafeRawBufferPointer(start: text, count: Int(sqlite3_column_bytes(handle, index))), as: UTF8.self))
+        case SQLITE_BLOB:
+            let count = Int(sqlite3_column_bytes(handle, index))
+            guard count > 0, let bytes = sqlite3_column_blob(handle, index) else { return .blob([]) }
+            return .blob(Array(UnsafeRawBufferPointer(start: bytes, count: count)))
+        default: return .null
         }
     }
 }

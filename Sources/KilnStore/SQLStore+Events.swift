@@ -45,8 +45,10 @@ extension SQLStore {
     }
 
     public func eventRange() async throws -> ClosedRange<Int64>? {
+        // Two subqueries: each is one step down the primary key, where `MIN(id), MAX(id)` in
+        // one select reads the whole table.
         try await database.read { db in
-            guard let row = try db.row("SELECT MIN(id) AS low, MAX(id) AS high FROM events"),
+            guard let row = try db.row("SELECT (SELECT MIN(id) FROM events) AS low, (SELECT MAX(id) FROM events) AS high"),
                 let low = row["low"] as Int64?, let high = row["high"] as Int64?
             else { return nil }
             return low...high

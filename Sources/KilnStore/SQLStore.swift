@@ -120,6 +120,11 @@ public struct SQLStore: KilnStore {
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            // Statement journals and RETURNING's rows stay in memory: on disk, every intake
+            // transaction created, wrote and unlinked a file in /var/tmp.
+            try db.execute(sql: "PRAGMA temp_store = MEMORY")
+        }
         return configuration
     }
 
