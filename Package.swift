@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "KilnNix",
             dependencies: [
-                "KilnCore", "KilnPipeline",
+                "KilnCore", "KilnPipeline", .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

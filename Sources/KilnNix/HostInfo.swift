@@ -7,35 +7,41 @@ struct HostInfo: Sendable, Hashable {
     var system: String
     /// `system`, `extra-platforms`, and the systems of `builders`.
     var systems: Set<String>
+    /// Whether `builders` names any remote builder. Without one, nix's build hook only says no,
+    /// and Kiln turns it off: starting it cost each job's nix 30 ms.
+    var hasBuilders: Bool
 
     init(showConfig json: [UInt8]) {
         let settings = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: [String: Any]] ?? [:]
         system = settings["system"]?["value"] as? String ?? "x86_64-linux"
         systems = [system]
         if let extra = settings["extra-platforms"]?["value"] as? [String] { systems.formUnion(extra) }
-        if let builders = settings["builders"]?["value"] as? String {
-            systems.formUnion(Self.builderSystems(builders, local: system))
-        }
+        let builders = Self.builders(settings["builders"]?["value"] as? String ?? "")
+        hasBuilders = !builders.isEmpty
+        systems.formUnion(Self.systems(of: builders, local: system))
     }
 
-    /// Systems named by a `builders` value: `uri sys1,sys2 key jobs …` entries separated by
-    /// `;` or newlines; `@FILE` reads FILE. A builder without systems builds the local one.
+    /// Systems named by a `builders` value; a builder without systems builds the `local` one.
     static func builderSystems(_ builders: String, local: String) -> Set<String> {
-        var text = builders.trimmingCharacters(in: .whitespaces)
+        systems(of: Self.builders(builders), local: local)
+    }
+
+    private static func systems(of builders: [[Substring]], local: String) -> Set<String> {
+        Set(builders.flatMap { fields in fields.count > 1 && fields[1] != "-" ? fields[1].split(separator: ",").map(String.init) : [local] })
+    }
+
+    /// The entries of a `builders` value, each split into its fields (`uri sys1,sys2 key jobs …`):
+    /// entries are separated by `;` or newlines, `#` starts a comment, and `@FILE` reads FILE.
+    static func builders(_ value: String) -> [[Substring]] {
+        var text = value.trimmingCharacters(in: .whitespaces)
         if text.hasPrefix("@") {
             text = (try? String(contentsOfFile: String(text.dropFirst()), encoding: .utf8)) ?? ""
         }
-        var systems: Set<String> = []
-        for entry in text.split(whereSeparator: { $0 == ";" || $0 == "\n" }) {
+        return text.split(whereSeparator: { $0 == ";" || $0 == "\n" }).compactMap { entry in
             let fields = entry.split(separator: " ", omittingEmptySubsequences: true)
-            guard let uri = fields.first, !uri.hasPrefix("#") else { continue }
-            if fields.count > 1, fields[1] != "-" {
-                systems.formUnion(fields[1].split(separator: ",").map(String.init))
-            } else {
-                systems.insert(local)
-            }
+            guard let uri = fields.first, !uri.hasPrefix("#") else { return nil }
+            return fields
         }
-        return systems
     }
 }
 

@@ -126,6 +126,8 @@ extension NixExecutor {
             guard let found = recorded.derivations[job.name], !found.isEmpty else { return nil }
             derivations[job.name] = found
         }
+        let all = Set(derivations.values.joined()).sorted()
+        if let valid = storeDatabase?.valid(all) { return valid.count == all.count ? derivations : nil }
         guard case .success(let binaries) = NixBinaries.resolve(settings.binary),
             let invalid = try? await NixBinaries.capture(
                 binaries.nixStore, ["--check-validity", "--print-invalid", "--"] + Set(derivations.values.joined()).sorted()),
