@@ -9,6 +9,7 @@ import Foundation
 enum ProcessTree {
     /// `pid` and all its living descendants.
     static func members(of pid: pid_t) -> [pid_t] {
+        if hasChildrenLists { return descendants(of: pid) }
         var children: [pid_t: [pid_t]] = [:]
         for (process, parent) in allParents() { children[parent, default: []].append(process) }
         var result: [pid_t] = [pid]
@@ -68,6 +69,27 @@ enum ProcessTree {
             for member in living { kill(member, SIGKILL) }
             usleep(20_000)
         }
+    }
+
+    /// Whether the kernel lists each thread's children (`/proc/PID/task/TID/children`).
+    private static let hasChildrenLists = FileManager.default.fileExists(atPath: "/proc/self/task/\(getpid())/children")
+
+    /// `pid` and its descendants, from the children each of their threads started: a few small
+    /// reads per process of the tree, where finding parents reads every process on the machine
+    /// (every 100 ms, for every running job).
+    private static func descendants(of pid: pid_t) -> [pid_t] {
+        var result: [pid_t] = [pid]
+        var index = 0
+        while index < result.count, result.count < 100_000 {
+            let process = result[index]
+            index += 1
+            guard let threads = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(process)/task") else { continue }
+            for thread in threads {
+                guard let listed = try? String(contentsOfFile: "/proc/\(process)/task/\(thread)/children", encoding: .utf8) else { continue }
+                result += listed.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { pid_t($0) }
+            }
+        }
+        return result
     }
 
     private static func allParents() -> [(pid_t, pid_t)] {
