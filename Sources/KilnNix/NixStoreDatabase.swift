@@ -25,8 +25,10 @@ struct NixStoreDatabase: Sendable {
                 "SELECT v.path, o.path FROM DerivationOutputs o JOIN ValidPaths v ON v.id = o.drv WHERE v.path IN", derivations,
                 columns: 2)
         else { return nil }
+        // An output without a path (content-addressed, known once built) leaves the answer to nix.
+        guard rows.allSatisfy({ !$0[1].isEmpty }) else { return nil }
         var outputs: [String: [String]] = [:]
-        for row in rows where !row[1].isEmpty { outputs[row[0], default: []].append(row[1]) }
+        for row in rows { outputs[row[0], default: []].append(row[1]) }
         guard derivations.allSatisfy({ outputs[$0] != nil }) else { return nil }
         return outputs.mapValues { $0.sorted() }
     }
