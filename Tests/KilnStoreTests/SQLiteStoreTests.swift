@@ -284,4 +284,26 @@ import Testing
             #expect(try await reopened.recentBuilds(limit: 1000).count == 250)
         }
     }
+
+    /// A delivery the database refuses (here: of a repository it does not know) fails alone; the
+    /// deliveries committed with it in one batch are recorded.
+    @Test func oneRefusedDeliveryFailsAlone() async throws {
+        try await withTemporaryDirectory("kiln-group-failure") { directory in
+            let store = try SQLStore(path: directory.appending("kiln.sqlite"))
+            let repository = try await store.syncRepositories([("github", "octo/hello")])[0]
+            let outcomes = await withTaskGroup(of: (Int, Bool).self) { group in
+                for index in 0..<64 {
+                    group.addTask {
+                        let delivery = NewDelivery(
+                            forge: "github", deliveryID: "d\(index)", repositoryID: index == 17 ? repository + 1000 : repository,
+                            repository: "octo/hello", ref: .branch("main"), sha: String(repeating: "2", count: 40))
+                        return (index, (try? await store.accept(delivery, at: Date())) != nil)
+                    }
+                }
+                return await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+            }
+            #expect(outcomes.filter { !$0.value }.map(\.key) == [17])
+            #expect(try await store.recentBuilds(limit: 100).count == 63)
+        }
+    }
 }
