@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 import GRDBSQLite
 
 /// nix's own store database, read-only: what a derivation's outputs are, which paths are valid,
@@ -52,24 +53,8 @@ struct NixStoreDatabase: Sendable {
 
     /// `sha256:<hex>` (how the database holds a NAR hash) as `sha256-<base64>`.
     static func sri(_ stored: String) -> String? {
-        guard stored.hasPrefix("sha256:") else { return nil }
-        let hex = Array(stored.utf8.dropFirst(7))
-        guard hex.count == 64 else { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(32)
-        for index in stride(from: 0, to: 64, by: 2) {
-            guard let high = Self.nibble(hex[index]), let low = Self.nibble(hex[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-        }
+        guard stored.hasPrefix("sha256:"), let bytes = Hex.decode(stored.dropFirst(7)), bytes.count == 32 else { return nil }
         return "sha256-" + Data(bytes).base64EncodedString()
-    }
-
-    private static func nibble(_ digit: UInt8) -> UInt8? {
-        switch digit {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
-        default: return nil
-        }
     }
 
     /// Runs `select` with ` (?, ?, …)` for `values` appended, and returns each row's first

@@ -236,8 +236,8 @@ struct GRDBConnection: SQLConnection {
     private func prepared(_ sql: String, _ arguments: [(any SQLBindable)?]) throws -> Statement {
         let statement = try db.cachedStatement(sql: sql)
         let handle = statement.sqliteStatement
+        // Every parameter is bound below, so nothing of the last use's values is left.
         sqlite3_reset(handle)
-        sqlite3_clear_bindings(handle)
         guard Int(sqlite3_bind_parameter_count(handle)) == arguments.count else {
             throw DatabaseError(
                 resultCode: .SQLITE_MISUSE, message: "\(arguments.count) arguments for \(sqlite3_bind_parameter_count(handle)) parameters", sql: sql)
