@@ -25,18 +25,25 @@ struct RemoteBuilderTests {
             maxSilent: .seconds(60))
     }
 
+    /// A flake of two packages, `remote` (requiring the builder's feature) and `here`, with fresh
+    /// derivations; returns its directory and the marker its packages print.
+    static func flake(in directory: TemporaryDirectory, remoteOnly builder: RemoteBuilder) throws -> (String, String) {
+        let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
+        let flake = directory.appending("flake")
+        var packages = TestFlake(packages: [
+            "remote": TestFlake.succeeding("remote-\(marker)"), "here": TestFlake.succeeding("here-\(marker)"),
+        ])
+        packages.features = ["remote": [builder.feature]]
+        try packages.write(to: flake)
+        return (flake, marker)
+    }
+
     @Test(.timeLimit(.minutes(2))) func whatOnlyTheBuilderOffersIsBuiltThereAndTheRecordNamesIt() async throws {
         try await withTemporaryDirectory("kiln-remote-builder") { directory in
             let builder = try RemoteBuilder(in: directory.appending("machine"))
             try await builder.start()
             defer { builder.stop() }
-            let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
-            let flake = directory.appending("flake")
-            var packages = TestFlake(packages: [
-                "remote": TestFlake.succeeding("remote-\(marker)"), "here": TestFlake.succeeding("here-\(marker)"),
-            ])
-            packages.features = ["remote": [builder.feature]]
-            try packages.write(to: flake)
+            let (flake, marker) = try Self.flake(in: directory, remoteOnly: builder)
             let log = RecordingLog()
             let report = await Self.executor(builder).run(job([".#remote", ".#here"], in: flake), log: log, stop: StopSignal())
             #expect(report.outcome == .succeeded, "\(report.outcome)\n\(log.text)")
@@ -57,13 +64,7 @@ struct RemoteBuilderTests {
         try await withTemporaryDirectory("kiln-remote-builder-down") { directory in
             // Configured, never started: nothing listens on its port.
             let builder = try RemoteBuilder(in: directory.appending("machine"))
-            let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
-            let flake = directory.appending("flake")
-            var packages = TestFlake(packages: [
-                "remote": TestFlake.succeeding("remote-\(marker)"), "here": TestFlake.succeeding("here-\(marker)"),
-            ])
-            packages.features = ["remote": [builder.feature]]
-            try packages.write(to: flake)
+            let (flake, marker) = try Self.flake(in: directory, remoteOnly: builder)
             let executor = Self.executor(builder, mandatory: false)
 
             // Anything may go to the builder; it cannot be reached, so this machine builds it.
