@@ -23,7 +23,6 @@ enum EventStream {
 
     /// The API's stream: `?repository=`, `?build=`, `?types=a,b`, and `Last-Event-ID` (header, or `?last-event-id=`).
     static func api(_ request: Request, _ log: any EventLog, streams: EventStreams) throws -> Response {
-        let bell = streams.bell
         let query = request.uri.queryParameters
         var filter = EventQuery(repository: query.get("repository"))
         if let build = query.get("build") {
