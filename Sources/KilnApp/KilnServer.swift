@@ -165,6 +165,7 @@ public enum KilnServer {
         var nixSettings = configuration.nix.settings
         // Private nix homes live beside the work trees, and go with them at start-up.
         nixSettings.scratchDirectory = nixSettings.scratchDirectory ?? paths.workspaces
+        nixSettings.daemonDirectory = nixSettings.daemonDirectory ?? dataDirectory + "/nix-daemons"
         nixSettings.processMark = nixSettings.processMark ?? dataDirectory
         let intake = WebhookIntake(endpoints: endpoints, coordinator: coordinator, logger: logger)
         var workerSettings = WorkerSettings(

@@ -10,6 +10,9 @@ struct HostInfo: Sendable, Hashable {
     /// Whether `builders` names any remote builder. Without one, nix's build hook only says no,
     /// and Kiln turns it off: starting it cost each job's nix 30 ms.
     var hasBuilders: Bool
+    /// The build settings a nix-daemon client states with every build (`max-jobs`, `cores`, …),
+    /// as nix has them: Kiln states them unchanged.
+    var buildSettings = DaemonBuildSettings()
 
     init(showConfig json: [UInt8]) {
         let settings = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: [String: Any]] ?? [:]
@@ -19,6 +22,11 @@ struct HostInfo: Sendable, Hashable {
         let builders = Self.builders(settings["builders"]?["value"] as? String ?? "")
         hasBuilders = !builders.isEmpty
         systems.formUnion(Self.systems(of: builders, local: system))
+        func flag(_ name: String) -> Bool? { settings[name]?["value"] as? Bool }
+        func number(_ name: String) -> UInt64? { (settings[name]?["value"] as? NSNumber).map { UInt64(max(0, $0.int64Value)) } }
+        buildSettings = DaemonBuildSettings(
+            keepFailed: flag("keep-failed") ?? false, keepGoing: flag("keep-going") ?? false, fallback: flag("fallback") ?? false,
+            maxJobs: number("max-jobs") ?? 1, cores: number("cores") ?? 0, substitute: flag("substitute") ?? true)
     }
 
     /// Systems named by a `builders` value; a builder without systems builds the `local` one.

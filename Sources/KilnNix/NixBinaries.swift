@@ -53,6 +53,12 @@ struct NixBinaries: Sendable {
         return nil
     }
 
+    /// `nix-daemon`, beside `nix-store`, when it is there.
+    var nixDaemon: String? {
+        let daemon = (nixStore as NSString).deletingLastPathComponent + "/nix-daemon"
+        return FileManager.default.isExecutableFile(atPath: daemon) ? daemon : nil
+    }
+
     /// The directories the binaries are in, and those their links point into.
     var directories: [String] {
         var found: [String] = []

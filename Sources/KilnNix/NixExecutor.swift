@@ -12,6 +12,8 @@ import KilnPipeline
 public struct NixExecutor: Executor {
     let settings: NixSettings
     let hostInfo = HostInfoCache()
+    /// The nix-daemons jobs build with, kept between jobs.
+    let daemons = NixDaemonPool()
     let evaluationTurns: Turns
 
     /// Creates an executor.
@@ -71,7 +73,10 @@ public struct NixExecutor: Executor {
     }
 
     public func endLeftoverProcesses() async -> Int {
-        settings.processMark.map { ProcessMark(value: $0).endLeftovers() } ?? 0
+        let ended = settings.processMark.map { ProcessMark(value: $0).endLeftovers() } ?? 0
+        // The homes of a previous life's daemons (none of this life's has started yet).
+        if let directory = settings.daemonDirectory { try? FileManager.default.removeItem(atPath: directory) }
+        return ended
     }
 
     public func run(_ job: JobRun, log: any LogSink, stop: StopSignal) async -> JobReport {
@@ -102,27 +107,51 @@ public struct NixExecutor: Executor {
                 sink: log, derivationLogs: job.derivationLogDirectory, capPerDerivation: settings.derivationLogCap)
             let silentSeconds = max(1, job.maxSilent.components.seconds)
             let built: ProcessEnd
-            // nix builds in its TMPDIR (the session's): the peak of its size is the builds' storage.
-            let storage = StorageSampler(directory: session.home + "/tmp")
+            let host = await host(binaries)
+            // A kept nix-daemon builds the job when nothing of the job changes nix's settings and
+            // no remote builder may take it: one nix process fewer for each job.
+            let daemon: NixDaemonConnection?
+            let outputNames: [String: [String]]
+            if sandboxPaths.isEmpty, job.buildOptions.arguments.isEmpty, host?.hasBuilders == false,
+                let names = storeDatabase?.outputNames(of: job.derivations)
+            {
+                daemon = await daemons.take { await startDaemon(binaries) }
+                outputNames = names
+            } else {
+                (daemon, outputNames) = (nil, [:])
+            }
+            // nix builds in its TMPDIR (the session's or the daemon's): the peak of its size is
+            // the builds' storage.
+            let storage = StorageSampler(directory: (daemon?.home ?? session.home) + "/tmp")
             do {
                 defer {
                     renderer.finish()
                     run.peakStorageKilobytes = storage.stop()
                 }
-                // Without remote builders, nix's own build hook (a nix process) only declines, and
-                // starting it cost each job 30 ms: a shell script in the session's private home
-                // declines instead.
-                var hook: [String] = []
-                if await host(binaries)?.hasBuilders == false, let script = try? Self.decliningBuildHook(in: session.home) {
-                    hook = ["--option", "build-hook", script]
+                if let daemon, let host {
+                    let outputs = await outputsOf(job.derivations, binaries) ?? [:]
+                    built = await session.build(
+                        on: daemon, job.derivations.map { $0 + "!" + (outputNames[$0] ?? []).joined(separator: ",") },
+                        settings: host.buildSettings, nixMaxSilent: .seconds(silentSeconds), maxSilent: job.maxSilent + .seconds(30),
+                        killGrace: settings.killGrace, outputs: job.derivations.flatMap { outputs[$0] ?? [] },
+                        errorLine: { renderer.line($0) })
+                    if built.stopCause == nil { daemons.give(daemon) } else { daemon.close() }
+                } else {
+                    // Without remote builders, nix's own build hook (a nix process) only declines,
+                    // and starting it cost each job's nix 30 ms: a shell script in the session's
+                    // private home declines instead.
+                    var hook: [String] = []
+                    if host?.hasBuilders == false, let script = try? Self.decliningBuildHook(in: session.home) {
+                        hook = ["--option", "build-hook", script]
+                    }
+                    built = try await session.process(
+                        binaries.nixStore,
+                        ["--realise", "--max-silent-time", String(silentSeconds), "--log-format", "internal-json"]
+                            + optionArguments + hook + sandboxPaths + job.buildOptions.arguments + ["--"] + job.derivations,
+                        // nix stops a silent builder itself; Kiln's own limit is a backstop for a nix that hangs.
+                        killGrace: settings.killGrace, maxSilent: job.maxSilent + .seconds(30), confined: false,
+                        errorLine: { renderer.line($0) })
                 }
-                built = try await session.process(
-                    binaries.nixStore,
-                    ["--realise", "--max-silent-time", String(silentSeconds), "--log-format", "internal-json"]
-                        + optionArguments + hook + sandboxPaths + job.buildOptions.arguments + ["--"] + job.derivations,
-                    // nix stops a silent builder itself; Kiln's own limit is a backstop for a nix that hangs.
-                    killGrace: settings.killGrace, maxSilent: job.maxSilent + .seconds(30), confined: false,
-                    errorLine: { renderer.line($0) })
             } catch {
                 return run.report(Self.interrupted(stop, error), session)
             }
@@ -274,6 +303,25 @@ public struct NixExecutor: Executor {
             throw CocoaError(.fileWriteUnknown)
         }
         return path
+    }
+
+    /// Starts a nix-daemon for builds, with Kiln's options, the declining build hook and a private
+    /// home; nil when it cannot be started (the job then builds with `nix-store --realise`).
+    func startDaemon(_ binaries: NixBinaries) async -> NixDaemonConnection? {
+        let directory = settings.daemonDirectory ?? scratchDirectory
+        guard let daemon = binaries.nixDaemon,
+            (try? FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])) != nil,
+            let home = try? ScrubbedEnvironment.makeHome(under: directory)
+        else { return nil }
+        guard let hook = try? Self.decliningBuildHook(in: home) else {
+            try? FileManager.default.removeItem(atPath: home)
+            return nil
+        }
+        var environment = ScrubbedEnvironment.variables(home: home)
+        if let mark = settings.processMark.map(ProcessMark.init(value:)) { environment[mark.variable] = mark.value }
+        return try? await NixDaemonConnection.start(
+            daemon, arguments: optionArguments + ["--option", "build-hook", hook], home: home, environment: environment)
     }
 
     /// nix's store database, read directly where Kiln builds in the local store.

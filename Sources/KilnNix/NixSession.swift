@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import Synchronization
 
 /// The nix processes of one job or one evaluation: where they run, under which limits, and
 /// what they cost together.
@@ -51,5 +52,72 @@ struct NixSession {
         if let cpu = ended.cpuSeconds { cpuSeconds = (cpuSeconds ?? 0) + cpu }
         peakKilobytes = max(peakKilobytes ?? 0, ended.peakKilobytes)
         return ended
+    }
+}
+
+extension NixSession {
+    /// Builds `paths` (`drv!out,…`) with a kept nix-daemon under the session's limits, as
+    /// `process` runs a nix process, and adds up what it cost: the daemon's CPU meanwhile (with
+    /// the builders it reaped) and the largest resident memory of its tree. Its standard output
+    /// on success is `outputs`, one per line, as `nix-store --realise` prints them; a failed
+    /// derivation's error ends the log, as nix's does.
+    mutating func build(
+        on daemon: NixDaemonConnection, _ paths: [String], settings: DaemonBuildSettings, nixMaxSilent: Duration,
+        maxSilent: Duration, killGrace: Duration, outputs: [String], errorLine: @escaping @Sendable (ArraySlice<UInt8>) -> Void
+    ) async -> ProcessEnd {
+        let pid = daemon.pid
+        let cpuBefore = ProcessTree.cpuSeconds(pid)
+        let sampler = MemorySampler(pid)
+        let tail = Locked<[UInt8]>([])
+        let line: @Sendable (ArraySlice<UInt8>) -> Void = { line in
+            errorLine(line)
+            tail.withLock { tail in
+                tail.append(contentsOf: line)
+                tail.append(0x0A)
+                if tail.count > 16 << 10 { tail.removeFirst(tail.count - 8 << 10) }
+            }
+        }
+        let limits = ProcessLimits(deadline: deadline, maxSilent: maxSilent, maxResident: nil)
+        let (log, stop) = (self.log, self.stop)
+        let noticed = Locked<StopCause?>(nil)
+        // Not a child task: a job cancelled at shutdown asks its stop signal to end the daemon,
+        // and the watchdog must live on to do it.
+        let watchdog = Task {
+            await SupervisedProcess.watch(
+                pid, limits: limits, stop: stop, lastOutput: { daemon.lastMessage }, sampler: sampler, grace: killGrace, log: log,
+                noticed: { cause in noticed.withLock { $0 = cause } })
+        }
+        var results: [DaemonBuildResult]?
+        var failure: (any Error)?
+        do {
+            results = try await daemon.build(
+                paths, settings: settings, maxSilentSeconds: UInt64(max(1, nixMaxSilent.components.seconds)), line: line)
+        } catch {
+            failure = error
+        }
+        // The watchdog stays while it is ending the daemon.
+        if noticed.withLock({ $0 }) == nil { watchdog.cancel() }
+        _ = await watchdog.value
+        let peak = sampler.stop()
+        peakKilobytes = max(peakKilobytes ?? 0, peak)
+        if let cause = noticed.withLock({ $0 }) {
+            return ProcessEnd(exitCode: nil, stopCause: cause, standardOutput: [], errorTail: tail.withLock { $0 }, cpuSeconds: nil, peakKilobytes: peak)
+        }
+        if let before = cpuBefore, let after = ProcessTree.cpuSeconds(pid) { cpuSeconds = (cpuSeconds ?? 0) + max(0, after - before) }
+        guard let results else {
+            // An error the daemon answered with is nix's error, as `nix-store` would print it
+            // before exiting with 1; a daemon that ended is a nix killed by a signal.
+            let message = (failure as? DaemonError)?.description ?? "\(failure.map { "\($0)" } ?? "no answer")"
+            line(DaemonWire.message("\u{1B}[31;1merror:\u{1B}[0m " + message))
+            let exitCode: Int32? = (failure as? DaemonError)?.fromDaemon == true ? 1 : nil
+            return ProcessEnd(exitCode: exitCode, stopCause: nil, standardOutput: [], errorTail: tail.withLock { $0 }, cpuSeconds: nil, peakKilobytes: peak)
+        }
+        for result in results where !result.succeeded {
+            line(DaemonWire.message("\u{1B}[31;1merror:\u{1B}[0m " + result.errorMessage))
+        }
+        let exitCode = DaemonBuildResult.exitCode(results)
+        return ProcessEnd(
+            exitCode: exitCode, stopCause: nil, standardOutput: exitCode == 0 ? Array(outputs.map { $0 + "\n" }.joined().utf8) : [],
+            errorTail: tail.withLock { $0 }, cpuSeconds: nil, peakKilobytes: peak)
     }
 }

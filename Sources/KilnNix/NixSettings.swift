@@ -15,6 +15,9 @@ public struct NixSettings: Sendable, Hashable {
     /// Where each job's private nix home (`HOME`, `XDG_*`, `TMPDIR`) is made and removed again;
     /// nil for the system's temporary directory.
     public var scratchDirectory: String?
+    /// Where the homes of the nix-daemons that jobs build with are made (their `TMPDIR` is where
+    /// builds run); nil for `scratchDirectory`. Emptied when Kiln starts.
+    public var daemonDirectory: String?
     /// Names the processes of this Kiln's jobs (their environment carries it), so that the next
     /// start ends what a killed Kiln left running; nil for none (`kiln run`, whose processes die with it).
     public var processMark: String?

@@ -34,6 +34,19 @@ struct NixStoreDatabase: Sendable {
         return outputs.mapValues { $0.sorted() }
     }
 
+    /// Each derivation's output names, sorted; nil unless nix recorded them for every one.
+    func outputNames(of derivations: [String]) -> [String: [String]]? {
+        guard
+            let rows = query(
+                "SELECT v.path, o.id FROM DerivationOutputs o JOIN ValidPaths v ON v.id = o.drv WHERE v.path IN", derivations,
+                columns: 2)
+        else { return nil }
+        var names: [String: [String]] = [:]
+        for row in rows { names[row[0], default: []].append(row[1]) }
+        guard derivations.allSatisfy({ names[$0] != nil }) else { return nil }
+        return names.mapValues { $0.sorted() }
+    }
+
     /// Those of `paths` that are valid in the store.
     func valid(_ paths: [String]) -> Set<String>? {
         query("SELECT path FROM ValidPaths WHERE path IN", paths, columns: 1).map { Set($0.map { $0[0] }) }

@@ -44,21 +44,29 @@ enum ProcessTree {
     /// its builders), read from its zombie once it has exited and before it is reaped. Waits up
     /// to two seconds for the process to exit; nil if it did not, or was already reaped.
     static func cpuSecondsOnceExited(_ pid: pid_t) -> Double? {
-        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         for _ in 0..<200 {
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                let close = stat.lastIndex(of: ")")
-            else { return nil }
-            // Fields after "(comm)": state, ppid, pgrp, session, tty, tpgid, flags, minflt, cminflt,
-            // majflt, cmajflt, utime, stime, cutime, cstime.
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            if fields.first == "Z", fields.count > 14 {
-                let total = fields[11...14].compactMap { Double($0) }.reduce(0, +)
-                return total / ticks
-            }
+            guard let (state, seconds) = cpu(pid) else { return nil }
+            if state == "Z" { return seconds }
             usleep(10_000)
         }
         return nil
+    }
+
+    /// User plus system CPU seconds so far of `pid` and of the children it has waited for: a
+    /// long-lived nix's builders are counted once it has reaped them.
+    static func cpuSeconds(_ pid: pid_t) -> Double? { cpu(pid)?.seconds }
+
+    /// `pid`'s state and the CPU seconds of it and its reaped children.
+    private static func cpu(_ pid: pid_t) -> (state: Substring, seconds: Double)? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        // Fields after "(comm)": state, ppid, pgrp, session, tty, tpgid, flags, minflt, cminflt,
+        // majflt, cmajflt, utime, stime, cutime, cstime.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 14 else { return nil }
+        let ticks = fields[11...14].compactMap { Double($0) }.reduce(0, +)
+        return (fields[0], ticks / Double(sysconf(Int32(_SC_CLK_TCK))))
     }
 
     /// SIGKILLs `pid` and its descendants until none is left (bounded, in case of a fork bomb).

@@ -64,7 +64,7 @@ struct SupervisedProcess {
         options.teardownSequence = [.send(signal: .interrupt, toProcessGroup: true, allowedDurationToNextStep: killGrace)]
         let watch = Watch()
         let grace = killGrace
-        let limits = (deadline: deadline, maxSilent: maxSilent, maxResident: maxResidentKilobytes)
+        let limits = ProcessLimits(deadline: deadline, maxSilent: maxSilent, maxResident: maxResidentKilobytes)
 
         // The process dies with Kiln (SIGKILL when the thread that started it ends), so it is
         // started from a thread that lives as long as Kiln: pool threads exit when idle.
@@ -107,27 +107,11 @@ struct SupervisedProcess {
                         }
                         // Watchdog: enforces the limits until the streams end.
                         group.addTask {
-                            while !Task.isCancelled {
-                                let now = ContinuousClock.now
-                                let cause: StopCause?
-                                if let reason = stop.reason {
-                                    cause = .requested(reason)
-                                } else if now >= limits.deadline {
-                                    cause = .deadline
-                                } else if let maxSilent = limits.maxSilent, now - watch.lastOutput.withLock({ $0 }) >= maxSilent {
-                                    cause = .silence
-                                } else if let maxResident = limits.maxResident, sampler.peak > maxResident {
-                                    cause = .memory(maxResident)
-                                } else {
-                                    cause = nil
-                                }
-                                if let cause {
-                                    watch.stopCause.withLock { $0 = cause }
-                                    log.note(Self.describe(cause) + "; sending SIGINT to nix")
-                                    await Self.terminate(pid, grace: grace, log: log)
-                                    return .watchdog
-                                }
-                                try? await Task.sleep(for: .milliseconds(100))
+                            if let cause = await Self.watch(
+                                pid, limits: limits, stop: stop, lastOutput: { watch.lastOutput.withLock { $0 } }, sampler: sampler,
+                                grace: grace, log: log)
+                            {
+                                watch.stopCause.withLock { $0 = cause }
                             }
                             return .watchdog
                         }
@@ -181,38 +165,6 @@ struct SupervisedProcess {
         case watchdog
     }
 
-    /// Samples the resident memory of a process tree every 100 ms on a thread of its own, so
-    /// that busy task threads cannot starve the measurement.
-    private final class MemorySampler: @unchecked Sendable {
-        private let largest = Mutex(0)
-        private let stopped = DispatchSemaphore(value: 0)
-        private let finished = DispatchSemaphore(value: 0)
-
-        /// Samples `pid`'s tree: once at once (a short process may end before the thread runs),
-        /// then every 100 ms.
-        init(_ pid: pid_t) {
-            largest.withLock { $0 = ProcessTree.residentKilobytes(of: pid) }
-            let thread = Thread { [self] in
-                repeat {
-                    let resident = ProcessTree.residentKilobytes(of: pid)
-                    largest.withLock { $0 = max($0, resident) }
-                } while stopped.wait(timeout: .now() + .milliseconds(100)) == .timedOut
-                finished.signal()
-            }
-            thread.start()
-        }
-
-        /// Stops sampling (once) and returns the largest sample.
-        func stop() -> Int {
-            stopped.signal()
-            finished.wait()
-            return peak
-        }
-
-        /// The largest sample so far.
-        var peak: Int { largest.withLock { $0 } }
-    }
-
     /// State shared by the stream readers and the watchdog.
     private final class Watch: Sendable {
         let lastOutput = Mutex(ContinuousClock.now)
@@ -220,6 +172,37 @@ struct SupervisedProcess {
         let errorTail = Mutex<[UInt8]>([])
         let peakKilobytes = Mutex(0)
         let cpuSeconds = Mutex<Double?>(nil)
+    }
+
+    /// Checks `limits` and `stop` every 100 ms until cancelled; when one is passed, ends `pid`'s
+    /// process group and returns why.
+    static func watch(
+        _ pid: pid_t, limits: ProcessLimits, stop: StopSignal, lastOutput: @Sendable () -> ContinuousClock.Instant,
+        sampler: MemorySampler, grace: Duration, log: any LogSink, noticed: @Sendable (StopCause) -> Void = { _ in }
+    ) async -> StopCause? {
+        while !Task.isCancelled {
+            let now = ContinuousClock.now
+            let cause: StopCause?
+            if let reason = stop.reason {
+                cause = .requested(reason)
+            } else if now >= limits.deadline {
+                cause = .deadline
+            } else if let maxSilent = limits.maxSilent, now - lastOutput() >= maxSilent {
+                cause = .silence
+            } else if let maxResident = limits.maxResident, sampler.peak > maxResident {
+                cause = .memory(maxResident)
+            } else {
+                cause = nil
+            }
+            if let cause {
+                noticed(cause)
+                log.note(Self.describe(cause) + "; sending SIGINT to nix")
+                await Self.terminate(pid, grace: grace, log: log)
+                return cause
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return nil
     }
 
     /// SIGINT to the process group, then after `grace` SIGKILL to every descendant.
@@ -249,3 +232,45 @@ struct SupervisedProcess {
         }
     }
 }
+
+/// What a watchdog holds a running nix to.
+struct ProcessLimits: Sendable {
+    var deadline: ContinuousClock.Instant
+    /// Longest time without output; nil for none.
+    var maxSilent: Duration?
+    /// Largest resident memory of the process tree, in KiB; nil for no limit.
+    var maxResident: Int?
+}
+
+/// Samples the resident memory of a process tree every 100 ms on a thread of its own, so
+/// that busy task threads cannot starve the measurement.
+final class MemorySampler: @unchecked Sendable {
+    private let largest = Mutex(0)
+    private let stopped = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// Samples `pid`'s tree: once at once (a short process may end before the thread runs),
+    /// then every 100 ms.
+    init(_ pid: pid_t) {
+        largest.withLock { $0 = ProcessTree.residentKilobytes(of: pid) }
+        let thread = Thread { [self] in
+            repeat {
+                let resident = ProcessTree.residentKilobytes(of: pid)
+                largest.withLock { $0 = max($0, resident) }
+            } while stopped.wait(timeout: .now() + .milliseconds(100)) == .timedOut
+            finished.signal()
+        }
+        thread.start()
+    }
+
+    /// Stops sampling (once) and returns the largest sample.
+    func stop() -> Int {
+        stopped.signal()
+        finished.wait()
+        return peak
+    }
+
+    /// The largest sample so far.
+    var peak: Int { largest.withLock { $0 } }
+}
+
