@@ -68,11 +68,14 @@ public struct LocalRun: Sendable {
             }
             planned = Self.closure(of: job, in: planned)
         }
-        return await execute(planned, ref: ref, output: output)
+        let executor = NixExecutor(settings: nix)
+        let code = await execute(planned, ref: ref, output: output, executor: executor)
+        // The kept nix-daemons end with the run, and their homes with them.
+        await executor.close()
+        return code
     }
 
-    private func execute(_ planned: [PlannedJob], ref: GitRef, output: Terminal) async -> Int32 {
-        let executor = NixExecutor(settings: nix)
+    private func execute(_ planned: [PlannedJob], ref: GitRef, output: Terminal, executor: NixExecutor) async -> Int32 {
         if case .notReady(let reason) = await executor.readiness() {
             output.error("cannot build: \(reason)")
             return 1

@@ -463,6 +463,9 @@ final class NixDaemonPool: Sendable {
         }
     }
 
+    /// The process ids of the idle daemons.
+    var idleProcesses: [pid_t] { idle.withLock { $0.map(\.pid) } }
+
     /// Lets every idle daemon go, and waits until they have ended.
     func closeAll() async {
         for connection in idle.withLock({ idle in defer { idle = [] }; return idle }) { await connection.closeAndWait() }

@@ -305,6 +305,9 @@ public struct NixExecutor: Executor {
         return path
     }
 
+    /// Lets the kept nix-daemons go and waits until they have ended (their homes are removed).
+    public func close() async { await daemons.closeAll() }
+
     /// Starts a nix-daemon for builds, with Kiln's options, the declining build hook and a private
     /// home; nil when it cannot be started (the job then builds with `nix-store --realise`).
     func startDaemon(_ binaries: NixBinaries) async -> NixDaemonConnection? {

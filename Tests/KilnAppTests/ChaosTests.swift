@@ -35,28 +35,28 @@ struct ChaosTests {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")).map { ($0 as NSString).lastPathComponent }
     }
 
-    /// Samples the machine while the run goes on: a job's nix-store running twice at once is a
-    /// job run twice at once.
+    /// Samples the machine while the run goes on: a derivation of this run that two of Kiln's nix
+    /// processes work on at once is a job run twice at once.
     final class Watcher: Sendable {
         let doubled = Mutex<Set<String>>([])
         let stopped = Mutex(false)
 
         func run(prefix: String) async {
             while !stopped.withLock({ $0 }) {
-                // nix-store processes realising one of this run's derivations that Kiln started
-                // (a child nix forks for a build shows its parent's command line until it execs,
-                // and may outlive it for an instant: only children of `kiln` count).
-                var commands: [Int32: [String]] = [:]
-                for pid in Processes.matching(prefix) {
-                    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
-                    let arguments = String(decoding: data, as: UTF8.self).split(separator: "\0").map(String.init)
-                    if arguments.contains("--realise") { commands[pid] = arguments }
+                // The nix processes Kiln started (children of `kiln`: a job's nix-store, or a kept
+                // nix-daemon; a child nix forks for a build is not one) and the outputs of this
+                // run's derivations each has taken as temporary roots: nix takes them before it
+                // builds or waits for another nix to build, and keeps them while it lives. (A
+                // derivation of this run is one job's, built once.)
+                var holders: [String: Int] = [:]
+                let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+                for pid in entries.compactMap(Int32.init)
+                where ChaosTests.programName(pid) == "nix" && ChaosTests.parent(of: pid).flatMap(ChaosTests.programName) == "kiln" {
+                    guard let roots = FileManager.default.contents(atPath: "/nix/var/nix/temproots/\(pid)") else { continue }
+                    let paths = Set(roots.split(separator: 0).map { String(decoding: $0, as: UTF8.self) })
+                    for path in paths where path.contains(prefix) && !path.hasSuffix(".drv") { holders[path, default: 0] += 1 }
                 }
-                var realising: [String: Int] = [:]
-                for (pid, arguments) in commands where ChaosTests.parent(of: pid).flatMap(ChaosTests.programName) == "kiln" {
-                    for argument in arguments where argument.contains(prefix) { realising[argument, default: 0] += 1 }
-                }
-                let twice = realising.filter { $0.value > 1 }.map(\.key)
+                let twice = holders.filter { $0.value > 1 }.map(\.key)
                 if !twice.isEmpty { doubled.withLock { $0.formUnion(twice) } }
                 try? await Task.sleep(for: .milliseconds(50))
             }
@@ -73,6 +73,10 @@ struct ChaosTests {
         let world = try await World.make()
         defer { Task { await world.close() } }
         let prefix = "chaos\(seed)x"
+        // The processes of this run: builders and jobs' nix (the derivations' names carry the
+        // prefix), and the kept nix-daemons (their homes are in the data directory).
+        let daemons = world.directory.appending("data/nix-daemons")
+        let running = { Processes.matching(prefix) + Processes.matching(daemons) }
         let port = try KilnProcess.freePort()
         let watcher = Watcher()
         let watching = Task { await watcher.run(prefix: prefix) }
@@ -137,16 +141,16 @@ struct ChaosTests {
                 // nix and its builders die with Kiln; whatever else is left of that life (a
                 // jail caught starting) is ended by the next start, before any job runs again.
                 try await eventually("no nix process to outlive Kiln", within: .seconds(20)) {
-                    Processes.matching(prefix).allSatisfy { Self.programName($0) == "bwrap" }
+                    running().allSatisfy { Self.programName($0) == "bwrap" }
                 }
-                let leftovers = Processes.matching(prefix)
+                let leftovers = running()
                 kiln = try await KilnProcess.serve(world, port: port)
                 do {
                     try await eventually("the restart to end what a killed Kiln left", within: .seconds(20)) {
-                        leftovers.allSatisfy { !Processes.matching(prefix).contains($0) }
+                        leftovers.allSatisfy { !running().contains($0) }
                     }
                 } catch {
-                    let left = Processes.matching(prefix).map { pid in
+                    let left = running().map { pid in
                         String(decoding: FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data(), as: UTF8.self)
                             .replacingOccurrences(of: "\0", with: " ").prefix(120) + " | "
                             + ((try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? "").split(separator: "\n")
@@ -171,7 +175,7 @@ struct ChaosTests {
         }
         kiln.terminate()
         kiln.waitUntilExit()
-        try await eventually("no nix process to outlive Kiln's stop", within: .seconds(20)) { Processes.matching(prefix).isEmpty }
+        try await eventually("no nix process to outlive Kiln's stop", within: .seconds(20)) { running().isEmpty }
         var reopened = 0
         for sha in accepted {
             for context in ["kiln", "kiln/a", "kiln/b"] {
