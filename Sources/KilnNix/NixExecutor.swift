@@ -111,14 +111,15 @@ public struct NixExecutor: Executor {
             // A kept nix-daemon builds the job when nothing of the job changes nix's settings and
             // no remote builder may take it: one nix process fewer for each job.
             let daemon: NixDaemonConnection?
-            let outputNames: [String: [String]]
+            let named: [String: [(name: String, path: String)]]
             if sandboxPaths.isEmpty, job.buildOptions.arguments.isEmpty, host?.hasBuilders == false,
-                let names = storeDatabase?.outputNames(of: job.derivations)
+                // A content-addressed output's path is known once it is built: nix-store prints it.
+                let recorded = storeDatabase?.namedOutputs(of: job.derivations), !recorded.values.joined().contains(where: \.path.isEmpty)
             {
                 daemon = await daemons.take { await startDaemon(binaries) }
-                outputNames = names
+                named = recorded
             } else {
-                (daemon, outputNames) = (nil, [:])
+                (daemon, named) = (nil, [:])
             }
             // nix builds in its TMPDIR (the session's or the daemon's): the peak of its size is
             // the builds' storage.
@@ -129,11 +130,10 @@ public struct NixExecutor: Executor {
                     run.peakStorageKilobytes = storage.stop()
                 }
                 if let daemon, let host {
-                    let outputs = await outputsOf(job.derivations, binaries) ?? [:]
                     built = await session.build(
-                        on: daemon, job.derivations.map { $0 + "!" + (outputNames[$0] ?? []).joined(separator: ",") },
+                        on: daemon, job.derivations.map { $0 + "!" + (named[$0] ?? []).map(\.name).joined(separator: ",") },
                         settings: host.buildSettings, nixMaxSilent: .seconds(silentSeconds), maxSilent: job.maxSilent + .seconds(30),
-                        killGrace: settings.killGrace, outputs: job.derivations.flatMap { outputs[$0] ?? [] },
+                        killGrace: settings.killGrace, outputs: job.derivations.flatMap { (named[$0] ?? []).map(\.path).sorted() },
                         errorLine: { renderer.line($0) })
                     if built.stopCause == nil { daemons.give(daemon) } else { daemon.close() }
                 } else {

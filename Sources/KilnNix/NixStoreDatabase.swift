@@ -21,30 +21,25 @@ struct NixStoreDatabase: Sendable {
 
     /// Each derivation's output paths, sorted; nil unless nix recorded them for every one.
     func outputs(of derivations: [String]) -> [String: [String]]? {
-        guard
-            let rows = query(
-                "SELECT v.path, o.path FROM DerivationOutputs o JOIN ValidPaths v ON v.id = o.drv WHERE v.path IN", derivations,
-                columns: 2)
+        guard let named = namedOutputs(of: derivations),
+            // An output without a path (content-addressed, known once built) leaves the answer to nix.
+            named.values.allSatisfy({ $0.allSatisfy { !$0.path.isEmpty } })
         else { return nil }
-        // An output without a path (content-addressed, known once built) leaves the answer to nix.
-        guard rows.allSatisfy({ !$0[1].isEmpty }) else { return nil }
-        var outputs: [String: [String]] = [:]
-        for row in rows { outputs[row[0], default: []].append(row[1]) }
-        guard derivations.allSatisfy({ outputs[$0] != nil }) else { return nil }
-        return outputs.mapValues { $0.sorted() }
+        return named.mapValues { $0.map(\.path).sorted() }
     }
 
-    /// Each derivation's output names, sorted; nil unless nix recorded them for every one.
-    func outputNames(of derivations: [String]) -> [String: [String]]? {
+    /// Each derivation's outputs by name (a content-addressed one's path is "" until it is
+    /// built); nil unless nix recorded them for every one.
+    func namedOutputs(of derivations: [String]) -> [String: [(name: String, path: String)]]? {
         guard
             let rows = query(
-                "SELECT v.path, o.id FROM DerivationOutputs o JOIN ValidPaths v ON v.id = o.drv WHERE v.path IN", derivations,
-                columns: 2)
+                "SELECT v.path, o.id, o.path FROM DerivationOutputs o JOIN ValidPaths v ON v.id = o.drv WHERE v.path IN", derivations,
+                columns: 3)
         else { return nil }
-        var names: [String: [String]] = [:]
-        for row in rows { names[row[0], default: []].append(row[1]) }
-        guard derivations.allSatisfy({ names[$0] != nil }) else { return nil }
-        return names.mapValues { $0.sorted() }
+        var outputs: [String: [(name: String, path: String)]] = [:]
+        for row in rows { outputs[row[0], default: []].append((row[1], row[2])) }
+        guard derivations.allSatisfy({ outputs[$0] != nil }) else { return nil }
+        return outputs.mapValues { $0.sorted { $0.name < $1.name } }
     }
 
     /// Those of `paths` that are valid in the store.
