@@ -97,9 +97,9 @@ final class NixDaemonConnection: Sendable {
 
     /// Starts `daemon --stdio` with `arguments` (nix's options) in `environment`, its home
     /// `home` (removed when it ends), and exchanges greetings. The daemon dies with Kiln.
-    static func start(_ daemon: String, arguments: [String], home: String, environment: [String: String]) async throws
-        -> NixDaemonConnection
-    {
+    static func start(
+        _ daemon: String, arguments: [String], home: String, environment: [String: String], greetingLimit: Duration = .seconds(30)
+    ) async throws -> NixDaemonConnection {
         let (stream, continuation) = AsyncStream.makeStream(of: Request.self)
         let started = Locked<CheckedContinuation<NixDaemonConnection, any Error>?>(nil)
         let connection = Locked<NixDaemonConnection?>(nil)
@@ -125,6 +125,13 @@ final class NixDaemonConnection: Sendable {
                                     opened.state.withLock { $0.lastMessage = .now }
                                 }
                                 let writer = execution.standardInputWriter
+                                // A daemon that does not greet is ended, and the job builds without it.
+                                let pid = opened.pid
+                                let greeting = Task {
+                                    try await Task.sleep(for: greetingLimit)
+                                    kill(-pid, SIGKILL)
+                                }
+                                defer { greeting.cancel() }
                                 try await Self.greet(&wire, writer)
                                 started.withLock { $0.take() }?.resume(returning: opened)
                                 for await request in stream {

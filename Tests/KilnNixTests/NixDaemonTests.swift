@@ -82,3 +82,32 @@ struct NixDaemonTests {
         #expect(code(0, 6) == 1)
     }
 }
+
+@Suite struct NixDaemonStartTests {
+    /// A program that answers something else, or nothing, is not taken for a daemon: starting
+    /// fails (the job then builds with nix-store) and nothing is left running.
+    @Test(.timeLimit(.minutes(1))) func aProgramThatDoesNotGreetIsRefused() async throws {
+        try await withTemporaryDirectory("kiln-daemon-start") { directory in
+            let silent = directory.appending("silent")
+            try writeExecutable("#!/bin/sh\nexec /bin/sleep 600\n", to: silent)
+            let echo = directory.appending("echo")
+            try writeExecutable("#!/bin/sh\nexec /bin/cat\n", to: echo)
+            for (program, expected) in [(echo, "nix-daemon did not greet"), (silent, "nix-daemon closed its output")] {
+                let home = directory.appending("home-\((program as NSString).lastPathComponent)")
+                try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+                let started = ContinuousClock.now
+                do {
+                    _ = try await NixDaemonConnection.start(
+                        program, arguments: [], home: home, environment: ScrubbedEnvironment.variables(home: home),
+                        greetingLimit: .seconds(1))
+                    Issue.record("\(program) was taken for a daemon")
+                } catch {
+                    #expect("\(error)".contains(expected), "\(error)")
+                }
+                #expect(ContinuousClock.now - started < .seconds(20))
+                try await eventually("its home to be removed", within: .seconds(10)) { !FileManager.default.fileExists(atPath: home) }
+            }
+            #expect(Processes.matching(silent).isEmpty)
+        }
+    }
+}
