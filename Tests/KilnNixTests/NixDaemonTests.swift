@@ -45,6 +45,33 @@ struct NixDaemonTests {
         }
     }
 
+    /// What a kept daemon builds runs in nix's sandbox: the builder cannot read a file of the host.
+    @Test(.timeLimit(.minutes(2))) func theDaemonsBuildsAreSandboxed() async throws {
+        let executor = NixExecutor(settings: NixSettings(options: NixTest.offlineOptions, killGrace: .seconds(2)))
+        let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
+        try await withTemporaryDirectory("kiln-canary") { host in
+            // World-readable, outside the store: only the sandbox keeps a builder from it.
+            let canary = host.appending("canary")
+            try "secret-\(marker)\n".write(toFile: canary, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: host.path)
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: canary)
+            let log = MemoryLog()
+            let report = try await withTemporaryDirectory("kiln-nix") { directory in
+                try TestFlake(packages: ["peek\(marker)": "$bb cat \(canary) && echo leaked-\(marker); $bb mkdir $out"]).write(to: directory.path)
+                let job = TestJob(
+                    name: "peek", target: .installables([".#peek\(marker)"]), workspace: directory.path, isPlainTree: true,
+                    timeout: .seconds(60), maxSilent: .seconds(60))
+                return await executor.run(job, log: log, stop: StopSignal())
+            }
+            #expect(report.outcome == .succeeded)
+            #expect(executor.daemons.idleProcesses.count == 1, "the job should have built with a kept daemon")
+            #expect(log.text.contains("No such file or directory"), "\(log.text)")
+            #expect(!log.text.contains("secret-\(marker)"))
+            #expect(!log.text.contains("leaked-\(marker)"))
+        }
+        await executor.close()
+    }
+
     /// A job stopped mid-build ends its daemon: the next job starts another.
     @Test(.timeLimit(.minutes(2))) func aStoppedJobsDaemonIsNotKept() async throws {
         let executor = NixExecutor(settings: NixSettings(options: NixTest.offlineOptions, killGrace: .seconds(2)))
