@@ -39,6 +39,8 @@ struct ChaosTests {
     /// processes work on at once is a job run twice at once.
     final class Watcher: Sendable {
         let doubled = Mutex<Set<String>>([])
+        /// Every output of this run seen rooted by one of Kiln's nix processes.
+        let seen = Mutex<Set<String>>([])
         let stopped = Mutex(false)
 
         func run(prefix: String) async {
@@ -58,6 +60,7 @@ struct ChaosTests {
                 }
                 let twice = holders.filter { $0.value > 1 }.map(\.key)
                 if !twice.isEmpty { doubled.withLock { $0.formUnion(twice) } }
+                seen.withLock { $0.formUnion(holders.keys) }
                 try? await Task.sleep(for: .milliseconds(50))
             }
         }
@@ -188,11 +191,13 @@ struct ChaosTests {
         }
         let doubled = watcher.doubled.withLock { $0 }
         #expect(doubled.isEmpty, "jobs ran twice at once: \(doubled.sorted())")
+        let watched = watcher.seen.withLock { $0.count }
+        #expect(watched > 0, "the watcher saw no build of this run: it could not have seen one twice")
         #expect(reopened == 0)
         let elapsed = ContinuousClock.now - started
         print(
             "chaos: seed \(seed): \(accepted.count) pushes accepted, \(kills) kills and restarts, \(injected) forge failures injected, "
                 + "\(world.github.statuses.count) statuses posted in \(world.github.attempts) attempts, "
-                + "\(doubled.count) jobs run twice at once, \(reopened) contexts reopened, \(elapsed.components.seconds) s")
+                + "\(watched) outputs watched, \(doubled.count) jobs run twice at once, \(reopened) contexts reopened, \(elapsed.components.seconds) s")
     }
 }
