@@ -5,10 +5,12 @@ import KilnPipeline
 /// Builds jobs with nix, always inside the Nix sandbox, and accounts for what they cost.
 ///
 /// A build's jobs are evaluated together first (`NixExecutor+Evaluation.swift`), so evaluation
-/// errors fail each job with nix's message; each job then builds its derivations with
-/// `nix-store --realise`, whose exit status tells a build failure (100) from a silent timeout (101). Kiln enforces the wall-clock limit itself; stopping sends
-/// SIGINT to nix's process group, waits a grace period, then kills nix and every process it
-/// started, builders included.
+/// errors fail each job with nix's message; each job then builds its derivations with a kept
+/// `nix-daemon --stdio` (`NixDaemon.swift`) or, when it changes nix's settings, with
+/// `nix-store --realise`; either way nix's answer tells a build failure (100) from a silent
+/// timeout (101). Kiln enforces the wall-clock limit itself; stopping sends SIGINT to nix's
+/// process group, waits a grace period, then kills nix and every process it started, builders
+/// included.
 public struct NixExecutor: Executor {
     let settings: NixSettings
     let hostInfo = HostInfoCache()
@@ -177,7 +179,7 @@ public struct NixExecutor: Executor {
                 return run.report(
                     .errored("nix-store exited with \(code): \(NixMessages.lastError(built.errorTail))"), exitCode: code, session)
             case nil:
-                return run.report(.errored("nix-store was killed by a signal: \(NixMessages.lastError(built.errorTail))"), session)
+                return run.report(.errored("nix was killed by a signal: \(NixMessages.lastError(built.errorTail))"), session)
             }
             if let missing = job.missing {
                 run.waitedFor = missing.filter { !renderer.builtDerivations.contains($0) }

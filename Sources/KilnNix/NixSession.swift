@@ -71,11 +71,7 @@ extension NixSession {
         let tail = Locked<[UInt8]>([])
         let line: @Sendable (ArraySlice<UInt8>) -> Void = { line in
             errorLine(line)
-            tail.withLock { tail in
-                tail.append(contentsOf: line)
-                tail.append(0x0A)
-                if tail.count > 16 << 10 { tail.removeFirst(tail.count - 8 << 10) }
-            }
+            tail.withLock { SupervisedProcess.keep(line, inTail: &$0) }
         }
         let limits = ProcessLimits(deadline: deadline, maxSilent: maxSilent, maxResident: nil)
         let (log, stop) = (self.log, self.stop)

@@ -151,11 +151,14 @@ struct SupervisedProcess {
         _ line: ArraySlice<UInt8>, _ errorLine: @Sendable (ArraySlice<UInt8>) -> Void, _ watch: Watch
     ) {
         errorLine(line)
-        watch.errorTail.withLock { tail in
-            tail.append(contentsOf: line)
-            tail.append(0x0A)
-            if tail.count > tailCap * 2 { tail.removeFirst(tail.count - tailCap) }
-        }
+        watch.errorTail.withLock { keep(line, inTail: &$0) }
+    }
+
+    /// Adds `line` to `tail`, which keeps the last few KiB of what nix logged.
+    static func keep(_ line: ArraySlice<UInt8>, inTail tail: inout [UInt8]) {
+        tail.append(contentsOf: line)
+        tail.append(0x0A)
+        if tail.count > tailCap * 2 { tail.removeFirst(tail.count - tailCap) }
     }
 
     /// Which child task of a run finished.
