@@ -440,13 +440,26 @@ final class NixDaemonPool: Sendable {
         self.buildLimit = buildLimit
     }
 
-    /// An idle daemon, or one `start` starts; nil when none could be had.
-    func take(start: () async -> NixDaemonConnection?) async -> NixDaemonConnection? {
+    /// Starts that failed in a row; after `startLimit` of them no more are tried (a nix whose
+    /// daemon does not speak Kiln's protocol would cost every job a failed start).
+    private let failedStarts = Mutex(0)
+    static let startLimit = 3
+
+    /// An idle daemon, or one `start` starts, or why there is none (the job then builds with
+    /// nix-store).
+    func take(start: () async -> Result<NixDaemonConnection, DaemonError>) async -> Result<NixDaemonConnection, DaemonError> {
         while let connection = idle.withLock({ $0.popLast() }) {
-            if connection.usable { return connection }
+            if connection.usable { return .success(connection) }
             connection.close()
         }
-        return await start()
+        guard failedStarts.withLock({ $0 }) < Self.startLimit else {
+            return .failure(DaemonError(description: "nix-daemon failed to start \(Self.startLimit) times; not trying again"))
+        }
+        let started = await start()
+        failedStarts.withLock { failed in
+            if case .success = started { failed = 0 } else { failed += 1 }
+        }
+        return started
     }
 
     /// Takes back a daemon after a build that ended on its own; others are let go.

@@ -118,7 +118,12 @@ public struct NixExecutor: Executor {
                 // A content-addressed output's path is known once it is built: nix-store prints it.
                 let recorded = storeDatabase?.namedOutputs(of: job.derivations), !recorded.values.joined().contains(where: \.path.isEmpty)
             {
-                daemon = await daemons.take { await startDaemon(binaries) }
+                switch await daemons.take(start: { await startDaemon(binaries) }) {
+                case .success(let kept): daemon = kept
+                case .failure(let problem):
+                    log.note("building with nix-store: \(problem)")
+                    daemon = nil
+                }
                 named = recorded
             } else {
                 (daemon, named) = (nil, [:])
@@ -311,22 +316,35 @@ public struct NixExecutor: Executor {
     public func close() async { await daemons.closeAll() }
 
     /// Starts a nix-daemon for builds, with Kiln's options, the declining build hook and a private
-    /// home; nil when it cannot be started (the job then builds with `nix-store --realise`).
-    func startDaemon(_ binaries: NixBinaries) async -> NixDaemonConnection? {
+    /// home, or says why it could not (the job then builds with `nix-store --realise`).
+    func startDaemon(_ binaries: NixBinaries) async -> Result<NixDaemonConnection, DaemonError> {
+        guard let daemon = binaries.nixDaemon else {
+            return .failure(DaemonError(description: "there is no nix-daemon beside \(binaries.nixStore)"))
+        }
         let directory = settings.daemonDirectory ?? scratchDirectory
-        guard let daemon = binaries.nixDaemon,
-            (try? FileManager.default.createDirectory(
-                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])) != nil,
-            let home = try? ScrubbedEnvironment.makeHome(under: directory)
-        else { return nil }
-        guard let hook = try? Self.decliningBuildHook(in: home) else {
+        let home: String
+        let hook: String
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            home = try ScrubbedEnvironment.makeHome(under: directory)
+        } catch {
+            return .failure(DaemonError(description: "could not make a home for nix-daemon under \(directory): \(error)"))
+        }
+        do {
+            hook = try Self.decliningBuildHook(in: home)
+        } catch {
             try? FileManager.default.removeItem(atPath: home)
-            return nil
+            return .failure(DaemonError(description: "could not write nix-daemon's build hook in \(home): \(error)"))
         }
         var environment = ScrubbedEnvironment.variables(home: home)
         if let mark = settings.processMark.map(ProcessMark.init(value:)) { environment[mark.variable] = mark.value }
-        return try? await NixDaemonConnection.start(
-            daemon, arguments: optionArguments + ["--option", "build-hook", hook], home: home, environment: environment)
+        do {
+            return .success(
+                try await NixDaemonConnection.start(
+                    daemon, arguments: optionArguments + ["--option", "build-hook", hook], home: home, environment: environment))
+        } catch {
+            return .failure(DaemonError(description: "\(daemon) could not be started: \(error)"))
+        }
     }
 
     /// nix's store database, read directly where Kiln builds in the local store.

@@ -111,6 +111,28 @@ struct NixDaemonTests {
 }
 
 @Suite struct NixDaemonStartTests {
+    /// A daemon that cannot be started costs no job (it builds with nix-store, saying why), and
+    /// after three failed starts in a row no more are tried.
+    @Test func afterThreeFailedStartsNoMoreAreTried() async {
+        let pool = NixDaemonPool()
+        let tries = Locked(0)
+        var answers: [String] = []
+        for _ in 1...5 {
+            let taken = await pool.take {
+                tries.withLock { $0 += 1 }
+                return .failure(DaemonError(description: "nix-daemon did not greet"))
+            }
+            guard case .failure(let problem) = taken else {
+                Issue.record("a failed start gave a daemon")
+                return
+            }
+            answers.append(problem.description)
+        }
+        #expect(tries.withLock { $0 } == 3)
+        #expect(answers.prefix(3).allSatisfy { $0 == "nix-daemon did not greet" })
+        #expect(answers.suffix(2).allSatisfy { $0 == "nix-daemon failed to start 3 times; not trying again" })
+    }
+
     /// A program that answers something else, or nothing, is not taken for a daemon: starting
     /// fails (the job then builds with nix-store) and nothing is left running.
     @Test(.timeLimit(.minutes(1))) func aProgramThatDoesNotGreetIsRefused() async throws {
