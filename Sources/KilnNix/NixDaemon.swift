@@ -183,8 +183,9 @@ final class NixDaemonConnection: Sendable {
     /// When the daemon last said anything.
     var lastMessage: ContinuousClock.Instant { state.withLock { $0.lastMessage } }
 
-    /// Whether it may build again.
-    var usable: Bool { state.withLock { $0.usable && !$0.exited } }
+    /// Whether it may build again: it has not failed, and it still runs (one that died while
+    /// idle is known only here: nothing reads from it between builds).
+    var usable: Bool { state.withLock { $0.usable && !$0.exited } && ProcessTree.isAlive(pid) }
 
     /// How many builds it was asked for.
     var builds: Int { state.withLock { $0.builds } }

@@ -72,6 +72,29 @@ struct NixDaemonTests {
         await executor.close()
     }
 
+    /// A kept daemon that died while idle is not given to the next job, which starts another.
+    @Test(.timeLimit(.minutes(2))) func aDaemonThatDiedIdleIsReplaced() async throws {
+        let executor = NixExecutor(settings: NixSettings(options: NixTest.offlineOptions, killGrace: .seconds(2)))
+        let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
+        func build(_ name: String) async throws -> JobReport {
+            try await withTemporaryDirectory("kiln-nix") { directory in
+                try TestFlake(packages: ["\(name)\(marker)": "$bb mkdir $out"]).write(to: directory.path)
+                let job = TestJob(
+                    name: name, target: .installables([".#\(name)\(marker)"]), workspace: directory.path, isPlainTree: true,
+                    timeout: .seconds(60), maxSilent: .seconds(60))
+                return await executor.run(job, log: MemoryLog(), stop: StopSignal())
+            }
+        }
+        #expect(try await build("before").outcome == .succeeded)
+        let first = try #require(executor.daemons.idleProcesses.first)
+        kill(first, SIGKILL)
+        try await eventually("the daemon to die", within: .seconds(10)) { !ProcessTree.isAlive(first) }
+        #expect(try await build("after").outcome == .succeeded)
+        let second = try #require(executor.daemons.idleProcesses.first)
+        #expect(second != first)
+        await executor.close()
+    }
+
     /// A job stopped mid-build ends its daemon: the next job starts another.
     @Test(.timeLimit(.minutes(2))) func aStoppedJobsDaemonIsNotKept() async throws {
         let executor = NixExecutor(settings: NixSettings(options: NixTest.offlineOptions, killGrace: .seconds(2)))
