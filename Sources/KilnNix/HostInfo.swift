@@ -24,9 +24,11 @@ struct HostInfo: Sendable, Hashable {
         systems.formUnion(Self.systems(of: builders, local: system))
         func flag(_ name: String) -> Bool? { settings[name]?["value"] as? Bool }
         func number(_ name: String) -> UInt64? { (settings[name]?["value"] as? NSNumber).map { UInt64(max(0, $0.int64Value)) } }
+        let defaults = DaemonBuildSettings()
         buildSettings = DaemonBuildSettings(
-            keepFailed: flag("keep-failed") ?? false, keepGoing: flag("keep-going") ?? false, fallback: flag("fallback") ?? false,
-            maxJobs: number("max-jobs") ?? 1, cores: number("cores") ?? 0, substitute: flag("substitute") ?? true)
+            keepFailed: flag("keep-failed") ?? defaults.keepFailed, keepGoing: flag("keep-going") ?? defaults.keepGoing,
+            fallback: flag("fallback") ?? defaults.fallback, maxJobs: number("max-jobs") ?? defaults.maxJobs,
+            cores: number("cores") ?? defaults.cores, substitute: flag("substitute") ?? defaults.substitute)
     }
 
     /// Systems named by a `builders` value; a builder without systems builds the `local` one.

@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnPipeline
 import Subprocess
 import Synchronization
 
@@ -23,8 +24,6 @@ struct DaemonBuildSettings: Sendable, Hashable {
 
 /// How nix-daemon reports one requested derivation (`BuildResult`).
 struct DaemonBuildResult: Sendable, Equatable {
-    /// `drv!out,…`, as requested.
-    var path: String
     /// nix's `BuildResult::Status`: 0 built, 1 substituted, 2 already valid, 3 the builder
     /// failed, 5 output rejected, 8 timed out, 10 a dependency failed, …
     var status: UInt64
@@ -127,12 +126,18 @@ final class NixDaemonConnection: Sendable {
                                 let writer = execution.standardInputWriter
                                 // A daemon that does not greet is ended, and the job builds without it.
                                 let pid = opened.pid
+                                let silent = Locked(false)
                                 let greeting = Task {
                                     try await Task.sleep(for: greetingLimit)
+                                    silent.withLock { $0 = true }
                                     kill(-pid, SIGKILL)
                                 }
                                 defer { greeting.cancel() }
-                                try await Self.greet(&wire, writer)
+                                do {
+                                    try await Self.greet(&wire, writer)
+                                } catch where silent.withLock({ $0 }) {
+                                    throw DaemonError(description: "nix-daemon did not greet within \(HumanDuration.format(greetingLimit))")
+                                }
                                 started.withLock { $0.take() }?.resume(returning: opened)
                                 for await request in stream {
                                     do {
@@ -280,7 +285,7 @@ final class NixDaemonConnection: Sendable {
         let count = try await wire.number()
         guard count <= 100_000 else { throw DaemonError(description: "nix-daemon sent \(count) results") }
         for _ in 0..<count {
-            let path = try await wire.string()
+            _ = try await wire.string()  // the requested path, in the order asked
             let status = try await wire.number()
             let error = try await wire.string()
             _ = try await wire.number()  // times built
@@ -293,7 +298,7 @@ final class NixDaemonConnection: Sendable {
                 _ = try await wire.string()  // output id
                 _ = try await wire.string()  // realisation
             }
-            results.append(DaemonBuildResult(path: path, status: status, errorMessage: error))
+            results.append(DaemonBuildResult(status: status, errorMessage: error))
         }
         return results
     }

@@ -119,7 +119,7 @@ struct NixDaemonTests {
     /// The daemon's results give the exit code `nix-store --realise` would have exited with.
     @Test func resultsMapToRealisesExitCodes() {
         func code(_ statuses: UInt64...) -> Int32 {
-            DaemonBuildResult.exitCode(statuses.map { DaemonBuildResult(path: "x.drv!out", status: $0, errorMessage: "") })
+            DaemonBuildResult.exitCode(statuses.map { DaemonBuildResult(status: $0, errorMessage: "") })
         }
         #expect(code(0, 1, 2) == 0)
         #expect(code(3) == 100)
@@ -164,10 +164,9 @@ struct NixDaemonTests {
             try writeExecutable("#!/bin/sh\nexec /bin/sleep 600\n", to: silent)
             let echo = directory.appending("echo")
             try writeExecutable("#!/bin/sh\nexec /bin/cat\n", to: echo)
-            for (program, expected) in [(echo, "nix-daemon did not greet"), (silent, "nix-daemon closed its output")] {
+            for (program, expected) in [(echo, "nix-daemon did not greet"), (silent, "nix-daemon did not greet within 1 s")] {
                 let home = directory.appending("home-\((program as NSString).lastPathComponent)")
                 try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
-                let started = ContinuousClock.now
                 do {
                     _ = try await NixDaemonConnection.start(
                         program, arguments: [], home: home, environment: ScrubbedEnvironment.variables(home: home),
@@ -176,7 +175,6 @@ struct NixDaemonTests {
                 } catch {
                     #expect("\(error)".contains(expected), "\(error)")
                 }
-                #expect(ContinuousClock.now - started < .seconds(20))
                 try await eventually("its home to be removed", within: .seconds(10)) { !FileManager.default.fileExists(atPath: home) }
             }
             #expect(Processes.matching(silent).isEmpty)
