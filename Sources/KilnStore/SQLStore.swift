@@ -168,23 +168,19 @@ public struct SQLStore: KilnStore {
         {
             return (existing, false)
         }
-        guard
-            let buildID = try db.value(
-                BuildID.self,
-                """
-                INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at,
-                                    pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, ad_hoc, service, reconciled)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                RETURNING id
-                """,
-                [
-                    delivery.repositoryID, delivery.forge, delivery.repository, delivery.sha, delivery.ref.fullName,
-                    delivery.before, BuildState.queued.rawValue, BuildStateMachine.acceptedSummary, now.timeIntervalSince1970,
-                    delivery.pullRequest?.number, delivery.pullRequest?.headBranch, delivery.pullRequest?.baseBranch,
-                    delivery.pullRequest?.isFork ?? false, delivery.pullRequest?.headRepository, delivery.adHoc.map(Rows.encode),
-                    delivery.service, delivery.reconciled,
-                ])
-        else { throw StoreError.corrupt("a new build got no id") }
+        let buildID = try db.insertedID(
+            """
+            INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at,
+                                pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, ad_hoc, service, reconciled)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                delivery.repositoryID, delivery.forge, delivery.repository, delivery.sha, delivery.ref.fullName,
+                delivery.before, BuildState.queued.rawValue, BuildStateMachine.acceptedSummary, now.timeIntervalSince1970,
+                delivery.pullRequest?.number, delivery.pullRequest?.headBranch, delivery.pullRequest?.baseBranch,
+                delivery.pullRequest?.isFork ?? false, delivery.pullRequest?.headRepository, delivery.adHoc.map(Rows.encode),
+                delivery.service, delivery.reconciled,
+            ])
         try db.execute(
             "INSERT INTO deliveries (forge, delivery_id, build_id, received_at) VALUES (?, ?, ?, ?)",
             [delivery.forge, delivery.deliveryID, buildID, now.timeIntervalSince1970])

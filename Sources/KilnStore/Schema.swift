@@ -299,8 +299,10 @@ enum Schema {
         migrator.registerMigration("v18: remote builders") { db in
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN machines TEXT NOT NULL DEFAULT '[]'")
         }
-        migrator.registerMigration(PostgresSchema.leases.name) { db in
-            for statement in PostgresSchema.leases.statements { try db.execute(sql: statement) }
+        for step in [PostgresSchema.leases, PostgresSchema.sparseIndexes] {
+            migrator.registerMigration(step.name) { db in
+                for statement in step.statements { try db.execute(sql: statement) }
+            }
         }
         return migrator
     }
