@@ -50,17 +50,20 @@ public struct WebhookIntake: Sendable {
     private let endpoints: [String: ForgeEndpoint]
     private let coordinator: BuildCoordinator
     private let logger: Logger
+    /// Each forge's raw-body MACs, keyed once: deriving the keys cost as much as the MAC of a push.
+    private let bodyMACs: [String: BodyMACs]
 
     /// Creates intake over configured forges, recording builds through `coordinator`.
     public init(endpoints: [String: ForgeEndpoint], coordinator: BuildCoordinator, logger: Logger) {
         self.endpoints = endpoints
         self.coordinator = coordinator
         self.logger = logger
+        bodyMACs = endpoints.mapValues { BodyMACs(secrets: $0.forge.rawBodySecrets) }
     }
 
-    /// The secrets forge `forgeName` signs raw bodies with (none for an unknown forge), for
-    /// `BodyMACs` at the edge.
-    public func rawBodySecrets(forge forgeName: String) -> [Secret] { endpoints[forgeName]?.forge.rawBodySecrets ?? [] }
+    /// The MACs under the secrets forge `forgeName` signs raw bodies with (none for an unknown
+    /// forge), ready for the body at the edge.
+    public func bodyMACs(forge forgeName: String) -> BodyMACs { bodyMACs[forgeName] ?? BodyMACs(secrets: []) }
 
     /// Verifies, decodes and records one delivery to forge `forgeName`.
     /// - Throws: only when the database fails; the edge answers 503 and the forge may redeliver.

@@ -38,7 +38,7 @@ struct WebhookController: Sendable {
         defer { slots.give() }
         // The body is read under the cap and MACed chunk by chunk as it arrives, for forges
         // that sign the raw body: the adapter then compares, without a second pass.
-        var macs = BodyMACs(secrets: intake.rawBodySecrets(forge: forge))
+        var macs = intake.bodyMACs(forge: forge)
         var body = ByteBuffer()
         for try await chunk in request.body {
             guard body.readableBytes + chunk.readableBytes <= limit else { return try JSONBody.error(.contentTooLarge, tooLarge) }
