@@ -20,16 +20,25 @@ struct DaemonBuildSettings: Sendable, Hashable {
     var maxJobs: UInt64 = 1
     var cores: UInt64 = 0
     var substitute = true
+
+    /// Settings the request carries in fields of their own (or that the daemon ignores), left
+    /// out of its overrides as nix's own client leaves them out: an override would replace the
+    /// field, the job's silence limit among them.
+    static let fieldNames: Set<String> = [
+        "keep-failed", "keep-going", "fallback", "max-jobs", "max-silent-time", "cores", "substitute", "show-trace",
+        "experimental-features",
+    ]
 }
 
 /// How nix-daemon reports one requested derivation (`BuildResult`).
 struct DaemonBuildResult: Sendable, Equatable {
     /// nix's `BuildResult::Status`: 0 built, 1 substituted, 2 already valid, 3 the builder
-    /// failed, 5 output rejected, 8 timed out, 10 a dependency failed, …
+    /// failed, 5 output rejected, 8 timed out, 10 a dependency failed, 13 resolved to a valid
+    /// path (content-addressed), …
     var status: UInt64
     var errorMessage: String
 
-    var succeeded: Bool { status <= 2 }
+    var succeeded: Bool { status <= 2 || status == 13 }
 
     /// The exit code `nix-store --realise` gives for these results (its `Worker::exitStatus`):
     /// 0x60 with 0x04 for a failed build, 0x01 for a timeout, 0x02 for a rejected output, 0x08
@@ -97,8 +106,10 @@ final class NixDaemonConnection: Sendable {
     /// Starts `daemon --stdio` with `arguments` (nix's options) in `environment`, its home
     /// `home` (removed when it ends), and exchanges greetings. The daemon dies with Kiln.
     static func start(
-        _ daemon: String, arguments: [String], home: String, environment: [String: String], greetingLimit: Duration = .seconds(30)
+        _ daemon: String, arguments: [String], overrides: [(name: String, value: String)] = [], home: String,
+        environment: [String: String], greetingLimit: Duration = .seconds(30)
     ) async throws -> NixDaemonConnection {
+        let overrides = overrides.filter { !DaemonBuildSettings.fieldNames.contains($0.name) }
         let (stream, continuation) = AsyncStream.makeStream(of: Request.self)
         let started = Locked<CheckedContinuation<NixDaemonConnection, any Error>?>(nil)
         let connection = Locked<NixDaemonConnection?>(nil)
@@ -133,15 +144,19 @@ final class NixDaemonConnection: Sendable {
                                     kill(-pid, SIGKILL)
                                 }
                                 defer { greeting.cancel() }
+                                let tooLate = DaemonError(description: "nix-daemon did not greet within \(HumanDuration.format(greetingLimit))")
                                 do {
                                     try await Self.greet(&wire, writer)
                                 } catch where silent.withLock({ $0 }) {
-                                    throw DaemonError(description: "nix-daemon did not greet within \(HumanDuration.format(greetingLimit))")
+                                    throw tooLate
                                 }
+                                // Only the greeting is timed: the daemon then lives as long as it is kept.
+                                greeting.cancel()
+                                if silent.withLock({ $0 }) { throw tooLate }
                                 started.withLock { $0.take() }?.resume(returning: opened)
                                 for await request in stream {
                                     do {
-                                        let results = try await Self.build(request, &wire, writer)
+                                        let results = try await Self.build(request, overrides: overrides, &wire, writer)
                                         request.reply.resume(returning: results)
                                     } catch {
                                         opened.state.withLock { $0.usable = false }
@@ -254,9 +269,9 @@ final class NixDaemonConnection: Sendable {
         try await wire.work { _ in }
     }
 
-    private static func build(_ request: Request, _ wire: inout DaemonWire, _ writer: StandardInputWriter) async throws
-        -> [DaemonBuildResult]
-    {
+    private static func build(
+        _ request: Request, overrides: [(name: String, value: String)], _ wire: inout DaemonWire, _ writer: StandardInputWriter
+    ) async throws -> [DaemonBuildResult] {
         let settings = request.settings
         var message = DaemonMessage()
         message.number(19)  // wopSetOptions
@@ -268,9 +283,15 @@ final class NixDaemonConnection: Sendable {
             0,  // verbose build: the builder's output comes as log lines
             0, 0,  // log type, print build trace (obsolete)
             settings.cores, settings.substitute ? 1 : 0,
-            0,  // no overrides: the daemon has Kiln's options from its command line
         ] {
             message.number(value)
+        }
+        // Kiln's options again, as nix's own client sends them: `nix-daemon --stdio` on a store
+        // that a system daemon owns only relays to it, and its command line reaches nothing.
+        message.number(UInt64(overrides.count))
+        for (name, value) in overrides {
+            message.string(name)
+            message.string(value)
         }
         _ = try await writer.write(message.bytes)
         try await wire.work(request.line)
@@ -285,7 +306,7 @@ final class NixDaemonConnection: Sendable {
         let count = try await wire.number()
         guard count <= 100_000 else { throw DaemonError(description: "nix-daemon sent \(count) results") }
         for _ in 0..<count {
-            _ = try await wire.string()  // the requested path, in the order asked
+            _ = try await wire.string()  // the requested path (results come in nix's order, not the order asked)
             let status = try await wire.number()
             let error = try await wire.string()
             _ = try await wire.number()  // times built

@@ -25,16 +25,12 @@ public struct NixExecutor: Executor {
     }
 
     /// Options every nix command gets, sandbox settings last so they win.
-    var optionArguments: [String] {
-        var arguments: [String] = []
-        for (name, value) in settings.options.sorted(by: { $0.key < $1.key })
-        where NixSettings.enforcedOptions[name] == nil {
-            arguments += ["--option", name, value]
-        }
-        for (name, value) in NixSettings.enforcedOptions.sorted(by: { $0.key < $1.key }) {
-            arguments += ["--option", name, value]
-        }
-        return arguments
+    var optionArguments: [String] { optionPairs.flatMap { ["--option", $0.name, $0.value] } }
+
+    /// The configured options, then the enforced ones (which win).
+    var optionPairs: [(name: String, value: String)] {
+        settings.options.filter { NixSettings.enforcedOptions[$0.key] == nil }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+            + NixSettings.enforcedOptions.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
 
     /// The arguments of every `nix` (new-style) command.
@@ -341,7 +337,8 @@ public struct NixExecutor: Executor {
         do {
             return .success(
                 try await NixDaemonConnection.start(
-                    daemon, arguments: optionArguments + ["--option", "build-hook", hook], home: home, environment: environment))
+                    daemon, arguments: optionArguments + ["--option", "build-hook", hook], overrides: optionPairs + [("build-hook", hook)],
+                    home: home, environment: environment, greetingLimit: settings.daemonGreetingLimit))
         } catch {
             return .failure(DaemonError(description: "\(daemon) could not be started: \(error)"))
         }

@@ -18,6 +18,9 @@ public struct NixSettings: Sendable, Hashable {
     /// Where the homes of the nix-daemons that jobs build with are made (their `TMPDIR` is where
     /// builds run); nil for `scratchDirectory`. Emptied when Kiln starts.
     public var daemonDirectory: String?
+    /// How long a new nix-daemon may take to greet before it is ended (the job then builds with
+    /// nix-store).
+    public var daemonGreetingLimit: Duration = .seconds(30)
     /// Names the processes of this Kiln's jobs (their environment carries it), so that the next
     /// start ends what a killed Kiln left running; nil for none (`kiln run`, whose processes die with it).
     public var processMark: String?

@@ -116,12 +116,102 @@ struct NixDaemonTests {
         await executor.close()
     }
 
+    /// A kept daemon takes what a configured binary cache has instead of building it (a cache in
+    /// a directory here: nothing on the network is reachable).
+    @Test(.timeLimit(.minutes(3))) func aDaemonSubstitutesFromTheConfiguredCache() async throws {
+        try await withCachedOutput { job, _, output, cache, _ in
+            let executor = NixExecutor(
+                settings: NixSettings(options: ["substituters": cache, "require-sigs": "false"], killGrace: .seconds(2)))
+            let log = MemoryLog()
+            let report = await executor.run(job, log: log, stop: StopSignal())
+            #expect(report.outcome == .succeeded, "\(log.text)")
+            #expect(executor.daemons.idleProcesses.count == 1, "the job should have built with a kept daemon")
+            #expect(FileManager.default.fileExists(atPath: output))
+            #expect(report.substituted == 1)
+            #expect(report.built.isEmpty)
+            #expect(!log.text.contains("built-"), "the builder ran: \(log.text)")
+            await executor.close()
+        }
+    }
+
+    /// Kiln's options reach the daemon with each request, not only on its command line: where a
+    /// system daemon owns the store, `nix-daemon --stdio` only relays to it. Here the daemon's
+    /// command line has none of them, and the cache it must use is named only in the request.
+    @Test(.timeLimit(.minutes(3))) func optionsReachTheDaemonWithEachRequest() async throws {
+        try await withCachedOutput { _, derivation, output, cache, publicKey in
+            try await withTemporaryDirectory("kiln-daemon-home") { home in
+                try FileManager.default.createDirectory(atPath: home.appending("tmp"), withIntermediateDirectories: true)
+                let daemon = try await NixDaemonConnection.start(
+                    "/usr/bin/nix-daemon", arguments: [],
+                    overrides: [("substituters", cache), ("trusted-public-keys", publicKey)],
+                    home: home.path, environment: ScrubbedEnvironment.variables(home: home.path))
+                let results = try await daemon.build(
+                    ["\(derivation)!out"], settings: DaemonBuildSettings(), maxSilentSeconds: 60, line: { _ in })
+                #expect(results.map(\.status) == [1], "\(results)")
+                #expect(FileManager.default.fileExists(atPath: output))
+                await daemon.closeAndWait()
+            }
+        }
+    }
+
+    /// A daemon lives past its greeting's time limit: only the greeting is timed.
+    @Test(.timeLimit(.minutes(2))) func aDaemonOutlivesItsGreetingLimit() async throws {
+        var settings = NixSettings(options: NixTest.offlineOptions, killGrace: .seconds(2))
+        settings.daemonGreetingLimit = .seconds(1)
+        let executor = NixExecutor(settings: settings)
+        let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
+        let log = MemoryLog()
+        let report = try await withTemporaryDirectory("kiln-nix") { directory in
+            // The build outlasts the greeting's limit several times over.
+            try TestFlake(packages: ["slow\(marker)": "$bb sleep 3; echo done-\(marker); $bb mkdir $out"]).write(to: directory.path)
+            let job = TestJob(
+                name: "slow", target: .installables([".#slow\(marker)"]), workspace: directory.path, isPlainTree: true,
+                timeout: .seconds(60), maxSilent: .seconds(60))
+            return await executor.run(job, log: log, stop: StopSignal())
+        }
+        #expect(report.outcome == .succeeded, "\(log.text)")
+        #expect(log.text.contains("done-\(marker)"))
+        #expect(!log.text.contains("building with nix-store"), "\(log.text)")
+        #expect(executor.daemons.idleProcesses.count == 1, "the daemon should be kept after the build")
+        await executor.close()
+    }
+
+    /// Builds a derivation, copies its output (signed) to a binary cache in a directory and
+    /// deletes it from the store; `body` gets the job, the derivation, the output, the cache's
+    /// URL and the public key its signatures verify with.
+    private func withCachedOutput(_ body: (TestJob, String, String, String, String) async throws -> Void) async throws {
+        let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
+        try await withTemporaryDirectory("kiln-substituter") { scratch in
+            let cache = "file://" + scratch.appending("cache")
+            try await withTemporaryDirectory("kiln-nix") { directory in
+                try TestFlake(packages: ["cached\(marker)": "echo built-\(marker); $bb mkdir $out"]).write(to: directory.path)
+                let job = TestJob(
+                    name: "cached", target: .installables([".#cached\(marker)"]), workspace: directory.path, isPlainTree: true,
+                    timeout: .seconds(60), maxSilent: .seconds(60))
+                let builder = NixExecutor(settings: NixSettings(options: NixTest.offlineOptions, killGrace: .seconds(2)))
+                let built = await builder.run(job, log: MemoryLog(), stop: StopSignal())
+                await builder.close()
+                #expect(built.outcome == .succeeded)
+                let output = try #require(built.outputs.first?.path)
+                let derivation = try #require(built.derivations.first)
+                let (secretKey, publicKey) = (scratch.appending("secret-key"), scratch.appending("public-key"))
+                _ = try runCommand("/usr/bin/nix-store", ["--generate-binary-cache-key", "kiln-test", secretKey, publicKey])
+                _ = try runCommand(
+                    "/usr/bin/nix", ["--extra-experimental-features", "nix-command", "copy", "--to", "\(cache)?secret-key=\(secretKey)", output])
+                _ = try runCommand("/usr/bin/nix-store", ["--delete", output])
+                #expect(!FileManager.default.fileExists(atPath: output))
+                try await body(job, derivation, output, cache, try String(contentsOfFile: publicKey, encoding: .utf8))
+            }
+        }
+    }
+
     /// The daemon's results give the exit code `nix-store --realise` would have exited with.
     @Test func resultsMapToRealisesExitCodes() {
         func code(_ statuses: UInt64...) -> Int32 {
             DaemonBuildResult.exitCode(statuses.map { DaemonBuildResult(status: $0, errorMessage: "") })
         }
         #expect(code(0, 1, 2) == 0)
+        #expect(code(13) == 0, "a content-addressed derivation that resolved to a valid path succeeded")
         #expect(code(3) == 100)
         #expect(code(10) == 100)
         #expect(code(8) == 101)
