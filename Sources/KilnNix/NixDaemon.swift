@@ -135,24 +135,30 @@ final class NixDaemonConnection: Sendable {
                                     opened.state.withLock { $0.lastMessage = .now }
                                 }
                                 let writer = execution.standardInputWriter
-                                // A daemon that does not greet is ended, and the job builds without it.
+                                // A daemon that does not greet in time is ended, and the job builds without it.
+                                // Only the greeting is timed: whichever of it and the timer settles first decides,
+                                // so a daemon that greeted is never killed by the timer, however late it fires.
                                 let pid = opened.pid
-                                let silent = Locked(false)
+                                let greeted = Locked<Bool?>(nil)
+                                @Sendable func settle(_ value: Bool) -> Bool {
+                                    greeted.withLock { state in
+                                        guard state == nil else { return false }
+                                        state = value
+                                        return true
+                                    }
+                                }
                                 let greeting = Task {
                                     try await Task.sleep(for: greetingLimit)
-                                    silent.withLock { $0 = true }
-                                    kill(-pid, SIGKILL)
+                                    if settle(false) { kill(-pid, SIGKILL) }
                                 }
                                 defer { greeting.cancel() }
                                 let tooLate = DaemonError(description: "nix-daemon did not greet within \(HumanDuration.format(greetingLimit))")
                                 do {
                                     try await Self.greet(&wire, writer)
-                                } catch where silent.withLock({ $0 }) {
+                                } catch where greeted.withLock({ $0 }) == false {
                                     throw tooLate
                                 }
-                                // Only the greeting is timed: the daemon then lives as long as it is kept.
-                                greeting.cancel()
-                                if silent.withLock({ $0 }) { throw tooLate }
+                                guard settle(true) else { throw tooLate }
                                 started.withLock { $0.take() }?.resume(returning: opened)
                                 for await request in stream {
                                     do {

@@ -157,13 +157,13 @@ struct NixDaemonTests {
     /// A daemon lives past its greeting's time limit: only the greeting is timed.
     @Test(.timeLimit(.minutes(2))) func aDaemonOutlivesItsGreetingLimit() async throws {
         var settings = NixSettings(options: NixTest.offlineOptions, killGrace: .seconds(2))
-        settings.daemonGreetingLimit = .seconds(1)
+        // Long enough to greet on a loaded machine; the build outlasts it.
+        settings.daemonGreetingLimit = .seconds(4)
         let executor = NixExecutor(settings: settings)
         let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
         let log = MemoryLog()
         let report = try await withTemporaryDirectory("kiln-nix") { directory in
-            // The build outlasts the greeting's limit several times over.
-            try TestFlake(packages: ["slow\(marker)": "$bb sleep 3; echo done-\(marker); $bb mkdir $out"]).write(to: directory.path)
+            try TestFlake(packages: ["slow\(marker)": "$bb sleep 6; echo done-\(marker); $bb mkdir $out"]).write(to: directory.path)
             let job = TestJob(
                 name: "slow", target: .installables([".#slow\(marker)"]), workspace: directory.path, isPlainTree: true,
                 timeout: .seconds(60), maxSilent: .seconds(60))
