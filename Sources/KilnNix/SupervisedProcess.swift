@@ -200,7 +200,9 @@ struct SupervisedProcess {
             if let cause {
                 noticed(cause)
                 log.note(Self.describe(cause) + "; sending SIGINT to nix")
-                await Self.terminate(pid, grace: grace, log: log)
+                // In a task of its own: the watchdog may be cancelled meanwhile (the process
+                // ended as the limit came), and a cancelled wait would spin through the grace.
+                await Task { await Self.terminate(pid, grace: grace, log: log) }.value
                 return cause
             }
             try? await Task.sleep(for: .milliseconds(100))
