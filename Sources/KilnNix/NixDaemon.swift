@@ -37,6 +37,10 @@ struct DaemonBuildResult: Sendable, Equatable {
     /// path (content-addressed), …
     var status: UInt64
     var errorMessage: String
+    /// For a failed dependency (10): nix said, during the request, that a build timed out.
+    /// nix answers only for the derivations asked for, and `nix-store` takes the timeout from
+    /// nix's own record of every build it ran.
+    var dependencyTimedOut = false
 
     var succeeded: Bool { status <= 2 || status == 13 }
 
@@ -47,7 +51,8 @@ struct DaemonBuildResult: Sendable, Equatable {
         var mask: Int32 = 0
         for result in results {
             switch result.status {
-            case 3, 7, 10: mask |= 0x04
+            case 3, 7: mask |= 0x04
+            case 10: mask |= result.dependencyTimedOut ? 0x04 | 0x01 : 0x04
             case 4, 5: mask |= 0x04 | 0x02
             case 8: mask |= 0x04 | 0x01
             case 12: mask |= 0x08
@@ -307,6 +312,7 @@ final class NixDaemonConnection: Sendable {
         for path in request.paths { build.string(path) }
         build.number(0)  // normal build mode
         _ = try await writer.write(build.bytes)
+        wire.heardTimeout = false
         try await wire.work(request.line)
         var results: [DaemonBuildResult] = []
         let count = try await wire.number()
@@ -325,7 +331,7 @@ final class NixDaemonConnection: Sendable {
                 _ = try await wire.string()  // output id
                 _ = try await wire.string()  // realisation
             }
-            results.append(DaemonBuildResult(status: status, errorMessage: error))
+            results.append(DaemonBuildResult(status: status, errorMessage: error, dependencyTimedOut: status == 10 && wire.heardTimeout))
         }
         return results
     }
@@ -353,6 +359,9 @@ struct DaemonWire {
     private var buffer: [UInt8] = []
     private var offset = 0
     private let heard: @Sendable () -> Void
+    /// Whether nix said that a build timed out since this was last reset (its message for a
+    /// dependency it stopped: "building of '…' … timed out after N seconds[ of silence]").
+    var heardTimeout = false
 
     /// The longest string Kiln reads from the daemon (a log line, an error).
     static let stringCap: UInt64 = 16 << 20
@@ -384,6 +393,7 @@ struct DaemonWire {
                 return
             case 0x6f6c_6d67:  // next: a log message, already formatted
                 let text = try await string()
+                if text.contains("building of '"), text.contains(" timed out after ") { heardTimeout = true }
                 for part in text.split(separator: "\n", omittingEmptySubsequences: false) where !part.isEmpty {
                     line(Self.message(String(part)))
                 }

@@ -12,6 +12,8 @@ public struct TestFlake: Sendable {
     public var evaluationErrors: [String: String] = [:]
     /// The system features (`requiredSystemFeatures`) some packages' derivations need, by name.
     public var features: [String: [String]] = [:]
+    /// The packages some packages' derivations build on (their inputs), by name.
+    public var dependencies: [String: [String]] = [:]
 
     /// Creates a flake description.
     public init(packages: [String: String], evaluationErrors: [String: String] = [:]) {
@@ -70,7 +72,8 @@ public struct TestFlake: Sendable {
         }
         var attributes = packages.sorted { $0.key < $1.key }.map { name, script in
             let needs = (features[name] ?? []).map(NixString.literal).joined(separator: " ")
-            return "      \(name) = mk \"\(name)\" \(NixString.literal(script)) [ \(needs) ];"
+            let inputs = (dependencies[name] ?? []).joined(separator: " ")
+            return "      \(name) = mk \"\(name)\" \(NixString.literal(script)) [ \(needs) ] [ \(inputs) ];"
         }
         attributes += evaluationErrors.sorted { $0.key < $1.key }.map { name, message in
             "      \(name) = throw \(NixString.literal(message));"
@@ -79,14 +82,15 @@ public struct TestFlake: Sendable {
             {
               outputs = { self }: let
                 bb = "${./bin}/busybox";
-                mk = name: script: features: derivation ({
+                mk = name: script: features: inputs: derivation ({
                   inherit name;
                   system = "x86_64-linux";
                   builder = bb;
                   args = [ "sh" "-c" ("bb=" + bb + "; " + script) ];
-                } // (if features == [ ] then { } else { requiredSystemFeatures = features; }));
+                } // (if features == [ ] then { } else { requiredSystemFeatures = features; })
+                  // (if inputs == [ ] then { } else { inherit inputs; }));
               in {
-                packages.x86_64-linux = {
+                packages.x86_64-linux = rec {
             \(attributes.joined(separator: "\n"))
                 };
               };

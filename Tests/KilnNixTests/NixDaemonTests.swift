@@ -176,6 +176,28 @@ struct NixDaemonTests {
         await executor.close()
     }
 
+    /// A dependency that nix stops for its silence times the job out, as with `nix-store`,
+    /// though nix answers only for the derivation asked for ("a dependency failed").
+    @Test(.timeLimit(.minutes(2))) func aSilentDependencyTimesTheJobOut() async throws {
+        let executor = NixExecutor(settings: NixSettings(options: NixTest.offlineOptions, killGrace: .seconds(2)))
+        let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
+        let report = try await withTemporaryDirectory("kiln-nix") { directory in
+            var flake = TestFlake(packages: [
+                "quiet\(marker)": "echo waiting-\(marker); $bb sleep \(marker); $bb mkdir $out", "top\(marker)": "$bb mkdir $out",
+            ])
+            flake.dependencies = ["top\(marker)": ["quiet\(marker)"]]
+            try flake.write(to: directory.path)
+            let job = TestJob(
+                name: "top", target: .installables([".#top\(marker)"]), workspace: directory.path, isPlainTree: true,
+                timeout: .seconds(60), maxSilent: .seconds(2))
+            return await executor.run(job, log: MemoryLog(), stop: StopSignal())
+        }
+        #expect(report.outcome == .timedOut(after: .seconds(2), silent: true))
+        #expect(executor.daemons.idleProcesses.count == 1, "the job should have built with a kept daemon")
+        try await eventually("the builder to be gone", within: .seconds(10)) { Processes.matching(marker).isEmpty }
+        await executor.close()
+    }
+
     /// Builds a derivation, copies its output (signed) to a binary cache in a directory and
     /// deletes it from the store; `body` gets the job, the derivation, the output, the cache's
     /// URL and the public key its signatures verify with.
@@ -218,6 +240,7 @@ struct NixDaemonTests {
         #expect(code(5) == 102)
         #expect(code(3, 8) == 101)
         #expect(code(12) == 104)
+        #expect(DaemonBuildResult.exitCode([DaemonBuildResult(status: 10, errorMessage: "", dependencyTimedOut: true)]) == 101)
         #expect(code(9) == 1)
         #expect(code(0, 6) == 1)
     }
