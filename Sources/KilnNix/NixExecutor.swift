@@ -111,8 +111,8 @@ public struct NixExecutor: Executor {
             let daemon: NixDaemonConnection?
             let named: [String: [(name: String, path: String)]]
             if sandboxPaths.isEmpty, job.buildOptions.arguments.isEmpty, host?.hasBuilders == false,
-                // A content-addressed output's path is known once it is built: nix-store prints it.
-                let recorded = storeDatabase?.namedOutputs(of: job.derivations), !recorded.values.joined().contains(where: \.path.isEmpty)
+                // nil for a content-addressed output, whose path nix-store prints once it is built.
+                let recorded = storeDatabase?.namedOutputs(of: job.derivations)
             {
                 switch await daemons.take(start: { await startDaemon(binaries) }) {
                 case .success(let kept): daemon = kept

@@ -96,24 +96,23 @@ extension NixSession {
         _ = await watchdog.value
         let peak = sampler.stop()
         peakKilobytes = max(peakKilobytes ?? 0, peak)
-        if let cause = noticed.withLock({ $0 }) {
-            return ProcessEnd(exitCode: nil, stopCause: cause, standardOutput: [], errorTail: tail.withLock { $0 }, cpuSeconds: nil, peakKilobytes: peak)
+        // The daemon's CPU is added to the session here, not returned (as `process` returns a process's).
+        func end(_ exitCode: Int32?, stopCause: StopCause? = nil, output: [String] = []) -> ProcessEnd {
+            ProcessEnd(
+                exitCode: exitCode, stopCause: stopCause, standardOutput: Array(output.map { $0 + "\n" }.joined().utf8),
+                errorTail: tail.withLock { $0 }, cpuSeconds: nil, peakKilobytes: peak)
         }
+        func error(_ message: String) { line(DaemonWire.message("\u{1B}[31;1merror:\u{1B}[0m " + message)) }
+        if let cause = noticed.withLock({ $0 }) { return end(nil, stopCause: cause) }
         if let before = cpuBefore, let after = ProcessTree.cpuSeconds(pid) { cpuSeconds = (cpuSeconds ?? 0) + max(0, after - before) }
         guard let results else {
             // An error the daemon answered with is nix's error, as `nix-store` would print it
             // before exiting with 1; a daemon that ended is a nix killed by a signal.
-            let message = (failure as? DaemonError)?.description ?? "\(failure.map { "\($0)" } ?? "no answer")"
-            line(DaemonWire.message("\u{1B}[31;1merror:\u{1B}[0m " + message))
-            let exitCode: Int32? = (failure as? DaemonError)?.fromDaemon == true ? 1 : nil
-            return ProcessEnd(exitCode: exitCode, stopCause: nil, standardOutput: [], errorTail: tail.withLock { $0 }, cpuSeconds: nil, peakKilobytes: peak)
+            error((failure as? DaemonError)?.description ?? "\(failure.map { "\($0)" } ?? "no answer")")
+            return end((failure as? DaemonError)?.fromDaemon == true ? 1 : nil)
         }
-        for result in results where !result.succeeded {
-            line(DaemonWire.message("\u{1B}[31;1merror:\u{1B}[0m " + result.errorMessage))
-        }
+        for result in results where !result.succeeded { error(result.errorMessage) }
         let exitCode = DaemonBuildResult.exitCode(results)
-        return ProcessEnd(
-            exitCode: exitCode, stopCause: nil, standardOutput: exitCode == 0 ? Array(outputs.map { $0 + "\n" }.joined().utf8) : [],
-            errorTail: tail.withLock { $0 }, cpuSeconds: nil, peakKilobytes: peak)
+        return end(exitCode, output: exitCode == 0 ? outputs : [])
     }
 }

@@ -21,20 +21,17 @@ struct NixStoreDatabase: Sendable {
 
     /// Each derivation's output paths, sorted; nil unless nix recorded them for every one.
     func outputs(of derivations: [String]) -> [String: [String]]? {
-        guard let named = namedOutputs(of: derivations),
-            // An output without a path (content-addressed, known once built) leaves the answer to nix.
-            named.values.allSatisfy({ $0.allSatisfy { !$0.path.isEmpty } })
-        else { return nil }
-        return named.mapValues { $0.map(\.path).sorted() }
+        namedOutputs(of: derivations)?.mapValues { $0.map(\.path).sorted() }
     }
 
-    /// Each derivation's outputs by name (a content-addressed one's path is "" until it is
-    /// built); nil unless nix recorded them for every one.
+    /// Each derivation's outputs by name; nil unless nix recorded them for every one, with a
+    /// path (a content-addressed output's is known only once it is built: nix then says it).
     func namedOutputs(of derivations: [String]) -> [String: [(name: String, path: String)]]? {
         guard
             let rows = query(
                 "SELECT v.path, o.id, o.path FROM DerivationOutputs o JOIN ValidPaths v ON v.id = o.drv WHERE v.path IN", derivations,
-                columns: 3)
+                columns: 3),
+            rows.allSatisfy({ !$0[2].isEmpty })
         else { return nil }
         var outputs: [String: [(name: String, path: String)]] = [:]
         for row in rows { outputs[row[0], default: []].append((row[1], row[2])) }

@@ -21,9 +21,7 @@ struct NixDaemonTests {
                 let log = MemoryLog()
                 let report = try await withTemporaryDirectory("kiln-nix") { directory in
                     try TestFlake(packages: ["\(name)\(marker)": "echo said-\(name)-\(marker); $bb mkdir $out"]).write(to: directory.path)
-                    let job = TestJob(
-                        name: name, target: .installables([".#\(name)\(marker)"]), workspace: directory.path, isPlainTree: true,
-                        timeout: .seconds(60), maxSilent: .seconds(60))
+                    let job = flakeJob(name, ".#\(name)\(marker)", in: directory)
                     return await executor.run(job, log: log, stop: StopSignal())
                 }
                 #expect(report.outcome == .succeeded)
@@ -58,9 +56,7 @@ struct NixDaemonTests {
             let log = MemoryLog()
             let report = try await withTemporaryDirectory("kiln-nix") { directory in
                 try TestFlake(packages: ["peek\(marker)": "$bb cat \(canary) && echo leaked-\(marker); $bb mkdir $out"]).write(to: directory.path)
-                let job = TestJob(
-                    name: "peek", target: .installables([".#peek\(marker)"]), workspace: directory.path, isPlainTree: true,
-                    timeout: .seconds(60), maxSilent: .seconds(60))
+                let job = flakeJob("peek", ".#peek\(marker)", in: directory)
                 return await executor.run(job, log: log, stop: StopSignal())
             }
             #expect(report.outcome == .succeeded)
@@ -79,9 +75,7 @@ struct NixDaemonTests {
         func build(_ name: String) async throws -> JobReport {
             try await withTemporaryDirectory("kiln-nix") { directory in
                 try TestFlake(packages: ["\(name)\(marker)": "$bb mkdir $out"]).write(to: directory.path)
-                let job = TestJob(
-                    name: name, target: .installables([".#\(name)\(marker)"]), workspace: directory.path, isPlainTree: true,
-                    timeout: .seconds(60), maxSilent: .seconds(60))
+                let job = flakeJob(name, ".#\(name)\(marker)", in: directory)
                 return await executor.run(job, log: MemoryLog(), stop: StopSignal())
             }
         }
@@ -103,9 +97,7 @@ struct NixDaemonTests {
         let stop = StopSignal()
         try await withTemporaryDirectory("kiln-nix") { directory in
             try TestFlake(packages: ["long\(marker)": "echo running-\(marker); $bb sleep \(marker); true"]).write(to: directory.path)
-            let job = TestJob(
-                name: "long", target: .installables([".#long\(marker)"]), workspace: directory.path, isPlainTree: true,
-                timeout: .seconds(60), maxSilent: .seconds(60))
+            let job = flakeJob("long", ".#long\(marker)", in: directory)
             async let report = executor.run(job, log: log, stop: stop)
             try await eventually("the builder to start", within: .seconds(60)) { log.text.contains("running-\(marker)") }
             stop.request(.requested)
@@ -164,9 +156,7 @@ struct NixDaemonTests {
         let log = MemoryLog()
         let report = try await withTemporaryDirectory("kiln-nix") { directory in
             try TestFlake(packages: ["slow\(marker)": "$bb sleep 6; echo done-\(marker); $bb mkdir $out"]).write(to: directory.path)
-            let job = TestJob(
-                name: "slow", target: .installables([".#slow\(marker)"]), workspace: directory.path, isPlainTree: true,
-                timeout: .seconds(60), maxSilent: .seconds(60))
+            let job = flakeJob("slow", ".#slow\(marker)", in: directory)
             return await executor.run(job, log: log, stop: StopSignal())
         }
         #expect(report.outcome == .succeeded, "\(log.text)")
@@ -187,9 +177,7 @@ struct NixDaemonTests {
             ])
             flake.dependencies = ["top\(marker)": ["quiet\(marker)"]]
             try flake.write(to: directory.path)
-            let job = TestJob(
-                name: "top", target: .installables([".#top\(marker)"]), workspace: directory.path, isPlainTree: true,
-                timeout: .seconds(60), maxSilent: .seconds(2))
+            let job = flakeJob("top", ".#top\(marker)", in: directory, maxSilent: .seconds(2))
             return await executor.run(job, log: MemoryLog(), stop: StopSignal())
         }
         #expect(report.outcome == .timedOut(after: .seconds(2), silent: true))
@@ -207,9 +195,7 @@ struct NixDaemonTests {
             let cache = "file://" + scratch.appending("cache")
             try await withTemporaryDirectory("kiln-nix") { directory in
                 try TestFlake(packages: ["cached\(marker)": "echo built-\(marker); $bb mkdir $out"]).write(to: directory.path)
-                let job = TestJob(
-                    name: "cached", target: .installables([".#cached\(marker)"]), workspace: directory.path, isPlainTree: true,
-                    timeout: .seconds(60), maxSilent: .seconds(60))
+                let job = flakeJob("cached", ".#cached\(marker)", in: directory)
                 let builder = NixExecutor(settings: NixSettings(options: NixTest.offlineOptions, killGrace: .seconds(2)))
                 let built = await builder.run(job, log: MemoryLog(), stop: StopSignal())
                 await builder.close()
@@ -244,6 +230,13 @@ struct NixDaemonTests {
         #expect(code(9) == 1)
         #expect(code(0, 6) == 1)
     }
+}
+
+/// A job building `installable` of the test flake in `directory`, with a minute for it.
+private func flakeJob(_ name: String, _ installable: String, in directory: TemporaryDirectory, maxSilent: Duration = .seconds(60)) -> TestJob {
+    TestJob(
+        name: name, target: .installables([installable]), workspace: directory.path, isPlainTree: true, timeout: .seconds(60),
+        maxSilent: maxSilent)
 }
 
 @Suite struct NixDaemonStartTests {
