@@ -7,7 +7,7 @@ enum JSONErrors {
     /// Decodes a forge payload, or says which field is missing or wrong.
     static func decode<T: Decodable>(_ type: T.Type, _ body: [UInt8], what: String) throws(WebhookError) -> T {
         do {
-            return try JSONDecoder().decode(type, from: Data(body))
+            return try PayloadDecoder.decode(type, from: body)
         } catch {
             throw .malformed("\(what) is not what the forge documents: \(describe(error))")
         }

@@ -400,6 +400,14 @@ if sections.contains("forges") {
         }
         let label = "\(kind) \(chosen.fixture.split(separator: "/").last!) (\(chosen.bytes) bytes)"
         print("[forges] intake of \(label.padding(toLength: 64, withPad: " ", startingAt: 0)) \(format(times))")
+        // The adapter alone: signature and decoding, which a request pays before the database.
+        var decoding: [Double] = []
+        for delivery in deliveries {
+            let start = clock.now
+            guard case .events = try adapter.forge.receive(delivery) else { fatalError("\(chosen.fixture) decoded to nothing") }
+            decoding.append(milliseconds(clock.now - start))
+        }
+        print("[forges] verify + decode of \(label.padding(toLength: 57, withPad: " ", startingAt: 0)) \(format(decoding))")
     }
 }
 
