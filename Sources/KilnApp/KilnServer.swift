@@ -210,7 +210,11 @@ public enum KilnServer {
         // HTTP/1 with WebSocket upgrades: the Iglu Builder socket.
         let webSocketRouter = buildWebSocketRouter(dependencies) ?? Router(context: BasicWebSocketRequestContext.self)
         let application = Application(
-            router: router, server: .http1WebSocketUpgrade(webSocketRouter: webSocketRouter),
+            router: router,
+            // Each connection on its event loop; the routes that may block move to the task pool.
+            server: .onEventLoops { [webSocketResponder = webSocketRouter.buildResponder()] in
+                HTTP1WebSocketUpgradeChannel(responder: $0, webSocketResponder: webSocketResponder, configuration: .init())
+            },
             configuration: .init(address: .hostname(configuration.server.host, port: configuration.server.port), serverName: "kiln"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.server.port

@@ -11,6 +11,7 @@ public func buildRouter(_ dependencies: HTTPDependencies) -> Router<BasicRequest
     let store = dependencies.store
     let access = Access(
         adminToken: dependencies.adminToken, tokens: dependencies.tokens, sessions: Sessions(secure: dependencies.publicURL.hasPrefix("https://")))
+    router.add(middleware: BlockingRoutesOffEventLoops())
     if dependencies.isPrivate { router.add(middleware: PrivateMiddleware(access: access)) }
     router.addRoutes(
         WebhookController(
@@ -118,7 +119,8 @@ public func buildWebSocketRouter(_ dependencies: HTTPDependencies) -> Router<Bas
         guard let scope = await access.scope(request), scope >= .control else { return .dontUpgrade }
         return .upgrade([:])
     } onUpgrade: { inbound, outbound, _ in
-        try await socket.handle(inbound, outbound)
+        // Off the event loop, as every route but the webhooks' (BlockingRoutesOffEventLoops).
+        try await withTaskExecutorPreference(globalConcurrentExecutor) { try await socket.handle(inbound, outbound) }
     }
     return router
 }

@@ -1,4 +1,5 @@
 import Hummingbird
+import HummingbirdCore
 import Logging
 import ServiceLifecycle
 
@@ -16,12 +17,12 @@ public final class TestHTTPServer: Sendable {
     }
 
     /// Starts `router` and returns once it accepts connections.
-    public static func start(router: Router<BasicRequestContext>) async throws -> TestHTTPServer {
+    public static func start(router: Router<BasicRequestContext>, server: HTTPServerBuilder = .http1()) async throws -> TestHTTPServer {
         var logger = Logger(label: "fake-forge")
         logger.logLevel = .warning
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let application = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            router: router, server: server, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             onServerRunning: { channel in
                 continuation.yield(channel.localAddress?.port ?? 0)
                 continuation.finish()

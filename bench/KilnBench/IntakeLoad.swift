@@ -1,8 +1,10 @@
 import Crypto
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import KilnApp
 import KilnCore
+import KilnHTTP
 import KilnTesting
 import Logging
 import NIOCore
@@ -125,7 +127,7 @@ enum IntakeLoad {
             else { return Response(status: .unauthorized) }
             return Response(status: .accepted)
         }
-        let server = try await TestHTTPServer.start(router: router)
+        let server = try await TestHTTPServer.start(router: router, server: .onEventLoops { HTTP1Channel(responder: $0) })
         return (server.port, { await server.stop() })
     }
 
