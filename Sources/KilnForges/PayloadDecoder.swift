@@ -6,8 +6,24 @@ struct PayloadDecoder: Decoder, SingleValueDecodingContainer {
     let json: PayloadJSON
     /// The token this decoder reads.
     let index: Int
-    let codingPath: [any CodingKey]
+    /// Where the token is, from the root; made into `codingPath` only when asked (errors).
+    let path: Path
     var userInfo: [CodingUserInfoKey: Any] { [:] }
+
+    indirect enum Path {
+        case root
+        case key(any CodingKey, in: Path)
+    }
+
+    var codingPath: [any CodingKey] {
+        var keys: [any CodingKey] = []
+        var path = path
+        while case .key(let key, let parent) = path {
+            keys.append(key)
+            path = parent
+        }
+        return keys.reversed()
+    }
 
     /// Decodes `type` from `bytes`.
     static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
@@ -17,13 +33,13 @@ struct PayloadDecoder: Decoder, SingleValueDecodingContainer {
         } catch {
             throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "The given data was not valid JSON."))
         }
-        return try PayloadDecoder(json: json, index: 0, codingPath: []).decode(type)
+        return try PayloadDecoder(json: json, index: 0, path: .root).decode(type)
     }
 
     private var token: PayloadJSON.Token { json.tokens[index] }
 
     func child(_ index: Int, _ key: any CodingKey) -> PayloadDecoder {
-        PayloadDecoder(json: json, index: index, codingPath: codingPath + [key])
+        PayloadDecoder(json: json, index: index, path: .key(key, in: path))
     }
 
     func mismatch(_ type: Any.Type) -> DecodingError {
@@ -112,30 +128,17 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let decoder: PayloadDecoder
     var codingPath: [any CodingKey] { decoder.codingPath }
 
-    /// Each entry's key and value token indices.
-    private var entries: some Sequence<(key: Int, value: Int)> {
-        let tokens = decoder.json.tokens
-        let end = Int(tokens[decoder.index].next)
-        return sequence(first: decoder.index + 1) { Int(tokens[$0 + 1].next) }.prefix { $0 < end }.lazy.map { ($0, $0 + 1) }
-    }
-
-    var allKeys: [Key] { entries.compactMap { decoder.json.string($0.key).flatMap(Key.init(stringValue:)) } }
-
-    /// The value under `key`: the first, when the object names it twice (as `JSONDecoder`).
-    private func value(_ key: Key) -> Int? {
-        let name = key.stringValue
-        return entries.first { decoder.json.string($0.key, equals: name) }?.value
-    }
+    var allKeys: [Key] { decoder.json.keys(of: decoder.index).compactMap { decoder.json.string($0).flatMap(Key.init(stringValue:)) } }
 
     private func child(_ key: Key) throws -> PayloadDecoder {
-        guard let value = value(key) else {
+        guard let value = decoder.json.value(in: decoder.index, named: key.stringValue) else {
             throw DecodingError.keyNotFound(
                 key, .init(codingPath: codingPath, debugDescription: "No value associated with key \(key.stringValue)."))
         }
         return decoder.child(value, key)
     }
 
-    func contains(_ key: Key) -> Bool { value(key) != nil }
+    func contains(_ key: Key) -> Bool { decoder.json.value(in: decoder.index, named: key.stringValue) != nil }
     func decodeNil(forKey key: Key) throws -> Bool { try child(key).decodeNil() }
     func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try child(key).decode(type) }
     func decode(_ type: String.Type, forKey key: Key) throws -> String { try child(key).decode(type) }
@@ -174,9 +177,7 @@ private struct UnkeyedContainer: UnkeyedDecodingContainer {
 
     init(decoder: PayloadDecoder) {
         self.decoder = decoder
-        let tokens = decoder.json.tokens
-        let end = Int(tokens[decoder.index].next)
-        count = sequence(first: decoder.index + 1) { Int(tokens[$0].next) }.prefix { $0 < end }.reduce(0) { count, _ in count + 1 }
+        count = decoder.json.elements(of: decoder.index).count
         position = decoder.index + 1
     }
 

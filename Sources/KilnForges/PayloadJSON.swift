@@ -64,17 +64,51 @@ final class PayloadJSON {
         return Self.unescape(raw)
     }
 
-    /// Whether string token `index` spells `text`.
-    func string(_ index: Int, equals text: String) -> Bool {
-        let token = tokens[index]
-        guard !token.escaped else { return string(index) == text }
-        var text = text
-        return text.withUTF8 { wanted in
-            guard wanted.count == Int(token.end - token.start) else { return false }
-            return bytes.withUnsafeBufferPointer { all in
-                wanted.isEmpty || memcmp(wanted.baseAddress!, all.baseAddress! + Int(token.start), wanted.count) == 0
+    /// The value under key `name` in object token `object`: the first, when the object names it
+    /// twice (as `JSONDecoder`); nil when it has no such key.
+    func value(in object: Int, named name: String) -> Int? {
+        var name = name
+        return name.withUTF8 { wanted in
+            tokens.withUnsafeBufferPointer { tokens in
+                bytes.withUnsafeBufferPointer { bytes in
+                    var key = object + 1
+                    while key < Int(tokens[object].next) {
+                        let token = tokens[key]
+                        if token.escaped {
+                            if string(key) == String(decoding: wanted, as: UTF8.self) { return key + 1 }
+                        } else if Int(token.end - token.start) == wanted.count,
+                            wanted.isEmpty || memcmp(bytes.baseAddress! + Int(token.start), wanted.baseAddress!, wanted.count) == 0
+                        {
+                            return key + 1
+                        }
+                        key = Int(tokens[key + 1].next)
+                    }
+                    return nil
+                }
             }
         }
+    }
+
+    /// The key tokens of object token `object`, in order.
+    func keys(of object: Int) -> [Int] {
+        var keys: [Int] = []
+        var key = object + 1
+        while key < Int(tokens[object].next) {
+            keys.append(key)
+            key = Int(tokens[key + 1].next)
+        }
+        return keys
+    }
+
+    /// The element tokens of array token `array`, in order.
+    func elements(of array: Int) -> [Int] {
+        var elements: [Int] = []
+        var element = array + 1
+        while element < Int(tokens[array].next) {
+            elements.append(element)
+            element = Int(tokens[element].next)
+        }
+        return elements
     }
 
     /// The raw text of scalar token `index` (a number's digits).
