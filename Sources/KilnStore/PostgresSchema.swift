@@ -178,6 +178,7 @@ enum PostgresSchema {
         ),
         leases,
         sparseIndexes,
+        oneIndexByRef,
     ]
 
     /// Who holds a planning build, a running job or a status being posted, and until when:
@@ -208,5 +209,12 @@ enum PostgresSchema {
             "DROP INDEX builds_service",
             "CREATE INDEX builds_service ON builds(service, id) WHERE service IS NOT NULL",
         ]
+    )
+
+    /// Builds are listed by repository through `builds_by_ref` (the repository's id, found by
+    /// its forge and name), so the index by forge and repository name, one more page at each
+    /// intake commit, goes.
+    static let oneIndexByRef: (name: String, statements: [String]) = (
+        "v21: builds listed by repository id", ["DROP INDEX builds_by_repository_ref"]
     )
 }

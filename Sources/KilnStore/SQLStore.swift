@@ -425,20 +425,37 @@ public struct SQLStore: KilnStore {
         }
         if let state = query.state { add("state = ?", state.rawValue) }
         if let before = query.before { add("id < ?", before) }
-        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
-        let sql = "SELECT * FROM builds \(filter) ORDER BY id DESC LIMIT \(max(1, query.limit))"
-        let statementArguments = arguments
-        return try await database.read { db in try db.rows(sql, statementArguments).map(Rows.build) }
+        let (statementConditions, statementArguments) = (conditions, arguments)
+        return try await database.read { db in
+            var conditions = statementConditions
+            var arguments = statementArguments
+            // A repository's builds are found through its id, as builds_by_ref is keyed, so that
+            // a page of a branch's builds reads that page and no more.
+            if let forge = query.forge, let repository = query.repository {
+                guard let id = try Self.repositoryID(forge: forge, name: repository, db) else { return [] }
+                conditions.append("repository_id = ?")
+                arguments.append(id)
+            }
+            let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+            return try db.rows("SELECT * FROM builds \(filter) ORDER BY id DESC LIMIT \(max(1, query.limit))", arguments).map(Rows.build)
+        }
+    }
+
+    /// The id of the repository `name` on `forge`, if Kiln knows it.
+    private static func repositoryID(forge: String, name: String, _ db: any SQLConnection) throws -> RepositoryID? {
+        try db.value(RepositoryID.self, "SELECT id FROM repositories WHERE forge = ? AND name = ?", [forge, name])
     }
 
     public func branches(forge: String, repository: String) async throws -> [BuildRecord] {
         try await database.read { db in
-            try db.rows("""
+            guard let id = try Self.repositoryID(forge: forge, name: repository, db) else { return [] }
+            return try db.rows("""
                     SELECT * FROM builds WHERE id IN (
-                      SELECT MAX(id) FROM builds WHERE forge = ? AND repository = ? AND pr_number IS NULL GROUP BY ref)
+                      SELECT MAX(id) FROM builds
+                      WHERE repository_id = ? AND forge = ? AND repository = ? AND pr_number IS NULL GROUP BY ref)
                     ORDER BY ref
                     """,
-                [forge, repository]
+                [id, forge, repository]
             ).map(Rows.build)
         }
     }

@@ -299,10 +299,28 @@ enum Schema {
         migrator.registerMigration("v18: remote builders") { db in
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN machines TEXT NOT NULL DEFAULT '[]'")
         }
-        for step in [PostgresSchema.leases, PostgresSchema.sparseIndexes] {
+        for step in [PostgresSchema.leases, PostgresSchema.sparseIndexes, PostgresSchema.oneIndexByRef] {
             migrator.registerMigration(step.name) { db in
                 for statement in step.statements { try db.execute(sql: statement) }
             }
+        }
+        migrator.registerMigration("v22: deliveries keyed by forge and delivery id alone") { db in
+            // One B-tree instead of a table and its unique index: one page fewer at each intake
+            // commit. Nothing refers to a delivery's row id.
+            try db.execute(
+                sql: """
+                    CREATE TABLE deliveries_by_key (
+                        forge TEXT NOT NULL,
+                        delivery_id TEXT NOT NULL,
+                        build_id INTEGER NOT NULL REFERENCES builds(id),
+                        received_at REAL NOT NULL,
+                        PRIMARY KEY (forge, delivery_id)
+                    ) WITHOUT ROWID;
+                    INSERT INTO deliveries_by_key (forge, delivery_id, build_id, received_at)
+                        SELECT forge, delivery_id, build_id, received_at FROM deliveries;
+                    DROP TABLE deliveries;
+                    ALTER TABLE deliveries_by_key RENAME TO deliveries;
+                    """)
         }
         return migrator
     }
