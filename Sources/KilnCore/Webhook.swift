@@ -31,6 +31,7 @@ public struct WebhookDelivery: Sendable {
     /// Header names compared ASCII case-insensitively, byte by byte (Foundation's comparison
     /// is locale-aware and shows in intake's profile).
     static func sameASCIIName(_ a: String, _ b: String) -> Bool {
+        guard a.utf8.count == b.utf8.count else { return false }
         var left = a.utf8.makeIterator()
         var right = b.utf8.makeIterator()
         while true {
