@@ -64,12 +64,12 @@ final class GroupCommit: Sendable {
     private func drain(_ sqlite: GRDBDatabase) {
         while case let batch = nextBatch(), !batch.isEmpty {
             do {
-                let results = try sqlite.writeBlocking { db in try batch.map { try SQLStore.insert($0.delivery, at: $0.now, db) } }
+                let results = try sqlite.writeBlocking { db in try SQLStore.insert(batch.map { ($0.delivery, $0.now) }, db) }
                 for (waiting, result) in zip(batch, results) { waiting.answer.resume(returning: result) }
             } catch {
                 // One delivery's failure must not fail the others': each is written alone.
                 for waiting in batch {
-                    waiting.answer.resume(with: Result { try sqlite.writeBlocking { db in try SQLStore.insert(waiting.delivery, at: waiting.now, db) } })
+                    waiting.answer.resume(with: Result { try sqlite.writeBlocking { db in try SQLStore.insert([(waiting.delivery, waiting.now)], db)[0] } })
                 }
             }
         }
@@ -78,15 +78,13 @@ final class GroupCommit: Sendable {
     private func drain() async {
         while case let batch = nextBatch(), !batch.isEmpty {
             do {
-                let results = try await database.write { db in
-                    try batch.map { try SQLStore.insert($0.delivery, at: $0.now, db) }
-                }
+                let results = try await database.write { db in try SQLStore.insert(batch.map { ($0.delivery, $0.now) }, db) }
                 for (waiting, result) in zip(batch, results) { waiting.answer.resume(returning: result) }
             } catch {
                 // One delivery's failure must not fail the others': each is written alone.
                 for waiting in batch {
                     do {
-                        let result = try await database.write { db in try SQLStore.insert(waiting.delivery, at: waiting.now, db) }
+                        let result = try await database.write { db in try SQLStore.insert([(waiting.delivery, waiting.now)], db)[0] }
                         waiting.answer.resume(returning: result)
                     } catch {
                         waiting.answer.resume(throwing: error)

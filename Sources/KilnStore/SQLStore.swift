@@ -161,38 +161,6 @@ public struct SQLStore: KilnStore {
         try await intake.accept(delivery, at: now)
     }
 
-    /// Records one delivery and its queued build in the open transaction `db`; idempotent on the delivery id.
-    static func insert(_ delivery: NewDelivery, at now: Date, _ db: any SQLConnection) throws -> (buildID: BuildID, isNew: Bool) {
-        if let existing = try db.value(
-            BuildID.self, "SELECT build_id FROM deliveries WHERE forge = ? AND delivery_id = ?", [delivery.forge, delivery.deliveryID])
-        {
-            return (existing, false)
-        }
-        let buildID = try db.insertedID(
-            """
-            INSERT INTO builds (repository_id, forge, repository, sha, ref, before_sha, state, summary, created_at,
-                                pr_number, pr_head_branch, pr_base_branch, pr_is_fork, pr_head_repository, ad_hoc, service, reconciled)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            [
-                delivery.repositoryID, delivery.forge, delivery.repository, delivery.sha, delivery.ref.fullName,
-                delivery.before, BuildState.queued.rawValue, BuildStateMachine.acceptedSummary, now.timeIntervalSince1970,
-                delivery.pullRequest?.number, delivery.pullRequest?.headBranch, delivery.pullRequest?.baseBranch,
-                delivery.pullRequest?.isFork ?? false, delivery.pullRequest?.headRepository, delivery.adHoc.map(Rows.encode),
-                delivery.service, delivery.reconciled,
-            ])
-        try db.execute(
-            "INSERT INTO deliveries (forge, delivery_id, build_id, received_at) VALUES (?, ?, ?, ?)",
-            [delivery.forge, delivery.deliveryID, buildID, now.timeIntervalSince1970])
-        db.announceWork()
-        // Its event in the same transaction: the build and its announcement are one commit.
-        let event = BuildEvents.queued(buildID, delivery)
-        try db.execute(
-            "INSERT INTO events (type, build_id, job_id, repository, data, created_at) VALUES (?, ?, NULL, ?, ?, ?)",
-            [event.type, buildID, event.repository, event.data, now.timeIntervalSince1970])
-        return (buildID, true)
-    }
-
     public func claimBuild(
         excluding busy: Set<RepositoryID>, at now: Date, _ decide: @Sendable (BuildRecord) -> [BuildStateMachine.Action]
     ) async throws -> BuildRecord? {

@@ -208,4 +208,60 @@ import Testing
             #expect(try await store.eventRange() == all[3].id...all[4].id)
         }
     }
+
+    /// Deliveries that arrive together are committed together: each id makes one build, however
+    /// often and however close together it is delivered, and each build is announced once.
+    @Test(arguments: Backend.allCases)
+    func deliveriesArrivingTogetherEachMakeOneBuild(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            let earlier = try await store.accept(delivery("early", repository), at: now)
+            let answers = try await withThrowingTaskGroup(of: (String, BuildID, Bool).self) { group in
+                for round in 0..<3 {
+                    for index in 0..<40 {
+                        group.addTask {
+                            let id = index == 0 && round == 0 ? "early" : "c\(index)"
+                            let answer = try await store.accept(delivery(id, repository), at: now)
+                            return (id, answer.buildID, answer.isNew)
+                        }
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let byID = Dictionary(grouping: answers, by: \.0)
+            #expect(byID.count == 41)
+            for (id, given) in byID {
+                #expect(Set(given.map(\.1)).count == 1, "\(id) got several builds")
+                #expect(given.filter(\.2).count == (id == "early" ? 0 : 1), "\(id)")
+            }
+            #expect(byID["early"]?.allSatisfy { $0.1 == earlier.buildID } == true)
+            #expect(Set(byID.values.map { $0[0].1 }).count == 41)
+            let queued = try await store.events(after: 0, filter: EventQuery(), limit: 100).filter { $0.event.type == "build.queued" }
+            #expect(queued.count == 41)
+        }
+    }
+
+    /// One batch, as group commit writes it: a delivery named twice, one already recorded and
+    /// new ones, in a statement per table.
+    @Test(arguments: [Backend.file, .postgres])
+    func aBatchNamesEachBuildOnce(backend: Backend) async throws {
+        try await withStore(backend) { store, repository in
+            let sql = try #require(store as? SQLStore)
+            let recorded = try await store.accept(delivery("recorded", repository), at: now)
+            let batch = ["a", "recorded", "b", "a", "c"].map { (delivery: delivery($0, repository), now: now) }
+            let answers = try await sql.database.write { db in try SQLStore.insert(batch, db) }
+            #expect(answers.map(\.isNew) == [true, false, true, false, true])
+            #expect(answers[1].buildID == recorded.buildID && answers[0].buildID == answers[3].buildID)
+            #expect(Set([answers[0].buildID, answers[2].buildID, answers[4].buildID, recorded.buildID]).count == 4)
+            #expect(answers[0].buildID > recorded.buildID && answers[0].buildID < answers[2].buildID && answers[2].buildID < answers[4].buildID)
+            // The next build's id follows, as AUTOINCREMENT and the sequence would have it.
+            let next = try await store.accept(delivery("next", repository), at: now)
+            #expect(next.buildID == answers[4].buildID + 1)
+            for answer in answers { #expect(try await store.buildDetails(answer.buildID)?.build.state == .queued) }
+        }
+    }
+
+    @Test func batchesAreWrittenInPowersOfTwo() {
+        #expect(SQLStore.chunkSizes(0) == [] && SQLStore.chunkSizes(1) == [1] && SQLStore.chunkSizes(11) == [8, 2, 1])
+        #expect(SQLStore.chunkSizes(200) == [64, 64, 64, 8])
+    }
 }
