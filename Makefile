@@ -60,7 +60,7 @@ bench: deps
 ## Fuzz every parser of outside input (FUZZ_TARGETS) for FUZZ_SECONDS each (default 60), seeded from
 ## the pipeline cases, the shipped configurations and ../shared/fixtures/forges. Crashes land in .build-fuzz/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= pipeline config github gitlab bitbucket-cloud bitbucket-server gitea
+FUZZ_TARGETS ?= pipeline config json github gitlab bitbucket-cloud bitbucket-server gitea
 FIXTURES ?= ../shared/fixtures/forges
 fuzz: deps
 	$(SWIFT) build --product kiln-fuzz --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer -Xswiftc -DKILN_FUZZ \
@@ -70,13 +70,16 @@ fuzz: deps
 	  case $$target in \
 	    pipeline) cp Tests/KilnPipelineTests/Cases/*/*.yml $$corpus/ ;; \
 	    config) cp config/*.yaml $$corpus/ ;; \
+	    json) find $(FIXTURES) -name '*.json' ! -name '*.headers.json' -exec cp {} $$corpus/ \; ;; \
 	    *) for file in $(FIXTURES)/$$target/*.json $$( [ $$target = gitea ] && echo $(FIXTURES)/forgejo/*.json ); do \
 	         case $$file in *.headers.json) ;; *) cp $$file $$corpus/ ;; esac; done ;; \
 	  esac; \
 	  echo "== fuzzing $$target for $(FUZZ_SECONDS) s"; \
-	  KILN_FUZZ_TARGET=$$target .build-fuzz/debug/kiln-fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 \
-	    -artifact_prefix=.build-fuzz/crash-$$target- $$corpus 2>&1 | grep -E "DONE|Done [0-9]+ runs|ERROR|SUMMARY|crash-" || true; \
-	  if ls .build-fuzz/crash-$$target-* >/dev/null 2>&1; then echo "fuzz: $$target crashed; replay with KILN_FUZZ_TARGET=$$target"; exit 1; fi; \
+	  status=0; SWIFT_BACKTRACE=enable=no KILN_FUZZ_TARGET=$$target .build-fuzz/debug/kiln-fuzz -max_total_time=$(FUZZ_SECONDS) \
+	    -timeout=5 -rss_limit_mb=2048 -artifact_prefix=.build-fuzz/crash-$$target- $$corpus >.build-fuzz/$$target.log 2>&1 || status=$$?; \
+	  grep -aE "DONE|Done [0-9]+ runs|ERROR|SUMMARY|crash-|failed" .build-fuzz/$$target.log || true; \
+	  if [ $$status -ne 0 ] || ls .build-fuzz/crash-$$target-* >/dev/null 2>&1; then \
+	    echo "fuzz: $$target failed (exit $$status); see .build-fuzz/$$target.log, replay with KILN_FUZZ_TARGET=$$target"; exit 1; fi; \
 	done
 
 clean:

@@ -7,8 +7,10 @@ import Foundation
 /// each of them: on a real 28 KB pull request event that was three quarters of intake's CPU.
 /// Here an object's keys are compared as bytes, in place, and only the values asked for are
 /// converted. What is accepted is what `JSONDecoder` accepts (one value, nesting at most 512
-/// deep, well-formed UTF-8, valid escapes, a leading byte order mark; the first of two equal
-/// keys wins), except trailing commas, which RFC 8259 forbids and no forge writes.
+/// deep, valid escapes, a leading byte order mark; the first of two equal keys wins), except
+/// trailing commas and what is in strings it never reads (bytes that are not UTF-8, control
+/// characters, bad escapes in a repeated key's later value): RFC 8259 forbids them, no forge
+/// writes them, and `JSONDecoder` lets them through.
 final class PayloadJSON {
     /// What a token is.
     enum Kind: UInt8 {

@@ -1,17 +1,19 @@
 // libFuzzer targets for everything Kiln parses from outside: the pipeline file, the server
-// configuration, and every forge's webhook decoder. Any bytes must give a result (a value or
+// configuration, every forge's webhook decoder, and the JSON reader under them (`json`, held to
+// JSONDecoder). Any bytes must give a result (a value or
 // an error that says why) without crashing, hanging or blowing up memory. `make fuzz` runs
 // each target (KILN_FUZZ_TARGET) for FUZZ_SECONDS from its own corpus.
 import Crypto
 import Foundation
 import KilnApp
 import KilnCore
-import KilnForges
 import KilnPipeline
+
+@testable import KilnForges
 
 /// The targets, by name.
 enum FuzzTarget: String, CaseIterable {
-    case pipeline, config, github, gitlab, bitbucketCloud = "bitbucket-cloud", bitbucketServer = "bitbucket-server", gitea
+    case pipeline, config, json, github, gitlab, bitbucketCloud = "bitbucket-cloud", bitbucketServer = "bitbucket-server", gitea
 
     static let current = FuzzTarget(rawValue: ProcessInfo.processInfo.environment["KILN_FUZZ_TARGET"] ?? "pipeline") ?? .pipeline
 }
@@ -36,6 +38,13 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         } catch {
             precondition(!error.problems.isEmpty, "an invalid configuration must say why")
         }
+    case .json:
+        // PayloadDecoder takes nothing JSONDecoder refuses and reads what it takes the same. It
+        // may refuse more: JSONDecoder lets through trailing commas and whatever is in strings it
+        // never reads (a repeated key's later value), which PayloadJSON checks as RFC 8259 says.
+        let mine = try? PayloadDecoder.decode(JSONValue.self, from: bytes)
+        let theirs = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        precondition(mine == nil || mine == theirs, "PayloadDecoder read \(String(describing: mine)), JSONDecoder \(String(describing: theirs))")
     case .github, .gitlab, .bitbucketCloud, .bitbucketServer, .gitea:
         // Every event the forge's decoder takes, each with the input as a correctly signed body.
         for (forge, headers) in deliveries(FuzzTarget.current, bytes) {
@@ -77,7 +86,7 @@ func deliveries(_ target: FuzzTarget, _ body: [UInt8]) -> [(any Forge, [(name: S
         return ["push", "pull_request", "create", "delete"].map { event in
             (forge, [json, ("X-Gitea-Event", event), ("X-Gitea-Delivery", "d"), ("X-Gitea-Signature", mac)])
         }
-    case .pipeline, .config:
+    case .pipeline, .config, .json:
         return []
     }
 }

@@ -4,41 +4,6 @@ import Testing
 
 @testable import KilnForges
 
-/// Any JSON value, read through a decoder's keyed, unkeyed and single-value containers.
-private indirect enum JSONValue: Decodable, Equatable {
-    case object([String: JSONValue]), array([JSONValue]), string(String), number(Double), bool(Bool), null
-
-    struct Key: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
-
-    init(from decoder: any Decoder) throws {
-        if let keyed = try? decoder.container(keyedBy: Key.self) {
-            var object: [String: JSONValue] = [:]
-            for key in keyed.allKeys { object[key.stringValue] = try keyed.decode(JSONValue.self, forKey: key) }
-            self = .object(object)
-        } else if var unkeyed = try? decoder.unkeyedContainer() {
-            var items: [JSONValue] = []
-            while !unkeyed.isAtEnd { items.append(try unkeyed.decode(JSONValue.self)) }
-            self = .array(items)
-        } else {
-            let single = try decoder.singleValueContainer()
-            if single.decodeNil() {
-                self = .null
-            } else if let bool = try? single.decode(Bool.self) {
-                self = .bool(bool)
-            } else if let number = try? single.decode(Double.self) {
-                self = .number(number)
-            } else {
-                self = .string(try single.decode(String.self))
-            }
-        }
-    }
-}
-
 /// Forge payloads are read by `PayloadDecoder`; it must accept and read exactly what
 /// `JSONDecoder` does.
 @Suite struct PayloadDecoderTests {
@@ -70,9 +35,12 @@ private indirect enum JSONValue: Decodable, Equatable {
         #expect(mine == nil && theirs == nil)
     }
 
-    /// The one difference: JSONDecoder takes a trailing comma; RFC 8259 does not, nor do forges write one.
-    @Test(arguments: ["[1,]", #"{"a":1,}"#]) func aTrailingCommaIsRefused(_ text: String) {
-        let (mine, theirs) = agree(JSONValue.self, Array(text.utf8))
+    /// The differences: JSONDecoder takes a trailing comma, and bytes that are not UTF-8 in a
+    /// string it does not read (here the second of two equal keys, found by `make fuzz`); RFC
+    /// 8259 does not, nor do forges write either.
+    @Test(arguments: [Array("[1,]".utf8), Array(#"{"a":1,}"#.utf8), Array(#"{"url":"a","url":"b"#.utf8) + [0xFF, 0x22, 0x7D]])
+    func whatOnlyJSONDecoderTakesIsRefused(_ bytes: [UInt8]) {
+        let (mine, theirs) = agree(JSONValue.self, bytes)
         #expect(mine == nil && theirs != nil)
     }
 
