@@ -128,7 +128,7 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let decoder: PayloadDecoder
     var codingPath: [any CodingKey] { decoder.codingPath }
 
-    var allKeys: [Key] { decoder.json.keys(of: decoder.index).compactMap { decoder.json.string($0).flatMap(Key.init(stringValue:)) } }
+    var allKeys: [Key] { decoder.json.members(of: decoder.index).compactMap { decoder.json.string($0).flatMap(Key.init(stringValue:)) } }
 
     private func child(_ key: Key) throws -> PayloadDecoder {
         guard let value = decoder.json.value(in: decoder.index, named: key.stringValue) else {
@@ -177,7 +177,7 @@ private struct UnkeyedContainer: UnkeyedDecodingContainer {
 
     init(decoder: PayloadDecoder) {
         self.decoder = decoder
-        count = decoder.json.elements(of: decoder.index).count
+        count = decoder.json.members(of: decoder.index).count
         position = decoder.index + 1
     }
 

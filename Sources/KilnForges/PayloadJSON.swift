@@ -91,26 +91,17 @@ final class PayloadJSON {
         }
     }
 
-    /// The key tokens of object token `object`, in order.
-    func keys(of object: Int) -> [Int] {
-        var keys: [Int] = []
-        var key = object + 1
-        while key < Int(tokens[object].next) {
-            keys.append(key)
-            key = Int(tokens[key + 1].next)
+    /// The tokens directly in container token `container`, in order: an object's keys (each
+    /// followed by its value), an array's elements.
+    func members(of container: Int) -> [Int] {
+        let valueAfterKey = tokens[container].kind == .object ? 1 : 0
+        var members: [Int] = []
+        var member = container + 1
+        while member < Int(tokens[container].next) {
+            members.append(member)
+            member = Int(tokens[member + valueAfterKey].next)
         }
-        return keys
-    }
-
-    /// The element tokens of array token `array`, in order.
-    func elements(of array: Int) -> [Int] {
-        var elements: [Int] = []
-        var element = array + 1
-        while element < Int(tokens[array].next) {
-            elements.append(element)
-            element = Int(tokens[element].next)
-        }
-        return elements
+        return members
     }
 
     /// The raw text of scalar token `index` (a number's digits).
