@@ -219,7 +219,9 @@ struct BuildService: AdHocBuilds {
 
     /// A fetch's error, with what to do about it.
     static func fetchProblem(_ message: String, hasToken: Bool) -> String {
-        if message.contains("token was refused") || message.contains("401") || message.lowercased().contains("authentication") {
+        // 401 as a status, not as digits of the fetch's ref name (a UUID).
+        let unauthorized = message.range(of: "(^|[^0-9A-Za-z])401([^0-9A-Za-z]|$)", options: .regularExpression) != nil
+        if message.contains("token was refused") || unauthorized || message.lowercased().contains("authentication") {
             return hasToken
                 ? "\(message); check that git.token (or git.token-file) may read the repository"
                 : "\(message); the repository needs credentials: send git.token or git.token-file"
