@@ -67,7 +67,7 @@ struct PrivateMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        if path.hasPrefix("/webhooks/") || path == "/health" { return try await next(request, context) }
+        if path.hasPrefix(WebhookController.pathPrefix) || path == "/health" { return try await next(request, context) }
         // A signed-in browser reads with its session; the sign-in page itself is open.
         if path == "/sign-in" || path == "/sign-out" { return try await next(request, context) }
         if await access.session(request) != nil { return try await next(request, context) }

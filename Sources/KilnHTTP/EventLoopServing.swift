@@ -63,7 +63,7 @@ extension HTTPServerBuilder {
 /// path is known never to block a thread, so only it stays on the connection's event loop.
 struct BlockingRoutesOffEventLoops<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path.hasPrefix("/webhooks/") { return try await next(request, context) }
+        if request.uri.path.hasPrefix(WebhookController.pathPrefix) { return try await next(request, context) }
         var response = try await withTaskExecutorPreference(globalConcurrentExecutor) { try await next(request, context) }
         let body = response.body
         response.body = ResponseBody(contentLength: body.contentLength) { writer in

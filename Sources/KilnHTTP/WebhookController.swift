@@ -16,10 +16,14 @@ struct WebhookController: Sendable {
     /// Base of the build links in answers.
     let publicURL: String
 
+    /// Where deliveries are posted: `/webhooks/{forge}`. Other middleware lets these through
+    /// (private mode) or keeps them on the event loop, by this prefix.
+    static let pathPrefix = "/webhooks/"
+
     /// Its routes.
     var endpoints: RouteCollection<BasicRequestContext> {
         let routes = RouteCollection(context: BasicRequestContext.self)
-        routes.post("/webhooks/:forge") { request, context in try await receive(request, context) }
+        routes.post("\(Self.pathPrefix):forge") { request, context in try await receive(request, context) }
         return routes
     }
 

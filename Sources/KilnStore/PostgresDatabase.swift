@@ -320,13 +320,6 @@ struct PostgresSQLConnection: SQLConnection {
 
     func announceWork() { announced.raised = true }
 
-    func insertedID(_ sql: String, _ arguments: [(any SQLBindable)?]) throws -> Int64 {
-        guard case .integer(let id)? = try rows(sql + " RETURNING id", arguments).first?.values.first else {
-            throw StoreError.corrupt("an insert returned no id: \(sql)")
-        }
-        return id
-    }
-
     func transaction<T>(readOnly: Bool, _ body: (any SQLConnection) throws -> T) throws -> T {
         announced.raised = false
         try command(readOnly ? "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY" : "BEGIN ISOLATION LEVEL SERIALIZABLE")

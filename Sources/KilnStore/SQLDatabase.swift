@@ -145,8 +145,6 @@ public protocol SQLConnection {
     func execute(_ sql: String, _ arguments: [(any SQLBindable)?]) throws -> Int
     /// Runs a query; returns its rows.
     func rows(_ sql: String, _ arguments: [(any SQLBindable)?]) throws -> [SQLRow]
-    /// Runs an `INSERT` of one row into a table keyed by `id`; returns the new row's id.
-    func insertedID(_ sql: String, _ arguments: [(any SQLBindable)?]) throws -> Int64
     /// Tells other instances on the database, once the transaction commits, that there is new
     /// work or news (PostgreSQL's NOTIFY); nothing where only one instance can use the database.
     func announceWork()
@@ -220,12 +218,6 @@ struct GRDBConnection: SQLConnection {
     }
 
     func announceWork() {}
-
-    /// SQLite's last row id: `RETURNING` costs a temporary table and a row read per insert.
-    func insertedID(_ sql: String, _ arguments: [(any SQLBindable)?]) throws -> Int64 {
-        guard try execute(sql, arguments) == 1 else { throw StoreError.corrupt("an insert wrote no row: \(sql)") }
-        return db.lastInsertedRowID
-    }
 
     func rows(_ sql: String, _ arguments: [(any SQLBindable)?]) throws -> [SQLRow] {
         let statement = try prepared(sql, arguments)
