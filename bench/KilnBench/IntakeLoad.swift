@@ -88,8 +88,10 @@ enum IntakeLoad {
         let signature = "sha256=" + HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Array(secret.utf8)))
             .map { String(format: "%02x", $0) }.joined()
         return """
+            -- thread:set sets a global of the thread's script: thread_id must not be a local,
+            -- or every thread would send the same ids and half the pushes would be redeliveries.
             local counter = 0
-            local thread_id = 0
+            thread_id = 0
             local threads = 0
             function setup(thread)
               thread:set("thread_id", threads)
