@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GRDB
 import Hummingbird
 import HummingbirdCore
 import KilnApp
@@ -15,6 +16,8 @@ import ServiceLifecycle
 /// route that reads the body and verifies the same HMAC and nothing else, side by side.
 enum IntakeLoad {
     struct Figures {
+        /// Answered requests.
+        var requests: Int
         var requestsPerSecond: Double
         var p50: String
         var p99: String
@@ -56,6 +59,7 @@ enum IntakeLoad {
             let kiln = try await Serving.start(in: directory, data: "data-\(round)")
             let kilnFigures = try wrk(port: kiln.port, script: script, seconds: seconds)
             await kiln.stop()
+            try expectOneDeliveryEach(kilnFigures, recordedIn: directory.appending("data-\(round)/kiln.sqlite"))
             rounds.append((bareFigures, kilnFigures))
         }
 
@@ -110,6 +114,24 @@ enum IntakeLoad {
             """
     }
 
+    /// Every answered push was a new delivery: the figure is of builds made, not of redeliveries
+    /// found (the script once sent each id twice).
+    static func expectOneDeliveryEach(_ figures: Figures, recordedIn database: String) throws {
+        var configuration = Configuration()
+        configuration.readonly = true
+        let recorded = try DatabaseQueue(path: database, configuration: configuration).read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries") ?? 0
+        }
+        guard recorded >= figures.requests else {
+            throw BenchFailure("intake: \(figures.requests) pushes answered but only \(recorded) deliveries recorded; the script repeats delivery ids")
+        }
+    }
+
+    struct BenchFailure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
     /// Runs wrk and reads its figures.
     static func wrk(port: Int, script: String, seconds: Int) throws -> Figures {
         let output = try runCommand(
@@ -121,8 +143,10 @@ enum IntakeLoad {
         let rate = field(after: "Requests/sec:").flatMap(Double.init) ?? 0
         let errors = output.split(separator: "\n").filter { $0.contains("Non-2xx") || $0.contains("Socket errors") }
             .map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "; ")
+        let requests = output.split(separator: "\n").first { $0.contains(" requests in ") }
+            .flatMap { Int($0.trimmingCharacters(in: .whitespaces).split(separator: " ")[0]) } ?? 0
         return Figures(
-            requestsPerSecond: rate, p50: field(after: "50%") ?? "?", p99: field(after: "99%") ?? "?", errors: errors)
+            requests: requests, requestsPerSecond: rate, p50: field(after: "50%") ?? "?", p99: field(after: "99%") ?? "?", errors: errors)
     }
 
     /// The bare route: read the body, check the HMAC, answer 202.
