@@ -257,7 +257,7 @@ import Testing
             let next = try await store.accept(delivery("next", repository), at: now)
             #expect(next.buildID == answers[4].buildID + 1)
             for answer in answers { #expect(try await store.buildDetails(answer.buildID)?.build.state == .queued) }
-            // The build first written for the redelivery is gone, and so is nothing else.
+            // One build, delivery and event for each delivery id: the redelivery in the batch made none.
             let counts = try await sql.database.read { db in
                 [try db.value(Int.self, "SELECT COUNT(*) FROM builds"), try db.value(Int.self, "SELECT COUNT(*) FROM events WHERE build_id IS NOT NULL"),
                  try db.value(Int.self, "SELECT COUNT(*) FROM deliveries")]

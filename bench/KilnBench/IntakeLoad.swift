@@ -16,7 +16,7 @@ import ServiceLifecycle
 /// route that reads the body and verifies the same HMAC and nothing else, side by side.
 enum IntakeLoad {
     struct Figures {
-        /// Answered requests.
+        /// Requests answered with a 2xx.
         var requests: Int
         var requestsPerSecond: Double
         var p50: String
@@ -143,8 +143,12 @@ enum IntakeLoad {
         let rate = field(after: "Requests/sec:").flatMap(Double.init) ?? 0
         let errors = output.split(separator: "\n").filter { $0.contains("Non-2xx") || $0.contains("Socket errors") }
             .map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "; ")
-        let requests = output.split(separator: "\n").first { $0.contains(" requests in ") }
-            .flatMap { Int($0.trimmingCharacters(in: .whitespaces).split(separator: " ")[0]) } ?? 0
+        func count(in line: String, at word: Int) -> Int {
+            output.split(separator: "\n").first { $0.contains(line) }
+                .flatMap { Int($0.split(separator: " ").dropFirst(word).first ?? "") } ?? 0
+        }
+        // Answered with a 2xx: all requests but the non-2xx ones.
+        let requests = count(in: " requests in ", at: 0) - count(in: "Non-2xx or 3xx responses:", at: 4)
         return Figures(
             requests: requests, requestsPerSecond: rate, p50: field(after: "50%") ?? "?", p99: field(after: "99%") ?? "?", errors: errors)
     }
