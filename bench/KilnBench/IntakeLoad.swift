@@ -19,6 +19,9 @@ enum IntakeLoad {
         /// Requests answered with a 2xx.
         var requests: Int
         var requestsPerSecond: Double
+        /// CPU time of this process (the server under test) per request answered 2xx: steadier
+        /// than the rates on a machine whose speed drifts between runs.
+        var cpuPerRequest: Duration
         var p50: String
         var p99: String
         var errors: String
@@ -71,8 +74,9 @@ enum IntakeLoad {
         await onPostgres.stop()
 
         func line(_ label: String, _ figures: Figures) -> String {
-            String(format: "%@ %8.0f requests/s, p50 %@, p99 %@%@", label.padding(toLength: 44, withPad: " ", startingAt: 0),
-                figures.requestsPerSecond, figures.p50, figures.p99, figures.errors.isEmpty ? "" : " (\(figures.errors))")
+            String(format: "%@ %8.0f requests/s, p50 %@, p99 %@, server CPU %.1f µs/request%@", label.padding(toLength: 44, withPad: " ", startingAt: 0),
+                figures.requestsPerSecond, figures.p50, figures.p99, microseconds(figures.cpuPerRequest),
+                figures.errors.isEmpty ? "" : " (\(figures.errors))")
         }
         func ratio(_ round: (bare: Figures, kiln: Figures)) -> Double { round.kiln.requestsPerSecond / round.bare.requestsPerSecond }
         print("[intake] 32 connections, \(seconds) s each, signed \(body.count)-byte GitHub pushes, each under a new delivery id")
@@ -83,6 +87,8 @@ enum IntakeLoad {
         }
         let median = rounds.sorted { ratio($0) < ratio($1) }[rounds.count / 2]
         print(String(format: "[intake] kiln / bare (median of %d rounds): %.2f, kiln p99 %@", rounds.count, ratio(median), median.kiln.p99))
+        print(String(format: "[intake] server CPU per request in that round, kiln / bare: %.2f",
+            microseconds(median.kiln.cpuPerRequest) / microseconds(median.bare.cpuPerRequest)))
         print("[intake] " + line("kiln serve on PostgreSQL 15 (loopback)", postgresFigures))
         print(String(format: "[intake] PostgreSQL / SQLite: %.2f", postgresFigures.requestsPerSecond / median.kiln.requestsPerSecond))
     }
@@ -134,6 +140,7 @@ enum IntakeLoad {
 
     /// Runs wrk and reads its figures.
     static func wrk(port: Int, script: String, seconds: Int) throws -> Figures {
+        let cpuBefore = processCPUTime()
         let output = try runCommand(
             "/usr/bin/wrk", ["-t", "2", "-c", "32", "-d", "\(seconds)s", "--latency", "-s", script, "http://127.0.0.1:\(port)"])
         func field(after prefix: String) -> String? {
@@ -149,8 +156,21 @@ enum IntakeLoad {
         }
         // Answered with a 2xx: all requests but the non-2xx ones.
         let requests = count(in: " requests in ", at: 0) - count(in: "Non-2xx or 3xx responses:", at: 4)
+        let cpu = processCPUTime() - cpuBefore
         return Figures(
-            requests: requests, requestsPerSecond: rate, p50: field(after: "50%") ?? "?", p99: field(after: "99%") ?? "?", errors: errors)
+            requests: requests, requestsPerSecond: rate, cpuPerRequest: requests > 0 ? cpu / requests : .zero, p50: field(after: "50%") ?? "?", p99: field(after: "99%") ?? "?", errors: errors)
+    }
+
+    static func microseconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) * 1e6 + Double(duration.components.attoseconds) / 1e12
+    }
+
+    /// User and system CPU time of this process so far.
+    static func processCPUTime() -> Duration {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func duration(_ time: timeval) -> Duration { .seconds(time.tv_sec) + .microseconds(time.tv_usec) }
+        return duration(usage.ru_utime) + duration(usage.ru_stime)
     }
 
     /// The bare route: read the body, check the HMAC, answer 202.
