@@ -75,7 +75,7 @@ enum IntakeLoad {
 
         func line(_ label: String, _ figures: Figures) -> String {
             String(format: "%@ %8.0f requests/s, p50 %@, p99 %@, server CPU %.1f µs/request%@", label.padding(toLength: 44, withPad: " ", startingAt: 0),
-                figures.requestsPerSecond, figures.p50, figures.p99, microseconds(figures.cpuPerRequest),
+                figures.requestsPerSecond, figures.p50, figures.p99, milliseconds(figures.cpuPerRequest) * 1000,
                 figures.errors.isEmpty ? "" : " (\(figures.errors))")
         }
         func ratio(_ round: (bare: Figures, kiln: Figures)) -> Double { round.kiln.requestsPerSecond / round.bare.requestsPerSecond }
@@ -88,7 +88,7 @@ enum IntakeLoad {
         let median = rounds.sorted { ratio($0) < ratio($1) }[rounds.count / 2]
         print(String(format: "[intake] kiln / bare (median of %d rounds): %.2f, kiln p99 %@", rounds.count, ratio(median), median.kiln.p99))
         print(String(format: "[intake] server CPU per request in that round, kiln / bare: %.2f",
-            microseconds(median.kiln.cpuPerRequest) / microseconds(median.bare.cpuPerRequest)))
+            milliseconds(median.kiln.cpuPerRequest) / milliseconds(median.bare.cpuPerRequest)))
         print("[intake] " + line("kiln serve on PostgreSQL 15 (loopback)", postgresFigures))
         print(String(format: "[intake] PostgreSQL / SQLite: %.2f", postgresFigures.requestsPerSecond / median.kiln.requestsPerSecond))
     }
@@ -150,19 +150,13 @@ enum IntakeLoad {
         let rate = field(after: "Requests/sec:").flatMap(Double.init) ?? 0
         let errors = output.split(separator: "\n").filter { $0.contains("Non-2xx") || $0.contains("Socket errors") }
             .map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "; ")
-        func count(in line: String, at word: Int) -> Int {
-            output.split(separator: "\n").first { $0.contains(line) }
-                .flatMap { Int($0.split(separator: " ").dropFirst(word).first ?? "") } ?? 0
-        }
-        // Answered with a 2xx: all requests but the non-2xx ones.
-        let requests = count(in: " requests in ", at: 0) - count(in: "Non-2xx or 3xx responses:", at: 4)
+        // Answered with a 2xx: all requests ("N requests in 10.00s, …") but the non-2xx ones.
+        let all = output.split(separator: "\n").first { $0.contains(" requests in ") }
+            .flatMap { Int($0.split(separator: " ").first ?? "") } ?? 0
+        let requests = all - (field(after: "Non-2xx or 3xx responses:").flatMap { Int($0) } ?? 0)
         let cpu = processCPUTime() - cpuBefore
         return Figures(
             requests: requests, requestsPerSecond: rate, cpuPerRequest: requests > 0 ? cpu / requests : .zero, p50: field(after: "50%") ?? "?", p99: field(after: "99%") ?? "?", errors: errors)
-    }
-
-    static func microseconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) * 1e6 + Double(duration.components.attoseconds) / 1e12
     }
 
     /// User and system CPU time of this process so far.
