@@ -236,9 +236,9 @@ struct RestartTests {
         let world = try await World.make()
         defer { Task { await world.close() } }
         let marker = String(UInt64.random(in: 1_000_000_000...9_999_999_999))
-        // Long enough to outlast the shutdown: the worker is told last, after the HTTP server has
-        // stopped, which took over 3 s on a loaded two-core machine, and a job that ends first
-        // is not interrupted (attempt 1, not 2).
+        // Long enough to outlast the shutdown: the worker hears of it only after the HTTP server
+        // has stopped, on two loaded cores once more than 3 s after the builder started, and a
+        // job that ends first is not interrupted (attempt 1, not 2).
         try TestFlake(packages: ["slow\(marker)": "echo started-\(marker); $bb sleep 20; $bb mkdir $out"])
             .write(to: world.repository.path)
         try world.repository.write(".kiln.yml", "jobs:\n  slow:\n    build: .#slow\(marker)\n")
