@@ -7,7 +7,7 @@ import Testing
 
 /// How `kiln serve` behaves when something around it is wrong.
 @Suite struct OperationsTests {
-    @Test(.timeLimit(.minutes(1))) func aSecondKilnOnTheSameDataDirectoryIsRefused() async throws {
+    @Test(.timeLimit(.minutes(3))) func aSecondKilnOnTheSameDataDirectoryIsRefused() async throws {
         let world = try await World.make()
         defer { Task { await world.close() } }
         let first = try await KilnInstance.start(config: world.configPath)
@@ -24,7 +24,7 @@ import Testing
         await again.stop()
     }
 
-    @Test(.timeLimit(.minutes(1))) func withoutAUsableNixKilnKeepsServingAndRecordsDeliveries() async throws {
+    @Test(.timeLimit(.minutes(3))) func withoutAUsableNixKilnKeepsServingAndRecordsDeliveries() async throws {
         let world = try await World.make()
         defer { Task { await world.close() } }
         let config = try String(contentsOfFile: world.configPath, encoding: .utf8)

@@ -104,7 +104,7 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func aSlowFetchOfOneRepositoryDoesNotHoldUpAnother() async throws {
+    @Test(.timeLimit(.minutes(3))) func aSlowFetchOfOneRepositoryDoesNotHoldUpAnother() async throws {
         let source = ScriptedSource(hold: 1)
         try await withWorker(source) { store, ids, bells in
             let slow = try await store.accept(
@@ -114,18 +114,18 @@ import Testing
                 NewDelivery(forge: "github", deliveryID: "2", repositoryID: ids[1], repository: "octo/two", ref: .branch("main"), sha: Self.sha(ids[1])),
                 at: Date()).buildID
             bells.planning.ring()
-            try await eventually("the second repository's build to be planned", within: .seconds(20)) {
+            try await eventually("the second repository's build to be planned", within: .seconds(60)) {
                 try await store.buildDetails(quick)?.build.state.isFinal == true
             }
             #expect(try await store.buildDetails(slow)?.build.state == .planning)
             source.release()
-            try await eventually("the first repository's build once its fetch ends", within: .seconds(20)) {
+            try await eventually("the first repository's build once its fetch ends", within: .seconds(60)) {
                 try await store.buildDetails(slow)?.build.state.isFinal == true
             }
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func anUnapprovedForkIsNotFetched() async throws {
+    @Test(.timeLimit(.minutes(3))) func anUnapprovedForkIsNotFetched() async throws {
         let source = ScriptedSource()
         try await withWorker(source) { store, ids, bells in
             let head = String(repeating: "f", count: 40)
@@ -135,14 +135,14 @@ import Testing
                     pullRequest: PullRequestInfo(number: 9, headBranch: "feature", baseBranch: "main", isFork: true, headRepository: "mallory/one")),
                 at: Date()).buildID
             bells.planning.ring()
-            try await eventually("the build to wait for approval", within: .seconds(20)) {
+            try await eventually("the build to wait for approval", within: .seconds(60)) {
                 try await store.buildDetails(build)?.build.state == .awaitingApproval
             }
             #expect(source.calls.withLock { $0 }.isEmpty)
             // Once approved, it is fetched and planned.
             #expect(try await store.approve(build, sha: head, by: "maintainer", at: Date()) != .notFound)
             bells.planning.ring()
-            try await eventually("the approved build to be planned", within: .seconds(20)) {
+            try await eventually("the approved build to be planned", within: .seconds(60)) {
                 try await store.buildDetails(build)?.build.state.isFinal == true
             }
             #expect(source.calls.withLock { $0 }.contains("fetch-pull-request \(ids[0])"))
