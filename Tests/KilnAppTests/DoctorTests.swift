@@ -91,7 +91,7 @@ extension DoctorTests {
 
 extension DoctorTests {
     /// With registries configured: skopeo is found, a running registry answers, a stopped one does not.
-    @Test(.timeLimit(.minutes(1))) func registriesAreChecked() async throws {
+    @Test(.timeLimit(.minutes(3))) func registriesAreChecked() async throws {
         let forge = try await FakeForge(.github, token: "good-token", repositories: ["octo/hello"])
         try await withTemporaryDirectory("kiln-doctor-registry") { directory in
             let up = try DockerRegistry(in: directory.appending("up"))
